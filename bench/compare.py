@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Compare pubsubd with the server's routing ceiling and built-in pubsub, in one run.
+
+Starts one throwaway server (prosody or ejabberd) with PostgreSQL and pubsubd
+through `pubsubd-load serve-env`, then runs every scenario against it, each
+several times, and prints the medians and the ratios against the baselines
+measured in the same run (the machines are shared and noisy, so only ratios
+taken side by side mean much).
+
+    bench/compare.py prosody            # full sizes (tens of minutes)
+    bench/compare.py ejabberd --smoke   # small sizes, under a minute or two
+    bench/compare.py prosody --only firehose,route --runs 3 --json out.json
+
+Needs `cargo build --release -p pubsubd -p pubsubd-bench` first (the binaries
+are looked up in target/release next to this repository).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOAD = os.path.join(ROOT, "target", "release", "pubsubd-load")
+PUBSUBD = os.path.join(ROOT, "target", "release", "pubsubd")
+
+# Every scenario in its full and smoke sizes. `route` measures the ceiling
+# with the very notification a 1.5 KB item makes (shape `event`: what the
+# fan-out is compared to), and plain headlines of 200 B, 1.5 KB and 2 KB for
+# reference.
+FULL = {
+    "route": {"clients": 100, "messages": 100_000, "sizes": [200, 1500, 2000]},
+    "firehose": {"nodes": 1, "subscribers": 1000, "items": 200, "window": 16},
+    "wide": {"nodes": 1, "subscribers": 10_000, "items": 20, "window": 16},
+    "publishes": {"nodes": 1, "subscribers": 10, "items": 20_000, "window": 64},
+    "nodes": {"nodes": 10_000, "subscribers": 1000, "per_node": 10, "items": 20_000, "window": 64},
+    "state": {"subscriptions": 1_000_000, "items": 1_000_000, "state_nodes": 1000,
+              "fanout_subscriptions": 100_000, "fanout_items": 3, "probes": 200},
+}
+SMOKE = {
+    "route": {"clients": 20, "messages": 5000, "sizes": []},
+    "firehose": {"nodes": 1, "subscribers": 50, "items": 40, "window": 16},
+    "wide": {"nodes": 1, "subscribers": 200, "items": 5, "window": 16},
+    "publishes": {"nodes": 1, "subscribers": 10, "items": 1000, "window": 64},
+    "nodes": {"nodes": 100, "subscribers": 20, "per_node": 5, "items": 500, "window": 64},
+    "state": {"subscriptions": 20_000, "items": 20_000, "state_nodes": 20,
+              "fanout_subscriptions": 2000, "fanout_items": 2, "probes": 20},
+}
+FANOUT_SCENARIOS = ["firehose", "wide", "publishes", "nodes"]
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def run_json(args, timeout):
+    """Runs pubsubd-load with --json; returns the parsed report or an error dict."""
+    log("  $", " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(args)))
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1][:500]}
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": "unparsable output: " + done.stdout[-300:]}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def dig(report, path):
+    value = report
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def summarize(reports, path):
+    return median([dig(r, path) for r in reports if "error" not in r])
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return a / b
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "-"
+    if isinstance(value, float) and digits:
+        return f"{value:.{digits}f}"
+    return f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("server", choices=["prosody", "ejabberd"])
+    parser.add_argument("--smoke", action="store_true", help="small sizes (CI)")
+    parser.add_argument("--runs", type=int, default=2, help="runs per scenario and target (median)")
+    parser.add_argument("--only", default="", help="comma-separated scenarios: route," + ",".join(FANOUT_SCENARIOS) + ",state")
+    parser.add_argument("--json", help="also write all raw reports and the summary here")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per single run")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="component connections pubsubd opens (ejabberd balances several)")
+    parser.add_argument("--fanout-workers", type=int, default=None,
+                        help="pubsubd's fanout_workers (default: pubsubd's default)")
+    parser.add_argument("--targets", default="pubsubd,builtin",
+                        help="fan-out targets; without pubsubd no pubsubd is started (baselines only)")
+    args = parser.parse_args()
+
+    sizes = SMOKE if args.smoke else FULL
+    only = set(filter(None, args.only.split(","))) or set(sizes)
+    targets = [t for t in args.targets.split(",") if t]
+    with_pubsubd = "pubsubd" in targets
+    if not with_pubsubd:
+        only.discard("state")
+    for binary in (LOAD, PUBSUBD) if with_pubsubd else (LOAD,):
+        if not os.path.exists(binary):
+            sys.exit(f"missing {binary}: run cargo build --release -p pubsubd -p pubsubd-bench")
+
+    workdir = tempfile.mkdtemp(prefix="pubsubd-compare-")
+    env_file = os.path.join(workdir, "env.json")
+    log(f"starting {args.server} + PostgreSQL + pubsubd ...")
+    pubsubd_args = (["--pubsubd", PUBSUBD, "--connections", str(args.connections)]
+                    + (["--fanout-workers", str(args.fanout_workers)] if args.fanout_workers else [])
+                    if with_pubsubd else ["--no-pubsubd"])
+    serve = subprocess.Popen([LOAD, "serve-env", "--server", args.server, *pubsubd_args,
+                              "--env-file", env_file],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = serve.stdout.readline()
+    if not line:
+        sys.exit("serve-env failed to start the environment")
+    env = json.loads(line)
+    log(f"  c2s {env['c2s']}, component {env['component']}, server pid {env['server_pid']}, "
+        f"pubsubd {env['pubsubd_jid']} pid {env['pubsubd_pid']}")
+
+    results = {"server": args.server, "env": env, "smoke": args.smoke, "runs": args.runs, "started": time.time(),
+               "connections": args.connections,
+               "raw": {}, "summary": {}}
+    common = ["--env", env_file, "--json"]
+    if args.smoke:
+        common += ["--settle", "5"]
+    # Prosody's built-in service stores items slowly (tens of ms per publish,
+    # growing with the node), so publishing is bounded in time everywhere.
+    publish_limit = ["--max-publish-seconds", "20" if args.smoke else "120"]
+    try:
+        ceiling_1500 = None
+        ceiling_runs = []
+        if "route" in only:
+            r = sizes["route"]
+            # (shape, size, connections): the event ceiling with every connection
+            # count the server balances, plain headlines with one.
+            counts = [1, 2, 4] if args.server == "ejabberd" else [1]
+            cases = [("event", 1500, k) for k in counts] + [("body", size, 1) for size in r["sizes"]]
+            for shape, size, k in cases:
+                key = f"route shape={shape} size={size} connections={k}"
+                log(key)
+                reports = [run_json([LOAD, "route", *common, "--clients", str(r["clients"]),
+                                     "--messages", str(r["messages"]), "--size", str(size),
+                                     "--shape", shape, "--connections", str(k),
+                                     "--user-prefix", "route"], args.timeout)
+                           for _ in range(args.runs)]
+                results["raw"][key] = reports
+                results["summary"][key] = {
+                    "delivered_per_s": summarize(reports, "delivered_per_s"),
+                    "lost": summarize(reports, "lost"),
+                    "server_cpu_s": summarize(reports, "cpu.server_s"),
+                    "load_cpu_s": summarize(reports, "cpu.load_s"),
+                    "errors": [r["error"] for r in reports if "error" in r],
+                }
+                if shape == "event" and k == args.connections:
+                    ceiling_runs += [r.get("delivered_per_s") for r in reports if "error" not in r]
+            # The ceiling the fan-out is compared with: the server routing the
+            # notification pubsubd sends for a 1.5 KB item, over as many
+            # component connections as pubsubd opens.
+            ceiling_1500 = median(ceiling_runs)
+            results["summary"]["ceiling"] = ceiling_1500
+
+        for name in FANOUT_SCENARIOS:
+            if name not in only:
+                continue
+            s = sizes[name]
+            for target in targets:
+                key = f"{name} {target}"
+                log(key)
+                cmd = [LOAD, "fanout", *common, "--target", target, "--nodes", str(s["nodes"]),
+                       "--subscribers", str(s["subscribers"]), "--items", str(s["items"]),
+                       "--window", str(s["window"]), "--user-prefix", f"{name}-", *publish_limit]
+                if "per_node" in s:
+                    cmd += ["--per-node", str(s["per_node"])]
+                reports = [run_json(cmd, args.timeout) for _ in range(args.runs)]
+                results["raw"][key] = reports
+                results["summary"][key] = {
+                    field: summarize(reports, path) for field, path in [
+                        ("acks_per_s", "acks_per_s"), ("ack_p99_ms", "ack_latency.p99_ms"),
+                        ("delivered_per_s", "delivered_per_s"), ("latency_p50_ms", "latency.p50_ms"),
+                        ("latency_p99_ms", "latency.p99_ms"), ("lost", "lost"), ("duplicates", "duplicates"),
+                        ("server_cpu_s", "cpu.server_s"), ("pubsubd_cpu_s", "cpu.pubsubd_s"),
+                        ("load_cpu_s", "cpu.load_s"), ("pubsubd_rss_mib", "peak_rss.pubsubd_mib"),
+                        ("subscribe_s", "subscribe_s")]
+                }
+                results["summary"][key]["errors"] = [r["error"] for r in reports if "error" in r]
+
+        if "state" in only:
+            s = sizes["state"]
+            log("state pubsubd")
+            cmd = [LOAD, "state", *common, "--subscriptions", str(s["subscriptions"]), "--items", str(s["items"]),
+                   "--nodes", str(s["state_nodes"]), "--fanout-subscriptions", str(s["fanout_subscriptions"]),
+                   "--fanout-items", str(s["fanout_items"]), "--probes", str(s["probes"])]
+            reports = [run_json(cmd, args.timeout) for _ in range(args.runs)]
+            results["raw"]["state pubsubd"] = reports
+            results["summary"]["state pubsubd"] = {
+                field: summarize(reports, path) for field, path in [
+                    ("subscribe_p99_ms", "subscribe_latency.p99_ms"), ("retrieve_p99_ms", "retrieve_latency.p99_ms"),
+                    ("fanout_delivered_per_s", "fanout.delivered_per_s"), ("fanout_lost", "fanout.lost"),
+                    ("pubsubd_peak_rss_mib", "fanout.peak_rss.pubsubd_mib"), ("insert_s", "insert_s")]
+            }
+            results["summary"]["state pubsubd"]["errors"] = [r["error"] for r in reports if "error" in r]
+    finally:
+        serve.stdin.close()
+        try:
+            serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+
+    print_tables(results, ceiling_1500)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def print_tables(results, ceiling):
+    summary = results["summary"]
+    print(f"\n## {results['server']} ({'smoke' if results['smoke'] else 'full'} sizes, "
+          f"median of {results['runs']} runs)\n")
+    routes = [k for k in summary if k.startswith("route")]
+    if ceiling:
+        print(f"ceiling (median of route runs, notifications of a 1.5 KB item, "
+              f"{results['connections']} connection(s)): {ceiling:,.0f} msgs/s\n")
+    if routes:
+        print("| route ceiling | msgs/s received | lost | server CPU s | load CPU s |")
+        print("|---|---:|---:|---:|---:|")
+        for key in routes:
+            s = summary[key]
+            print(f"| {key[6:]} | {fmt(s['delivered_per_s'])} | {fmt(s['lost'])} | "
+                  f"{fmt(s['server_cpu_s'], 2)} | {fmt(s['load_cpu_s'], 2)} |")
+        print()
+    print("| scenario | target | acks/s | ack p99 ms | notif/s | ×ceiling | ×built-in | p50 ms | p99 ms "
+          "| lost | dup | server CPU s | pubsubd CPU s | load CPU s | pubsubd RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in FANOUT_SCENARIOS:
+        builtin = summary.get(f"{name} builtin", {})
+        for target in ("pubsubd", "builtin"):
+            s = summary.get(f"{name} {target}")
+            if not s:
+                continue
+            vs_builtin = ratio(s["delivered_per_s"], builtin.get("delivered_per_s")) if target == "pubsubd" else None
+            if name == "publishes" and target == "pubsubd":
+                vs_builtin = ratio(s["acks_per_s"], builtin.get("acks_per_s"))
+            print(f"| {name} | {target} | {fmt(s['acks_per_s'])} | {fmt(s['ack_p99_ms'], 1)} | "
+                  f"{fmt(s['delivered_per_s'])} | {fmt(ratio(s['delivered_per_s'], ceiling), 2)} | "
+                  f"{fmt(vs_builtin, 2)} | {fmt(s['latency_p50_ms'], 1)} | {fmt(s['latency_p99_ms'], 1)} | "
+                  f"{fmt(s['lost'])} | {fmt(s['duplicates'])} | {fmt(s['server_cpu_s'], 2)} | "
+                  f"{fmt(s['pubsubd_cpu_s'], 2)} | {fmt(s['load_cpu_s'], 2)} | {fmt(s['pubsubd_rss_mib'], 1)} |")
+            for error in s.get("errors", []):
+                print(f"|   | error: {error} |")
+    state = summary.get("state pubsubd")
+    if state:
+        print("\n| state (pubsubd) | subscribe p99 ms | retrieve p99 ms | fan-out notif/s | lost "
+              "| pubsubd peak RSS MiB | SQL insert s |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        print(f"| {results['server']} | {fmt(state['subscribe_p99_ms'], 1)} | {fmt(state['retrieve_p99_ms'], 1)} | "
+              f"{fmt(state['fanout_delivered_per_s'])} | {fmt(state['fanout_lost'])} | "
+              f"{fmt(state['pubsubd_peak_rss_mib'], 1)} | {fmt(state['insert_s'], 1)} |")
+        for error in state.get("errors", []):
+            print(f"| error: {error} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+//! `pubsubd-load`: load generator and benchmark for pubsubd and for the XMPP
+//! servers' own pubsub services. See docs/benchmarks.md.
+//!
+//! The path of a run: `serve-env` starts the environment (testkit), the
+//! scenarios (`route`, `fanout`, `state`) read it from a JSON file, open
+//! lean connections (`conn.rs`, `scan.rs`), drive load (`publisher.rs`,
+//! `route.rs`), count what arrives (`receive.rs`) and print a report.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+mod conn;
+mod env;
+mod fanout;
+mod iq;
+mod metrics;
+mod population;
+mod publisher;
+mod receive;
+mod report;
+mod route;
+mod scan;
+mod stanzas;
+mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pubsubd_testkit::ServerKind;
+
+/// Load generator and benchmark for pubsubd.
+#[derive(Debug, Parser)]
+#[command(name = "pubsubd-load", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a throwaway XMPP server (and database and pubsubd) with the
+    /// testkit, print the environment as JSON, run until stdin closes.
+    ServeEnv(ServeArgs),
+    /// Component-to-client routing ceiling of the server.
+    Route(RouteArgs),
+    /// Publish to subscribed nodes of a pubsub service and measure delivery.
+    Fanout(FanoutArgs),
+    /// pubsubd with a large state (rows inserted with SQL): subscribe and
+    /// retrieve latency, memory during a big fan-out.
+    State(StateArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    Prosody,
+    Ejabberd,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Which server.
+    #[arg(long, value_enum)]
+    server: Kind,
+    /// The pubsubd binary to attach (default: `pubsubd` next to this one).
+    #[arg(long)]
+    pubsubd: Option<PathBuf>,
+    /// Start no pubsubd (server only, for `route` and built-in pubsub).
+    #[arg(long)]
+    no_pubsubd: bool,
+    /// Also write the environment JSON to this file.
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Component connections pubsubd opens (its `connections` setting;
+    /// ejabberd balances several, Prosody accepts one).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// pubsubd's `fanout_workers` (default: its own default, or one per
+    /// connection when that is more).
+    #[arg(long)]
+    fanout_workers: Option<usize>,
+}
+
+/// Options every scenario has.
+#[derive(Debug, Args)]
+struct Common {
+    /// The environment file written by `serve-env --env-file`.
+    #[arg(long)]
+    env: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Subscriber/receiver accounts are `<prefix><n>` (registered if new).
+    #[arg(long, default_value = "load")]
+    user_prefix: String,
+    /// Logins in progress at once.
+    #[arg(long, default_value_t = 64)]
+    login_concurrency: usize,
+    /// Stop waiting for deliveries after this many seconds without one.
+    #[arg(long, default_value_t = 10.0)]
+    settle: f64,
+    /// Limit for each phase, seconds.
+    #[arg(long, default_value_t = 600.0)]
+    timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct RouteArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Receiving client sessions.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Messages in total.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Component connections for the same JID (ejabberd balances them;
+    /// Prosody allows one).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// What each message looks like: `body` (a headline with a text body of
+    /// `--size` bytes) or `event` (the pubsub notification a subscriber gets:
+    /// an event with one item holding an Atom entry of `--size` bytes).
+    #[arg(long, value_enum, default_value_t = route::Shape::Body)]
+    shape: route::Shape,
+}
+
+#[derive(Debug, Args)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// `pubsubd`, `builtin` (the server's pubsub.localhost) or any pubsub JID.
+    #[arg(long, default_value = "pubsubd")]
+    target: String,
+    /// Nodes (items go round-robin).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Subscribers.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Subscribers per node (default: all of them).
+    #[arg(long)]
+    per_node: Option<usize>,
+    /// Subscribers are virtual users of one sink component instead of
+    /// client sessions.
+    #[arg(long = "virtual")]
+    virtual_subscribers: bool,
+    /// Items to publish.
+    #[arg(long, default_value_t = 100)]
+    items: u64,
+    /// Item payload (Atom entry) size in bytes.
+    #[arg(long, default_value_t = 1500)]
+    size: usize,
+    /// Publishes awaiting acknowledgement at most.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Publishes per second (default: as fast as the window allows).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop publishing new items after this many seconds and measure what
+    /// was published (bounds runs against slow services).
+    #[arg(long)]
+    max_publish_seconds: Option<f64>,
+    /// `pubsub#max_items` of the created nodes. Prosody caps it at 256.
+    #[arg(long, default_value_t = 256)]
+    max_items: u32,
+    /// The publishing (and node-creating) account. Prosody's built-in
+    /// service lets only its admin create nodes.
+    #[arg(long, default_value = pubsubd_testkit::ADMIN_USER)]
+    publisher: String,
+}
+
+#[derive(Debug, Args)]
+struct StateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscriptions inserted in total (spread over the nodes).
+    #[arg(long, default_value_t = 1_000_000)]
+    subscriptions: u64,
+    /// Items inserted in total (spread over the nodes).
+    #[arg(long, default_value_t = 1_000_000)]
+    items: u64,
+    /// Nodes the rows are spread over.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Subscriptions of the one big node the fan-out goes to (virtual
+    /// subscribers of the sink component; part of `--subscriptions`).
+    #[arg(long, default_value_t = 100_000)]
+    fanout_subscriptions: u64,
+    /// Items published to the big node.
+    #[arg(long, default_value_t = 3)]
+    fanout_items: u64,
+    /// Subscribe and retrieve requests measured (one at a time).
+    #[arg(long, default_value_t = 200)]
+    probes: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    metrics::raise_fd_limit();
+    metrics::now_us();
+    if let Command::ServeEnv(args) = &cli.command {
+        return serve_env(args);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli.command))
+}
+
+fn serve_env(args: &ServeArgs) -> anyhow::Result<()> {
+    let kind = match args.server {
+        Kind::Prosody => ServerKind::Prosody,
+        Kind::Ejabberd => ServerKind::Ejabberd,
+    };
+    let pubsubd = if args.no_pubsubd {
+        None
+    } else {
+        let path = match &args.pubsubd {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?.with_file_name("pubsubd"),
+        };
+        if !path.exists() {
+            bail!(
+                "no pubsubd binary at {} (build it: cargo build --release -p pubsubd)",
+                path.display()
+            );
+        }
+        Some(path)
+    };
+    env::serve(&env::ServeOptions {
+        kind,
+        pubsubd,
+        env_file: args.env_file.clone(),
+        pubsubd_args: pubsubd_config(args.connections, args.fanout_workers)?,
+    })
+}
+
+/// `--config FILE` with the settings a run asks for beyond the defaults; none
+/// when it asks for none.
+fn pubsubd_config(connections: usize, workers: Option<usize>) -> anyhow::Result<Vec<String>> {
+    if connections <= 1 && workers.is_none() {
+        return Ok(Vec::new());
+    }
+    let path = std::env::temp_dir().join(format!("pubsubd-load-{}.toml", std::process::id()));
+    // At least one fan-out worker per connection, so that every stream carries work.
+    let workers = workers.unwrap_or(4).max(connections);
+    std::fs::write(
+        &path,
+        format!("connections = {connections}\nfanout_workers = {workers}\n"),
+    )?;
+    Ok(vec!["--config".into(), path.display().to_string()])
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::ServeEnv(_) => unreachable!("handled before the runtime starts"),
+        Command::Route(args) => {
+            let env = env::Env::load(&args.common.env)?;
+            let config = route::RouteConfig {
+                clients: args.clients,
+                messages: args.messages,
+                size: args.size,
+                connections: args.connections,
+                shape: args.shape,
+                user_prefix: args.common.user_prefix.clone(),
+                login_concurrency: args.common.login_concurrency,
+                settle: secs(args.common.settle),
+                timeout: secs(args.common.timeout),
+            };
+            report::print(&route::run(&env, &config).await?, args.common.json)
+        }
+        Command::Fanout(args) => {
+            let env = env::Env::load(&args.common.env)?;
+            let config = fanout::FanoutConfig {
+                service: env.service(&args.target)?,
+                target: args.target.clone(),
+                nodes: args.nodes,
+                subscribers: args.subscribers,
+                per_node: args.per_node.unwrap_or(args.subscribers),
+                virtual_subscribers: args.virtual_subscribers,
+                items: args.items,
+                size: args.size,
+                window: args.window,
+                rate: args.rate,
+                max_publish_time: args.max_publish_seconds.map(secs),
+                max_items: args.max_items,
+                publisher: args.publisher.clone(),
+                user_prefix: args.common.user_prefix.clone(),
+                login_concurrency: args.common.login_concurrency,
+                settle: secs(args.common.settle),
+                timeout: secs(args.common.timeout),
+            };
+            report::print(&fanout::run(&env, &config).await?, args.common.json)
+        }
+        Command::State(args) => {
+            let env = env::Env::load(&args.common.env)?;
+            let config = state::StateConfig {
+                subscriptions: args.subscriptions,
+                items: args.items,
+                nodes: args.nodes,
+                fanout_subscriptions: args.fanout_subscriptions,
+                fanout_items: args.fanout_items,
+                probes: args.probes,
+                settle: secs(args.common.settle),
+                timeout: secs(args.common.timeout),
+            };
+            report::print(&state::run(&env, &config).await?, args.common.json)
+        }
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}

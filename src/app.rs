@@ -1,0 +1,347 @@
+//! Start-up and shutdown of the whole service: connects the store, runs migrations,
+//! connects to the XMPP server, starts the router and the workers, and stops them in
+//! order on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, Database};
+use crate::protocol::Service;
+use crate::router::Router;
+use crate::store::fanout::FanoutStore;
+use crate::store::job_events::JobEvents;
+use crate::store::postgres::PgStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::xmpp::{ConnectionState, Outbound, Supervisor};
+use crate::{shutdown, store::StoreError, xmpp::ConnectError};
+use sqlx::PgPool;
+
+/// How long shutdown waits for the connection to flush and close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{file}: {message}")]
+    Config { file: String, message: String },
+    #[error("connections = {of}: connection {n} was refused ({source}); the server may accept only one connection per component (Prosody does), set connections = 1")]
+    ExtraConnection {
+        n: usize,
+        of: usize,
+        source: ConnectError,
+    },
+    #[error("cannot listen on http.listen {addr}: {source}")]
+    HttpListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on metrics_listen {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Applies migrations and exits.
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    open_store(database, 2, None, Opener::Service).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Who opens the store, which matters for SQLite: a file serves one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opener {
+    /// `pubsubd run` or `migrate`: takes the SQLite file's instance lock.
+    Service,
+    /// A short-lived admin command, which may run beside the service.
+    Admin,
+}
+
+/// The opened store, with what the edges (HTTP gateway, feeds) need of its backend.
+pub struct OpenStore {
+    pub store: Arc<dyn Store>,
+    /// The store as the fan-out engine sees it (every backend has one); on PostgreSQL
+    /// with its own pool when asked for.
+    pub fanout: Arc<dyn FanoutStore>,
+    /// The fan-out store on the requests' pool, for presence stanzas: they arrive with
+    /// the requests and must not take the workers' connections.
+    pub presence: Arc<dyn FanoutStore>,
+    /// Commits that queued jobs (every publish), for the gateway's event streams.
+    pub job_events: JobEvents,
+    /// The PostgreSQL pool, for feed ingestion (PostgreSQL only so far); `None` on SQLite.
+    pub postgres: Option<PgPool>,
+}
+
+/// Opens the configured backend with a pool of `pool` connections and applies its
+/// pending migrations. On PostgreSQL, `fanout_pool` gives the fan-out engine a pool of
+/// its own (`None`: it shares `pool`); SQLite always shares its one pool.
+pub async fn open_store(
+    database: &Database,
+    pool: u32,
+    fanout_pool: Option<u32>,
+    opener: Opener,
+) -> Result<OpenStore, StoreError> {
+    match database {
+        Database::Postgres(url) => {
+            let store = PgStore::connect(url, pool).await?;
+            store.migrate().await?;
+            let pool = store.pool().clone();
+            let fanout: Arc<dyn FanoutStore> = match fanout_pool {
+                Some(n) => Arc::new(store.sibling(n)),
+                None => Arc::new(store.clone()),
+            };
+            let store = Arc::new(store);
+            Ok(OpenStore {
+                fanout,
+                presence: store.clone(),
+                store,
+                job_events: JobEvents::Postgres(pool.clone()),
+                postgres: Some(pool),
+            })
+        }
+        Database::Sqlite(path) => {
+            let store = match opener {
+                Opener::Service => SqliteStore::open(path, pool).await?,
+                Opener::Admin => SqliteStore::open_beside_service(path, pool).await?,
+            };
+            store.migrate().await?;
+            if opener == Opener::Service {
+                tracing::info!(
+                    file = %path.display(),
+                    "storing data in SQLite: one pubsubd instance only; use PostgreSQL to run several"
+                );
+            }
+            let job_events = JobEvents::Sqlite(store.job_signal().clone());
+            let store = Arc::new(store);
+            Ok(OpenStore {
+                fanout: store.clone(),
+                presence: store.clone(),
+                job_events,
+                store,
+                postgres: None,
+            })
+        }
+    }
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    tracing::info!(jid = %cfg.jid, server = %cfg.server, "starting pubsubd");
+    let policy = crate::pubsub::Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(
+        |message| StartError::Config {
+            file: cfg.source.as_ref().map_or_else(
+                || "the configuration".to_string(),
+                |p| p.display().to_string(),
+            ),
+            message,
+        },
+    )?;
+    let rates =
+        crate::protocol::rate_limit::Rates::from_table(&cfg.rate_limits).map_err(|message| {
+            StartError::Config {
+                file: cfg.source.as_ref().map_or_else(
+                    || "the configuration".to_string(),
+                    |p| p.display().to_string(),
+                ),
+                message,
+            }
+        })?;
+    let metrics_handle = cfg.metrics_listen.and_then(|_| crate::metrics::install());
+    let OpenStore {
+        store,
+        fanout: fanout_store,
+        presence: presence_store,
+        job_events,
+        postgres,
+    } = open_store(
+        &cfg.database,
+        cfg.db_pool,
+        Some(cfg.fanout_db_pool),
+        Opener::Service,
+    )
+    .await?;
+
+    let store_for_retention = store.clone();
+    // One outgoing queue per component connection. Answers, presence and admin traffic
+    // use the first; the fan-out workers are spread over all of them.
+    let (outs, queues): (Vec<Outbound>, Vec<_>) = (0..cfg.connections)
+        .map(|_| Outbound::channel(cfg.outgoing_queue))
+        .unzip();
+    let out = outs[0].clone();
+    let out_for_admin = out.clone();
+    let outs_for_fanout = outs;
+    let presence =
+        crate::fanout::presence::Presence::new(presence_store, out.clone(), cfg.jid.clone());
+    let pubsub = Arc::new(crate::pubsub::Pubsub {
+        jid: cfg.jid.clone(),
+        store,
+        policy,
+    });
+    let pubsub_for_edges = pubsub.clone();
+    let service = Arc::new(Service {
+        jid: cfg.jid.clone(),
+        pubsub,
+        out,
+        limits: crate::protocol::rate_limit::RateLimiter::new(rates.clone()),
+        presence: Some(presence),
+    });
+    let router = Arc::new(Router::start(service, cfg.request_handlers));
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let supervisors: Vec<_> = queues
+        .into_iter()
+        .map(|queue| {
+            Supervisor::new(
+                cfg.server.clone(),
+                cfg.jid.clone(),
+                cfg.secret.clone(),
+                router.clone(),
+                queue,
+                drain_rx.clone(),
+            )
+        })
+        .collect();
+    let mut firsts = Vec::with_capacity(supervisors.len());
+    for (k, supervisor) in supervisors.iter().enumerate() {
+        match supervisor.connect_first().await {
+            Ok(c) => firsts.push(c),
+            // Prosody, for one, accepts a single connection per component.
+            Err(e) if k > 0 => {
+                return Err(StartError::ExtraConnection {
+                    n: k + 1,
+                    of: cfg.connections,
+                    source: e,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let connection_state = ConnectionState::all(supervisors.iter().map(|s| s.state()));
+
+    let (stop_tx, stop_rx) = shutdown::channel();
+    if let Some(addr) = cfg.metrics_listen {
+        let state = crate::http_admin::AdminState {
+            store: store_for_retention.clone(),
+            connection: connection_state,
+            out: out_for_admin,
+            metrics: metrics_handle,
+        };
+        crate::http_admin::serve(addr, state, stop_tx.subscribe())
+            .await
+            .map_err(|source| StartError::MetricsListen { addr, source })?;
+    }
+    let gateway = match &cfg.http {
+        Some(http) => Some(
+            crate::gateway::Gateway::start(http, pubsub_for_edges.clone(), job_events, rates)
+                .await
+                .map_err(|source| StartError::HttpListen {
+                    addr: http.listen,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let (feeds_stop, feeds_stop_rx) = tokio::sync::watch::channel(false);
+    let feeds = start_feeds(&cfg.feeds, pubsub_for_edges, postgres, feeds_stop_rx)
+        .await
+        .map_err(|message| StartError::Config {
+            file: cfg.source.as_ref().map_or_else(
+                || "the configuration".to_string(),
+                |p| p.display().to_string(),
+            ),
+            message,
+        })?;
+    let connections: Vec<_> = supervisors
+        .into_iter()
+        .zip(firsts)
+        .map(|(supervisor, first)| tokio::spawn(supervisor.run(first, stop_rx.resubscribe())))
+        .collect();
+    drop(stop_rx);
+    let fanout = crate::fanout::Fanout::start(
+        fanout_store,
+        outs_for_fanout,
+        &cfg.jid,
+        crate::fanout::Settings::from_config(&cfg),
+    );
+    let retention = tokio::spawn(crate::retention::run(
+        store_for_retention,
+        stop_tx.subscribe(),
+    ));
+    tokio::select! {
+        _ = shutdown::signal() => {}
+        _ = connection_ended(&connections) => {}
+    }
+    // Shutdown in order: stop reading, let handlers answer what they have, then close
+    // the stream (the writer sends everything queued before `</stream:stream>`).
+    let _ = drain_tx.send(true);
+    // The HTTP and feed front ends stop taking new work with the XMPP reader.
+    let _ = feeds_stop.send(true);
+    if let Some(g) = gateway {
+        if tokio::time::timeout(SHUTDOWN_GRACE, g.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP gateway did not stop in time");
+        }
+    }
+    if let Some(f) = feeds {
+        if tokio::time::timeout(SHUTDOWN_GRACE, f).await.is_err() {
+            tracing::warn!("feed poller did not stop in time");
+        }
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, router.idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("request handlers did not finish in time");
+    }
+    // Fan-out stops while the connection is still up: its last pages need their barriers.
+    if tokio::time::timeout(SHUTDOWN_GRACE, fanout.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("fan-out workers did not stop in time");
+    }
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(connections))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connection did not close in time");
+    }
+    retention.abort();
+    tracing::info!("pubsubd stopped");
+    Ok(())
+}
+
+/// Feed ingestion keeps its tables in PostgreSQL only (no SQLite schema for them yet):
+/// on SQLite it is off, and configured feeds are a start-up error rather than ignored.
+async fn start_feeds(
+    cfg: &crate::feeds::FeedsConfig,
+    pubsub: Arc<crate::pubsub::Pubsub>,
+    postgres: Option<PgPool>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    match postgres {
+        Some(pool) => crate::feeds::start(cfg, pubsub, pool, stop).await,
+        None if !cfg.feeds.is_empty() => Err(
+            "`feed` entries are configured, but feed ingestion needs PostgreSQL: set `database` to a postgres:// URL"
+                .into(),
+        ),
+        None => {
+            tracing::info!("feed ingestion off: it needs PostgreSQL");
+            Ok(None)
+        }
+    }
+}
+
+async fn connection_ended(handles: &[tokio::task::JoinHandle<()>]) {
+    while !handles.iter().any(|h| h.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

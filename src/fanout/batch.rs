@@ -1,0 +1,344 @@
+//! Serving one claimed batch: walk the node's subscribers page by page, send every job's
+//! notification to each page's recipients, and move the cursor only once a barrier has
+//! proven that the server received the page. Then complete the jobs.
+//!
+//! Two pages are in flight: while the server works through page *n* (and answers its
+//! barrier), page *n + 1* is read and queued, so the link is never idle waiting for a
+//! round trip. If the stream drops, the barrier fails and everything after the last
+//! confirmed position is sent again (duplicates are possible, loss is not; ids are stable
+//! so clients can drop the duplicates). The lease is renewed alongside; if another
+//! process has taken the jobs over, the batch is abandoned.
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{backoff, deliver, Context};
+use crate::store::fanout::{ClaimedBatch, LeaseOwner, Resource, Subscriber};
+use crate::store::jobs::JobTarget;
+use crate::xmpp::BarrierError;
+
+/// How serving a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Every recipient was served and the jobs are gone.
+    Completed,
+    /// Another owner holds the jobs now (our lease ran out).
+    LeaseLost,
+    /// Shutdown: progress is saved (as far as confirmed) and the lease given back.
+    Stopped,
+}
+
+/// A page handed to the connection, waiting for its receipt.
+struct Sent {
+    /// The last subscription of the page.
+    cursor: i64,
+    notifications: u64,
+    receipt: JoinHandle<Result<(), BarrierError>>,
+}
+
+enum Page {
+    /// Sent; `full` if the page was full, so more subscribers may follow.
+    Sent { sent: Sent, full: bool },
+    /// No subscriptions after the position.
+    Empty,
+    /// Told to stop while the store was failing.
+    Stopping,
+    /// The outgoing queue is closed: the process is going down.
+    Closed,
+}
+
+/// The lease a worker holds on a batch: who, and on which jobs.
+struct Lease<'a> {
+    owner: LeaseOwner,
+    ids: &'a [i64],
+}
+
+/// Serves `batch`, claimed by `owner`, to the end, or until its lease is lost or the
+/// engine stops.
+pub async fn serve(
+    ctx: &Context,
+    owner: LeaseOwner,
+    batch: &ClaimedBatch,
+    stop: &watch::Receiver<bool>,
+) {
+    let ids = batch.job_ids();
+    let lease = Lease { owner, ids: &ids };
+    let work = async {
+        if batch.walks_subscribers() {
+            walk(ctx, &lease, batch, stop.clone()).await
+        } else {
+            direct(ctx, &lease, batch, stop.clone()).await
+        }
+    };
+    match with_renewals(ctx, &lease, work).await {
+        Outcome::Completed => tracing::debug!("fan-out batch done"),
+        Outcome::LeaseLost => {
+            tracing::warn!("fan-out lease lost: another process has taken these jobs over")
+        }
+        Outcome::Stopped => tracing::info!("fan-out batch interrupted by shutdown"),
+    }
+}
+
+/// Runs `work` while renewing `lease` every third of its length.
+async fn with_renewals(
+    ctx: &Context,
+    lease: &Lease<'_>,
+    work: impl std::future::Future<Output = Outcome>,
+) -> Outcome {
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(ctx.settings.renew_every());
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await;
+    loop {
+        tokio::select! {
+            outcome = &mut work => return outcome,
+            _ = renew.tick() => match ctx.store.renew(lease.owner, lease.ids, ctx.settings.lease).await {
+                Ok(true) => {}
+                Ok(false) => return Outcome::LeaseLost,
+                // The database is away: keep going; the next renewal or cursor save will
+                // tell whether the lease survived.
+                Err(e) => tracing::warn!(error = %e, "cannot renew the fan-out lease"),
+            },
+        }
+    }
+}
+
+/// Walks the node's subscribers from the batch's cursor to the end.
+async fn walk(
+    ctx: &Context,
+    lease: &Lease<'_>,
+    batch: &ClaimedBatch,
+    mut stop: watch::Receiver<bool>,
+) -> Outcome {
+    let per_page = ctx.settings.subscriptions_per_page(batch.jobs.len());
+    let mut confirmed = batch.cursor;
+    let mut exhausted;
+    'resend: loop {
+        let mut sent_to = confirmed;
+        let mut in_flight: Option<Sent> = None;
+        exhausted = false;
+        loop {
+            let mut next = None;
+            if !exhausted && !backoff::stopping(&stop) {
+                match send_page(ctx, batch, sent_to, per_page, &mut stop).await {
+                    Page::Sent { sent, full } => {
+                        sent_to = sent.cursor;
+                        exhausted = !full;
+                        next = Some(sent);
+                    }
+                    Page::Empty => exhausted = true,
+                    Page::Stopping => {}
+                    Page::Closed => return Outcome::Stopped,
+                }
+            }
+            // Confirm the previous page only now, with the next one already queued.
+            let to_confirm = match next {
+                Some(sent) => in_flight.replace(sent),
+                None => in_flight.take(),
+            };
+            let Some(sent) = to_confirm else {
+                if in_flight.is_some() {
+                    continue;
+                }
+                break 'resend;
+            };
+            match sent.receipt.await {
+                Ok(Ok(())) => {
+                    confirmed = sent.cursor;
+                    metrics::counter!(crate::metrics::NOTIFICATIONS_SENT)
+                        .increment(sent.notifications);
+                    let saved = backoff::retry("save the fan-out cursor", &mut stop, || {
+                        ctx.store
+                            .save_cursor(lease.owner, lease.ids, confirmed, ctx.settings.lease)
+                    })
+                    .await;
+                    if saved == Some(false) {
+                        return Outcome::LeaseLost;
+                    }
+                }
+                Ok(Err(BarrierError::Closed)) => return Outcome::Stopped,
+                Ok(Err(BarrierError::ConnectionLost)) | Err(_) => {
+                    tracing::info!(
+                        cursor = confirmed,
+                        "connection lost before the server confirmed a page; sending again from the last confirmed subscription"
+                    );
+                    continue 'resend;
+                }
+            }
+        }
+    }
+    if !exhausted {
+        release(ctx, lease).await;
+        return Outcome::Stopped;
+    }
+    complete(ctx, lease, batch, &mut stop).await
+}
+
+/// Reads the page after `after` and queues its notifications.
+async fn send_page(
+    ctx: &Context,
+    batch: &ClaimedBatch,
+    after: i64,
+    per_page: u32,
+    stop: &mut watch::Receiver<bool>,
+) -> Page {
+    let Some(page) = backoff::retry("read subscribers", stop, || {
+        ctx.store.subscribers(batch.node_pk, after, per_page)
+    })
+    .await
+    else {
+        return Page::Stopping;
+    };
+    let Some(last) = page.last().map(|s| s.pk) else {
+        return Page::Empty;
+    };
+    let resources = if batch.config.presence_based_delivery {
+        let mut bare: Vec<String> = page.iter().map(|s| s.bare_jid.clone()).collect();
+        bare.sort_unstable();
+        bare.dedup();
+        let Some(mut found) = backoff::retry("read presence", stop, || {
+            ctx.store.available_resources(&bare)
+        })
+        .await
+        else {
+            return Page::Stopping;
+        };
+        found.sort_unstable_by(|a, b| a.bare_jid.cmp(&b.bare_jid));
+        Some(found)
+    } else {
+        None
+    };
+    let Some(notifications) = queue_page(ctx, batch, &page, resources.as_deref()).await else {
+        return Page::Closed;
+    };
+    let out = ctx.out.clone();
+    // Queued after every stanza of the page, so its answer is the page's receipt. It runs
+    // on its own task so that the next page can be queued while the server works.
+    let receipt = tokio::spawn(async move { out.barrier().await });
+    Page::Sent {
+        sent: Sent {
+            cursor: last,
+            notifications,
+            receipt,
+        },
+        full: page.len() >= per_page as usize,
+    }
+}
+
+/// Queues every job's notification for each subscription of `page`, in job order, and
+/// returns how many; `None` if the queue is closed.
+async fn queue_page(
+    ctx: &Context,
+    batch: &ClaimedBatch,
+    page: &[Subscriber],
+    resources: Option<&[Resource]>,
+) -> Option<u64> {
+    let mut queued = 0;
+    for sub in page {
+        let presence = resources.map(|all| of_bare_jid(all, &sub.bare_jid));
+        let subid = sub.shares_bare_jid.then_some(sub.subid.as_str());
+        for job in &batch.jobs {
+            for to in deliver::recipients(sub, job.kind, presence) {
+                let id = deliver::notification_id(job.id, Some(sub.pk));
+                let stanza =
+                    deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, subid);
+                if !ctx.out.send(stanza).await {
+                    return None;
+                }
+                queued += 1;
+            }
+        }
+    }
+    Some(queued)
+}
+
+/// The resources of `bare` in `sorted` (sorted by bare JID).
+fn of_bare_jid<'a>(sorted: &'a [Resource], bare: &str) -> &'a [Resource] {
+    let start = sorted.partition_point(|r| r.bare_jid.as_str() < bare);
+    let len = sorted[start..].partition_point(|r| r.bare_jid == bare);
+    &sorted[start..start + len]
+}
+
+/// Sends jobs that each have a single target.
+async fn direct(
+    ctx: &Context,
+    lease: &Lease<'_>,
+    batch: &ClaimedBatch,
+    mut stop: watch::Receiver<bool>,
+) -> Outcome {
+    loop {
+        let mut queued = 0;
+        for job in &batch.jobs {
+            let JobTarget::Jid(to) = &job.target else {
+                continue;
+            };
+            let id = deliver::notification_id(job.id, None);
+            let stanza =
+                deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, None);
+            if !ctx.out.send(stanza).await {
+                return Outcome::Stopped;
+            }
+            queued += 1;
+        }
+        match ctx.out.barrier().await {
+            Ok(()) => {
+                metrics::counter!(crate::metrics::NOTIFICATIONS_SENT).increment(queued);
+                break;
+            }
+            Err(BarrierError::Closed) => return Outcome::Stopped,
+            Err(BarrierError::ConnectionLost) => {
+                tracing::info!("connection lost before the server confirmed; sending again");
+            }
+        }
+    }
+    complete(ctx, lease, batch, &mut stop).await
+}
+
+async fn complete(
+    ctx: &Context,
+    lease: &Lease<'_>,
+    batch: &ClaimedBatch,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let done = backoff::retry("complete fan-out jobs", stop, || {
+        ctx.store
+            .complete(lease.owner, lease.ids, batch.node_pk, batch.deletes_node())
+    })
+    .await;
+    match done {
+        Some(true) => Outcome::Completed,
+        Some(false) => Outcome::LeaseLost,
+        // Stopping with the database away: the jobs stay, and whoever claims them next
+        // sends the last confirmed pages again.
+        None => Outcome::Stopped,
+    }
+}
+
+async fn release(ctx: &Context, lease: &Lease<'_>) {
+    if let Err(e) = ctx.store.release(lease.owner, lease.ids).await {
+        tracing::warn!(error = %e, "cannot give the fan-out lease back; it will run out");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ShowValue;
+
+    fn r(jid: &str) -> Resource {
+        Resource {
+            jid: jid.into(),
+            bare_jid: jid.split('/').next().unwrap_or(jid).into(),
+            show: ShowValue::Online,
+        }
+    }
+
+    #[test]
+    fn resources_of_one_bare_jid_are_found_in_a_sorted_list() {
+        let sorted = [r("a@x/1"), r("b@x/1"), r("b@x/2"), r("c@x/1")];
+        assert_eq!(of_bare_jid(&sorted, "b@x").len(), 2);
+        assert_eq!(of_bare_jid(&sorted, "a@x").len(), 1);
+        assert!(of_bare_jid(&sorted, "bb@x").is_empty());
+        assert!(of_bare_jid(&[], "a@x").is_empty());
+    }
+}

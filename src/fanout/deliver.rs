@@ -1,0 +1,221 @@
+//! Who receives a subscription's copy of a notification, and the `<message/>` that
+//! carries it.
+//!
+//! Pure functions, no I/O. The payload arrives rendered (one string per job); each
+//! recipient costs one `format!`-style concatenation, never an element tree.
+
+use crate::domain::ShowValue;
+use crate::store::fanout::{Resource, Subscriber};
+use crate::store::jobs::JobKind;
+use crate::xmpp::render::escape;
+
+/// XEP-0131 Stanza Headers and Internet Metadata.
+const NS_SHIM: &str = "http://jabber.org/protocol/shim";
+
+/// Whether a subscription that paused delivery (`pubsub#deliver` = false) still gets a
+/// notification of this kind. Pausing silences new and retracted items; events about
+/// the node itself (purge, deletion, configuration) still arrive, since they change what
+/// the subscriber holds or whether the subscription exists at all.
+fn reaches_paused(kind: JobKind) -> bool {
+    !matches!(kind, JobKind::Items | JobKind::Retract)
+}
+
+/// The JIDs that receive `sub`'s copy of a `kind` notification.
+///
+/// `presence` is `None` when the node does not use presence-based delivery: the
+/// subscribed JID gets it as is (the server decides which resource, or offline storage).
+/// Otherwise it holds the available resources of the subscriber's bare JID: a bare-JID
+/// subscription reaches each of them whose `<show/>` is among the subscription's
+/// `show-values`; a full-JID subscription reaches that resource only, if it is available
+/// with an accepted `<show/>`.
+pub fn recipients<'a>(
+    sub: &'a Subscriber,
+    kind: JobKind,
+    presence: Option<&'a [Resource]>,
+) -> Vec<&'a str> {
+    if !sub.options.deliver && !reaches_paused(kind) {
+        return Vec::new();
+    }
+    let Some(resources) = presence else {
+        return vec![sub.jid.as_str()];
+    };
+    let wanted = |show: ShowValue| sub.options.show_values.contains(&show);
+    let bare = sub.jid == sub.bare_jid;
+    resources
+        .iter()
+        .filter(|r| r.bare_jid == sub.bare_jid && wanted(r.show))
+        .filter(|r| bare || r.jid == sub.jid)
+        .map(|r| r.jid.as_str())
+        .collect()
+}
+
+/// The stable id of a job's notification to one subscription (or, without one, to the
+/// job's single target): the same on every resend, so clients can drop duplicates.
+pub fn notification_id(job_id: i64, subscription_pk: Option<i64>) -> String {
+    match subscription_pk {
+        Some(pk) => format!("ps-{job_id}-{pk}"),
+        None => format!("ps-{job_id}"),
+    }
+}
+
+/// One notification as a finished stanza:
+/// `<message from to type id>{payload}[SHIM SubID header]</message>`.
+pub fn message(
+    service: &str,
+    to: &str,
+    headline: bool,
+    id: &str,
+    payload: &str,
+    subid: Option<&str>,
+) -> String {
+    let kind = if headline { "headline" } else { "normal" };
+    let mut m = String::with_capacity(payload.len() + 160);
+    m.push_str("<message from='");
+    m.push_str(&escape(service));
+    m.push_str("' to='");
+    m.push_str(&escape(to));
+    m.push_str("' type='");
+    m.push_str(kind);
+    m.push_str("' id='");
+    m.push_str(&escape(id));
+    m.push_str("'>");
+    m.push_str(payload);
+    if let Some(subid) = subid {
+        m.push_str("<headers xmlns='");
+        m.push_str(NS_SHIM);
+        m.push_str("'><header name='SubID'>");
+        m.push_str(&escape(subid));
+        m.push_str("</header></headers>");
+    }
+    m.push_str("</message>");
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SubscribeOptions;
+
+    fn sub(jid: &str, options: SubscribeOptions) -> Subscriber {
+        Subscriber {
+            pk: 7,
+            jid: jid.into(),
+            bare_jid: jid.split('/').next().unwrap_or(jid).into(),
+            subid: "sub-7".into(),
+            options,
+            shares_bare_jid: false,
+        }
+    }
+
+    fn resource(jid: &str, show: ShowValue) -> Resource {
+        Resource {
+            jid: jid.into(),
+            bare_jid: jid.split('/').next().unwrap_or(jid).into(),
+            show,
+        }
+    }
+
+    fn only(shows: &[ShowValue]) -> SubscribeOptions {
+        SubscribeOptions {
+            deliver: true,
+            show_values: shows.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn without_presence_the_subscribed_jid_gets_it_as_is() {
+        let s = sub("juliet@capulet.lit", SubscribeOptions::default());
+        assert_eq!(
+            recipients(&s, JobKind::Items, None),
+            vec!["juliet@capulet.lit"]
+        );
+        let full = sub("juliet@capulet.lit/balcony", SubscribeOptions::default());
+        assert_eq!(
+            recipients(&full, JobKind::Items, None),
+            vec!["juliet@capulet.lit/balcony"]
+        );
+    }
+
+    #[test]
+    fn paused_subscription_misses_items_but_hears_of_node_events() {
+        let paused = SubscribeOptions {
+            deliver: false,
+            ..SubscribeOptions::default()
+        };
+        let s = sub("juliet@capulet.lit", paused);
+        assert!(recipients(&s, JobKind::Items, None).is_empty());
+        assert!(recipients(&s, JobKind::Retract, None).is_empty());
+        assert_eq!(recipients(&s, JobKind::Delete, None).len(), 1);
+        assert_eq!(recipients(&s, JobKind::Purge, None).len(), 1);
+    }
+
+    #[test]
+    fn offline_subscriber_of_a_presence_node_gets_nothing() {
+        let s = sub("juliet@capulet.lit", SubscribeOptions::default());
+        assert!(recipients(&s, JobKind::Items, Some(&[])).is_empty());
+    }
+
+    #[test]
+    fn bare_subscription_reaches_each_resource_whose_show_is_wanted() {
+        let s = sub(
+            "juliet@capulet.lit",
+            only(&[ShowValue::Online, ShowValue::Chat]),
+        );
+        let online = [
+            resource("juliet@capulet.lit/balcony", ShowValue::Online),
+            resource("juliet@capulet.lit/chamber", ShowValue::Dnd),
+            resource("juliet@capulet.lit/garden", ShowValue::Chat),
+            resource("romeo@montague.lit/orchard", ShowValue::Online),
+        ];
+        assert_eq!(
+            recipients(&s, JobKind::Items, Some(&online)),
+            vec!["juliet@capulet.lit/balcony", "juliet@capulet.lit/garden"]
+        );
+    }
+
+    #[test]
+    fn full_jid_subscription_reaches_only_that_resource() {
+        let s = sub("juliet@capulet.lit/balcony", SubscribeOptions::default());
+        let chamber = [resource("juliet@capulet.lit/chamber", ShowValue::Online)];
+        assert!(recipients(&s, JobKind::Items, Some(&chamber)).is_empty());
+        let both = [
+            resource("juliet@capulet.lit/chamber", ShowValue::Online),
+            resource("juliet@capulet.lit/balcony", ShowValue::Away),
+        ];
+        assert_eq!(
+            recipients(&s, JobKind::Items, Some(&both)),
+            vec!["juliet@capulet.lit/balcony"]
+        );
+    }
+
+    #[test]
+    fn message_wraps_the_payload_and_escapes_addresses() {
+        let m = message(
+            "pubsub.shakespeare.lit",
+            "o'brien@denmark.lit",
+            true,
+            &notification_id(12, Some(34)),
+            "<event xmlns='http://jabber.org/protocol/pubsub#event'/>",
+            None,
+        );
+        assert_eq!(
+            m,
+            "<message from='pubsub.shakespeare.lit' to='o&apos;brien@denmark.lit' type='headline' id='ps-12-34'>\
+             <event xmlns='http://jabber.org/protocol/pubsub#event'/></message>"
+        );
+        let parsed: minidom::Element = format!(
+            "<wrap xmlns='jabber:component:accept'>{}</wrap>",
+            message("ps", "a@b", false, "ps-1", "<x xmlns='y'/>", Some("s&1"))
+        )
+        .parse()
+        .expect("well-formed");
+        let msg = parsed.children().next().expect("message");
+        assert_eq!(msg.attr("type"), Some("normal"));
+        let header = msg
+            .get_child("headers", NS_SHIM)
+            .and_then(|h| h.get_child("header", NS_SHIM))
+            .expect("SubID header");
+        assert_eq!(header.attr("name"), Some("SubID"));
+        assert_eq!(header.text(), "s&1");
+    }
+}

@@ -1,0 +1,194 @@
+//! The fan-out engine: turns queued jobs into one notification per subscription.
+//!
+//! A request commits its change and its job together; from then on the job is this
+//! engine's. A pool of workers ([`worker`]) claims batches of consecutive jobs of one node
+//! under a lease, walks the node's subscribers in keyset pages ([`batch`]), decides the
+//! recipients and wraps the once-rendered payload per recipient ([`deliver`]), queues
+//! the stanzas on the connection and moves the cursor only after a barrier proved their
+//! receipt. Idle workers wake on LISTEN/NOTIFY ([`wakeup`]) or a slow poll. Presence
+//! stanzas feed presence-based delivery ([`presence`]).
+//!
+//! Owns: the job lifecycle after commit. Must not: decide what a notification says (the
+//! request side renders it, with `protocol::events`), or touch the socket (everything
+//! goes through [`Outbound`]).
+
+mod backoff;
+mod batch;
+pub mod deliver;
+pub mod presence;
+mod wakeup;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use xmpp_parsers::jid::BareJid;
+
+use crate::config::Config;
+use crate::store::fanout::{ClaimLimits, FanoutStore};
+use crate::xmpp::Outbound;
+
+/// Most jobs in one batch. Many small jobs of one node (a publisher sending thousands of
+/// items to a handful of subscribers) then cost one claim, one walk and one barrier
+/// per batch instead of per item.
+const MAX_BATCH_JOBS: u32 = 256;
+/// Most payload bytes in one batch: bounds a batch's memory when items are large.
+const MAX_BATCH_BYTES: u64 = 1024 * 1024;
+/// Notifications per page when a batch holds several jobs: the page shrinks (down to one
+/// subscription) so that a page, and what is resent after a drop, stays this size.
+/// About the outgoing queue's default length, so a page keeps the writer busy.
+const PAGE_NOTIFICATIONS: u32 = 4096;
+/// How often idle workers look for jobs without being woken: only matters when a
+/// notification was lost or a lease ran out, so it can be slow.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How the engine runs; see the README's configuration table.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Worker tasks, each serving one node's batch at a time.
+    pub workers: usize,
+    /// Subscriptions per page (for a batch of one job).
+    pub page_size: u32,
+    /// How long a claim holds without renewal; a crashed process's jobs are taken over
+    /// after this.
+    pub lease: Duration,
+    /// The slow poll.
+    pub poll: Duration,
+    /// How much one claim takes.
+    pub limits: ClaimLimits,
+}
+
+impl Settings {
+    /// The settings from the configuration, with the engine's fixed limits.
+    pub fn from_config(cfg: &Config) -> Self {
+        Settings {
+            workers: cfg.fanout_workers,
+            page_size: cfg.fanout_page_size,
+            lease: cfg.fanout_lease,
+            poll: POLL_INTERVAL,
+            limits: ClaimLimits {
+                max_jobs: MAX_BATCH_JOBS,
+                max_bytes: MAX_BATCH_BYTES,
+            },
+        }
+    }
+
+    /// Subscriptions per page for a batch of `jobs` jobs.
+    fn subscriptions_per_page(&self, jobs: usize) -> u32 {
+        let jobs = u32::try_from(jobs.max(1)).unwrap_or(u32::MAX);
+        let budget = PAGE_NOTIFICATIONS.max(self.page_size);
+        (budget / jobs).clamp(1, self.page_size.max(1))
+    }
+
+    /// Leases are renewed three times per lease period, so one slow renewal (or two)
+    /// does not lose them.
+    fn renew_every(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(100))
+    }
+}
+
+/// What every worker shares.
+struct Context {
+    store: Arc<dyn FanoutStore>,
+    out: Outbound,
+    /// The component JID notifications come from.
+    service: String,
+    /// This process's identity; each worker's lease owner is derived from it.
+    process: uuid::Uuid,
+    settings: Settings,
+}
+
+/// The running engine.
+pub struct Fanout {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Fanout {
+    /// Starts the job listener and `settings.workers` workers sending as `service`,
+    /// worker `i` through connection `outs[i % outs.len()]`. A worker keeps its
+    /// connection: the pages of a batch and the barrier that confirms them must travel
+    /// on one stream, which the server reads in order.
+    pub fn start(
+        store: Arc<dyn FanoutStore>,
+        outs: Vec<Outbound>,
+        service: &BareJid,
+        settings: Settings,
+    ) -> Fanout {
+        let process = uuid::Uuid::new_v4();
+        tracing::info!(workers = settings.workers, connections = outs.len(), %process, "fan-out engine started");
+        let (stop, stop_rx) = watch::channel(false);
+        let (wake, wake_rx) = watch::channel(0u64);
+        let workers = settings.workers.max(1);
+        let contexts: Vec<Arc<Context>> = outs
+            .into_iter()
+            .map(|out| {
+                Arc::new(Context {
+                    store: store.clone(),
+                    out,
+                    service: service.to_string(),
+                    process,
+                    settings: settings.clone(),
+                })
+            })
+            .collect();
+        let mut tasks = vec![tokio::spawn(wakeup::run(store, wake, stop_rx.clone()))];
+        if contexts.is_empty() {
+            tracing::error!("fan-out engine has no connection to send on");
+            return Fanout { stop, tasks };
+        }
+        tasks.extend((0..workers).map(|i| {
+            tokio::spawn(worker::run(
+                contexts[i % contexts.len()].clone(),
+                i,
+                wake_rx.clone(),
+                stop_rx.clone(),
+            ))
+        }));
+        Fanout { stop, tasks }
+    }
+
+    /// Stops the engine: each worker finishes the page it is on (the connection must
+    /// still be up, so call this before closing it), saves its cursor and gives its
+    /// lease back. Waits for all of them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "fan-out task failed");
+            }
+        }
+        tracing::info!("fan-out engine stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(page_size: u32) -> Settings {
+        Settings {
+            workers: 1,
+            page_size,
+            lease: Duration::from_secs(30),
+            poll: POLL_INTERVAL,
+            limits: ClaimLimits {
+                max_jobs: MAX_BATCH_JOBS,
+                max_bytes: MAX_BATCH_BYTES,
+            },
+        }
+    }
+
+    #[test]
+    fn pages_shrink_as_batches_grow_but_never_below_one_subscription() {
+        let s = settings(500);
+        assert_eq!(s.subscriptions_per_page(1), 500);
+        assert_eq!(s.subscriptions_per_page(0), 500);
+        assert_eq!(s.subscriptions_per_page(16), 256);
+        assert_eq!(s.subscriptions_per_page(256), 16);
+        assert_eq!(s.subscriptions_per_page(100_000), 1);
+        assert_eq!(settings(10_000).subscriptions_per_page(1), 10_000);
+    }
+}

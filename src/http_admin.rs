@@ -1,0 +1,113 @@
+//! The operator's HTTP port: Prometheus metrics on `/metrics`, liveness on `/healthz`,
+//! readiness on `/readyz` (connected to the XMPP server AND the database answers).
+//!
+//! Off unless `metrics_listen` is configured. Gauges that describe shared state (the
+//! fan-out backlog) are read from the store at scrape time, not tracked in memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::broadcast;
+
+use crate::metrics as m;
+use crate::store::Store;
+use crate::xmpp::{ConnectionState, Outbound};
+
+/// A scrape or readiness probe must not hang on a stuck database.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the handlers look at.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<dyn Store>,
+    pub connection: ConnectionState,
+    pub out: Outbound,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Binds `addr` and serves until shutdown. A bind failure is reported to the caller
+/// (it is a configuration error).
+pub async fn serve(
+    addr: SocketAddr,
+    state: AdminState,
+    mut shutdown: broadcast::Receiver<()>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics and health endpoints listening");
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.recv().await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::warn!(error = %e, "metrics endpoint stopped");
+        }
+    }))
+}
+
+async fn store_up(store: &dyn Store) -> bool {
+    let started = Instant::now();
+    let up = matches!(
+        tokio::time::timeout(STORE_CHECK_TIMEOUT, store.health()).await,
+        Ok(Ok(()))
+    );
+    metrics::histogram!(m::STORE_PING_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::gauge!(m::STORE_UP).set(if up { 1.0 } else { 0.0 });
+    up
+}
+
+async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
+    let xmpp = s.connection.is_connected();
+    let db = store_up(s.store.as_ref()).await;
+    let status = if xmpp && db {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        format!("xmpp: {}\ndatabase: {}\n", up(xmpp), up(db)),
+    )
+}
+
+fn up(b: bool) -> &'static str {
+    if b {
+        "up"
+    } else {
+        "down"
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> (StatusCode, String) {
+    let Some(handle) = &s.metrics else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics recorder not installed\n".into(),
+        );
+    };
+    metrics::gauge!(m::CONNECTED).set(s.connection.connected() as f64);
+    metrics::gauge!(m::OUTGOING_QUEUE).set(s.out.queued() as f64);
+    if store_up(s.store.as_ref()).await {
+        if let Ok(Ok((pending, age, instances))) =
+            tokio::time::timeout(STORE_CHECK_TIMEOUT, s.store.fanout_backlog()).await
+        {
+            metrics::gauge!(m::JOBS_PENDING).set(pending as f64);
+            metrics::gauge!(m::OLDEST_JOB_AGE).set(age);
+            metrics::gauge!(m::INSTANCES_ACTIVE).set(instances as f64);
+        }
+    }
+    (StatusCode::OK, handle.render())
+}

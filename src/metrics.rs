@@ -1,0 +1,80 @@
+//! Metric names and the Prometheus recorder. Code anywhere records through the
+//! `metrics` macros with the names below; [`crate::http_admin`] renders them.
+//!
+//! Names follow Prometheus conventions: `_total` for counters, base units (seconds).
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Stanzas read from the server, by `kind` (iq, message, presence, other).
+pub const STANZAS_RECEIVED: &str = "pubsubd_stanzas_received_total";
+/// Answered IQ requests, by `ns` (payload namespace) and `outcome` (`result` or the
+/// error condition).
+pub const REQUESTS: &str = "pubsubd_requests_total";
+/// Time from reading a request to queuing its answer, by `ns`.
+pub const REQUEST_SECONDS: &str = "pubsubd_request_duration_seconds";
+/// Notifications handed to the server and confirmed by a barrier.
+pub const NOTIFICATIONS_SENT: &str = "pubsubd_notifications_sent_total";
+/// Items accepted by publish requests.
+pub const PUBLISHES: &str = "pubsubd_publishes_total";
+/// Requests refused by a rate limit, by `action`.
+pub const RATE_LIMITED: &str = "pubsubd_rate_limited_total";
+/// Component connections re-established after a drop.
+pub const RECONNECTS: &str = "pubsubd_reconnects_total";
+/// Component streams up (1 with the default single connection).
+pub const CONNECTED: &str = "pubsubd_xmpp_connected";
+/// Stanzas waiting in front of the connection writer.
+pub const OUTGOING_QUEUE: &str = "pubsubd_outgoing_queue_depth";
+/// Fan-out jobs not yet completed (all instances).
+pub const JOBS_PENDING: &str = "pubsubd_fanout_jobs_pending";
+/// Age of the oldest fan-out job, seconds (the fan-out lag).
+pub const OLDEST_JOB_AGE: &str = "pubsubd_fanout_oldest_job_age_seconds";
+/// Processes currently holding fan-out leases (instances doing fan-out work).
+pub const INSTANCES_ACTIVE: &str = "pubsubd_fanout_instances_active";
+/// 1 when the last database check succeeded.
+pub const STORE_UP: &str = "pubsubd_store_up";
+/// Duration of the database health query, a proxy for store latency.
+pub const STORE_PING_SECONDS: &str = "pubsubd_store_ping_seconds";
+
+/// Installs the global recorder and returns the handle that renders the exposition
+/// text. Without a call, the `metrics` macros are no-ops (as in unit tests).
+pub fn install() -> Option<PrometheusHandle> {
+    match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => {
+            describe();
+            Some(handle)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    }
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(STANZAS_RECEIVED, "Stanzas read from the XMPP server");
+    describe_counter!(REQUESTS, "IQ requests answered, by namespace and outcome");
+    describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "Request handling time");
+    describe_counter!(
+        NOTIFICATIONS_SENT,
+        "Notifications confirmed received by the server"
+    );
+    describe_counter!(PUBLISHES, "Items published");
+    describe_counter!(RECONNECTS, "Component reconnections");
+    describe_counter!(RATE_LIMITED, "Requests refused by a rate limit");
+    describe_gauge!(CONNECTED, "Component connections up (of `connections`)");
+    describe_gauge!(OUTGOING_QUEUE, "Stanzas queued for the connection writer");
+    describe_gauge!(JOBS_PENDING, "Fan-out jobs not yet completed");
+    describe_gauge!(
+        OLDEST_JOB_AGE,
+        Unit::Seconds,
+        "Age of the oldest fan-out job"
+    );
+    describe_gauge!(INSTANCES_ACTIVE, "Instances holding fan-out leases");
+    describe_gauge!(STORE_UP, "1 when the database answers");
+    describe_histogram!(
+        STORE_PING_SECONDS,
+        Unit::Seconds,
+        "Database health query time"
+    );
+}

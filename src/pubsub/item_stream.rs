@@ -1,0 +1,62 @@
+//! Following a node's items as they are published: the use case behind the HTTP
+//! gateway's server-sent events. The same permission rule as retrieving items (§6.5)
+//! is applied on every read, so a requester who loses access stops receiving.
+
+use super::{context, internal, Pubsub, Requester};
+use crate::domain::{check_retrieve_items, DomainError, NodeId};
+use crate::store::{NodeRecord, SeqItem};
+
+/// Items published after a cursor, with the node they were read from.
+#[derive(Debug, Clone)]
+pub struct ItemsSince {
+    pub node: NodeRecord,
+    /// Oldest first.
+    pub items: Vec<SeqItem>,
+    /// Where the next read starts: the last item's sequence number, or the cursor
+    /// given (or the node's newest item when none was given) when nothing is new.
+    pub cursor: i64,
+}
+
+impl Pubsub {
+    /// Items of `node` published after sequence number `after`, oldest first, at most
+    /// `max`. With `after = None` nothing is returned and the cursor is the node's
+    /// newest item: following starts from now.
+    pub async fn items_since(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+        after: Option<i64>,
+        max: u32,
+    ) -> Result<ItemsSince, DomainError> {
+        let access = self.access(req, node).await?;
+        check_retrieve_items(&context(req, &access, None))?;
+        if !access.node.config.persist_items {
+            return Err(DomainError::UnsupportedFeature("persistent-items"));
+        }
+        let pk = access.node.pk;
+        let (items, cursor) = match after {
+            None => (
+                Vec::new(),
+                self.store
+                    .latest_seq(pk)
+                    .await
+                    .map_err(internal)?
+                    .unwrap_or(0),
+            ),
+            Some(after) => {
+                let items = self
+                    .store
+                    .items_after_seq(pk, after, max)
+                    .await
+                    .map_err(internal)?;
+                let cursor = items.last().map_or(after, |i| i.seq);
+                (items, cursor)
+            }
+        };
+        Ok(ItemsSince {
+            node: access.node,
+            items,
+            cursor,
+        })
+    }
+}

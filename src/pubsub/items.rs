@@ -1,0 +1,416 @@
+//! Publisher and subscriber use cases on items: publish (§7.1), retract (§7.2),
+//! retrieve (§6.5), and the items of a node in disco (§5.5).
+
+use minidom::Element;
+use xmpp_parsers::data_forms::DataForm;
+
+use super::{context, internal, nodes::gone, notify, Pubsub, Requester};
+use crate::domain::{
+    check_create, check_publish, check_retract, check_retrieve_items, DomainError, ItemAuthor,
+    ItemId, NodeConfig, NodeId, SubId,
+};
+use crate::store::{BatchedPublish, ItemsPage, ItemsQuery, NewItem, NodeAccess, NodeRecord};
+
+/// An item as a publisher sent it.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// `None` when the publisher leaves the id to the service.
+    pub id: Option<ItemId>,
+    /// The single payload element, if any.
+    pub payload: Option<Element>,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub node: NodeId,
+    /// The item id (generated if the publisher gave none); `None` for a publish to a
+    /// notification-only transient node.
+    pub id: Option<ItemId>,
+    /// The node was created by this publish (§7.1.4).
+    pub created: bool,
+}
+
+/// A publish checked and ready for the store.
+struct Prepared {
+    node_pk: i64,
+    item: Option<NewItem>,
+    keep: u32,
+    jobs: Vec<crate::store::jobs::NewJob>,
+    published: Published,
+}
+
+/// Items read from a node, with the node's configuration for the reply.
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    pub node: NodeRecord,
+    pub page: ItemsPage,
+}
+
+impl Pubsub {
+    /// Publishes an item (§7.1), creating the node first when auto-create is on and it
+    /// does not exist (§7.1.4), with publish-options preconditions (§7.1.5).
+    pub async fn publish(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+        item: Option<Publication>,
+        options: Option<&DataForm>,
+    ) -> Result<Published, DomainError> {
+        let (record, created) = match self
+            .store
+            .node_access(node, &req.bare)
+            .await
+            .map_err(internal)?
+        {
+            Some(access) => {
+                check_publish(&context(req, &access, None))?;
+                if let Some(form) = options {
+                    access
+                        .node
+                        .config
+                        .check_publish_options(form, &self.policy.limits)?;
+                }
+                (access.node, false)
+            }
+            None if self.policy.auto_create => {
+                check_create(&req.bare, &self.policy.create, &self.policy.admins)?;
+                let config = match options {
+                    Some(form) => self
+                        .policy
+                        .default_config
+                        .clone()
+                        .with_publish_options(form, &self.policy.limits)?,
+                    None => self.policy.default_config.clone(),
+                };
+                match self.insert_node(req, Some(node.clone()), &config).await {
+                    Ok(n) => (n, true),
+                    // Someone else created it meanwhile: publish to theirs, with their rules.
+                    Err(DomainError::NodeExists) => {
+                        return Box::pin(self.publish(req, node, item, options)).await
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => return Err(DomainError::NodeNotFound),
+        };
+        let prepared = self.prepare(req, record, item, created)?;
+        self.commit_one(prepared).await
+    }
+
+    /// Applies the payload rules to a publish the requester may make, and builds what
+    /// the store keeps and queues for it.
+    fn prepare(
+        &self,
+        req: &Requester,
+        record: NodeRecord,
+        item: Option<Publication>,
+        created: bool,
+    ) -> Result<Prepared, DomainError> {
+        let config = &record.config;
+        let item = check_item(config, item)?;
+        let id = item
+            .as_ref()
+            .map(|i| i.id.clone().unwrap_or_else(ItemId::generate));
+        let payload_text = item
+            .as_ref()
+            .and_then(|i| i.payload.as_ref())
+            .map(String::from);
+        if let Some(text) = &payload_text {
+            let limit = config
+                .max_payload_size
+                .min(self.policy.limits.max_payload_size);
+            if text.len() > limit as usize {
+                return Err(DomainError::PayloadTooBig);
+            }
+        }
+        let jobs = match &id {
+            Some(id) => notify::published(&record, id, &req.jid, item.and_then(|i| i.payload)),
+            None => notify::published(&record, &ItemId::generate(), &req.jid, None),
+        };
+        let stored = match (&id, config.persist_items) {
+            (Some(id), true) => Some(NewItem {
+                id: id.clone(),
+                publisher: req.jid.to_string(),
+                payload: payload_text,
+            }),
+            _ => None,
+        };
+        Ok(Prepared {
+            node_pk: record.pk,
+            item: stored,
+            keep: config.max_items.effective(&self.policy.limits),
+            jobs,
+            published: Published {
+                node: record.name,
+                id,
+                created,
+            },
+        })
+    }
+
+    /// Publishes several items, in order, as if one after the other, with as few
+    /// database round trips as possible: the common publishes (an existing node, no
+    /// publish-options, one notification job) of the run are checked one by one and
+    /// committed together ([`crate::store::ItemStore::publish_batch`]); any other
+    /// publish commits what came before it and then runs on its own. A request
+    /// lane hands over the publishes that queued up while it was busy.
+    pub async fn publish_many(
+        &self,
+        reqs: Vec<(Requester, NodeId, Option<Publication>)>,
+    ) -> Vec<Result<Published, DomainError>> {
+        let mut results: Vec<Option<Result<Published, DomainError>>> =
+            (0..reqs.len()).map(|_| None).collect();
+        let mut batch: Vec<(usize, Prepared)> = Vec::new();
+        let mut accesses: Vec<(NodeId, xmpp_parsers::jid::BareJid, NodeAccess)> = Vec::new();
+        for (n, (req, node, item)) in reqs.into_iter().enumerate() {
+            let cached = accesses
+                .iter()
+                .find(|(name, bare, _)| *name == node && *bare == req.bare)
+                .map(|(_, _, a)| a.clone());
+            let access = match cached {
+                Some(a) => Some(a),
+                None => match self.store.node_access(&node, &req.bare).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        results[n] = Some(Err(internal(e)));
+                        continue;
+                    }
+                },
+            };
+            let Some(access) = access else {
+                // Auto-creation (or not-found): on its own, after what came before.
+                self.commit_batch(&mut batch, &mut results).await;
+                results[n] = Some(self.publish(&req, &node, item, None).await);
+                accesses.clear();
+                continue;
+            };
+            if !accesses
+                .iter()
+                .any(|(name, bare, _)| *name == node && *bare == req.bare)
+            {
+                accesses.push((node.clone(), req.bare.clone(), access.clone()));
+            }
+            if let Err(e) = check_publish(&context(&req, &access, None)) {
+                results[n] = Some(Err(e));
+                continue;
+            }
+            let prepared = match self.prepare(&req, access.node, item, false) {
+                Ok(p) => p,
+                Err(e) => {
+                    results[n] = Some(Err(e));
+                    continue;
+                }
+            };
+            let batchable =
+                prepared.item.is_some() && prepared.jobs.len() == 1 && prepared.keep > 0;
+            let repeats = batch.iter().any(|(_, b)| {
+                b.node_pk == prepared.node_pk
+                    && b.item.as_ref().map(|i| &i.id) == prepared.item.as_ref().map(|i| &i.id)
+            });
+            if !batchable || repeats {
+                self.commit_batch(&mut batch, &mut results).await;
+            }
+            if batchable {
+                batch.push((n, prepared));
+            } else {
+                results[n] = Some(self.commit_one(prepared).await);
+            }
+        }
+        self.commit_batch(&mut batch, &mut results).await;
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(DomainError::Internal("publish not run".into()))))
+            .collect()
+    }
+
+    /// Stores one checked publish with its fan-out jobs, in one transaction.
+    async fn commit_one(&self, prepared: Prepared) -> Result<Published, DomainError> {
+        self.store
+            .publish(
+                prepared.node_pk,
+                prepared.item,
+                prepared.keep,
+                prepared.jobs,
+            )
+            .await
+            .map_err(internal)?
+            .map_err(gone)?;
+        metrics::counter!(crate::metrics::PUBLISHES).increment(1);
+        Ok(prepared.published)
+    }
+
+    /// Commits the collected publishes in one go and records their outcome.
+    async fn commit_batch(
+        &self,
+        batch: &mut Vec<(usize, Prepared)>,
+        results: &mut [Option<Result<Published, DomainError>>],
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let entries: Vec<BatchedPublish> = batch
+            .iter()
+            .filter_map(|(_, p)| {
+                Some(BatchedPublish {
+                    node_pk: p.node_pk,
+                    item: p.item.clone()?,
+                    keep: p.keep,
+                    job: p.jobs.first()?.clone(),
+                })
+            })
+            .collect();
+        let outcome = self.store.publish_batch(&entries).await;
+        for (n, p) in batch.drain(..) {
+            results[n] = Some(match &outcome {
+                Ok(()) => {
+                    metrics::counter!(crate::metrics::PUBLISHES).increment(1);
+                    Ok(p.published)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "batched publish failed");
+                    Err(DomainError::Internal(e.to_string()))
+                }
+            });
+        }
+    }
+
+    /// Retracts items (§7.2); subscribers are told when the node notifies retractions
+    /// or the publisher asked with `notify='true'`.
+    pub async fn retract(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+        ids: &[ItemId],
+        notify_asked: bool,
+    ) -> Result<(), DomainError> {
+        if ids.is_empty() {
+            return Err(DomainError::ItemRequired);
+        }
+        let access = self.access(req, node).await?;
+        if !access.node.config.persist_items {
+            return Err(DomainError::UnsupportedFeature("persistent-items"));
+        }
+        let ctx = context(req, &access, None);
+        let mut any = false;
+        for id in ids {
+            let Some(publisher) = self
+                .store
+                .item_publisher(access.node.pk, id)
+                .await
+                .map_err(internal)?
+            else {
+                continue;
+            };
+            any = true;
+            let author = match publisher.parse::<xmpp_parsers::jid::Jid>() {
+                Ok(j) if j.to_bare() == req.bare => ItemAuthor::Requester,
+                _ => ItemAuthor::Other,
+            };
+            check_retract(&ctx, author)?;
+        }
+        if !any {
+            return Err(DomainError::ItemNotFound);
+        }
+        let jobs = notify::retracted(&access.node, ids, notify_asked);
+        self.store
+            .retract(access.node.pk, ids, jobs)
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// Retrieves items (§6.5), newest first.
+    pub async fn items(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+        query: ItemsQuery,
+        subid: Option<&SubId>,
+    ) -> Result<Retrieved, DomainError> {
+        let access = self.access(req, node).await?;
+        check_retrieve_items(&context(req, &access, None))?;
+        if let Some(subid) = subid {
+            if !access.subscriptions.iter().any(|s| s.subid == *subid) {
+                return Err(DomainError::InvalidSubId);
+            }
+        }
+        if !access.node.config.persist_items {
+            return Err(DomainError::UnsupportedFeature("persistent-items"));
+        }
+        let page = self
+            .store
+            .items(access.node.pk, &query)
+            .await
+            .map_err(internal)?;
+        if page.anchor_missing {
+            return Err(DomainError::ItemNotFound);
+        }
+        Ok(Retrieved {
+            node: access.node,
+            page,
+        })
+    }
+}
+
+/// Applies the payload rules of §7.1.3.6 to what the publisher sent; returns the item
+/// to store and notify (`None` on a notification-only transient node).
+fn check_item(
+    config: &NodeConfig,
+    item: Option<Publication>,
+) -> Result<Option<Publication>, DomainError> {
+    let notification_only = !config.persist_items && !config.deliver_payloads;
+    match item {
+        None if notification_only => Ok(None),
+        None => Err(DomainError::ItemRequired),
+        Some(i) if notification_only && i.payload.is_some() => Err(DomainError::ItemForbidden),
+        Some(i) if config.deliver_payloads && i.payload.is_none() => {
+            Err(DomainError::PayloadRequired)
+        }
+        Some(i) => Ok(Some(i)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(payload: bool) -> Publication {
+        Publication {
+            id: None,
+            payload: payload.then(|| {
+                "<entry xmlns='http://www.w3.org/2005/Atom'/>"
+                    .parse()
+                    .unwrap()
+            }),
+        }
+    }
+
+    #[test]
+    fn persistent_node_requires_an_item_and_a_payload() {
+        let config = NodeConfig::default();
+        assert_eq!(
+            check_item(&config, None).unwrap_err(),
+            DomainError::ItemRequired
+        );
+        assert_eq!(
+            check_item(&config, Some(publication(false))).unwrap_err(),
+            DomainError::PayloadRequired
+        );
+        assert!(check_item(&config, Some(publication(true))).is_ok());
+    }
+
+    #[test]
+    fn notification_only_transient_node_forbids_payloads() {
+        let config = NodeConfig {
+            persist_items: false,
+            deliver_payloads: false,
+            ..NodeConfig::default()
+        };
+        assert!(check_item(&config, None).unwrap().is_none());
+        assert_eq!(
+            check_item(&config, Some(publication(true))).unwrap_err(),
+            DomainError::ItemForbidden
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! Owner use cases on nodes (XEP-0060 §8.1–8.5) and node metadata (§5.4).
+
+use xmpp_parsers::data_forms::DataForm;
+use xmpp_parsers::jid::BareJid;
+
+use super::{context, internal, notify, Pubsub, Requester};
+use crate::domain::{
+    check_configure, check_create, check_delete, check_node_metadata_visibility, check_purge,
+    Affiliation, DomainError, NodeConfig, NodeId,
+};
+use crate::store::{NodeRecord, Refusal};
+
+/// What disco#info on a node shows (§5.3, §5.4).
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node: NodeRecord,
+    pub owners: Vec<BareJid>,
+    pub publishers: Vec<BareJid>,
+    pub subscribers: u64,
+    pub items: u64,
+}
+
+impl Pubsub {
+    /// Creates a node (§8.1), named or instant (`name = None`), with the service
+    /// defaults and then the creator's configuration form, if any.
+    pub async fn create_node(
+        &self,
+        req: &Requester,
+        name: Option<NodeId>,
+        form: Option<&DataForm>,
+    ) -> Result<NodeRecord, DomainError> {
+        check_create(&req.bare, &self.policy.create, &self.policy.admins)?;
+        if !req.admin && self.policy.limits.max_nodes_per_owner.is_some() {
+            let owned = self.store.owned_nodes(&req.bare).await.map_err(internal)?;
+            self.policy
+                .limits
+                .check_node_quota(u32::try_from(owned).unwrap_or(u32::MAX))?;
+        }
+        let mut config = self.policy.default_config.clone();
+        if let Some(form) = form {
+            config.apply_form(form, &self.policy.limits)?;
+        }
+        self.insert_node(req, name, &config).await
+    }
+
+    /// Stores a new node; an instant node gets a fresh random name.
+    pub(crate) async fn insert_node(
+        &self,
+        req: &Requester,
+        name: Option<NodeId>,
+        config: &NodeConfig,
+    ) -> Result<NodeRecord, DomainError> {
+        let name = name.unwrap_or_else(NodeId::generate);
+        match self
+            .store
+            .create_node(&name, config, &req.bare)
+            .await
+            .map_err(internal)?
+        {
+            Ok(node) => {
+                tracing::info!(node = %node.name, owner = %req.bare, "node created");
+                Ok(node)
+            }
+            Err(_) => Err(DomainError::NodeExists),
+        }
+    }
+
+    /// The current configuration, for the owner's form (§8.2.1).
+    pub async fn node_config(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+    ) -> Result<NodeConfig, DomainError> {
+        let access = self.access(req, node).await?;
+        check_configure(&context(req, &access, None))?;
+        Ok(access.node.config)
+    }
+
+    /// Applies a submitted configuration form (§8.2.4): trims items above a lowered
+    /// `max_items` and tells subscribers when `notify_config` is on.
+    pub async fn configure_node(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+        form: &DataForm,
+    ) -> Result<NodeConfig, DomainError> {
+        let access = self.access(req, node).await?;
+        check_configure(&context(req, &access, None))?;
+        let mut config = access.node.config.clone();
+        let change = config.apply_form(form, &self.policy.limits)?;
+        if !change.ignored.is_empty() {
+            tracing::debug!(node = %node, ignored = ?change.ignored, "unknown configuration fields ignored");
+        }
+        let jobs = if change.is_empty() {
+            vec![]
+        } else {
+            notify::configured(&access.node, &config)
+        };
+        let keep = if config.persist_items {
+            config.max_items.effective(&self.policy.limits)
+        } else {
+            0
+        };
+        match self
+            .store
+            .configure_node(access.node.pk, &config, keep, jobs)
+            .await
+            .map_err(internal)?
+        {
+            Ok(()) => Ok(config),
+            Err(_) => Err(DomainError::NodeNotFound),
+        }
+    }
+
+    /// The configuration a new node gets (§8.3).
+    pub fn default_node_config(&self) -> &NodeConfig {
+        &self.policy.default_config
+    }
+
+    /// Deletes a node (§8.4); subscribers are told, with the redirect URI if given.
+    pub async fn delete_node(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+        redirect: Option<&str>,
+    ) -> Result<(), DomainError> {
+        let access = self.access(req, node).await?;
+        check_delete(&context(req, &access, None))?;
+        let job = notify::deleted(&access.node, redirect);
+        self.store
+            .delete_node(access.node.pk, job)
+            .await
+            .map_err(internal)?;
+        tracing::info!(%node, by = %req.bare, "node deleted");
+        Ok(())
+    }
+
+    /// Deletes every item of a node (§8.5).
+    pub async fn purge_node(&self, req: &Requester, node: &NodeId) -> Result<(), DomainError> {
+        let access = self.access(req, node).await?;
+        check_purge(&context(req, &access, None))?;
+        if !access.node.config.persist_items {
+            return Err(DomainError::UnsupportedFeature("persistent-items"));
+        }
+        let jobs = notify::purged(&access.node);
+        self.store
+            .purge(access.node.pk, jobs)
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    /// What disco#info shows about a node; whitelist nodes are invisible to those the
+    /// owner has not affiliated (§5.3 leaves it to the service; hiding leaks nothing).
+    pub async fn node_info(&self, req: &Requester, node: &NodeId) -> Result<NodeInfo, DomainError> {
+        let access = self.access(req, node).await?;
+        check_node_metadata_visibility(&context(req, &access, None))?;
+        let pk = access.node.pk;
+        let affiliations = self.store.node_affiliations(pk).await.map_err(internal)?;
+        let with = |wanted: Affiliation| -> Vec<BareJid> {
+            affiliations
+                .iter()
+                .filter(|(_, a)| *a == wanted)
+                .map(|(j, _)| j.clone())
+                .collect()
+        };
+        Ok(NodeInfo {
+            owners: with(Affiliation::Owner),
+            publishers: with(Affiliation::Publisher),
+            subscribers: self.store.count_subscribers(pk).await.map_err(internal)?,
+            items: self.store.item_count(pk).await.map_err(internal)?,
+            node: access.node,
+        })
+    }
+}
+
+/// Whether a store refusal means the node vanished meanwhile.
+pub(crate) fn gone(r: Refusal) -> DomainError {
+    match r {
+        Refusal::NodeExists => DomainError::NodeExists,
+        Refusal::LastOwner => DomainError::LastOwner,
+        Refusal::NodeGone => DomainError::NodeNotFound,
+    }
+}

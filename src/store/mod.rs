@@ -1,0 +1,300 @@
+//! The store: everything pubsubd keeps, behind the [`Store`] trait.
+//!
+//! Handlers and the fan-out engine only see the trait. Two backends implement it with
+//! the same semantics: [`postgres`] (production, and the only one several pubsubd
+//! processes can share) and [`sqlite`] (an embedded file for trying pubsubd out and
+//! for small single-instance installations). The store owns persistence and
+//! transactions; it does not decide who may do what (that is `domain`), and it never
+//! builds stanzas.
+
+pub mod decode;
+pub mod fanout;
+pub mod item_seq;
+pub mod job_events;
+pub mod jobs;
+pub mod postgres;
+pub mod records;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::domain::{
+    Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState,
+};
+pub use item_seq::{ItemSeqStore, SeqItem};
+use jobs::NewJob;
+pub use records::{
+    AffiliationChange, BatchedPublish, ItemRecord, ItemsPage, ItemsQuery, NewItem, NodeAccess,
+    NodeRecord, Refusal, SubscriptionRecord,
+};
+
+/// What can go wrong in the store. The protocol layer turns every one of these into
+/// `internal-server-error` (or `wait` for a database that is down), never a panic.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or the connection broke.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A query failed or returned data pubsubd cannot read.
+    #[error("database error: {0}")]
+    Backend(String),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(String),
+    /// The SQLite file is used by another pubsubd process: an SQLite store serves one
+    /// instance only. The message says which file and what to do.
+    #[error("{0}")]
+    InUse(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            // SQLite's "database is locked": a writer waited longer than its busy
+            // timeout. Like a pool timeout, it is worth trying again later.
+            ref busy if sqlite::is_busy(busy) => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// Service-wide counts for `pubsubd stats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub nodes: u64,
+    pub items: u64,
+    pub subscriptions: u64,
+    pub pending_subscriptions: u64,
+    pub affiliations: u64,
+    pub jobs_pending: u64,
+    pub oldest_job_age_seconds: f64,
+}
+
+/// One node as listed in disco#items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeListing {
+    pub name: String,
+    pub title: Option<String>,
+}
+
+/// Every persistence operation pubsubd needs: one trait per kind of thing stored, so
+/// each backend file implements one narrow interface.
+pub trait Store:
+    ServiceStore + NodeStore + ItemStore + SubscriptionStore + AffiliationStore + ItemSeqStore
+{
+}
+
+impl<
+        T: ServiceStore + NodeStore + ItemStore + SubscriptionStore + AffiliationStore + ItemSeqStore,
+    > Store for T
+{
+}
+
+/// Service-wide operations: health, metrics, retention, node listing.
+#[async_trait]
+pub trait ServiceStore: Send + Sync + 'static {
+    /// Checks that the store answers (readiness).
+    async fn health(&self) -> Result<(), StoreError>;
+
+    /// Fan-out backlog for metrics: pending jobs, the oldest job's age in seconds, and
+    /// how many distinct processes hold leases right now.
+    async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError>;
+
+    /// Service-wide counts (exact; meant for operators, not for hot paths).
+    async fn stats(&self) -> Result<Stats, StoreError>;
+
+    /// Deletes at most `batch` items older than their node's `item_expire`, oldest
+    /// first, and returns how many went. Small batches keep each transaction short so
+    /// fan-out and publishes never wait behind retention.
+    async fn expire_items(&self, batch: u32) -> Result<u64, StoreError>;
+
+    /// Nodes in name order, starting after `after`, at most `limit`; with the total count.
+    /// With a `viewer`, whitelist nodes appear only if the viewer is affiliated with
+    /// them (and not an outcast).
+    async fn list_nodes(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        viewer: Option<&BareJid>,
+    ) -> Result<(Vec<NodeListing>, u64), StoreError>;
+}
+
+/// Nodes: lookup, creation, configuration, deletion.
+///
+/// Every change that subscribers must hear about takes its [`NewJob`]s and commits them
+/// in the same transaction as the change.
+#[async_trait]
+pub trait NodeStore: Send + Sync + 'static {
+    /// The live node called `name`.
+    async fn node(&self, name: &NodeId) -> Result<Option<NodeRecord>, StoreError>;
+
+    /// The node and the requester's standing with it, in one read.
+    async fn node_access(
+        &self,
+        name: &NodeId,
+        requester: &BareJid,
+    ) -> Result<Option<NodeAccess>, StoreError>;
+
+    /// Creates a node owned by `owner`; `Err(Refusal::NodeExists)` if the name is taken.
+    async fn create_node(
+        &self,
+        name: &NodeId,
+        config: &NodeConfig,
+        owner: &BareJid,
+    ) -> Result<Result<NodeRecord, Refusal>, StoreError>;
+
+    /// How many nodes `owner` owns (for the per-owner quota).
+    async fn owned_nodes(&self, owner: &BareJid) -> Result<u64, StoreError>;
+
+    /// Replaces the configuration, keeps only the newest `keep_items` items, and queues
+    /// `jobs`.
+    async fn configure_node(
+        &self,
+        pk: i64,
+        config: &NodeConfig,
+        keep_items: u32,
+        jobs: Vec<NewJob>,
+    ) -> Result<Result<(), Refusal>, StoreError>;
+
+    /// Deletes the node. With a job, the node is marked deleted and the fan-out engine
+    /// removes it once subscribers are told; without, it goes at once.
+    async fn delete_node(&self, pk: i64, job: Option<NewJob>) -> Result<(), StoreError>;
+}
+
+/// Items: publish, retract, purge, retrieval.
+#[async_trait]
+pub trait ItemStore: Send + Sync + 'static {
+    /// Stores `item` (replacing one with the same id, which then counts as newest),
+    /// keeps only the newest `keep_items`, and queues `jobs`, in one transaction. With
+    /// `item = None` (a node that does not persist items) only the jobs are queued.
+    async fn publish(
+        &self,
+        node_pk: i64,
+        item: Option<NewItem>,
+        keep_items: u32,
+        jobs: Vec<NewJob>,
+    ) -> Result<Result<(), Refusal>, StoreError>;
+
+    /// Commits several common publishes (each an item and its one job) at once, in
+    /// order, as [`ItemStore::publish`] would one after the other; the caller never
+    /// puts the same item of a node twice in one batch. All of them or none.
+    /// Backends without a faster way do them one by one.
+    async fn publish_batch(&self, batch: &[BatchedPublish]) -> Result<(), StoreError> {
+        for p in batch {
+            self.publish(p.node_pk, Some(p.item.clone()), p.keep, vec![p.job.clone()])
+                .await?
+                .map_err(|r| StoreError::Backend(format!("publish refused: {r:?}")))?;
+        }
+        Ok(())
+    }
+
+    /// The publisher of an item, if the item exists.
+    async fn item_publisher(&self, node_pk: i64, id: &ItemId)
+        -> Result<Option<String>, StoreError>;
+
+    /// Deletes the items; returns the ids that existed. `jobs` are queued only if at
+    /// least one did.
+    async fn retract(
+        &self,
+        node_pk: i64,
+        ids: &[ItemId],
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<ItemId>, StoreError>;
+
+    /// Deletes every item of the node and queues `jobs`.
+    async fn purge(&self, node_pk: i64, jobs: Vec<NewJob>) -> Result<(), StoreError>;
+
+    /// Items newest first, as `query` asks.
+    async fn items(&self, node_pk: i64, query: &ItemsQuery) -> Result<ItemsPage, StoreError>;
+
+    /// The newest item of the node.
+    async fn last_item(&self, node_pk: i64) -> Result<Option<ItemRecord>, StoreError>;
+
+    /// How many items the node holds.
+    async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError>;
+}
+
+/// Subscriptions.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync + 'static {
+    /// Creates the subscription of `jid` with `subid`, or returns the existing one
+    /// unchanged (`created = false`); queues `jobs` only when it was created.
+    async fn subscribe(
+        &self,
+        node_pk: i64,
+        jid: &Jid,
+        subid: &SubId,
+        state: SubscriptionState,
+        options: &SubscribeOptions,
+        jobs: Vec<NewJob>,
+    ) -> Result<(SubscriptionRecord, bool), StoreError>;
+
+    /// Removes one subscription; returns it if it existed.
+    async fn unsubscribe(
+        &self,
+        node_pk: i64,
+        jid: &Jid,
+        subid: Option<&SubId>,
+        jobs: Vec<NewJob>,
+    ) -> Result<Option<SubscriptionRecord>, StoreError>;
+
+    /// Changes a subscription's state and options; `jobs` commit with the change.
+    async fn update_subscription(
+        &self,
+        pk: i64,
+        state: SubscriptionState,
+        options: &SubscribeOptions,
+        jobs: Vec<NewJob>,
+    ) -> Result<(), StoreError>;
+
+    /// Every subscription to the node, in subscription order, at most `limit`.
+    async fn node_subscriptions(
+        &self,
+        node_pk: i64,
+        limit: u32,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError>;
+
+    /// The subscriptions of a bare JID (and its full JIDs) across the service, or on one
+    /// node.
+    async fn jid_subscriptions(
+        &self,
+        jid: &BareJid,
+        node_pk: Option<i64>,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError>;
+
+    /// How many subscriptions a bare JID holds across the service.
+    async fn count_jid_subscriptions(&self, jid: &BareJid) -> Result<u64, StoreError>;
+
+    /// Active subscriptions of the node.
+    async fn count_subscribers(&self, node_pk: i64) -> Result<u64, StoreError>;
+}
+
+/// Affiliations.
+#[async_trait]
+pub trait AffiliationStore: Send + Sync + 'static {
+    /// Every stored affiliation of the node (never `none`).
+    async fn node_affiliations(
+        &self,
+        node_pk: i64,
+    ) -> Result<Vec<(BareJid, Affiliation)>, StoreError>;
+
+    /// The affiliations of a bare JID across the service, or with one node.
+    async fn jid_affiliations(
+        &self,
+        jid: &BareJid,
+        node_pk: Option<i64>,
+    ) -> Result<Vec<(NodeId, Affiliation)>, StoreError>;
+
+    /// Applies the changes atomically; an outcast loses its subscriptions.
+    /// `Err(Refusal::LastOwner)` if no owner would be left, and nothing changes.
+    async fn set_affiliations(
+        &self,
+        node_pk: i64,
+        changes: &[AffiliationChange],
+    ) -> Result<Result<(), Refusal>, StoreError>;
+}

@@ -1,0 +1,529 @@
+//! [`FanoutStore`] for PostgreSQL: job claims under leases, the subscriber walk, and the
+//! shared presence table.
+//!
+//! Claiming is safe with several pubsubd processes on one database: candidate nodes are
+//! found without locks, then each is serialised by a transaction-scoped advisory lock
+//! (so two claimers never both decide a node is free) and its head jobs are row-locked
+//! with `FOR UPDATE SKIP LOCKED` (so a claimer never waits behind another transaction).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+
+use super::jobs::{insert_job, JOBS_CHANNEL};
+use super::PgStore;
+use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
+use crate::store::fanout::{
+    batch_len, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead, JobListener, LastItem,
+    LeaseOwner, Resource, Subscriber,
+};
+use crate::store::jobs::{JobKind, JobTarget, NewJob};
+use crate::store::StoreError;
+
+/// How many candidate nodes one claim looks at. Nodes are tried oldest head first; most
+/// claims succeed on the first, the rest only matter when many claimers race.
+const CLAIM_CANDIDATES: i64 = 16;
+
+/// First key of the advisory locks that serialise claims per node (the second key is
+/// the node). A fixed, arbitrary value ("psfd") that no other user of advisory locks in
+/// this database is expected to pick.
+const CLAIM_LOCK_CLASS: i32 = 0x7073_6664;
+
+/// Nodes with pending jobs, each with its head (lowest id) job, oldest head first,
+/// skipping nodes that have a job under a live lease. The recursive part walks the
+/// distinct node_pks of `fanout_jobs_by_node` with one index probe each (a loose index
+/// scan), so a node with 20,000 queued jobs costs as much as a node with one.
+const CANDIDATES_SQL: &str = "
+WITH RECURSIVE pending(node_pk) AS (
+    SELECT min(node_pk) FROM fanout_jobs
+  UNION ALL
+    SELECT (SELECT min(f.node_pk) FROM fanout_jobs f WHERE f.node_pk > p.node_pk)
+    FROM pending p WHERE p.node_pk IS NOT NULL
+)
+SELECT p.node_pk
+FROM pending p
+CROSS JOIN LATERAL (
+    SELECT id FROM fanout_jobs f WHERE f.node_pk = p.node_pk ORDER BY id LIMIT 1
+) head
+WHERE p.node_pk IS NOT NULL
+  AND NOT EXISTS (
+    SELECT 1 FROM fanout_jobs l
+    WHERE l.node_pk = p.node_pk AND l.lease_owner IS NOT NULL AND l.lease_until > now()
+  )
+ORDER BY head.id
+LIMIT $1";
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// The second advisory-lock key of a node. Folding a 64-bit key into 32 bits may make two
+/// nodes share a lock; that only makes a claimer skip a node it could have taken.
+fn node_lock_key(node_pk: i64) -> i32 {
+    node_pk.rem_euclid(i64::from(i32::MAX)) as i32
+}
+
+fn parse_kind(s: &str) -> Result<JobKind, StoreError> {
+    JobKind::parse(s).ok_or_else(|| StoreError::Backend(format!("unknown job kind {s:?}")))
+}
+
+fn parse_options(raw: &str, subid: &str) -> SubscribeOptions {
+    serde_json::from_str(raw).unwrap_or_else(|e| {
+        tracing::warn!(subid, error = %e, "unreadable subscription options; using defaults");
+        SubscribeOptions::default()
+    })
+}
+
+fn parse_config(raw: &str, node_pk: i64) -> NodeConfig {
+    serde_json::from_str(raw).unwrap_or_else(|e| {
+        tracing::warn!(node_pk, error = %e, "unreadable node configuration; using defaults");
+        NodeConfig::default()
+    })
+}
+
+fn parse_show(s: &str) -> ShowValue {
+    ShowValue::parse(s).unwrap_or(ShowValue::Online)
+}
+
+impl PgStore {
+    /// Tries to claim a batch of `node_pk`'s jobs inside the claim transaction.
+    async fn claim_node(
+        conn: &mut PgConnection,
+        node_pk: i64,
+        owner: LeaseOwner,
+        lease: Duration,
+        limits: ClaimLimits,
+    ) -> Result<Option<ClaimedBatch>, StoreError> {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+            .bind(CLAIM_LOCK_CLASS)
+            .bind(node_lock_key(node_pk))
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
+            return Ok(None);
+        }
+        // Under the lock, with a fresh snapshot: a claim committed since the candidate
+        // query is visible now.
+        let busy: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM fanout_jobs WHERE node_pk = $1
+                 AND lease_owner IS NOT NULL AND lease_until > now())",
+        )
+        .bind(node_pk)
+        .fetch_one(&mut *conn)
+        .await?;
+        if busy {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT id, kind, target_jid IS NULL AS to_subscribers, cursor,
+                    octet_length(payload_xml)::bigint AS bytes
+             FROM fanout_jobs WHERE node_pk = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(node_pk)
+        .bind(i64::from(limits.max_jobs))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut heads = Vec::with_capacity(rows.len());
+        for r in &rows {
+            ids.push(r.try_get::<i64, _>("id")?);
+            heads.push(JobHead {
+                kind: parse_kind(r.try_get("kind")?)?,
+                to_subscribers: r.try_get("to_subscribers")?,
+                cursor: r.try_get("cursor")?,
+                payload_bytes: r.try_get::<i64, _>("bytes")?.max(0) as u64,
+            });
+        }
+        ids.truncate(batch_len(&heads, limits));
+        // Rows another transaction holds (an owner finishing an expired batch) are
+        // skipped, and the batch stops before the first of them: it must stay a prefix.
+        let locked_ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM fanout_jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let prefix = ids
+            .iter()
+            .zip(&locked_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        ids.truncate(prefix);
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "UPDATE fanout_jobs
+             SET lease_owner = $1::uuid, lease_until = now() + make_interval(secs => $2)
+             WHERE id = ANY($3)
+             RETURNING id, kind, payload_xml, message_type, target_jid, cursor",
+        )
+        .bind(owner.to_string())
+        .bind(secs(lease))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut cursor = 0;
+        for r in &rows {
+            cursor = r.try_get("cursor")?;
+            let target: Option<String> = r.try_get("target_jid")?;
+            jobs.push(ClaimedJob {
+                id: r.try_get("id")?,
+                kind: parse_kind(r.try_get("kind")?)?,
+                payload_xml: r.try_get("payload_xml")?,
+                headline: r.try_get::<&str, _>("message_type")? == "headline",
+                target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
+            });
+        }
+        jobs.sort_by_key(|j| j.id);
+        let node = sqlx::query("SELECT name, config::text AS config FROM nodes WHERE pk = $1")
+            .bind(node_pk)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let (node_name, config) = match node {
+            Some(r) => (
+                Some(r.try_get::<String, _>("name")?),
+                parse_config(r.try_get("config")?, node_pk),
+            ),
+            None => (None, NodeConfig::default()),
+        };
+        Ok(Some(ClaimedBatch {
+            node_pk,
+            node_name,
+            config,
+            cursor,
+            jobs,
+        }))
+    }
+}
+
+fn subscriber(r: &PgRow) -> Result<Subscriber, StoreError> {
+    let subid: String = r.try_get("subid")?;
+    Ok(Subscriber {
+        pk: r.try_get("pk")?,
+        jid: r.try_get("jid")?,
+        bare_jid: r.try_get("bare_jid")?,
+        options: parse_options(r.try_get("options")?, &subid),
+        subid,
+        shares_bare_jid: r.try_get("shares_bare_jid")?,
+    })
+}
+
+/// A subscriber page slower than this means a bad plan, not a busy database: the page
+/// is an indexed keyset read of a few hundred rows (about 2 ms).
+const SLOW_PAGE: Duration = Duration::from_millis(500);
+/// Least time between two statistics refreshes started by slow pages.
+const STATISTICS_REFRESH_GAP: Duration = Duration::from_secs(600);
+
+/// Runs `ANALYZE subscriptions` in the background after a slow subscriber page (at most
+/// once per [`STATISTICS_REFRESH_GAP`] per process).
+///
+/// Why: right after a burst of new subscriptions (a bulk import, a node that went from
+/// nothing to tens of thousands of subscribers within a minute), PostgreSQL's statistics
+/// still describe the small table; every index of the node then looks equally cheap and
+/// the planner has been seen probing the shares-a-bare-JID test with the wrong one,
+/// reading the whole node once per row (2.2 s for one page of a 20,000-subscriber node).
+/// Autovacuum would fix the statistics within a minute or so; a fan-out should not wait
+/// for it. ANALYZE also invalidates the cached plans, so the next page is planned again.
+fn refresh_statistics_after_a_slow_page(pool: &PgPool, took: Duration, rows: usize) {
+    use std::sync::Mutex;
+    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    if took < SLOW_PAGE || rows == 0 {
+        return;
+    }
+    {
+        let Ok(mut last) = LAST.lock() else { return };
+        if last.is_some_and(|t| t.elapsed() < STATISTICS_REFRESH_GAP) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    tracing::info!(
+        took_ms = took.as_millis() as u64,
+        rows,
+        "slow subscriber page: refreshing the planner's statistics (ANALYZE subscriptions)"
+    );
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        match sqlx::query("ANALYZE subscriptions").execute(&pool).await {
+            Ok(_) => tracing::info!("subscriptions analyzed"),
+            Err(e) => tracing::warn!(error = %e, "ANALYZE subscriptions failed"),
+        }
+    });
+}
+
+/// The PostgreSQL LISTEN connection for [`JOBS_CHANNEL`].
+struct PgJobListener(PgListener);
+
+#[async_trait]
+impl JobListener for PgJobListener {
+    async fn wait(&mut self) -> Result<(), StoreError> {
+        // `Ok(None)`: the connection was lost and re-established; notifications sent in
+        // between are gone, so report a wake-up and let the workers look.
+        self.0.try_recv().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FanoutStore for PgStore {
+    async fn claim(
+        &self,
+        owner: LeaseOwner,
+        lease: Duration,
+        limits: ClaimLimits,
+    ) -> Result<Option<ClaimedBatch>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let candidates: Vec<i64> = sqlx::query_scalar(CANDIDATES_SQL)
+            .bind(CLAIM_CANDIDATES)
+            .fetch_all(&mut *tx)
+            .await?;
+        for node_pk in candidates {
+            if let Some(batch) = Self::claim_node(&mut tx, node_pk, owner, lease, limits).await? {
+                tx.commit().await?;
+                return Ok(Some(batch));
+            }
+        }
+        tx.rollback().await?;
+        Ok(None)
+    }
+
+    async fn renew(
+        &self,
+        owner: LeaseOwner,
+        jobs: &[i64],
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE fanout_jobs SET lease_until = now() + make_interval(secs => $2)
+             WHERE id = ANY($3) AND lease_owner = $1::uuid",
+        )
+        .bind(owner.to_string())
+        .bind(secs(lease))
+        .bind(jobs)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == jobs.len() as u64)
+    }
+
+    async fn save_cursor(
+        &self,
+        owner: LeaseOwner,
+        jobs: &[i64],
+        cursor: i64,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE fanout_jobs SET cursor = $4, lease_until = now() + make_interval(secs => $2)
+             WHERE id = ANY($3) AND lease_owner = $1::uuid",
+        )
+        .bind(owner.to_string())
+        .bind(secs(lease))
+        .bind(jobs)
+        .bind(cursor)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == jobs.len() as u64)
+    }
+
+    async fn complete(
+        &self,
+        owner: LeaseOwner,
+        jobs: &[i64],
+        node_pk: i64,
+        delete_node: bool,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let done =
+            sqlx::query("DELETE FROM fanout_jobs WHERE id = ANY($2) AND lease_owner = $1::uuid")
+                .bind(owner.to_string())
+                .bind(jobs)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() != jobs.len() as u64 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if delete_node {
+            sqlx::query("DELETE FROM nodes WHERE pk = $1")
+                .bind(node_pk)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release(&self, owner: LeaseOwner, jobs: &[i64]) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE fanout_jobs SET lease_owner = NULL, lease_until = NULL
+             WHERE id = ANY($2) AND lease_owner = $1::uuid",
+        )
+        .bind(owner.to_string())
+        .bind(jobs)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn subscribers(
+        &self,
+        node_pk: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Subscriber>, StoreError> {
+        // Keyset page on subscriptions_fanout; the EXISTS probe uses
+        // subscriptions_by_node_bare. Both plans depend on fresh statistics: see
+        // [`refresh_statistics_after_a_slow_page`].
+        let started = std::time::Instant::now();
+        let rows = sqlx::query(
+            "SELECT s.pk, s.jid, s.bare_jid, s.subid, s.options::text AS options,
+                    EXISTS (SELECT 1 FROM subscriptions o
+                            WHERE o.node_pk = s.node_pk AND o.bare_jid = s.bare_jid
+                              AND o.state = 'subscribed' AND o.pk <> s.pk) AS shares_bare_jid
+             FROM subscriptions s
+             WHERE s.node_pk = $1 AND s.state = 'subscribed' AND s.pk > $2
+             ORDER BY s.pk
+             LIMIT $3",
+        )
+        .bind(node_pk)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        refresh_statistics_after_a_slow_page(self.pool(), started.elapsed(), rows.len());
+        rows.iter().map(subscriber).collect()
+    }
+
+    async fn available_resources(&self, bare_jids: &[String]) -> Result<Vec<Resource>, StoreError> {
+        if bare_jids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT jid, bare_jid, show FROM presence WHERE bare_jid = ANY($1)")
+            .bind(bare_jids)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Resource {
+                    jid: r.try_get("jid")?,
+                    bare_jid: r.try_get("bare_jid")?,
+                    show: parse_show(r.try_get("show")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn listen(&self) -> Result<Box<dyn JobListener>, StoreError> {
+        let mut listener = PgListener::connect_with(self.pool()).await?;
+        listener.listen(JOBS_CHANNEL).await?;
+        Ok(Box::new(PgJobListener(listener)))
+    }
+
+    async fn resource_available(
+        &self,
+        jid: &str,
+        bare_jid: &str,
+        show: ShowValue,
+    ) -> Result<bool, StoreError> {
+        // xmax = 0 on the returned row: it was inserted, not updated.
+        let inserted: bool = sqlx::query_scalar(
+            "INSERT INTO presence (jid, bare_jid, show) VALUES ($1, $2, $3)
+             ON CONFLICT (jid) DO UPDATE SET show = EXCLUDED.show, updated_at = now()
+             RETURNING (xmax = 0)",
+        )
+        .bind(jid)
+        .bind(bare_jid)
+        .bind(show.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(inserted)
+    }
+
+    async fn resource_unavailable(&self, jid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM presence WHERE jid = $1")
+            .bind(jid)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn forget_presence(&self, bare_jid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM presence WHERE bare_jid = $1")
+            .bind(bare_jid)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn last_items_on_presence(
+        &self,
+        bare_jid: &str,
+        full_jid: &str,
+    ) -> Result<Vec<LastItem>, StoreError> {
+        // One row per node; a full-JID subscription wins over the bare one (its options
+        // are the more specific wish).
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (n.pk)
+                    n.pk, n.name, n.config::text AS config, s.subid, s.options::text AS options,
+                    i.item_id, i.publisher, i.payload, i.published_at
+             FROM subscriptions s
+             JOIN nodes n ON n.pk = s.node_pk AND NOT n.deleted
+             CROSS JOIN LATERAL (
+                 SELECT item_id, publisher, payload, published_at FROM items
+                 WHERE node_pk = n.pk ORDER BY seq DESC LIMIT 1
+             ) i
+             WHERE s.bare_jid = $1 AND (s.jid = $1 OR s.jid = $2) AND s.state = 'subscribed'
+               AND n.config->>'send_last_published_item' = 'on_sub_and_presence'
+             ORDER BY n.pk, (s.jid = $2) DESC",
+        )
+        .bind(bare_jid)
+        .bind(full_jid)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let node_pk: i64 = r.try_get("pk")?;
+                let subid: String = r.try_get("subid")?;
+                Ok(LastItem {
+                    node_pk,
+                    node_name: r.try_get("name")?,
+                    config: parse_config(r.try_get("config")?, node_pk),
+                    options: parse_options(r.try_get("options")?, &subid),
+                    item_id: r.try_get("item_id")?,
+                    publisher: r.try_get("publisher")?,
+                    payload: r.try_get("payload")?,
+                    published_at: r.try_get("published_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn queue_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for job in jobs {
+            insert_job(&mut tx, job).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_lock_keys_fit_in_an_int4_for_any_node() {
+        for pk in [0, 1, i64::from(i32::MAX), i64::MAX, -5] {
+            assert!(node_lock_key(pk) >= 0);
+        }
+        assert_eq!(node_lock_key(42), 42);
+    }
+}

@@ -1,0 +1,372 @@
+//! Items in PostgreSQL: publish (with trimming to `max_items`), retract, purge and
+//! retrieval newest first, by the `items_by_seq (node_pk, seq DESC)` index.
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use sqlx::{PgConnection, Row};
+
+use super::jobs::insert_jobs;
+use super::{rows, PgStore};
+use crate::domain::ItemId;
+use crate::store::jobs::{JobTarget, NewJob};
+use crate::store::{
+    BatchedPublish, ItemRecord, ItemStore, ItemsPage, ItemsQuery, NewItem, Refusal, StoreError,
+};
+
+const ITEM_COLUMNS: &str = "item_id, publisher, payload, published_at, seq";
+
+/// Deletes all but the newest `keep` items of the node.
+pub(super) async fn trim(
+    conn: &mut PgConnection,
+    node_pk: i64,
+    keep: u32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM items WHERE node_pk = $1 AND seq <= (
+             SELECT seq FROM items WHERE node_pk = $1 ORDER BY seq DESC OFFSET $2 LIMIT 1)",
+    )
+    .bind(node_pk)
+    .bind(i64::from(keep))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The common publish (one item, one notification job) in one statement, so one round
+/// trip: a statement is its own transaction, and the item and its job commit together.
+/// The same statement says whether the node was already full; only then does a second
+/// statement trim it (trimming is idempotent, so a crash in between only delays it).
+async fn publish_one_round_trip(
+    store: &PgStore,
+    node_pk: i64,
+    item: &NewItem,
+    keep_items: u32,
+    job: &NewJob,
+) -> Result<Result<(), Refusal>, StoreError> {
+    let target = match &job.target {
+        JobTarget::Subscribers => None,
+        JobTarget::Jid(j) => Some(j.as_str()),
+    };
+    // Data-modifying CTEs see the snapshot from before the statement: `full` counts the
+    // items that were there, so `keep - 1` old items plus the new one reach the limit.
+    let full: bool = sqlx::query_scalar(
+        "WITH item AS (
+             INSERT INTO items (node_pk, item_id, publisher, payload) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (node_pk, item_id) DO UPDATE
+             SET seq = nextval('item_seq'), publisher = EXCLUDED.publisher,
+                 payload = EXCLUDED.payload, published_at = now()
+             RETURNING seq
+         ), job AS (
+             INSERT INTO fanout_jobs (node_pk, payload_xml, message_type, target_jid, kind)
+             SELECT $1, $6, $7, $8, $9 FROM item
+             RETURNING id
+         )
+         SELECT EXISTS (SELECT 1 FROM items WHERE node_pk = $1 ORDER BY seq DESC OFFSET $5 LIMIT 1)
+         FROM job, pg_notify($10, '') AS n",
+    )
+    .bind(node_pk)
+    .bind(item.id.as_str())
+    .bind(&item.publisher)
+    .bind(&item.payload)
+    .bind(i64::from(keep_items) - 1)
+    .bind(&job.payload_xml)
+    .bind(if job.headline { "headline" } else { "normal" })
+    .bind(target)
+    .bind(job.kind.as_str())
+    .bind(super::jobs::JOBS_CHANNEL)
+    .fetch_one(store.pool())
+    .await?;
+    if full {
+        let mut conn = store.pool().acquire().await?;
+        trim(&mut conn, node_pk, keep_items).await?;
+    }
+    Ok(Ok(()))
+}
+
+fn records(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<ItemRecord>, StoreError> {
+    rows.iter().map(rows::item).collect()
+}
+
+#[async_trait]
+impl ItemStore for PgStore {
+    async fn publish(
+        &self,
+        node_pk: i64,
+        item: Option<NewItem>,
+        keep_items: u32,
+        jobs: Vec<NewJob>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        if let (Some(item), [job], true) = (&item, jobs.as_slice(), keep_items > 0) {
+            return publish_one_round_trip(self, node_pk, item, keep_items, job).await;
+        }
+        let mut tx = self.pool().begin().await?;
+        if let Some(item) = item {
+            // An overwrite takes a new sequence number: it is the newest item now.
+            sqlx::query(
+                "INSERT INTO items (node_pk, item_id, publisher, payload) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (node_pk, item_id) DO UPDATE
+                 SET seq = nextval('item_seq'), publisher = EXCLUDED.publisher,
+                     payload = EXCLUDED.payload, published_at = now()",
+            )
+            .bind(node_pk)
+            .bind(item.id.as_str())
+            .bind(&item.publisher)
+            .bind(&item.payload)
+            .execute(&mut *tx)
+            .await?;
+            trim(&mut tx, node_pk, keep_items).await?;
+        }
+        insert_jobs(&mut tx, &jobs).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn publish_batch(&self, batch: &[BatchedPublish]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // One statement for every item and job of the batch, in order (rows are
+        // inserted in the order of the SELECT, so sequence numbers and job ids follow
+        // the publishes), then one trim per node.
+        let col = |f: &dyn Fn(&BatchedPublish) -> Option<String>| -> Vec<Option<String>> {
+            batch.iter().map(f).collect()
+        };
+        let node_pks: Vec<i64> = batch.iter().map(|p| p.node_pk).collect();
+        let item_ids = col(&|p| Some(p.item.id.as_str().to_owned()));
+        let publishers = col(&|p| Some(p.item.publisher.clone()));
+        let payloads = col(&|p| p.item.payload.clone());
+        let job_payloads = col(&|p| Some(p.job.payload_xml.clone()));
+        let types = col(&|p| Some(if p.job.headline { "headline" } else { "normal" }.to_owned()));
+        let targets = col(&|p| match &p.job.target {
+            JobTarget::Subscribers => None,
+            JobTarget::Jid(j) => Some(j.clone()),
+        });
+        let kinds = col(&|p| Some(p.job.kind.as_str().to_owned()));
+        sqlx::query(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                                      $5::text[], $6::text[], $7::text[], $8::text[])
+                     WITH ORDINALITY AS t(node_pk, item_id, publisher, payload,
+                                          job_payload, message_type, target_jid, kind, ord)
+             ), stored AS (
+                 INSERT INTO items (node_pk, item_id, publisher, payload)
+                 SELECT node_pk, item_id, publisher, payload FROM input ORDER BY ord
+                 ON CONFLICT (node_pk, item_id) DO UPDATE
+                 SET seq = nextval('item_seq'), publisher = EXCLUDED.publisher,
+                     payload = EXCLUDED.payload, published_at = now()
+                 RETURNING 1
+             ), queued AS (
+                 INSERT INTO fanout_jobs (node_pk, payload_xml, message_type, target_jid, kind)
+                 SELECT node_pk, job_payload, message_type, target_jid, kind FROM input ORDER BY ord
+                 RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM queued)
+             FROM pg_notify($9, '') AS n",
+        )
+        .bind(&node_pks)
+        .bind(&item_ids)
+        .bind(&publishers)
+        .bind(&payloads)
+        .bind(&job_payloads)
+        .bind(&types)
+        .bind(&targets)
+        .bind(&kinds)
+        .bind(super::jobs::JOBS_CHANNEL)
+        .execute(self.pool())
+        .await?;
+        let mut trimmed: Vec<i64> = Vec::new();
+        let mut conn = self.pool().acquire().await?;
+        for p in batch {
+            if !trimmed.contains(&p.node_pk) {
+                trim(&mut conn, p.node_pk, p.keep).await?;
+                trimmed.push(p.node_pk);
+            }
+        }
+        Ok(())
+    }
+
+    async fn item_publisher(
+        &self,
+        node_pk: i64,
+        id: &ItemId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT publisher FROM items WHERE node_pk = $1 AND item_id = $2")
+                .bind(node_pk)
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    async fn retract(
+        &self,
+        node_pk: i64,
+        ids: &[ItemId],
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<ItemId>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
+        let gone: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM items WHERE node_pk = $1 AND item_id = ANY($2) RETURNING item_id",
+        )
+        .bind(node_pk)
+        .bind(&wanted)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !gone.is_empty() {
+            insert_jobs(&mut tx, &jobs).await?;
+        }
+        tx.commit().await?;
+        gone.iter().map(|s| rows::item_id(s)).collect()
+    }
+
+    async fn purge(&self, node_pk: i64, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM items WHERE node_pk = $1")
+            .bind(node_pk)
+            .execute(&mut *tx)
+            .await?;
+        insert_jobs(&mut tx, &jobs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn items(&self, node_pk: i64, query: &ItemsQuery) -> Result<ItemsPage, StoreError> {
+        let pool = self.pool();
+        let count = self.item_count(node_pk).await?;
+        let (rows, first_index) = match query {
+            ItemsQuery::Latest { max } => {
+                let rows = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT $2"
+                )))
+                .bind(node_pk)
+                .bind(max.map_or(i64::MAX, i64::from))
+                .fetch_all(pool)
+                .await?;
+                (rows, Some(0))
+            }
+            ItemsQuery::Ids(ids) => {
+                let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
+                let mut rows = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND item_id = ANY($2)"
+                )))
+                .bind(node_pk)
+                .bind(&wanted)
+                .fetch_all(pool)
+                .await?;
+                // In the order asked for.
+                rows.sort_by_key(|r| {
+                    let id: String = r.try_get("item_id").unwrap_or_default();
+                    wanted.iter().position(|w| *w == id)
+                });
+                (rows, None)
+            }
+            ItemsQuery::Page {
+                max,
+                after,
+                before,
+                index,
+            } => {
+                let limit = i64::from(*max);
+                let anchor = |id: &str| {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT seq FROM items WHERE node_pk = $1 AND item_id = $2",
+                    )
+                    .bind(node_pk)
+                    .bind(id.to_owned())
+                    .fetch_optional(pool)
+                };
+                let rows = match (after, before, index) {
+                    (Some(after), _, _) => {
+                        let Some(seq) = anchor(after).await? else {
+                            return Ok(ItemsPage::missing_anchor(count));
+                        };
+                        sqlx::query(AssertSqlSafe(format!(
+                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq < $2
+                             ORDER BY seq DESC LIMIT $3"
+                        )))
+                        .bind(node_pk)
+                        .bind(seq)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?
+                    }
+                    (None, Some(before), _) => {
+                        // Newer than `before` (or the oldest page for an empty one):
+                        // read upwards, then turn the page newest first.
+                        let seq = if before.is_empty() {
+                            i64::MIN
+                        } else {
+                            match anchor(before).await? {
+                                Some(seq) => seq,
+                                None => return Ok(ItemsPage::missing_anchor(count)),
+                            }
+                        };
+                        let mut rows = sqlx::query(AssertSqlSafe(format!(
+                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq > $2
+                             ORDER BY seq ASC LIMIT $3"
+                        )))
+                        .bind(node_pk)
+                        .bind(seq)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?;
+                        rows.reverse();
+                        rows
+                    }
+                    (None, None, index) => {
+                        sqlx::query(AssertSqlSafe(format!(
+                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1
+                         ORDER BY seq DESC OFFSET $2 LIMIT $3"
+                        )))
+                        .bind(node_pk)
+                        .bind(i64::from(index.unwrap_or(0)))
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?
+                    }
+                };
+                let first_index = match rows.first() {
+                    Some(first) => {
+                        let seq: i64 = first.try_get("seq")?;
+                        let newer: i64 = sqlx::query_scalar(
+                            "SELECT count(*) FROM items WHERE node_pk = $1 AND seq > $2",
+                        )
+                        .bind(node_pk)
+                        .bind(seq)
+                        .fetch_one(pool)
+                        .await?;
+                        Some(newer.max(0) as u64)
+                    }
+                    None => None,
+                };
+                (rows, first_index)
+            }
+        };
+        Ok(ItemsPage {
+            items: records(&rows)?,
+            count,
+            first_index,
+            anchor_missing: false,
+        })
+    }
+
+    async fn last_item(&self, node_pk: i64) -> Result<Option<ItemRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT 1"
+        )))
+        .bind(node_pk)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(rows::item).transpose()
+    }
+
+    async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE node_pk = $1")
+            .bind(node_pk)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+}

@@ -1,0 +1,479 @@
+//! [`FanoutStore`] for SQLite: job claims under leases, the subscriber walk, and the
+//! presence table, with the semantics of [`crate::store::postgres`]'s.
+//!
+//! One process holds an SQLite file ([`super::instance_lock`]), and every write takes
+//! the file's write lock up front (`BEGIN IMMEDIATE`), so a claim needs neither advisory
+//! locks nor `SKIP LOCKED`: inside its transaction nothing else writes, and "the oldest
+//! node whose jobs hold no live lease" cannot change under it. Leases still matter: they
+//! keep a node's jobs with one worker of the process at a time, and a killed process's
+//! leases, left in the file, run out so that the next start takes its jobs over.
+//!
+//! Wake-ups come from the store's own [`JobSignal`](super::jobs::JobSignal), poked after
+//! each commit that queued jobs; jobs queued by an admin command (another process) are
+//! found by the engine's slow poll.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+
+use super::jobs::{insert_jobs, JobWaiter};
+use super::{SqliteStore, NOW};
+use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
+use crate::store::fanout::{
+    batch_len, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead, JobListener, LastItem,
+    LeaseOwner, Resource, Subscriber,
+};
+use crate::store::jobs::{JobKind, JobTarget, NewJob};
+use crate::store::StoreError;
+
+/// The node whose head (lowest id) job is oldest among the nodes with no job under a
+/// live lease. The recursive part walks the distinct node_pks of `fanout_jobs_by_node`
+/// with one index probe each (a loose index scan, as on PostgreSQL), so a node with
+/// 20,000 queued jobs costs as much as a node with one; the lease check is a probe of
+/// `fanout_jobs_leased`.
+fn candidate_sql() -> String {
+    format!(
+        "WITH RECURSIVE pending(node_pk) AS (
+             SELECT min(node_pk) FROM fanout_jobs
+           UNION ALL
+             SELECT (SELECT min(f.node_pk) FROM fanout_jobs f WHERE f.node_pk > p.node_pk)
+             FROM pending p WHERE p.node_pk IS NOT NULL
+         )
+         SELECT p.node_pk,
+                (SELECT min(f.id) FROM fanout_jobs f WHERE f.node_pk = p.node_pk) AS head
+         FROM pending p
+         WHERE p.node_pk IS NOT NULL
+           AND NOT EXISTS (
+             SELECT 1 FROM fanout_jobs l
+             WHERE l.node_pk = p.node_pk AND l.lease_owner IS NOT NULL AND l.lease_until > {NOW}
+           )
+         ORDER BY head
+         LIMIT 1"
+    )
+}
+
+/// Now plus the lease, in the format of every time column (string order is time
+/// order); `?2` is the `+<seconds> seconds` modifier from [`lease_modifier`].
+const LEASE_UNTIL: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)";
+
+/// The SQLite date modifier that adds `lease` to now (millisecond precision, like the
+/// column).
+fn lease_modifier(lease: Duration) -> String {
+    format!("+{:.3} seconds", lease.as_secs_f64())
+}
+
+fn parse_kind(s: &str) -> Result<JobKind, StoreError> {
+    JobKind::parse(s).ok_or_else(|| StoreError::Backend(format!("unknown job kind {s:?}")))
+}
+
+fn parse_options(raw: &str, subid: &str) -> SubscribeOptions {
+    serde_json::from_str(raw).unwrap_or_else(|e| {
+        tracing::warn!(subid, error = %e, "unreadable subscription options; using defaults");
+        SubscribeOptions::default()
+    })
+}
+
+fn parse_config(raw: &str, node_pk: i64) -> NodeConfig {
+    serde_json::from_str(raw).unwrap_or_else(|e| {
+        tracing::warn!(node_pk, error = %e, "unreadable node configuration; using defaults");
+        NodeConfig::default()
+    })
+}
+
+fn parse_show(s: &str) -> ShowValue {
+    ShowValue::parse(s).unwrap_or(ShowValue::Online)
+}
+
+/// How many of `ids` a statement touched must equal `ids.len()`: then every job was
+/// still the owner's.
+fn all(touched: u64, ids: &[i64]) -> bool {
+    touched == ids.len() as u64
+}
+
+/// Claims a batch of `node_pk`'s head jobs inside the claim transaction (which holds the
+/// write lock, so the node cannot gain a lease meanwhile).
+async fn claim_node(
+    conn: &mut SqliteConnection,
+    node_pk: i64,
+    owner: LeaseOwner,
+    lease: Duration,
+    limits: ClaimLimits,
+) -> Result<Option<ClaimedBatch>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, kind, target_jid IS NULL AS to_subscribers, cursor,
+                length(CAST(payload_xml AS BLOB)) AS bytes
+         FROM fanout_jobs WHERE node_pk = ?1 ORDER BY id LIMIT ?2",
+    )
+    .bind(node_pk)
+    .bind(i64::from(limits.max_jobs))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut heads = Vec::with_capacity(rows.len());
+    for r in &rows {
+        ids.push(r.try_get::<i64, _>("id")?);
+        heads.push(JobHead {
+            kind: parse_kind(r.try_get("kind")?)?,
+            to_subscribers: r.try_get("to_subscribers")?,
+            cursor: r.try_get("cursor")?,
+            payload_bytes: r.try_get::<i64, _>("bytes")?.max(0) as u64,
+        });
+    }
+    let len = batch_len(&heads, limits);
+    let Some(&last) = len.checked_sub(1).and_then(|i| ids.get(i)) else {
+        return Ok(None);
+    };
+    // The batch is a prefix of the node's queue: its jobs are exactly those up to `last`.
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE fanout_jobs SET lease_owner = ?1, lease_until = {LEASE_UNTIL}
+         WHERE node_pk = ?3 AND id <= ?4
+         RETURNING id, kind, payload_xml, message_type, target_jid, cursor"
+    )))
+    .bind(owner.to_string())
+    .bind(lease_modifier(lease))
+    .bind(node_pk)
+    .bind(last)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut cursor = 0;
+    for r in &rows {
+        cursor = r.try_get("cursor")?;
+        let target: Option<String> = r.try_get("target_jid")?;
+        jobs.push(ClaimedJob {
+            id: r.try_get("id")?,
+            kind: parse_kind(r.try_get("kind")?)?,
+            payload_xml: r.try_get("payload_xml")?,
+            headline: r.try_get::<&str, _>("message_type")? == "headline",
+            target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
+        });
+    }
+    jobs.sort_by_key(|j| j.id);
+    let node = sqlx::query("SELECT name, config FROM nodes WHERE pk = ?1")
+        .bind(node_pk)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (node_name, config) = match node {
+        Some(r) => (
+            Some(r.try_get::<String, _>("name")?),
+            parse_config(r.try_get("config")?, node_pk),
+        ),
+        None => (None, NodeConfig::default()),
+    };
+    Ok(Some(ClaimedBatch {
+        node_pk,
+        node_name,
+        config,
+        cursor,
+        jobs,
+    }))
+}
+
+fn subscriber(r: &SqliteRow) -> Result<Subscriber, StoreError> {
+    let subid: String = r.try_get("subid")?;
+    Ok(Subscriber {
+        pk: r.try_get("pk")?,
+        jid: r.try_get("jid")?,
+        bare_jid: r.try_get("bare_jid")?,
+        options: parse_options(r.try_get("options")?, &subid),
+        subid,
+        shares_bare_jid: r.try_get("shares_bare_jid")?,
+    })
+}
+
+/// The store's in-process job signal as a [`JobListener`].
+struct SqliteJobListener(JobWaiter);
+
+#[async_trait]
+impl JobListener for SqliteJobListener {
+    async fn wait(&mut self) -> Result<(), StoreError> {
+        self.0.wait().await
+    }
+}
+
+#[async_trait]
+impl FanoutStore for SqliteStore {
+    async fn claim(
+        &self,
+        owner: LeaseOwner,
+        lease: Duration,
+        limits: ClaimLimits,
+    ) -> Result<Option<ClaimedBatch>, StoreError> {
+        // A look without the write lock first: idle workers look at every wake-up and
+        // poll, and finding nothing must not make requests' writes queue behind them.
+        // A job committed after this look wakes the worker again.
+        let seen: Option<i64> = sqlx::query_scalar(AssertSqlSafe(candidate_sql()))
+            .fetch_optional(self.pool())
+            .await?;
+        if seen.is_none() {
+            return Ok(None);
+        }
+        // Then under the write lock from the first statement: every claim of the
+        // process (and any admin command's write) is serialised, so the candidate
+        // found again here is still free when it is leased.
+        let mut tx = self.write_tx().await?;
+        let candidate: Option<i64> = sqlx::query_scalar(AssertSqlSafe(candidate_sql()))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let batch = match candidate {
+            Some(node_pk) => claim_node(&mut tx, node_pk, owner, lease, limits).await?,
+            None => None,
+        };
+        match batch {
+            Some(b) => {
+                tx.commit().await?;
+                Ok(Some(b))
+            }
+            None => {
+                tx.rollback().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn renew(
+        &self,
+        owner: LeaseOwner,
+        jobs: &[i64],
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE fanout_jobs SET lease_until = {LEASE_UNTIL}
+             WHERE id IN (SELECT value FROM json_each(?3)) AND lease_owner = ?1"
+        )))
+        .bind(owner.to_string())
+        .bind(lease_modifier(lease))
+        .bind(Json(jobs))
+        .execute(self.pool())
+        .await?;
+        Ok(all(done.rows_affected(), jobs))
+    }
+
+    async fn save_cursor(
+        &self,
+        owner: LeaseOwner,
+        jobs: &[i64],
+        cursor: i64,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE fanout_jobs SET cursor = ?4, lease_until = {LEASE_UNTIL}
+             WHERE id IN (SELECT value FROM json_each(?3)) AND lease_owner = ?1"
+        )))
+        .bind(owner.to_string())
+        .bind(lease_modifier(lease))
+        .bind(Json(jobs))
+        .bind(cursor)
+        .execute(self.pool())
+        .await?;
+        Ok(all(done.rows_affected(), jobs))
+    }
+
+    async fn complete(
+        &self,
+        owner: LeaseOwner,
+        jobs: &[i64],
+        node_pk: i64,
+        delete_node: bool,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "DELETE FROM fanout_jobs
+             WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?1",
+        )
+        .bind(owner.to_string())
+        .bind(Json(jobs))
+        .execute(&mut *tx)
+        .await?;
+        if !all(done.rows_affected(), jobs) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if delete_node {
+            // Subscriptions, items and affiliations go with it (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM nodes WHERE pk = ?1")
+                .bind(node_pk)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release(&self, owner: LeaseOwner, jobs: &[i64]) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE fanout_jobs SET lease_owner = NULL, lease_until = NULL
+             WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?1",
+        )
+        .bind(owner.to_string())
+        .bind(Json(jobs))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn subscribers(
+        &self,
+        node_pk: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Subscriber>, StoreError> {
+        // Keyset page on subscriptions_fanout; the EXISTS probe uses
+        // subscriptions_by_node_bare.
+        let rows = sqlx::query(
+            "SELECT s.pk, s.jid, s.bare_jid, s.subid, s.options,
+                    EXISTS (SELECT 1 FROM subscriptions o
+                            WHERE o.node_pk = s.node_pk AND o.bare_jid = s.bare_jid
+                              AND o.state = 'subscribed' AND o.pk <> s.pk) AS shares_bare_jid
+             FROM subscriptions s
+             WHERE s.node_pk = ?1 AND s.state = 'subscribed' AND s.pk > ?2
+             ORDER BY s.pk
+             LIMIT ?3",
+        )
+        .bind(node_pk)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(subscriber).collect()
+    }
+
+    async fn available_resources(&self, bare_jids: &[String]) -> Result<Vec<Resource>, StoreError> {
+        if bare_jids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT jid, bare_jid, show FROM presence
+             WHERE bare_jid IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(Json(bare_jids))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Resource {
+                    jid: r.try_get("jid")?,
+                    bare_jid: r.try_get("bare_jid")?,
+                    show: parse_show(r.try_get("show")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn listen(&self) -> Result<Box<dyn JobListener>, StoreError> {
+        Ok(Box::new(SqliteJobListener(self.job_signal().listen())))
+    }
+
+    async fn resource_available(
+        &self,
+        jid: &str,
+        bare_jid: &str,
+        show: ShowValue,
+    ) -> Result<bool, StoreError> {
+        // Read, then write, under the write lock: "was it there?" cannot change between.
+        let mut tx = self.write_tx().await?;
+        let known: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM presence WHERE jid = ?1)")
+                .bind(jid)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO presence (jid, bare_jid, show) VALUES (?1, ?2, ?3)
+             ON CONFLICT (jid) DO UPDATE SET show = excluded.show, updated_at = {NOW}"
+        )))
+        .bind(jid)
+        .bind(bare_jid)
+        .bind(show.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(!known)
+    }
+
+    async fn resource_unavailable(&self, jid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM presence WHERE jid = ?1")
+            .bind(jid)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn forget_presence(&self, bare_jid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM presence WHERE bare_jid = ?1")
+            .bind(bare_jid)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn last_items_on_presence(
+        &self,
+        bare_jid: &str,
+        full_jid: &str,
+    ) -> Result<Vec<LastItem>, StoreError> {
+        // SQLite has no DISTINCT ON: rows come node by node, the full-JID subscription
+        // first (its options are the more specific wish), and the first row of each
+        // node is kept. The newest item is a probe of items_by_seq.
+        let rows = sqlx::query(
+            "SELECT n.pk, n.name, n.config, s.subid, s.options,
+                    i.item_id, i.publisher, i.payload, i.published_at
+             FROM subscriptions s
+             JOIN nodes n ON n.pk = s.node_pk AND NOT n.deleted
+             JOIN items i ON i.node_pk = n.pk
+                         AND i.seq = (SELECT max(seq) FROM items WHERE node_pk = n.pk)
+             WHERE s.bare_jid = ?1 AND (s.jid = ?1 OR s.jid = ?2) AND s.state = 'subscribed'
+               AND n.config ->> '$.send_last_published_item' = 'on_sub_and_presence'
+             ORDER BY n.pk, (s.jid = ?2) DESC",
+        )
+        .bind(bare_jid)
+        .bind(full_jid)
+        .fetch_all(self.pool())
+        .await?;
+        let mut items: Vec<LastItem> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let node_pk: i64 = r.try_get("pk")?;
+            if items.last().is_some_and(|i| i.node_pk == node_pk) {
+                continue;
+            }
+            let subid: String = r.try_get("subid")?;
+            items.push(LastItem {
+                node_pk,
+                node_name: r.try_get("name")?,
+                config: parse_config(r.try_get("config")?, node_pk),
+                options: parse_options(r.try_get("options")?, &subid),
+                item_id: r.try_get("item_id")?,
+                publisher: r.try_get("publisher")?,
+                payload: r.try_get("payload")?,
+                published_at: r.try_get("published_at")?,
+            });
+        }
+        Ok(items)
+    }
+
+    async fn queue_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        let queued = insert_jobs(&mut tx, jobs).await?;
+        self.commit(tx, queued).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_modifiers_are_sqlite_date_modifiers_in_seconds() {
+        assert_eq!(lease_modifier(Duration::from_secs(30)), "+30.000 seconds");
+        assert_eq!(
+            lease_modifier(Duration::from_millis(1500)),
+            "+1.500 seconds"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! [`ItemSeqStore`] in SQLite, by the `items_by_seq (node_pk, seq DESC)` index; `seq`
+//! comes from the `item_seq` counter (see `items.rs`), so it is global and increasing
+//! as in PostgreSQL.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{rows, SqliteStore};
+use crate::store::item_seq::{ItemSeqStore, SeqItem};
+use crate::store::StoreError;
+
+#[async_trait]
+impl ItemSeqStore for SqliteStore {
+    async fn items_after_seq(
+        &self,
+        node_pk: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<SeqItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT item_id, publisher, payload, published_at, seq FROM items
+             WHERE node_pk = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(node_pk)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SeqItem {
+                    seq: row.try_get("seq")?,
+                    item: rows::item(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_seq(&self, node_pk: i64) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT max(seq) FROM items WHERE node_pk = ?1")
+                .bind(node_pk)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+}

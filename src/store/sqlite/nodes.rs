@@ -1,0 +1,148 @@
+//! Nodes in SQLite: lookup with the requester's standing, creation, configuration,
+//! deletion.
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+use sqlx::AssertSqlSafe;
+use sqlx::Row;
+use xmpp_parsers::jid::BareJid;
+
+use super::jobs::insert_jobs;
+use super::{rows, SqliteStore};
+use crate::domain::{Affiliation, NodeConfig, NodeId};
+use crate::store::jobs::NewJob;
+use crate::store::{NodeAccess, NodeRecord, NodeStore, Refusal, StoreError};
+
+const NODE_COLUMNS: &str = "pk, name, config, creator, created_at";
+
+#[async_trait]
+impl NodeStore for SqliteStore {
+    async fn node(&self, name: &NodeId) -> Result<Option<NodeRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE name = ?1 AND NOT deleted"
+        )))
+        .bind(name.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(rows::node).transpose()
+    }
+
+    async fn node_access(
+        &self,
+        name: &NodeId,
+        requester: &BareJid,
+    ) -> Result<Option<NodeAccess>, StoreError> {
+        let row = sqlx::query(
+            "SELECT n.pk, n.name, n.config, n.creator, n.created_at,
+                    (SELECT a.affiliation FROM affiliations a
+                      WHERE a.node_pk = n.pk AND a.jid = ?2) AS affiliation
+             FROM nodes n WHERE n.name = ?1 AND NOT n.deleted",
+        )
+        .bind(name.as_str())
+        .bind(requester.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let node = rows::node(&row)?;
+        let affiliation = match row.try_get::<Option<String>, _>("affiliation")? {
+            Some(a) => rows::affiliation(&a)?,
+            None => Affiliation::None,
+        };
+        let subscriptions =
+            super::subscriptions::of_bare_jid(self.pool(), requester, Some(node.pk)).await?;
+        Ok(Some(NodeAccess {
+            node,
+            affiliation,
+            subscriptions,
+        }))
+    }
+
+    async fn create_node(
+        &self,
+        name: &NodeId,
+        config: &NodeConfig,
+        owner: &BareJid,
+    ) -> Result<Result<NodeRecord, Refusal>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        // The conflict target names the partial index: only a live node takes a name.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO nodes (name, config, creator) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) WHERE NOT deleted DO NOTHING
+             RETURNING {NODE_COLUMNS}"
+        )))
+        .bind(name.as_str())
+        .bind(Json(config))
+        .bind(owner.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(Refusal::NodeExists));
+        };
+        let node = rows::node(&row)?;
+        sqlx::query(
+            "INSERT INTO affiliations (node_pk, jid, affiliation) VALUES (?1, ?2, 'owner')",
+        )
+        .bind(node.pk)
+        .bind(owner.as_str())
+        .execute(&mut *tx)
+        .await?;
+        self.commit(tx, 0).await?;
+        Ok(Ok(node))
+    }
+
+    async fn owned_nodes(&self, owner: &BareJid) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM affiliations a JOIN nodes n ON n.pk = a.node_pk
+             WHERE a.jid = ?1 AND a.affiliation = 'owner' AND NOT n.deleted",
+        )
+        .bind(owner.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn configure_node(
+        &self,
+        pk: i64,
+        config: &NodeConfig,
+        keep_items: u32,
+        jobs: Vec<NewJob>,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let updated = sqlx::query("UPDATE nodes SET config = ?2 WHERE pk = ?1 AND NOT deleted")
+            .bind(pk)
+            .bind(Json(config))
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(Err(Refusal::NodeGone));
+        }
+        super::items::trim(&mut tx, pk, keep_items).await?;
+        let queued = insert_jobs(&mut tx, &jobs).await?;
+        self.commit(tx, queued).await?;
+        Ok(Ok(()))
+    }
+
+    async fn delete_node(&self, pk: i64, job: Option<NewJob>) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let queued = match job {
+            // Subscribers are walked by the fan-out engine, which removes the row after.
+            Some(job) => {
+                sqlx::query("UPDATE nodes SET deleted = 1 WHERE pk = ?1")
+                    .bind(pk)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_jobs(&mut tx, std::slice::from_ref(&job)).await?
+            }
+            None => {
+                sqlx::query("DELETE FROM nodes WHERE pk = ?1")
+                    .bind(pk)
+                    .execute(&mut *tx)
+                    .await?;
+                0
+            }
+        };
+        self.commit(tx, queued).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+//! The XMPP connection: one XEP-0114 component stream to the server, kept alive and
+//! re-established for ever once it has been up.
+//!
+//! Owns the socket and nothing else: it does not look inside stanzas beyond what it
+//! needs to match its own barrier pings. Incoming stanzas go to an [`Inbound`] sink (the
+//! router); outgoing stanzas come from [`Outbound`] handles through one bounded queue,
+//! drained by a single writer that batches writes.
+//!
+//! - [`handshake`]: TCP connect, stream header, XEP-0114 handshake.
+//! - [`session`]: one connected stream: the reader and the batching writer.
+//! - [`supervisor`]: connect at start-up, reconnect with backoff and jitter after a drop.
+//! - [`outbound`]: the handle the rest of pubsubd sends through, and delivery barriers.
+//! - [`render`]: XML escaping and serialisation helpers for outgoing stanzas.
+
+pub mod depth;
+pub mod handshake;
+pub mod outbound;
+pub mod render;
+pub mod session;
+pub mod supervisor;
+
+pub use handshake::ConnectError;
+pub use outbound::{BarrierError, Outbound, OutboundQueue};
+pub use supervisor::{ConnectionState, Supervisor};
+
+/// Where the connection hands every stanza it reads (except the answers to its own
+/// barrier pings). Implemented by the router. Awaiting here is the read side's
+/// backpressure: a slow handler pool slows down reading from the server.
+pub trait Inbound: Send + Sync + 'static {
+    /// Takes one stanza read from the server.
+    fn deliver(&self, stanza: minidom::Element) -> impl std::future::Future<Output = ()> + Send;
+}

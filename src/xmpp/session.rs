@@ -1,0 +1,460 @@
+//! One connected component stream: a reader that hands stanzas to the router and
+//! resolves barrier pings, and a single writer that drains the outgoing queue in
+//! batches (one `write` per batch, not per stanza).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use minidom::Element;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, oneshot, watch};
+use tokio_xmpp::xmlstream::ReadError;
+use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::ns;
+
+use super::handshake::{Connected, Reader};
+use super::outbound::{OutboundQueue, Outgoing};
+use super::render::escape;
+use super::Inbound;
+
+/// How often the writer pings the server: keeps NATs and the server's idle timers from
+/// closing a quiet stream, and detects a dead peer within about two periods.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
+/// Largest batch written in one go, in bytes. Large enough to amortise the syscall,
+/// small enough not to hold back the first stanza of a burst.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// How long a clean shutdown waits for the server to close its side.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// Prefix of the ids of the writer's own pings, so the reader can tell them apart. The
+/// full id is `pubsubd-ping-<session token>-<n>`: with several connections for one
+/// component JID (several pubsubd processes on ejabberd), the server balances every
+/// stanza for the domain across them, our pings included, so a connection may read
+/// another one's; the token tells them apart.
+///
+/// The pings are addressed to the component's own JID: the server routes them back to
+/// us after everything written before them, so a ping arriving (or its answer, should
+/// anything answer it) is the receipt. The reader takes them itself; they never reach
+/// the router, so barriers resolve even while shutdown has stopped request handling.
+const PING_ID_PREFIX: &str = "pubsubd-ping-";
+/// How long barriers wait before the writer pings again. A ping that the server routed to
+/// another connection of the same JID never comes back; a later ping proves receipt
+/// just as well (the server handles the stream in order). Short, because fan-out waits
+/// on it; one extra ping per period costs nothing.
+const BARRIER_REPING: Duration = Duration::from_millis(250);
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The stream broke; `unsent` holds stanzas that were being written and must be
+    /// written again on the next stream.
+    Lost { reason: String, unsent: Vec<String> },
+    /// A clean shutdown: the stream was closed with `</stream:stream>`.
+    Closed,
+    /// Every [`super::Outbound`] handle is gone.
+    QueueClosed,
+}
+
+/// Pings sent and not yet answered, by number, with the barrier waiting on each.
+type PendingPings = Arc<Mutex<BTreeMap<u64, Option<oneshot::Sender<()>>>>>;
+
+/// The pending pings of every live session of this process, by session token. With
+/// several connections for the component JID (`connections` > 1 on ejabberd) the server
+/// balances our pings across them, so a ping written on one connection may be read on
+/// another; it is a receipt all the same (the server routed it after everything written
+/// before it on its own connection), so whichever reader gets it resolves it here.
+static SESSIONS: std::sync::LazyLock<Mutex<std::collections::HashMap<u64, PendingPings>>> =
+    std::sync::LazyLock::new(Mutex::default);
+
+/// A session's entry in [`SESSIONS`], removed when the session ends.
+struct Registered(u64);
+
+impl Registered {
+    fn new(token: u64, pending: PendingPings) -> Registered {
+        if let Ok(mut sessions) = SESSIONS.lock() {
+            sessions.insert(token, pending);
+        }
+        Registered(token)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut sessions) = SESSIONS.lock() {
+            sessions.remove(&self.0);
+        }
+    }
+}
+
+/// Resolves ping `n` of the live session `token` of this process; false when no such
+/// session exists (another process's ping, or a stream that has ended).
+fn answered_elsewhere(token: u64, n: u64) -> bool {
+    let pending = SESSIONS
+        .lock()
+        .ok()
+        .and_then(|sessions| sessions.get(&token).cloned());
+    match pending {
+        Some(p) => {
+            answered(&p, n);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Runs one connected stream until it breaks or shutdown is requested.
+pub async fn run<I: Inbound>(
+    conn: Connected,
+    jid: &BareJid,
+    queue: &mut OutboundQueue,
+    carry_over: Vec<String>,
+    inbound: Arc<I>,
+    shutdown: &mut broadcast::Receiver<()>,
+    draining: watch::Receiver<bool>,
+) -> SessionEnd {
+    let pending: PendingPings = Arc::default();
+    let token: u64 = rand::random();
+    let _registered = Registered::new(token, pending.clone());
+    let (reader_done_tx, mut reader_done) = oneshot::channel::<String>();
+    let reader_task = tokio::spawn(read_loop(
+        conn.reader,
+        inbound,
+        pending.clone(),
+        token,
+        reader_done_tx,
+        draining,
+    ));
+    let mut writer = Writer {
+        socket: conn.writer,
+        from: jid.to_string(),
+        to: jid.domain().to_string(),
+        pending,
+        token,
+        next_ping: 0,
+        reping: reping_timer(),
+        buf: Vec::with_capacity(MAX_BATCH_BYTES),
+        batch: Vec::new(),
+    };
+    let end = writer
+        .run(queue, carry_over, &mut reader_done, shutdown)
+        .await;
+    if matches!(end, SessionEnd::Closed) {
+        // Give the server a moment to answer with its own footer so the close is clean.
+        let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader_done).await;
+    }
+    reader_task.abort();
+    end
+}
+
+struct Writer {
+    socket: TcpStream,
+    from: String,
+    to: String,
+    pending: PendingPings,
+    /// Distinguishes this session's pings from those of other connections.
+    token: u64,
+    next_ping: u64,
+    /// Fires [`BARRIER_REPING`] after the last ping.
+    reping: tokio::time::Interval,
+    buf: Vec<u8>,
+    /// The stanzas in `buf`, kept until the write succeeds so a broken write can be
+    /// repeated on the next stream.
+    batch: Vec<String>,
+}
+
+impl Writer {
+    async fn run(
+        &mut self,
+        queue: &mut OutboundQueue,
+        carry_over: Vec<String>,
+        reader_done: &mut oneshot::Receiver<String>,
+        shutdown: &mut broadcast::Receiver<()>,
+    ) -> SessionEnd {
+        for stanza in carry_over {
+            self.push_stanza(stanza);
+        }
+        if let Err(e) = self.write_batch().await {
+            return self.lost(e);
+        }
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.recv() => {
+                    // Everything already queued is sent before the stream is closed.
+                    while let Ok(item) = queue.try_recv() {
+                        self.push(item);
+                    }
+                    self.buf.extend_from_slice(b"</stream:stream>");
+                    let _ = self.write_batch().await;
+                    let _ = self.socket.shutdown().await;
+                    return SessionEnd::Closed;
+                }
+                reason = &mut *reader_done => {
+                    let reason = reason.unwrap_or_else(|_| "reader stopped".into());
+                    return SessionEnd::Lost { reason, unsent: Vec::new() };
+                }
+                item = queue.recv() => {
+                    let Some(item) = item else { return SessionEnd::QueueClosed };
+                    self.push(item);
+                    while self.buf.len() < MAX_BATCH_BYTES {
+                        match queue.try_recv() {
+                            Ok(item) => self.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = self.write_batch().await {
+                        return self.lost(e);
+                    }
+                }
+                _ = keepalive.tick() => {
+                    self.push_ping(None);
+                    if let Err(e) = self.write_batch().await {
+                        return self.lost(e);
+                    }
+                }
+                _ = self.reping.tick(), if self.barriers_waiting() => {
+                    self.push_ping(None);
+                    if let Err(e) = self.write_batch().await {
+                        return self.lost(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn lost(&mut self, e: std::io::Error) -> SessionEnd {
+        SessionEnd::Lost {
+            reason: format!("write failed: {e}"),
+            unsent: std::mem::take(&mut self.batch),
+        }
+    }
+
+    fn push(&mut self, item: Outgoing) {
+        match item {
+            Outgoing::Stanza(s) => self.push_stanza(s),
+            Outgoing::Barrier(done) => self.push_ping(Some(done)),
+        }
+    }
+
+    fn push_stanza(&mut self, s: String) {
+        self.buf.extend_from_slice(s.as_bytes());
+        self.batch.push(s);
+    }
+
+    fn push_ping(&mut self, done: Option<oneshot::Sender<()>>) {
+        let n = self.next_ping;
+        self.next_ping += 1;
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(n, done);
+        }
+        self.reping.reset();
+        let ping = format!(
+            "<iq type='get' id='{PING_ID_PREFIX}{:x}-{n}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+            self.token,
+            escape(&self.from),
+            escape(&self.to)
+        );
+        self.buf.extend_from_slice(ping.as_bytes());
+    }
+
+    /// Whether a barrier waits for an answer.
+    fn barriers_waiting(&self) -> bool {
+        self.pending
+            .lock()
+            .map(|p| p.values().any(Option::is_some))
+            .unwrap_or(false)
+    }
+
+    async fn write_batch(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.socket.write_all(&self.buf).await?;
+        self.buf.clear();
+        self.batch.clear();
+        Ok(())
+    }
+}
+
+fn reping_timer() -> tokio::time::Interval {
+    let mut t = tokio::time::interval(BARRIER_REPING);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+/// Resolves every barrier on a ping up to `n`: the answer to ping `n` proves that the
+/// server has read everything written before it, earlier pings included.
+fn answered(pending: &PendingPings, n: u64) {
+    let resolved = match pending.lock() {
+        Ok(mut p) => {
+            let later = p.split_off(&(n + 1));
+            std::mem::replace(&mut *p, later)
+        }
+        Err(_) => return,
+    };
+    for waiter in resolved.into_values().flatten() {
+        let _ = waiter.send(());
+    }
+}
+
+async fn read_loop<I: Inbound>(
+    mut reader: Reader,
+    inbound: Arc<I>,
+    pending: PendingPings,
+    token: u64,
+    done: oneshot::Sender<String>,
+    mut draining: watch::Receiver<bool>,
+) {
+    let mut accepting = true;
+    let reason = loop {
+        let next = tokio::select! {
+            next = reader.next() => next,
+            _ = async { drop(draining.wait_for(|d| *d).await) }, if accepting => {
+                // Shutting down: hand nothing new to the router, but keep reading so
+                // barrier answers and the server's closing footer still arrive.
+                accepting = false;
+                continue;
+            }
+        };
+        match next {
+            Some(Ok(el)) => {
+                let el = super::depth::guard(el);
+                match own_ping(&el, token) {
+                    OwnPing::Ours(n) => {
+                        answered(&pending, n);
+                        continue;
+                    }
+                    OwnPing::Foreign(Some((other, n))) if answered_elsewhere(other, n) => {
+                        tracing::trace!("a sibling connection's ping resolved");
+                        continue;
+                    }
+                    OwnPing::Foreign(_) => {
+                        tracing::trace!("another process's ping dropped");
+                        continue;
+                    }
+                    OwnPing::No => {}
+                }
+                if el.name() == "error" && el.ns() == ns::STREAM {
+                    break format!("stream error from server: {}", describe_stream_error(&el));
+                }
+                if accepting {
+                    inbound.deliver(el).await;
+                } else {
+                    tracing::debug!(
+                        name = el.name(),
+                        "stanza arrived during shutdown; not handled"
+                    );
+                }
+            }
+            Some(Err(ReadError::SoftTimeout)) => {}
+            Some(Err(ReadError::ParseError(e))) => {
+                tracing::warn!(error = %e, "unparseable element from server skipped");
+            }
+            Some(Err(ReadError::HardError(e))) => break format!("read failed: {e}"),
+            Some(Err(ReadError::StreamFooterReceived)) => break "server closed the stream".into(),
+            None => break "stream ended".into(),
+        }
+    };
+    let _ = done.send(reason);
+}
+
+/// What an element is with respect to the writers' pings.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnPing {
+    /// This session's ping number `n`, routed back to us (or answered).
+    Ours(u64),
+    /// A ping of another session (a sibling connection of this process, another
+    /// process on the same JID, or an earlier stream), or its answer: its token and
+    /// number when they parse.
+    Foreign(Option<(u64, u64)>),
+    /// Not a pubsubd barrier ping.
+    No,
+}
+
+fn own_ping(el: &Element, token: u64) -> OwnPing {
+    if el.name() != "iq" || !matches!(el.attr("type"), Some("get" | "result" | "error")) {
+        return OwnPing::No;
+    }
+    let Some(rest) = el.attr("id").and_then(|id| id.strip_prefix(PING_ID_PREFIX)) else {
+        return OwnPing::No;
+    };
+    let parsed = rest
+        .split_once('-')
+        .and_then(|(t, n)| Some((u64::from_str_radix(t, 16).ok()?, n.parse::<u64>().ok()?)));
+    match parsed {
+        Some((t, n)) if t == token => OwnPing::Ours(n),
+        other => OwnPing::Foreign(other),
+    }
+}
+
+fn describe_stream_error(el: &Element) -> String {
+    el.children()
+        .find(|c| c.ns() == ns::XMPP_STREAMS && c.name() != "text")
+        .map(|c| c.name().to_string())
+        .unwrap_or_else(|| "unknown condition".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iq(ty: &str, id: &str) -> Element {
+        format!("<iq xmlns='jabber:component:accept' type='{ty}' id='{id}' from='localhost' to='ps.localhost'/>")
+            .parse()
+            .expect("test xml")
+    }
+
+    #[test]
+    fn pings_are_matched_to_their_session() {
+        let ours = |ty, id| own_ping(&iq(ty, id), 0xff);
+        assert_eq!(ours("get", "pubsubd-ping-ff-7"), OwnPing::Ours(7));
+        assert_eq!(ours("result", "pubsubd-ping-ff-7"), OwnPing::Ours(7));
+        assert_eq!(ours("error", "pubsubd-ping-ff-8"), OwnPing::Ours(8));
+        assert_eq!(
+            ours("get", "pubsubd-ping-fe-7"),
+            OwnPing::Foreign(Some((0xfe, 7)))
+        );
+        assert_eq!(ours("result", "pubsubd-ping-7"), OwnPing::Foreign(None));
+        assert_eq!(ours("set", "pubsubd-ping-ff-7"), OwnPing::No);
+        assert_eq!(ours("result", "abc"), OwnPing::No);
+    }
+
+    #[test]
+    fn a_sibling_connection_resolves_a_live_session_ping_only() {
+        let pending: PendingPings = Arc::default();
+        let (tx, mut rx) = oneshot::channel();
+        pending.lock().expect("lock").insert(3, Some(tx));
+        let token = 0x5eed_0001;
+        {
+            let _live = Registered::new(token, pending.clone());
+            assert!(!answered_elsewhere(token + 1, 3));
+            assert!(rx.try_recv().is_err());
+            assert!(answered_elsewhere(token, 3));
+            assert_eq!(rx.try_recv(), Ok(()));
+        }
+        assert!(
+            !answered_elsewhere(token, 4),
+            "an ended session is forgotten"
+        );
+    }
+
+    #[test]
+    fn an_answer_resolves_every_earlier_barrier_and_no_later_one() {
+        let pending: PendingPings = Arc::default();
+        let mut waits = Vec::new();
+        for n in 0..4 {
+            let (tx, rx) = oneshot::channel();
+            pending.lock().expect("lock").insert(n, Some(tx));
+            waits.push(rx);
+        }
+        answered(&pending, 2);
+        assert_eq!(waits[0].try_recv(), Ok(()));
+        assert_eq!(waits[2].try_recv(), Ok(()));
+        assert!(waits[3].try_recv().is_err());
+        assert_eq!(pending.lock().expect("lock").len(), 1);
+    }
+}

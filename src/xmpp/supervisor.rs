@@ -1,0 +1,179 @@
+//! Keeps the component connected: the first connection must succeed (a wrong secret or
+//! an unreachable server at start-up is an operator error and ends the process), after
+//! that every drop is followed by reconnect attempts with exponential backoff and
+//! jitter, for ever, each one logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{broadcast, watch};
+use xmpp_parsers::jid::BareJid;
+
+use super::handshake::{self, ConnectError};
+use super::outbound::OutboundQueue;
+use super::session::{self, SessionEnd};
+use super::Inbound;
+use crate::config::Secret;
+
+/// First reconnect delay: short, since most drops are server restarts that are over
+/// within a second or two.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// Longest delay between attempts, so a long outage is noticed soon after it ends.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Whether the component is currently connected, for readiness checks and metrics: one
+/// flag per connection (see `connections`).
+#[derive(Clone, Debug)]
+pub struct ConnectionState(Vec<watch::Receiver<bool>>);
+
+impl ConnectionState {
+    /// The state of several connections together: connected when all of them are.
+    pub fn all(states: impl IntoIterator<Item = ConnectionState>) -> ConnectionState {
+        ConnectionState(states.into_iter().flat_map(|s| s.0).collect())
+    }
+
+    /// True while every stream is up.
+    pub fn is_connected(&self) -> bool {
+        !self.0.is_empty() && self.0.iter().all(|up| *up.borrow())
+    }
+
+    /// How many streams are up.
+    pub fn connected(&self) -> usize {
+        self.0.iter().filter(|up| *up.borrow()).count()
+    }
+}
+
+/// Owns the outgoing queue and the connection across reconnects.
+pub struct Supervisor<I: Inbound> {
+    pub server: String,
+    pub jid: BareJid,
+    pub secret: Secret,
+    pub inbound: Arc<I>,
+    pub queue: OutboundQueue,
+    state: watch::Sender<bool>,
+    draining: watch::Receiver<bool>,
+}
+
+impl<I: Inbound> Supervisor<I> {
+    /// Prepares a supervisor; nothing connects until [`Supervisor::connect_first`].
+    /// Once `draining` turns true the connection stops reading new stanzas (shutdown
+    /// has begun); it keeps writing until the shutdown broadcast closes the stream.
+    pub fn new(
+        server: String,
+        jid: BareJid,
+        secret: Secret,
+        inbound: Arc<I>,
+        queue: OutboundQueue,
+        draining: watch::Receiver<bool>,
+    ) -> Self {
+        let (state, _) = watch::channel(false);
+        Supervisor {
+            server,
+            jid,
+            secret,
+            inbound,
+            queue,
+            state,
+            draining,
+        }
+    }
+
+    /// A view of the connection state.
+    pub fn state(&self) -> ConnectionState {
+        ConnectionState(vec![self.state.subscribe()])
+    }
+
+    /// Makes the first connection; an error here is reported to the operator.
+    pub async fn connect_first(&self) -> Result<handshake::Connected, ConnectError> {
+        handshake::connect(&self.server, &self.jid, &self.secret).await
+    }
+
+    /// Runs the connection until shutdown, reconnecting whenever it drops.
+    pub async fn run(mut self, first: handshake::Connected, mut shutdown: broadcast::Receiver<()>) {
+        let mut conn = first;
+        let mut carry_over = Vec::new();
+        loop {
+            let _ = self.state.send(true);
+            tracing::info!(server = %self.server, jid = %self.jid, "component connected");
+            let end = session::run(
+                conn,
+                &self.jid,
+                &mut self.queue,
+                std::mem::take(&mut carry_over),
+                self.inbound.clone(),
+                &mut shutdown,
+                self.draining.clone(),
+            )
+            .await;
+            let _ = self.state.send(false);
+            match end {
+                SessionEnd::Closed => {
+                    tracing::info!("component stream closed");
+                    return;
+                }
+                SessionEnd::QueueClosed => return,
+                SessionEnd::Lost { reason, unsent } => {
+                    tracing::warn!(%reason, requeued = unsent.len(), "component connection lost");
+                    carry_over = unsent;
+                }
+            }
+            match self.reconnect(&mut shutdown).await {
+                Some(c) => conn = c,
+                None => return,
+            }
+        }
+    }
+
+    /// Tries until connected (`Some`) or shut down (`None`).
+    async fn reconnect(
+        &self,
+        shutdown: &mut broadcast::Receiver<()>,
+    ) -> Option<handshake::Connected> {
+        let mut attempt: u32 = 0;
+        loop {
+            let delay = backoff(attempt);
+            attempt = attempt.saturating_add(1);
+            tracing::info!(
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "reconnecting to the XMPP server"
+            );
+            tokio::select! {
+                _ = shutdown.recv() => return None,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            match handshake::connect(&self.server, &self.jid, &self.secret).await {
+                Ok(c) => {
+                    metrics::counter!(crate::metrics::RECONNECTS).increment(1);
+                    return Some(c);
+                }
+                Err(e) => tracing::warn!(attempt, error = %e, "reconnect failed"),
+            }
+        }
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the delay is fixed, half random, so a
+/// fleet of instances does not reconnect in lockstep after a server restart.
+fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
+    let capped = exp.min(BACKOFF_MAX);
+    let half = capped / 2;
+    half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 0..40 {
+            let d = backoff(attempt);
+            assert!(d <= BACKOFF_MAX, "{attempt}: {d:?}");
+            assert!(d >= BACKOFF_BASE / 2);
+        }
+        assert!(backoff(10) >= BACKOFF_MAX / 2);
+    }
+}

@@ -1,0 +1,374 @@
+//! Shared by the XEP-0060 acceptance tests: pubsubd on a fresh store and component
+//! slot of a real server, users logged in through that server, and the pubsub stanzas
+//! of the use cases.
+//!
+//! The store is a fresh PostgreSQL database, or with `PUBSUBD_TEST_STORE=sqlite` a
+//! fresh SQLite file, so every acceptance test runs against either backend.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use pubsubd_testkit::{
+    stanza, Client, ComponentSlot, Element, PubsubdProcess, TestStore, XmppServer,
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pubsubd");
+/// Generous: a cold CI machine can be slow to start a process and open a pool.
+pub const READY: Duration = Duration::from_secs(30);
+/// How long a test waits for a notification that must come.
+pub const NOTIFY: Duration = Duration::from_secs(15);
+/// How long a test waits to be sure something does NOT come.
+pub const QUIET: Duration = Duration::from_millis(1500);
+
+pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+pub const NS_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+pub const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+pub const NS_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+pub const NS_DATA: &str = "jabber:x:data";
+pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
+pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// pubsubd attached to a server, on its own slot and store.
+pub struct Pubsubd {
+    pub process: PubsubdProcess,
+    pub slot: ComponentSlot,
+    pub db: TestStore,
+    _config: Option<tempfile_path::TempPath>,
+}
+
+impl Pubsubd {
+    /// The service JID.
+    pub fn jid(&self) -> &str {
+        self.slot.jid()
+    }
+}
+
+mod tempfile_path {
+    /// A file removed when dropped.
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// Starts pubsubd with the default policy.
+pub async fn start(server: &XmppServer) -> anyhow::Result<Pubsubd> {
+    start_with(server, "").await
+}
+
+/// Starts pubsubd with `config` as the TOML file (e.g. a `[service]` table).
+pub async fn start_with(server: &XmppServer, config: &str) -> anyhow::Result<Pubsubd> {
+    let db = TestStore::create().await?;
+    let slot = server.lease_component();
+    let mut args = slot.pubsubd_args(db.url());
+    let config_file = if config.is_empty() {
+        None
+    } else {
+        let path = std::env::temp_dir().join(format!("{}.toml", db.name()));
+        std::fs::write(&path, config)?;
+        args.push("--config".into());
+        args.push(path.display().to_string());
+        Some(tempfile_path::TempPath(path))
+    };
+    let mut process = PubsubdProcess::spawn(BIN, &args, &[])?;
+    process.wait_for_log("component connected", READY).await?;
+    Ok(Pubsubd {
+        process,
+        slot,
+        db,
+        _config: config_file,
+    })
+}
+
+/// A new user, logged in.
+pub async fn user(server: &XmppServer, prefix: &str) -> anyhow::Result<Client> {
+    let account = server.create_user(prefix).await?;
+    Ok(Client::login(server.c2s_addr(), &account).await?)
+}
+
+/// Sends an IQ of `kind` with `payload_xml` to the service and returns the answer.
+pub async fn iq(
+    client: &mut Client,
+    ps: &Pubsubd,
+    kind: &str,
+    payload_xml: &str,
+) -> anyhow::Result<Element> {
+    Ok(client
+        .iq(stanza::iq(kind, ps.jid(), stanza::parse(payload_xml)))
+        .await?)
+}
+
+/// `<pubsub xmlns='…pubsub'>inner</pubsub>`.
+pub fn pubsub(inner: &str) -> String {
+    format!("<pubsub xmlns='{NS_PUBSUB}'>{inner}</pubsub>")
+}
+
+/// `<pubsub xmlns='…pubsub#owner'>inner</pubsub>`.
+pub fn owner(inner: &str) -> String {
+    format!("<pubsub xmlns='{NS_OWNER}'>{inner}</pubsub>")
+}
+
+/// A submitted data form with FORM_TYPE and `fields` (var, value).
+pub fn form(form_type: &str, fields: &[(&str, &str)]) -> String {
+    let mut x = format!(
+        "<x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE' type='hidden'><value>{form_type}</value></field>"
+    );
+    for (var, value) in fields {
+        x.push_str(&format!(
+            "<field var='{var}'><value>{value}</value></field>"
+        ));
+    }
+    x.push_str("</x>");
+    x
+}
+
+/// A node configuration form.
+pub fn config_form(fields: &[(&str, &str)]) -> String {
+    form("http://jabber.org/protocol/pubsub#node_config", fields)
+}
+
+/// Panics unless `reply` is a result.
+#[track_caller]
+pub fn ok(reply: &Element) {
+    assert_eq!(
+        reply.attr("type"),
+        Some("result"),
+        "expected a result, got {}",
+        stanza::to_xml(reply)
+    );
+}
+
+/// Panics unless `reply` is an error of `type_` with `condition` and, if given, the
+/// `pubsub#errors` child `pubsub_condition`.
+#[track_caller]
+pub fn err(reply: &Element, type_: &str, condition: &str, pubsub_condition: Option<&str>) {
+    let xml = stanza::to_xml(reply);
+    assert_eq!(
+        reply.attr("type"),
+        Some("error"),
+        "expected an error, got {xml}"
+    );
+    let error = reply
+        .children()
+        .find(|c| c.name() == "error")
+        .unwrap_or_else(|| panic!("no <error/> in {xml}"));
+    assert_eq!(error.attr("type"), Some(type_), "error type in {xml}");
+    assert!(
+        error.get_child(condition, NS_STANZAS).is_some(),
+        "no <{condition}/> in {xml}"
+    );
+    match pubsub_condition {
+        Some(p) => assert!(
+            error.get_child(p, NS_ERRORS).is_some(),
+            "no pubsub#errors <{p}/> in {xml}"
+        ),
+        None => assert!(
+            !error
+                .children()
+                .any(|c| c.ns() == NS_ERRORS && c.name() != "unsupported"),
+            "unexpected pubsub#errors child in {xml}"
+        ),
+    }
+}
+
+/// Creates `node` (owned by `client`), optionally with configuration fields.
+pub async fn create(
+    client: &mut Client,
+    ps: &Pubsubd,
+    node: &str,
+    config: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let configure = if config.is_empty() {
+        String::new()
+    } else {
+        format!("<configure>{}</configure>", config_form(config))
+    };
+    let reply = iq(
+        client,
+        ps,
+        "set",
+        &pubsub(&format!("<create node='{node}'/>{configure}")),
+    )
+    .await?;
+    ok(&reply);
+    Ok(())
+}
+
+/// Publishes `payload_xml` as item `id` (or a service-chosen id) and returns the id.
+pub async fn publish(
+    client: &mut Client,
+    ps: &Pubsubd,
+    node: &str,
+    id: Option<&str>,
+    payload_xml: &str,
+) -> anyhow::Result<Element> {
+    let id_attr = id.map(|i| format!(" id='{i}'")).unwrap_or_default();
+    iq(
+        client,
+        ps,
+        "set",
+        &pubsub(&format!(
+            "<publish node='{node}'><item{id_attr}>{payload_xml}</item></publish>"
+        )),
+    )
+    .await
+}
+
+/// The id of the item in a publish result.
+pub fn published_id(reply: &Element) -> Option<String> {
+    reply
+        .get_child("pubsub", NS_PUBSUB)?
+        .get_child("publish", NS_PUBSUB)?
+        .get_child("item", NS_PUBSUB)?
+        .attr("id")
+        .map(str::to_owned)
+}
+
+/// Subscribes the client's bare JID; returns the reply.
+pub async fn subscribe(client: &mut Client, ps: &Pubsubd, node: &str) -> anyhow::Result<Element> {
+    let jid = client.bare_jid().to_owned();
+    iq(
+        client,
+        ps,
+        "set",
+        &pubsub(&format!("<subscribe node='{node}' jid='{jid}'/>")),
+    )
+    .await
+}
+
+/// The `<item/>` elements of a retrieval result.
+pub fn items_of(reply: &Element) -> Vec<Element> {
+    reply
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("items", NS_PUBSUB))
+        .map(|i| {
+            i.children()
+                .filter(|c| c.name() == "item")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The ids of the `<item/>` elements of a retrieval result, in order.
+pub fn item_ids(reply: &Element) -> Vec<String> {
+    items_of(reply)
+        .iter()
+        .filter_map(|i| i.attr("id").map(str::to_owned))
+        .collect()
+}
+
+/// A realistic Atom entry: XHTML content, links, categories, unicode.
+pub fn atom_entry(id: &str, title: &str) -> String {
+    format!(
+        "<entry xmlns='http://www.w3.org/2005/Atom'>\
+           <title type='text'>{title}</title>\
+           <link rel='alternate' type='text/html' href='http://denmark.lit/2003/12/13/atom03'/>\
+           <link rel='enclosure' type='audio/mpeg' length='1337' href='http://denmark.lit/a.mp3'/>\
+           <id>tag:denmark.lit,2003:entry-{id}</id>\
+           <published>2003-12-13T18:30:02Z</published>\
+           <updated>2003-12-13T18:30:02Z</updated>\
+           <author><name>Hamlet</name><uri>xmpp:hamlet@denmark.lit</uri></author>\
+           <category term='soliloquy' scheme='urn:example:genre' label='Soliloquy ✓'/>\
+           <content type='xhtml'><div xmlns='http://www.w3.org/1999/xhtml'>\
+             <p>To be, or not to be: <em>that</em> is the question — «ñandú» 日本語 &amp; &lt;tags&gt;</p>\
+           </div></content>\
+         </entry>"
+    )
+}
+
+/// Waits for a `<message/>` from the service carrying a pubsub event.
+pub async fn next_event(client: &mut Client, ps: &Pubsubd, timeout: Duration) -> Option<Element> {
+    let from = ps.jid().to_owned();
+    client
+        .wait_for(
+            move |s: &Element| {
+                s.name() == "message"
+                    && s.attr("from") == Some(from.as_str())
+                    && s.get_child("event", NS_EVENT).is_some()
+            },
+            timeout,
+        )
+        .await
+        .ok()
+}
+
+/// Subscribes `<prefix><n>@<domain>`, n = 1 … `count`, to the live node `node` straight
+/// in pubsubd's store (subids `<prefix>-<n>`), for crowds too large to subscribe over
+/// XMPP; on either backend.
+pub async fn subscribe_crowd(
+    db: &TestStore,
+    node: &str,
+    prefix: &str,
+    domain: &str,
+    count: i64,
+) -> anyhow::Result<()> {
+    const COLUMNS: &str = "INSERT INTO subscriptions (node_pk, jid, bare_jid, subid, state)
+         SELECT n.pk, $1 || g || '@' || $2, $1 || g || '@' || $2, $1 || '-' || g, 'subscribed'";
+    match db {
+        TestStore::Postgres(pg) => {
+            let pool = sqlx::PgPool::connect(pg.url()).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{COLUMNS} FROM nodes n, generate_series(1, $4::bigint) g
+                 WHERE n.name = $3 AND NOT n.deleted"
+            )))
+            .bind(prefix)
+            .bind(domain)
+            .bind(node)
+            .bind(count)
+            .execute(&pool)
+            .await?;
+            // As any bulk import should: fresh planner statistics for the new rows.
+            sqlx::query("ANALYZE subscriptions").execute(&pool).await?;
+        }
+        TestStore::Sqlite(file) => {
+            let pool = sqlite_pool(file).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH RECURSIVE series(g) AS (
+                     SELECT 1 WHERE $4 > 0 UNION ALL SELECT g + 1 FROM series WHERE g < $4
+                 )
+                 {COLUMNS} FROM nodes n, series
+                 WHERE n.name = $3 AND NOT n.deleted ORDER BY g"
+            )))
+            .bind(prefix)
+            .bind(domain)
+            .bind(node)
+            .bind(count)
+            .execute(&pool)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// How many subscriptions the live node `node` has in pubsubd's store.
+pub async fn count_subscriptions(db: &TestStore, node: &str) -> anyhow::Result<i64> {
+    const SQL: &str = "SELECT count(*) FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
+         WHERE n.name = $1 AND NOT n.deleted";
+    Ok(match db {
+        TestStore::Postgres(pg) => {
+            let pool = sqlx::PgPool::connect(pg.url()).await?;
+            sqlx::query_scalar(SQL).bind(node).fetch_one(&pool).await?
+        }
+        TestStore::Sqlite(file) => {
+            let pool = sqlite_pool(file).await?;
+            sqlx::query_scalar(SQL).bind(node).fetch_one(&pool).await?
+        }
+    })
+}
+
+/// A small pool on pubsubd's SQLite file, beside the running service (no instance lock;
+/// waits for the service's writes as pubsubd does).
+async fn sqlite_pool(file: &pubsubd_testkit::TestSqlite) -> anyhow::Result<sqlx::SqlitePool> {
+    Ok(sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(file.path())
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true),
+        )
+        .await?)
+}

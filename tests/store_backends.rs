@@ -1,0 +1,829 @@
+//! The store rules both backends must keep, checked on PostgreSQL and SQLite alike
+//! through the `Store` traits: overwrite order, trimming, jobs committed with their
+//! change, the last owner, outcasts, whitelist visibility, and the fan-out engine's
+//! store (claims under leases, batches, cursors, completion, the subscriber walk,
+//! presence, last items on presence). Plus what only SQLite needs: its in-process
+//! wake-up and writers that queue instead of failing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pubsubd::domain::node_config::SendLastPublished;
+use pubsubd::domain::ShowValue;
+use pubsubd::domain::{
+    AccessModel, Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions,
+    SubscriptionState,
+};
+use pubsubd::store::fanout::{ClaimLimits, FanoutStore, LeaseOwner};
+use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
+use pubsubd::store::postgres::PgStore;
+use pubsubd::store::sqlite::SqliteStore;
+use pubsubd::store::{
+    AffiliationChange, AffiliationStore as _, ItemStore as _, ItemsQuery, NewItem, Refusal, Store,
+    SubscriptionStore as _,
+};
+use pubsubd_testkit::{TestDb, TestSqlite};
+use xmpp_parsers::jid::{BareJid, Jid};
+
+/// One backend under test, with what keeps its database alive.
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    /// The same store, as the fan-out engine sees it.
+    fanout: Arc<dyn FanoutStore>,
+    _pg: Option<TestDb>,
+    _sqlite: Option<TestSqlite>,
+}
+
+async fn backends() -> anyhow::Result<Vec<Backend>> {
+    let db = TestDb::create().await?;
+    let pg = PgStore::connect(db.url(), 4).await?;
+    pg.migrate().await?;
+    let file = TestSqlite::create()?;
+    let sqlite = SqliteStore::open(file.path(), 4).await?;
+    sqlite.migrate().await?;
+    let pg = Arc::new(pg);
+    let sqlite = Arc::new(sqlite);
+    Ok(vec![
+        Backend {
+            name: "postgres",
+            fanout: pg.clone(),
+            store: pg,
+            _pg: Some(db),
+            _sqlite: None,
+        },
+        Backend {
+            name: "sqlite",
+            fanout: sqlite.clone(),
+            store: sqlite,
+            _pg: None,
+            _sqlite: Some(file),
+        },
+    ])
+}
+
+async fn fresh_sqlite() -> anyhow::Result<(SqliteStore, TestSqlite)> {
+    let file = TestSqlite::create()?;
+    let store = SqliteStore::open(file.path(), 4).await?;
+    store.migrate().await?;
+    Ok((store, file))
+}
+
+fn jid(s: &str) -> BareJid {
+    s.parse().expect("valid JID")
+}
+
+fn item(id: &str) -> NewItem {
+    NewItem {
+        id: ItemId::parse(id).expect("valid id"),
+        publisher: "owner@example.org/desk".into(),
+        payload: Some(format!("<entry xmlns='urn:test'>{id}</entry>")),
+    }
+}
+
+fn job(node_pk: i64) -> NewJob {
+    NewJob {
+        node_pk,
+        kind: JobKind::Items,
+        payload_xml: "<event xmlns='http://jabber.org/protocol/pubsub#event'/>".into(),
+        headline: true,
+        target: JobTarget::Subscribers,
+    }
+}
+
+async fn node(store: &dyn Store, name: &str, config: NodeConfig) -> anyhow::Result<i64> {
+    let created = store
+        .create_node(
+            &NodeId::parse(name).expect("valid name"),
+            &config,
+            &jid("owner@example.org"),
+        )
+        .await?;
+    Ok(created.map_err(|r| anyhow::anyhow!("{r:?}"))?.pk)
+}
+
+async fn latest_ids(store: &dyn Store, node_pk: i64) -> anyhow::Result<Vec<String>> {
+    let page = store
+        .items(node_pk, &ItemsQuery::Latest { max: None })
+        .await?;
+    Ok(page
+        .items
+        .iter()
+        .map(|i| i.id.as_str().to_owned())
+        .collect())
+}
+
+async fn pending_jobs(store: &dyn Store) -> anyhow::Result<u64> {
+    Ok(store.stats().await?.jobs_pending)
+}
+
+#[tokio::test]
+async fn an_overwrite_becomes_newest_and_trimming_keeps_the_newest() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let s = b.store.as_ref();
+        let pk = node(s, "blog", NodeConfig::default()).await?;
+        for id in ["a", "b", "c"] {
+            s.publish(pk, Some(item(id)), 10, vec![]).await?.ok();
+        }
+        s.publish(pk, Some(item("a")), 10, vec![]).await?.ok();
+        assert_eq!(latest_ids(s, pk).await?, ["a", "c", "b"], "{}", b.name);
+        s.publish(pk, Some(item("d")), 2, vec![]).await?.ok();
+        assert_eq!(latest_ids(s, pk).await?, ["d", "a"], "{}", b.name);
+        assert_eq!(s.item_count(pk).await?, 2, "{}", b.name);
+        // Reconfiguring to keep one trims at once.
+        let ok = s
+            .configure_node(pk, &NodeConfig::default(), 1, vec![])
+            .await?;
+        assert_eq!(ok, Ok(()), "{}", b.name);
+        assert_eq!(latest_ids(s, pk).await?, ["d"], "{}", b.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn items_after_a_sequence_number_follow_publish_order_across_overwrites() -> anyhow::Result<()>
+{
+    for b in backends().await? {
+        let s = b.store.as_ref();
+        let pk = node(s, "stream", NodeConfig::default()).await?;
+        assert_eq!(s.latest_seq(pk).await?, None, "{}", b.name);
+        for id in ["a", "b", "a"] {
+            s.publish(pk, Some(item(id)), 10, vec![]).await?.ok();
+        }
+        let all = s.items_after_seq(pk, 0, 10).await?;
+        let ids: Vec<&str> = all.iter().map(|i| i.item.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"], "{}: the overwrite is the newest", b.name);
+        assert!(all[0].seq < all[1].seq, "{}", b.name);
+        assert_eq!(s.latest_seq(pk).await?, Some(all[1].seq), "{}", b.name);
+        assert!(
+            s.items_after_seq(pk, all[1].seq, 10).await?.is_empty(),
+            "{}",
+            b.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn jobs_are_queued_only_with_a_change_that_happened() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let s = b.store.as_ref();
+        let pk = node(s, "news", NodeConfig::default()).await?;
+        s.publish(pk, Some(item("one")), 10, vec![job(pk)])
+            .await?
+            .ok();
+        assert_eq!(pending_jobs(s).await?, 1, "{}", b.name);
+        // Retracting nothing queues nothing.
+        let gone = s
+            .retract(pk, &[ItemId::parse("missing")?], vec![job(pk)])
+            .await?;
+        assert!(gone.is_empty(), "{}", b.name);
+        assert_eq!(pending_jobs(s).await?, 1, "{}", b.name);
+        let gone = s
+            .retract(
+                pk,
+                &[ItemId::parse("one")?, ItemId::parse("x")?],
+                vec![job(pk)],
+            )
+            .await?;
+        assert_eq!(gone, [ItemId::parse("one")?], "{}", b.name);
+        assert_eq!(pending_jobs(s).await?, 2, "{}", b.name);
+        // A second subscribe of the same JID returns the first, and queues nothing.
+        let who: Jid = "reader@example.org".parse()?;
+        let opts = SubscribeOptions::default();
+        let first = SubId::generate();
+        let (rec, created) = s
+            .subscribe(
+                pk,
+                &who,
+                &first,
+                SubscriptionState::Subscribed,
+                &opts,
+                vec![job(pk)],
+            )
+            .await?;
+        assert!(created, "{}", b.name);
+        let (again, created) = s
+            .subscribe(
+                pk,
+                &who,
+                &SubId::generate(),
+                SubscriptionState::Subscribed,
+                &opts,
+                vec![job(pk)],
+            )
+            .await?;
+        assert!(!created, "{}", b.name);
+        assert_eq!(again.subid, rec.subid, "{}", b.name);
+        assert_eq!(pending_jobs(s).await?, 3, "{}", b.name);
+        // Deleting with a job keeps the row for the fan-out engine but hides the node.
+        s.delete_node(pk, Some(job(pk))).await?;
+        assert!(
+            s.node(&NodeId::parse("news")?).await?.is_none(),
+            "{}",
+            b.name
+        );
+        assert_eq!(pending_jobs(s).await?, 4, "{}", b.name);
+        // ... and its name is free at once.
+        node(s, "news", NodeConfig::default()).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_last_owner_cannot_leave_and_an_outcast_loses_its_subscriptions() -> anyhow::Result<()>
+{
+    for b in backends().await? {
+        let s = b.store.as_ref();
+        let pk = node(s, "team", NodeConfig::default()).await?;
+        let owner = jid("owner@example.org");
+        let bob = jid("bob@example.org");
+        let leave = [AffiliationChange {
+            jid: owner.clone(),
+            affiliation: Affiliation::None,
+        }];
+        assert_eq!(
+            s.set_affiliations(pk, &leave).await?,
+            Err(Refusal::LastOwner),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.node_affiliations(pk).await?,
+            [(owner.clone(), Affiliation::Owner)],
+            "{}: nothing changed",
+            b.name
+        );
+        // Handing over in one change is fine.
+        let hand_over = [
+            AffiliationChange {
+                jid: bob.clone(),
+                affiliation: Affiliation::Owner,
+            },
+            AffiliationChange {
+                jid: owner.clone(),
+                affiliation: Affiliation::None,
+            },
+        ];
+        assert_eq!(
+            s.set_affiliations(pk, &hand_over).await?,
+            Ok(()),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.node_affiliations(pk).await?,
+            [(bob.clone(), Affiliation::Owner)],
+            "{}",
+            b.name
+        );
+
+        let eve: Jid = "eve@example.org/phone".parse()?;
+        let opts = SubscribeOptions::default();
+        s.subscribe(
+            pk,
+            &eve,
+            &SubId::generate(),
+            SubscriptionState::Subscribed,
+            &opts,
+            vec![],
+        )
+        .await?;
+        assert_eq!(s.count_subscribers(pk).await?, 1, "{}", b.name);
+        let ban = [AffiliationChange {
+            jid: jid("eve@example.org"),
+            affiliation: Affiliation::Outcast,
+        }];
+        assert_eq!(s.set_affiliations(pk, &ban).await?, Ok(()), "{}", b.name);
+        assert!(
+            s.jid_subscriptions(&jid("eve@example.org"), Some(pk))
+                .await?
+                .is_empty(),
+            "{}",
+            b.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn whitelist_nodes_are_listed_only_to_their_affiliates() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let s = b.store.as_ref();
+        node(s, "a-open", NodeConfig::default()).await?;
+        let private = NodeConfig {
+            access_model: AccessModel::Whitelist,
+            title: Some("Private".into()),
+            ..NodeConfig::default()
+        };
+        let pk = node(s, "b-private", private).await?;
+        let member = [AffiliationChange {
+            jid: jid("member@example.org"),
+            affiliation: Affiliation::Member,
+        }];
+        s.set_affiliations(pk, &member).await?.ok();
+
+        let names = |list: Vec<pubsubd::store::NodeListing>| -> Vec<String> {
+            list.into_iter().map(|n| n.name).collect()
+        };
+        let (outsider, total) = s
+            .list_nodes(None, 10, Some(&jid("stranger@example.org")))
+            .await?;
+        assert_eq!(names(outsider), ["a-open"], "{}", b.name);
+        assert_eq!(total, 1, "{}", b.name);
+        let (insider, total) = s
+            .list_nodes(None, 10, Some(&jid("member@example.org")))
+            .await?;
+        assert_eq!(total, 2, "{}", b.name);
+        assert_eq!(insider[1].title.as_deref(), Some("Private"), "{}", b.name);
+        let (after, _) = s.list_nodes(Some("a-open"), 10, None).await?;
+        assert_eq!(names(after), ["b-private"], "{}", b.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_wakes_its_fanout_listeners_after_a_commit_that_queued_jobs() -> anyhow::Result<()> {
+    let (store, _file) = fresh_sqlite().await?;
+    let mut waiter = store.job_signal().listen();
+    let pk = node(&store, "n", NodeConfig::default()).await?;
+    store
+        .publish(pk, Some(item("quiet")), 10, vec![])
+        .await?
+        .ok();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), waiter.wait())
+            .await
+            .is_err(),
+        "no job, no wake-up"
+    );
+    store
+        .publish(pk, Some(item("loud")), 10, vec![job(pk)])
+        .await?
+        .ok();
+    tokio::time::timeout(Duration::from_secs(1), waiter.wait()).await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writers_queue_for_the_write_lock_instead_of_failing() -> anyhow::Result<()> {
+    let (store, _file) = fresh_sqlite().await?;
+    let store = Arc::new(store);
+    let pk = node(store.as_ref(), "busy", NodeConfig::default()).await?;
+    // Many more writers than connections, each a read-then-write transaction.
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let who: Jid = format!("u{i}@example.org").parse().expect("valid JID");
+            store
+                .subscribe(
+                    pk,
+                    &who,
+                    &SubId::generate(),
+                    SubscriptionState::Subscribed,
+                    &SubscribeOptions::default(),
+                    vec![job(pk)],
+                )
+                .await?;
+            // Reads the node first, then writes: the case a deferred transaction
+            // would lose to a concurrent writer.
+            let member = [AffiliationChange {
+                jid: who.to_bare(),
+                affiliation: Affiliation::Member,
+            }];
+            store.set_affiliations(pk, &member).await?.ok();
+            store
+                .publish(pk, Some(item(&format!("i{i}"))), 1000, vec![job(pk)])
+                .await
+                .map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    assert_eq!(store.count_subscribers(pk).await?, 64);
+    assert_eq!(store.item_count(pk).await?, 64);
+    assert_eq!(pending_jobs(store.as_ref()).await?, 128);
+    assert_eq!(store.node_affiliations(pk).await?.len(), 65);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// The fan-out engine's store
+
+const LEASE: Duration = Duration::from_secs(30);
+const LIMITS: ClaimLimits = ClaimLimits {
+    max_jobs: 256,
+    max_bytes: 1024 * 1024,
+};
+
+/// Worker `worker` of the process numbered `process` (kept in the high bits: the low
+/// 16 are the worker's).
+fn owner(process: u128, worker: usize) -> LeaseOwner {
+    LeaseOwner::for_worker(uuid::Uuid::from_u128(process << 64), worker)
+}
+
+fn direct(node_pk: i64, to: &str) -> NewJob {
+    NewJob {
+        target: JobTarget::Jid(to.into()),
+        kind: JobKind::Direct,
+        ..job(node_pk)
+    }
+}
+
+async fn sub(
+    store: &dyn Store,
+    node_pk: i64,
+    who: &str,
+    opts: SubscribeOptions,
+) -> anyhow::Result<i64> {
+    let (rec, _) = store
+        .subscribe(
+            node_pk,
+            &who.parse()?,
+            &SubId::generate(),
+            SubscriptionState::Subscribed,
+            &opts,
+            vec![],
+        )
+        .await?;
+    Ok(rec.pk)
+}
+
+#[tokio::test]
+async fn a_claim_leases_the_oldest_free_nodes_head_and_batches_jobs_of_one_shape(
+) -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let a = node(s, "a", NodeConfig::default()).await?;
+        let c = node(s, "c", NodeConfig::default()).await?;
+        // a: two walks, then a one-JID job (another shape); c: one walk, queued later.
+        f.queue_jobs(&[job(a), job(a), direct(a, "x@example.org")])
+            .await?;
+        f.queue_jobs(&[job(c)]).await?;
+        let first = f.claim(owner(1, 0), LEASE, LIMITS).await?.expect("a batch");
+        assert_eq!(first.node_pk, a, "{}: oldest head first", b.name);
+        assert_eq!(
+            first.jobs.len(),
+            2,
+            "{}: the one-JID job is not walked with them",
+            b.name
+        );
+        assert!(
+            first.walks_subscribers() && !first.deletes_node(),
+            "{}",
+            b.name
+        );
+        assert!(
+            first.jobs[0].id < first.jobs[1].id,
+            "{}: in publish order",
+            b.name
+        );
+        assert_eq!(first.cursor, 0, "{}", b.name);
+        assert_eq!(first.node_name.as_deref(), Some("a"), "{}", b.name);
+        // a is leased (its third job too, behind the batch): another worker of the same
+        // process gets c, and a third nothing.
+        let second = f.claim(owner(1, 1), LEASE, LIMITS).await?.expect("c");
+        assert_eq!(second.node_pk, c, "{}", b.name);
+        assert!(
+            f.claim(owner(1, 2), LEASE, LIMITS).await?.is_none(),
+            "{}: every node is leased",
+            b.name
+        );
+        // Finishing a's batch frees a for its one-JID job.
+        assert!(
+            f.complete(owner(1, 0), &first.job_ids(), a, false).await?,
+            "{}",
+            b.name
+        );
+        let third = f.claim(owner(1, 2), LEASE, LIMITS).await?.expect("a again");
+        assert_eq!(third.node_pk, a, "{}", b.name);
+        assert_eq!(
+            third.jobs[0].target,
+            JobTarget::Jid("x@example.org".into()),
+            "{}",
+            b.name
+        );
+        assert!(!third.walks_subscribers(), "{}", b.name);
+        // The job limit bounds a batch.
+        let d = node(s, "d", NodeConfig::default()).await?;
+        f.queue_jobs(&[job(d), job(d), job(d)]).await?;
+        let limited = ClaimLimits {
+            max_jobs: 2,
+            ..LIMITS
+        };
+        let batch = f.claim(owner(2, 0), LEASE, limited).await?.expect("d");
+        assert_eq!((batch.node_pk, batch.jobs.len()), (d, 2), "{}", b.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_the_lease_owner_moves_the_cursor_and_an_expired_lease_is_taken_over(
+) -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let n = node(s, "n", NodeConfig::default()).await?;
+        f.queue_jobs(&[job(n)]).await?;
+        let short = Duration::from_millis(300);
+        let dead = owner(1, 0);
+        let batch = f.claim(dead, short, LIMITS).await?.expect("a batch");
+        let ids = batch.job_ids();
+        assert!(f.save_cursor(dead, &ids, 17, short).await?, "{}", b.name);
+        assert!(f.renew(dead, &ids, short).await?, "{}", b.name);
+        let other = owner(2, 0);
+        assert!(
+            !f.save_cursor(other, &ids, 99, LEASE).await?,
+            "{}: not the owner",
+            b.name
+        );
+        assert!(!f.renew(other, &ids, LEASE).await?, "{}", b.name);
+        assert!(
+            f.claim(other, LEASE, LIMITS).await?.is_none(),
+            "{}: the lease is live",
+            b.name
+        );
+        // The owner dies; its lease runs out and the next claim continues at its cursor.
+        tokio::time::sleep(short + Duration::from_millis(200)).await;
+        let taken = f.claim(other, LEASE, LIMITS).await?.expect("taken over");
+        assert_eq!(taken.job_ids(), ids, "{}", b.name);
+        assert_eq!(taken.cursor, 17, "{}: progress kept", b.name);
+        // The old owner, back, can change nothing.
+        assert!(!f.save_cursor(dead, &ids, 1, LEASE).await?, "{}", b.name);
+        assert!(!f.complete(dead, &ids, n, false).await?, "{}", b.name);
+        assert_eq!(pending_jobs(s).await?, 1, "{}: nothing completed", b.name);
+        // Released at shutdown: claimable at once, from the cursor.
+        f.release(other, &ids).await?;
+        let again = f
+            .claim(owner(3, 0), LEASE, LIMITS)
+            .await?
+            .expect("released");
+        assert_eq!(again.cursor, 17, "{}", b.name);
+        assert!(
+            f.complete(owner(3, 0), &again.job_ids(), n, false).await?,
+            "{}",
+            b.name
+        );
+        assert_eq!(pending_jobs(s).await?, 0, "{}", b.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn completing_a_delete_job_removes_the_node_with_its_subscriptions() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let n = node(s, "doomed", NodeConfig::default()).await?;
+        sub(s, n, "reader@example.org", SubscribeOptions::default()).await?;
+        s.publish(n, Some(item("x")), 10, vec![job(n)]).await?.ok();
+        let delete = NewJob {
+            kind: JobKind::Delete,
+            ..job(n)
+        };
+        s.delete_node(n, Some(delete)).await?;
+        // A walk behind the publish; the delete is the last of the batch.
+        let batch = f.claim(owner(1, 0), LEASE, LIMITS).await?.expect("a batch");
+        assert_eq!(batch.jobs.len(), 2, "{}", b.name);
+        assert!(batch.deletes_node(), "{}", b.name);
+        assert_eq!(batch.node_name.as_deref(), Some("doomed"), "{}", b.name);
+        // The subscribers are still there to be told.
+        assert_eq!(f.subscribers(n, 0, 10).await?.len(), 1, "{}", b.name);
+        assert!(
+            f.complete(owner(1, 0), &batch.job_ids(), n, true).await?,
+            "{}",
+            b.name
+        );
+        assert!(f.subscribers(n, 0, 10).await?.is_empty(), "{}", b.name);
+        assert_eq!(s.count_subscribers(n).await?, 0, "{}", b.name);
+        assert_eq!(s.item_count(n).await?, 0, "{}", b.name);
+        assert_eq!(pending_jobs(s).await?, 0, "{}", b.name);
+        assert!(
+            f.claim(owner(1, 0), LEASE, LIMITS).await?.is_none(),
+            "{}",
+            b.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn subscribers_come_in_keyset_pages_and_a_shared_bare_jid_is_flagged() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let n = node(s, "walk", NodeConfig::default()).await?;
+        let other = node(s, "other", NodeConfig::default()).await?;
+        let alice = sub(s, n, "alice@example.org", SubscribeOptions::default()).await?;
+        let bob_bare = sub(s, n, "bob@example.org", SubscribeOptions::default()).await?;
+        let paused = SubscribeOptions {
+            deliver: false,
+            ..SubscribeOptions::default()
+        };
+        let bob_phone = sub(s, n, "bob@example.org/phone", paused).await?;
+        // Alice's subscription elsewhere does not make her "shared" here.
+        sub(
+            s,
+            other,
+            "alice@example.org/desk",
+            SubscribeOptions::default(),
+        )
+        .await?;
+        // A pending subscription is not walked.
+        s.subscribe(
+            n,
+            &"carol@example.org".parse()?,
+            &SubId::generate(),
+            SubscriptionState::Pending,
+            &SubscribeOptions::default(),
+            vec![],
+        )
+        .await?;
+
+        let page = f.subscribers(n, 0, 2).await?;
+        let pks: Vec<i64> = page.iter().map(|p| p.pk).collect();
+        assert_eq!(pks, [alice, bob_bare], "{}", b.name);
+        assert!(!page[0].shares_bare_jid, "{}", b.name);
+        assert!(page[1].shares_bare_jid, "{}", b.name);
+        let rest = f.subscribers(n, bob_bare, 2).await?;
+        assert_eq!(rest.len(), 1, "{}", b.name);
+        let phone = &rest[0];
+        assert_eq!(phone.pk, bob_phone, "{}", b.name);
+        assert_eq!(phone.jid, "bob@example.org/phone", "{}", b.name);
+        assert_eq!(phone.bare_jid, "bob@example.org", "{}", b.name);
+        assert!(phone.shares_bare_jid, "{}", b.name);
+        assert!(!phone.options.deliver, "{}: options are read", b.name);
+        assert!(!phone.subid.is_empty(), "{}", b.name);
+        assert!(
+            f.subscribers(n, bob_phone, 2).await?.is_empty(),
+            "{}",
+            b.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn presence_records_who_came_online_and_forgets_who_left() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let f = b.fanout.as_ref();
+        let (bare, phone, desk) = (
+            "dave@example.org",
+            "dave@example.org/phone",
+            "dave@example.org/desk",
+        );
+        assert!(
+            f.resource_available(phone, bare, ShowValue::Online).await?,
+            "{}: came online",
+            b.name
+        );
+        assert!(
+            !f.resource_available(phone, bare, ShowValue::Away).await?,
+            "{}: a change of <show/>",
+            b.name
+        );
+        assert!(
+            f.resource_available(desk, bare, ShowValue::Dnd).await?,
+            "{}",
+            b.name
+        );
+        f.resource_available("erin@example.org/x", "erin@example.org", ShowValue::Chat)
+            .await?;
+        let mut got = f.available_resources(&[bare.to_string()]).await?;
+        got.sort_by(|x, y| x.jid.cmp(&y.jid));
+        let got: Vec<(&str, ShowValue)> = got.iter().map(|r| (r.jid.as_str(), r.show)).collect();
+        assert_eq!(
+            got,
+            [(desk, ShowValue::Dnd), (phone, ShowValue::Away)],
+            "{}",
+            b.name
+        );
+        assert!(f.available_resources(&[]).await?.is_empty(), "{}", b.name);
+
+        f.resource_unavailable(phone).await?;
+        let left = f.available_resources(&[bare.to_string()]).await?;
+        assert_eq!(left.len(), 1, "{}", b.name);
+        assert_eq!(left[0].bare_jid, bare, "{}", b.name);
+        assert!(
+            f.resource_available(phone, bare, ShowValue::Xa).await?,
+            "{}: online again",
+            b.name
+        );
+        f.forget_presence(bare).await?;
+        assert!(
+            f.available_resources(&[bare.to_string()]).await?.is_empty(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            f.available_resources(&["erin@example.org".to_string()])
+                .await?
+                .len(),
+            1,
+            "{}: others stay",
+            b.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_resource_coming_online_gets_the_newest_item_of_each_node_that_sends_it(
+) -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let on_presence = NodeConfig {
+            send_last_published_item: SendLastPublished::OnSubAndPresence,
+            ..NodeConfig::default()
+        };
+        let moods = node(s, "moods", on_presence.clone()).await?;
+        let quiet = node(s, "quiet", NodeConfig::default()).await?;
+        let empty = node(s, "empty", on_presence.clone()).await?;
+        let gone = node(s, "gone", on_presence).await?;
+        let (bare, full) = ("dave@example.org", "dave@example.org/phone");
+        let paused = SubscribeOptions {
+            deliver: false,
+            ..SubscribeOptions::default()
+        };
+        // Bare and this resource on moods: one row, with the full JID's options.
+        sub(s, moods, bare, SubscribeOptions::default()).await?;
+        sub(s, moods, full, paused).await?;
+        sub(s, quiet, bare, SubscribeOptions::default()).await?;
+        sub(s, empty, bare, SubscribeOptions::default()).await?;
+        sub(s, gone, bare, SubscribeOptions::default()).await?;
+        // Another resource's subscription is not this one's.
+        sub(
+            s,
+            quiet,
+            "dave@example.org/desk",
+            SubscribeOptions::default(),
+        )
+        .await?;
+        for id in ["old", "new", "old"] {
+            s.publish(moods, Some(item(id)), 10, vec![]).await?.ok();
+        }
+        s.publish(quiet, Some(item("q")), 10, vec![]).await?.ok();
+        s.publish(gone, Some(item("g")), 10, vec![]).await?.ok();
+        s.delete_node(gone, Some(job(gone))).await?;
+
+        let items = f.last_items_on_presence(bare, full).await?;
+        assert_eq!(items.len(), 1, "{}: {items:?}", b.name);
+        let last = &items[0];
+        assert_eq!(
+            (last.node_pk, last.node_name.as_str()),
+            (moods, "moods"),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            last.item_id, "old",
+            "{}: the overwrite is the newest",
+            b.name
+        );
+        assert_eq!(last.publisher, "owner@example.org/desk", "{}", b.name);
+        assert_eq!(
+            last.payload.as_deref(),
+            Some("<entry xmlns='urn:test'>old</entry>"),
+            "{}",
+            b.name
+        );
+        assert!(
+            !last.options.deliver,
+            "{}: the full JID's subscription wins",
+            b.name
+        );
+        assert_eq!(
+            last.config.send_last_published_item,
+            SendLastPublished::OnSubAndPresence,
+            "{}",
+            b.name
+        );
+        // Another resource has only the bare subscription.
+        let desk = f
+            .last_items_on_presence(bare, "dave@example.org/desk")
+            .await?;
+        assert_eq!(desk.len(), 1, "{}", b.name);
+        assert!(desk[0].options.deliver, "{}", b.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn queued_jobs_wake_the_fanout_listener() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let n = node(s, "n", NodeConfig::default()).await?;
+        let mut listener = f.listen().await?;
+        f.queue_jobs(&[]).await?;
+        f.queue_jobs(&[job(n), direct(n, "x@example.org")]).await?;
+        tokio::time::timeout(Duration::from_secs(5), listener.wait())
+            .await
+            .map_err(|_| anyhow::anyhow!("{}: no wake-up", b.name))??;
+        assert_eq!(pending_jobs(s).await?, 2, "{}", b.name);
+        // A request's commit wakes it as well.
+        s.publish(n, Some(item("i")), 10, vec![job(n)]).await?.ok();
+        tokio::time::timeout(Duration::from_secs(5), listener.wait())
+            .await
+            .map_err(|_| anyhow::anyhow!("{}: no wake-up after a publish", b.name))??;
+    }
+    Ok(())
+}
