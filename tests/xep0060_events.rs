@@ -193,7 +193,11 @@ both_servers!(node_settings_shape_notifications, |server| async move {
         nodes,
         [Some("bare".to_owned()), Some("quiet_retract".to_owned())],
         "{}",
-        events.iter().map(stanza::to_xml).collect::<Vec<_>>().join("\n")
+        events
+            .iter()
+            .map(stanza::to_xml)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let quiet_items = event_child(&events[1], "items").expect("items");
     assert!(
