@@ -520,6 +520,79 @@ async fn a_claim_leases_the_oldest_free_nodes_head_and_batches_jobs_of_one_shape
 }
 
 #[tokio::test]
+async fn claims_find_free_nodes_behind_a_long_leased_queue_and_among_many_small_ones(
+) -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        // One node with a queue longer than a claim looks at (the oldest 512 jobs), and
+        // a node queued behind it.
+        let busy = node(s, "busy", NodeConfig::default()).await?;
+        let late = node(s, "late", NodeConfig::default()).await?;
+        let queue: Vec<NewJob> = (0..600).map(|_| job(busy)).collect();
+        f.queue_jobs(&queue).await?;
+        f.queue_jobs(&[job(late)]).await?;
+        let first = f.claim(owner(1, 0), LEASE, LIMITS).await?.expect("busy");
+        assert_eq!(first.node_pk, busy, "{}", b.name);
+        let second = f.claim(owner(1, 1), LEASE, LIMITS).await?.expect("late");
+        assert_eq!(
+            second.node_pk, late,
+            "{}: found behind the leased node's queue",
+            b.name
+        );
+        assert!(
+            f.complete(owner(1, 0), &first.job_ids(), busy, false)
+                .await?
+        );
+        assert!(
+            f.complete(owner(1, 1), &second.job_ids(), late, false)
+                .await?
+        );
+        let rest = f
+            .claim(owner(1, 0), LEASE, LIMITS)
+            .await?
+            .expect("busy again");
+        assert!(
+            f.complete(owner(1, 0), &rest.job_ids(), busy, false)
+                .await?
+        );
+        let rest = f
+            .claim(owner(1, 0), LEASE, LIMITS)
+            .await?
+            .expect("busy's tail");
+        assert!(
+            f.complete(owner(1, 0), &rest.job_ids(), busy, false)
+                .await?
+        );
+        assert_eq!(pending_jobs(s).await?, 0, "{}", b.name);
+        // Many nodes with one job each are claimed oldest first, each once.
+        let mut many = Vec::new();
+        for n in 0..40 {
+            many.push(node(s, &format!("small{n}"), NodeConfig::default()).await?);
+        }
+        for pk in many.iter().rev() {
+            f.queue_jobs(&[job(*pk)]).await?;
+        }
+        let mut claimed = Vec::new();
+        for w in 0..many.len() {
+            let batch = f.claim(owner(2, w), LEASE, LIMITS).await?.expect("a node");
+            claimed.push(batch.node_pk);
+        }
+        let expected: Vec<i64> = many.iter().rev().copied().collect();
+        assert_eq!(
+            claimed, expected,
+            "{}: oldest head first, each once",
+            b.name
+        );
+        assert!(
+            f.claim(owner(3, 0), LEASE, LIMITS).await?.is_none(),
+            "{}",
+            b.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn only_the_lease_owner_moves_the_cursor_and_an_expired_lease_is_taken_over(
 ) -> anyhow::Result<()> {
     for b in backends().await? {

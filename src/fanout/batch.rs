@@ -147,6 +147,11 @@ async fn walk(
                     confirmed = sent.cursor;
                     metrics::counter!(crate::metrics::NOTIFICATIONS_SENT)
                         .increment(sent.notifications);
+                    if exhausted && in_flight.is_none() {
+                        // The last page: completing the jobs follows at once, so saving
+                        // the cursor first would be a write for nothing.
+                        continue;
+                    }
                     let saved = backoff::retry("save the fan-out cursor", &mut stop, || {
                         ctx.store
                             .save_cursor(lease.owner, lease.ids, confirmed, ctx.settings.lease)
@@ -225,20 +230,25 @@ async fn send_page(
     }
 }
 
-/// Queues every job's notification for each subscription of `page`, in job order, and
-/// returns how many; `None` if the queue is closed.
+/// Queues every job's notification for each subscription of `page` and returns how many;
+/// `None` if the queue is closed. Job by job: every subscription of the page gets the
+/// first job, then the second, so each subscriber still sees the node's items in order,
+/// and the server's sessions take turns instead of one receiving a whole batch in a row.
 async fn queue_page(
     ctx: &Context,
     batch: &ClaimedBatch,
     page: &[Subscriber],
     resources: Option<&[Resource]>,
 ) -> Option<u64> {
+    let presence: Vec<Option<&[Resource]>> = page
+        .iter()
+        .map(|sub| resources.map(|all| of_bare_jid(all, &sub.bare_jid)))
+        .collect();
     let mut queued = 0;
-    for sub in page {
-        let presence = resources.map(|all| of_bare_jid(all, &sub.bare_jid));
-        let subid = sub.shares_bare_jid.then_some(sub.subid.as_str());
-        for job in &batch.jobs {
-            for to in deliver::recipients(sub, job.kind, presence) {
+    for job in &batch.jobs {
+        for (sub, presence) in page.iter().zip(&presence) {
+            let subid = sub.shares_bare_jid.then_some(sub.subid.as_str());
+            for to in deliver::recipients(sub, job.kind, *presence) {
                 let id = deliver::notification_id(job.id, Some(sub.pk));
                 let stanza =
                     deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, subid);
