@@ -222,6 +222,11 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         }
     }
     let connection_state = ConnectionState::all(supervisors.iter().map(|s| s.state()));
+    let fanout_links: Vec<crate::fanout::Link> = outs_for_fanout
+        .into_iter()
+        .zip(supervisors.iter().map(|s| s.state()))
+        .map(|(out, up)| crate::fanout::Link { out, up })
+        .collect();
 
     let (stop_tx, stop_rx) = shutdown::channel();
     if let Some(addr) = cfg.metrics_listen {
@@ -264,7 +269,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     drop(stop_rx);
     let fanout = crate::fanout::Fanout::start(
         fanout_store,
-        outs_for_fanout,
+        fanout_links,
         &cfg.jid,
         crate::fanout::Settings::from_config(&cfg),
     );

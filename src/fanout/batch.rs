@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::{backoff, deliver, Context};
 use crate::store::fanout::{ClaimedBatch, LeaseOwner, Resource, Subscriber};
 use crate::store::jobs::JobTarget;
-use crate::xmpp::BarrierError;
+use crate::xmpp::{BarrierError, Outbound};
 
 /// How serving a batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +113,7 @@ async fn walk(
     let per_page = ctx.settings.subscriptions_per_page(batch.jobs.len());
     let mut confirmed = batch.cursor;
     let mut exhausted;
+    let mut pages = 0usize;
     'resend: loop {
         let mut sent_to = confirmed;
         let mut in_flight: Option<Sent> = None;
@@ -120,7 +121,9 @@ async fn walk(
         loop {
             let mut next = None;
             if !exhausted && !backoff::stopping(&stop) {
-                match send_page(ctx, batch, sent_to, per_page, &mut stop).await {
+                let out = ctx.out_for_page(pages);
+                pages += 1;
+                match send_page(ctx, out, batch, sent_to, per_page, &mut stop).await {
                     Page::Sent { sent, full } => {
                         sent_to = sent.cursor;
                         exhausted = !full;
@@ -179,9 +182,11 @@ async fn walk(
     complete(ctx, lease, batch, &mut stop).await
 }
 
-/// Reads the page after `after` and queues its notifications.
+/// Reads the page after `after` and queues its notifications, and then its barrier, on
+/// `out`.
 async fn send_page(
     ctx: &Context,
+    out: &Outbound,
     batch: &ClaimedBatch,
     after: i64,
     per_page: u32,
@@ -213,10 +218,10 @@ async fn send_page(
     } else {
         None
     };
-    let Some(notifications) = queue_page(ctx, batch, &page, resources.as_deref()).await else {
+    let Some(notifications) = queue_page(ctx, out, batch, &page, resources.as_deref()).await else {
         return Page::Closed;
     };
-    let out = ctx.out.clone();
+    let out = out.clone();
     // Queued after every stanza of the page, so its answer is the page's receipt. It runs
     // on its own task so that the next page can be queued while the server works.
     let receipt = tokio::spawn(async move { out.barrier().await });
@@ -236,6 +241,7 @@ async fn send_page(
 /// and the server's sessions take turns instead of one receiving a whole batch in a row.
 async fn queue_page(
     ctx: &Context,
+    out: &Outbound,
     batch: &ClaimedBatch,
     page: &[Subscriber],
     resources: Option<&[Resource]>,
@@ -252,7 +258,7 @@ async fn queue_page(
                 let id = deliver::notification_id(job.id, Some(sub.pk));
                 let stanza =
                     deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, subid);
-                if !ctx.out.send(stanza).await {
+                if !out.send(stanza).await {
                     return None;
                 }
                 queued += 1;

@@ -28,7 +28,7 @@ use xmpp_parsers::jid::BareJid;
 
 use crate::config::Config;
 use crate::store::fanout::{ClaimLimits, FanoutStore};
-use crate::xmpp::Outbound;
+use crate::xmpp::{ConnectionState, Outbound};
 
 /// Most jobs in one batch. Many small jobs of one node (a publisher sending thousands of
 /// items to a handful of subscribers) then cost one claim, one walk and one barrier
@@ -60,6 +60,22 @@ pub struct Settings {
     pub limits: ClaimLimits,
 }
 
+impl Context {
+    /// The connection for page number `page` of a walk: the streams that are up take
+    /// turns (the worker's own first); with none up, the worker's own, where the page
+    /// waits for the reconnect.
+    fn out_for_page(&self, page: usize) -> &Outbound {
+        if self.links.len() < 2 {
+            return &self.out;
+        }
+        let up: Vec<&Link> = self.links.iter().filter(|l| l.up.is_connected()).collect();
+        if up.is_empty() {
+            return &self.out;
+        }
+        &up[page % up.len()].out
+    }
+}
+
 impl Settings {
     /// The settings from the configuration, with the engine's fixed limits.
     pub fn from_config(cfg: &Config) -> Self {
@@ -89,10 +105,22 @@ impl Settings {
     }
 }
 
-/// What every worker shares.
+/// One component connection as the fan-out sees it: where to queue stanzas, and
+/// whether its stream is up.
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub out: Outbound,
+    pub up: ConnectionState,
+}
+
+/// What a worker works with (shared by the workers of one connection).
 struct Context {
     store: Arc<dyn FanoutStore>,
+    /// The worker's own connection: one-JID jobs, and pages when no stream is up.
     out: Outbound,
+    /// Every connection, the worker's own first. A node's pages take turns over the
+    /// streams that are up, so one node's fan-out can use all of them.
+    links: Vec<Link>,
     /// The component JID notifications come from.
     service: String,
     /// This process's identity; each worker's lease owner is derived from it.
@@ -107,27 +135,30 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// Starts the job listener and `settings.workers` workers sending as `service`,
-    /// worker `i` through connection `outs[i % outs.len()]`. A worker keeps its
-    /// connection: the pages of a batch and the barrier that confirms them must travel
-    /// on one stream, which the server reads in order.
+    /// Starts the job listener and `settings.workers` workers sending as `service`.
+    /// Worker `i` has connection `links[i % links.len()]` as its own, and sends the
+    /// pages of a node's subscribers over every stream that is up, in turn: each page
+    /// and the barrier that confirms it travel on one stream (which the server reads in
+    /// order), and a subscriber's notifications of one batch are all in one page.
     pub fn start(
         store: Arc<dyn FanoutStore>,
-        outs: Vec<Outbound>,
+        links: Vec<Link>,
         service: &BareJid,
         settings: Settings,
     ) -> Fanout {
         let process = uuid::Uuid::new_v4();
-        tracing::info!(workers = settings.workers, connections = outs.len(), %process, "fan-out engine started");
+        tracing::info!(workers = settings.workers, connections = links.len(), %process, "fan-out engine started");
         let (stop, stop_rx) = watch::channel(false);
         let (wake, wake_rx) = watch::channel(0u64);
         let workers = settings.workers.max(1);
-        let contexts: Vec<Arc<Context>> = outs
-            .into_iter()
-            .map(|out| {
+        let contexts: Vec<Arc<Context>> = (0..links.len())
+            .map(|own| {
+                let mut links = links.clone();
+                links.rotate_left(own);
                 Arc::new(Context {
                     store: store.clone(),
-                    out,
+                    out: links[0].out.clone(),
+                    links,
                     service: service.to_string(),
                     process,
                     settings: settings.clone(),
