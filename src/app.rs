@@ -225,7 +225,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let fanout_links: Vec<crate::fanout::Link> = outs_for_fanout
         .into_iter()
         .zip(supervisors.iter().map(|s| s.state()))
-        .map(|(out, up)| crate::fanout::Link { out, up })
+        .enumerate()
+        .map(|(index, (out, up))| crate::fanout::Link { out, up, index })
         .collect();
 
     let (stop_tx, stop_rx) = shutdown::channel();

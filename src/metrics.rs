@@ -12,7 +12,8 @@ pub const STANZAS_RECEIVED: &str = "pubsubd_stanzas_received_total";
 pub const REQUESTS: &str = "pubsubd_requests_total";
 /// Time from reading a request to queuing its answer, by `ns`.
 pub const REQUEST_SECONDS: &str = "pubsubd_request_duration_seconds";
-/// Notifications handed to the server and confirmed by a barrier.
+/// Notifications handed to the server and confirmed by a barrier, by `connection`
+/// (0, 1, … of `connections`).
 pub const NOTIFICATIONS_SENT: &str = "pubsubd_notifications_sent_total";
 /// Items accepted by publish requests.
 pub const PUBLISHES: &str = "pubsubd_publishes_total";

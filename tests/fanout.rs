@@ -1215,6 +1215,75 @@ async fn several_connections_on_ejabberd_carry_the_fanout_exactly_once() -> anyh
     Ok(())
 }
 
+/// What an operator sees on the metrics listener, and the proof that one node's fan-out
+/// uses every connection: with a single worker and one node, both streams carry pages
+/// (the `connection` label of the notification counter), and the counts add up to the
+/// notifications delivered, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_nodes_pages_take_turns_over_the_connections_and_metrics_count_them(
+) -> anyhow::Result<()> {
+    const SUBSCRIBERS: i64 = 2_000;
+    let server = shared_ejabberd();
+    let port = pubsubd_testkit::free_ports(1)?[0];
+    let ps = Pubsubd::start(
+        server,
+        &format!(
+            "connections = 2\nfanout_workers = 1\nmetrics_listen = \"127.0.0.1:{port}\"\n{SMALL_PAGES}"
+        ),
+    )
+    .await?;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await?;
+            Ok::<_, anyhow::Error>((r.status().as_u16(), r.text().await?))
+        }
+    };
+    assert_eq!(get("/healthz").await?.0, 200);
+    let (status, body) = get("/readyz").await?;
+    assert_eq!(status, 200, "ready once connected: {body}");
+    let sink = server.lease_component();
+    let inbox = Inbox::default();
+    attach_sink(server, &sink, inbox.clone()).await?;
+    let pk = create_node(&ps.db, "spread", "{}").await?;
+    subscribe_virtual(&ps.db, pk, sink.jid(), 0, SUBSCRIBERS).await?;
+    publish(&ps.db, pk, "spread", "one", true).await?;
+    inbox.wait_unique(SUBSCRIBERS as usize, FANOUT_DONE).await?;
+    ps.wait_idle(FANOUT_DONE).await?;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(inbox.total(), SUBSCRIBERS as usize, "each exactly once");
+    let (status, metrics) = get("/metrics").await?;
+    assert_eq!(status, 200);
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let sent: Vec<f64> = ["0", "1"]
+        .iter()
+        .map(|c| {
+            sample(&format!(
+                "pubsubd_notifications_sent_total{{connection=\"{c}\"}}"
+            ))
+            .unwrap_or(0.0)
+        })
+        .collect();
+    eprintln!("notifications per connection: {sent:?}");
+    assert!(
+        sent.iter().all(|n| *n > 0.0),
+        "both streams carried pages: {sent:?}\n{metrics}"
+    );
+    assert_eq!(sent.iter().sum::<f64>(), SUBSCRIBERS as f64, "{metrics}");
+    assert_eq!(sample("pubsubd_xmpp_connected"), Some(2.0), "{metrics}");
+    Ok(())
+}
+
 /// Prosody accepts one stream per component: asking for more is a start-up error that
 /// says so, not a half-working service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

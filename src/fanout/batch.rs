@@ -12,7 +12,7 @@
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{backoff, deliver, Context};
+use super::{backoff, deliver, Context, Link};
 use crate::store::fanout::{ClaimedBatch, LeaseOwner, Resource, Subscriber};
 use crate::store::jobs::JobTarget;
 use crate::xmpp::{BarrierError, Outbound};
@@ -33,6 +33,8 @@ struct Sent {
     /// The last subscription of the page.
     cursor: i64,
     notifications: u64,
+    /// The connection it went on.
+    connection: usize,
     receipt: JoinHandle<Result<(), BarrierError>>,
 }
 
@@ -121,9 +123,9 @@ async fn walk(
         loop {
             let mut next = None;
             if !exhausted && !backoff::stopping(&stop) {
-                let out = ctx.out_for_page(pages);
+                let link = ctx.link_for_page(pages);
                 pages += 1;
-                match send_page(ctx, out, batch, sent_to, per_page, &mut stop).await {
+                match send_page(ctx, link, batch, sent_to, per_page, &mut stop).await {
                     Page::Sent { sent, full } => {
                         sent_to = sent.cursor;
                         exhausted = !full;
@@ -148,7 +150,7 @@ async fn walk(
             match sent.receipt.await {
                 Ok(Ok(())) => {
                     confirmed = sent.cursor;
-                    metrics::counter!(crate::metrics::NOTIFICATIONS_SENT)
+                    metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => sent.connection.to_string())
                         .increment(sent.notifications);
                     if exhausted && in_flight.is_none() {
                         // The last page: completing the jobs follows at once, so saving
@@ -183,10 +185,10 @@ async fn walk(
 }
 
 /// Reads the page after `after` and queues its notifications, and then its barrier, on
-/// `out`.
+/// `link`.
 async fn send_page(
     ctx: &Context,
-    out: &Outbound,
+    link: &Link,
     batch: &ClaimedBatch,
     after: i64,
     per_page: u32,
@@ -218,10 +220,11 @@ async fn send_page(
     } else {
         None
     };
-    let Some(notifications) = queue_page(ctx, out, batch, &page, resources.as_deref()).await else {
+    let Some(notifications) = queue_page(ctx, &link.out, batch, &page, resources.as_deref()).await
+    else {
         return Page::Closed;
     };
-    let out = out.clone();
+    let out = link.out.clone();
     // Queued after every stanza of the page, so its answer is the page's receipt. It runs
     // on its own task so that the next page can be queued while the server works.
     let receipt = tokio::spawn(async move { out.barrier().await });
@@ -229,6 +232,7 @@ async fn send_page(
         sent: Sent {
             cursor: last,
             notifications,
+            connection: link.index,
             receipt,
         },
         full: page.len() >= per_page as usize,
@@ -298,7 +302,8 @@ async fn direct(
         }
         match ctx.out.barrier().await {
             Ok(()) => {
-                metrics::counter!(crate::metrics::NOTIFICATIONS_SENT).increment(queued);
+                metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => ctx.links[0].index.to_string())
+                    .increment(queued);
                 break;
             }
             Err(BarrierError::Closed) => return Outcome::Stopped,

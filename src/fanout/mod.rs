@@ -64,15 +64,16 @@ impl Context {
     /// The connection for page number `page` of a walk: the streams that are up take
     /// turns (the worker's own first); with none up, the worker's own, where the page
     /// waits for the reconnect.
-    fn out_for_page(&self, page: usize) -> &Outbound {
+    fn link_for_page(&self, page: usize) -> &Link {
+        let own = &self.links[0];
         if self.links.len() < 2 {
-            return &self.out;
+            return own;
         }
         let up: Vec<&Link> = self.links.iter().filter(|l| l.up.is_connected()).collect();
         if up.is_empty() {
-            return &self.out;
+            return own;
         }
-        &up[page % up.len()].out
+        up[page % up.len()]
     }
 }
 
@@ -111,12 +112,16 @@ impl Settings {
 pub struct Link {
     pub out: Outbound,
     pub up: ConnectionState,
+    /// The connection's number (0 = the first), the `connection` label of
+    /// `pubsubd_notifications_sent_total`.
+    pub index: usize,
 }
 
 /// What a worker works with (shared by the workers of one connection).
 struct Context {
     store: Arc<dyn FanoutStore>,
-    /// The worker's own connection: one-JID jobs, and pages when no stream is up.
+    /// The worker's own connection (`links[0]`): one-JID jobs, and pages when no
+    /// stream is up.
     out: Outbound,
     /// Every connection, the worker's own first. A node's pages take turns over the
     /// streams that are up, so one node's fan-out can use all of them.

@@ -32,6 +32,7 @@ pub use macros::TestOutcome;
 #[doc(hidden)]
 pub use macros::{__with_dedicated, __with_shared};
 pub use minidom::Element;
+pub use ports::free_ports;
 pub use pubsubd::{PubsubdProcess, TERMINATE_TIMEOUT};
 pub use servers::{
     shared, shared_ejabberd, shared_prosody, ComponentSlot, ServerKind, XmppServer, ADMIN_USER,
