@@ -416,6 +416,7 @@ const LEASE: Duration = Duration::from_secs(30);
 const LIMITS: ClaimLimits = ClaimLimits {
     max_jobs: 256,
     max_bytes: 1024 * 1024,
+    max_nodes: 16,
 };
 
 /// Worker `worker` of the process numbered `process` (kept in the high bits: the low
@@ -583,6 +584,125 @@ async fn claims_find_free_nodes_behind_a_long_leased_queue_and_among_many_small_
             "{}",
             b.name
         );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_claim_takes_several_nodes_oldest_head_first_within_the_claims_limits(
+) -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let mut nodes = Vec::new();
+        for n in 0..6 {
+            nodes.push(node(s, &format!("g{n}"), NodeConfig::default()).await?);
+        }
+        // Queued newest node first, so head order is not pk order; g1 has two jobs,
+        // g5 a one-JID job.
+        for pk in nodes.iter().rev() {
+            f.queue_jobs(&[job(*pk)]).await?;
+        }
+        f.queue_jobs(&[job(nodes[1]), direct(nodes[5], "x@example.org")])
+            .await?;
+        let three = ClaimLimits {
+            max_nodes: 3,
+            ..LIMITS
+        };
+        let first = f.claim_batches(owner(1, 0), LEASE, three).await?;
+        let pks: Vec<i64> = first.iter().map(|b| b.node_pk).collect();
+        assert_eq!(pks, [nodes[5], nodes[4], nodes[3]], "{}", b.name);
+        assert!(
+            first
+                .iter()
+                .all(|b| b.jobs.len() == 1 && b.walks_subscribers()),
+            "{}: the one-JID job is not walked with g5's walk",
+            b.name
+        );
+        // A second claimer gets the next nodes, not the leased ones; g1's two walks
+        // are one batch.
+        let second = f.claim_batches(owner(1, 1), LEASE, LIMITS).await?;
+        let pks: Vec<i64> = second.iter().map(|b| b.node_pk).collect();
+        assert_eq!(pks, [nodes[2], nodes[1], nodes[0]], "{}", b.name);
+        assert_eq!(second[1].jobs.len(), 2, "{}", b.name);
+        assert!(
+            f.claim_batches(owner(1, 2), LEASE, LIMITS)
+                .await?
+                .is_empty(),
+            "{}: g5's next job waits for its walk",
+            b.name
+        );
+        // Completing a group's jobs at once frees every node.
+        let ids: Vec<i64> = first.iter().flat_map(|b| b.job_ids()).collect();
+        assert!(f.complete(owner(1, 0), &ids, 0, false).await?, "{}", b.name);
+        let rest = f.claim_batches(owner(1, 2), LEASE, LIMITS).await?;
+        assert_eq!(rest.len(), 1, "{}", b.name);
+        assert!(!rest[0].walks_subscribers(), "{}", b.name);
+        // The claim's job limit counts across nodes, but the first node is taken
+        // whole.
+        let (a, c) = (nodes[0], nodes[2]);
+        let ids: Vec<i64> = second.iter().flat_map(|b| b.job_ids()).collect();
+        assert!(f.complete(owner(1, 1), &ids, 0, false).await?, "{}", b.name);
+        f.queue_jobs(&[job(a), job(a), job(a)]).await?;
+        f.queue_jobs(&[job(c)]).await?;
+        let two_jobs = ClaimLimits {
+            max_jobs: 2,
+            ..LIMITS
+        };
+        let limited = f.claim_batches(owner(2, 0), LEASE, two_jobs).await?;
+        let shape: Vec<(i64, usize)> = limited.iter().map(|b| (b.node_pk, b.jobs.len())).collect();
+        assert_eq!(shape, [(a, 2)], "{}: c would be a third job", b.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn small_nodes_are_read_whole_in_one_call_and_big_ones_are_left_to_the_walk(
+) -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let small = node(s, "small", NodeConfig::default()).await?;
+        let big = node(s, "big", NodeConfig::default()).await?;
+        let empty = node(s, "empty", NodeConfig::default()).await?;
+        let alice = sub(s, small, "alice@example.org", SubscribeOptions::default()).await?;
+        let bob = sub(s, small, "bob@example.org", SubscribeOptions::default()).await?;
+        let phone = sub(
+            s,
+            small,
+            "bob@example.org/phone",
+            SubscribeOptions::default(),
+        )
+        .await?;
+        for n in 0..3 {
+            sub(
+                s,
+                big,
+                &format!("u{n}@example.org"),
+                SubscribeOptions::default(),
+            )
+            .await?;
+        }
+        // Alice elsewhere does not make her shared in `small`.
+        sub(
+            s,
+            big,
+            "alice@example.org/desk",
+            SubscribeOptions::default(),
+        )
+        .await?;
+        let found = f.whole_nodes(&[(small, 4), (big, 4), (empty, 4)]).await?;
+        assert_eq!(found.len(), 3, "{}", b.name);
+        let page = found[0].as_ref().expect("small is whole");
+        let pks: Vec<i64> = page.iter().map(|p| p.pk).collect();
+        assert_eq!(pks, [alice, bob, phone], "{}", b.name);
+        let shared: Vec<bool> = page.iter().map(|p| p.shares_bare_jid).collect();
+        assert_eq!(shared, [false, true, true], "{}", b.name);
+        assert!(
+            found[1].is_none(),
+            "{}: four subscriptions, limit four",
+            b.name
+        );
+        assert_eq!(found[2].as_deref().map(<[_]>::len), Some(0), "{}", b.name);
+        assert!(f.whole_nodes(&[]).await?.is_empty(), "{}", b.name);
     }
     Ok(())
 }

@@ -81,6 +81,189 @@ pub async fn serve(
     }
 }
 
+/// Serves the batches of one claim. One batch is served as [`serve`] does. Of several,
+/// those whose node is small enough to be sent whole (fewer subscriptions than a page)
+/// go out together: one subscriber read for all of them, one barrier, one completion.
+/// The first node too big for that is walked afterwards on its own; any other is given
+/// back at once, so that another worker can walk it meanwhile.
+pub async fn serve_claim(
+    ctx: &Context,
+    owner: LeaseOwner,
+    batches: &[ClaimedBatch],
+    stop: &watch::Receiver<bool>,
+) {
+    let [first, ..] = batches else { return };
+    if batches.len() == 1 {
+        return serve(ctx, owner, first, stop).await;
+    }
+    let mut stop = stop.clone();
+    // Whole-node reads for fresh walks only: a walk that was interrupted (cursor past
+    // the start) continues page by page.
+    let fresh: Vec<&ClaimedBatch> = batches
+        .iter()
+        .filter(|b| b.walks_subscribers() && b.cursor == 0)
+        .collect();
+    let asks: Vec<(i64, u32)> = fresh
+        .iter()
+        .map(|b| (b.node_pk, ctx.settings.subscriptions_per_page(b.jobs.len())))
+        .collect();
+    let Some(found) = backoff::retry("read subscribers", &mut stop, || {
+        ctx.store.whole_nodes(&asks)
+    })
+    .await
+    else {
+        let all: Vec<i64> = batches.iter().flat_map(|b| b.job_ids()).collect();
+        release(ctx, &Lease { owner, ids: &all }).await;
+        return;
+    };
+    let mut small: Vec<(&ClaimedBatch, Option<Vec<Subscriber>>)> = Vec::new();
+    let mut walks: Vec<&ClaimedBatch> = Vec::new();
+    let mut found = fresh.iter().map(|b| b.node_pk).zip(found);
+    for b in batches {
+        if !b.walks_subscribers() {
+            small.push((b, None));
+            continue;
+        }
+        let whole = match found.next() {
+            Some((pk, whole)) if b.cursor == 0 && pk == b.node_pk => whole,
+            _ => None,
+        };
+        match whole {
+            Some(page) => small.push((b, Some(page))),
+            None => walks.push(b),
+        }
+    }
+    let kept = walks.first().copied();
+    let given_back: Vec<i64> = walks.iter().skip(1).flat_map(|b| b.job_ids()).collect();
+    if !given_back.is_empty() {
+        release(
+            ctx,
+            &Lease {
+                owner,
+                ids: &given_back,
+            },
+        )
+        .await;
+    }
+    if !small.is_empty() {
+        // Renewed together while the small nodes go out: the walk that follows holds its
+        // lease too.
+        let held: Vec<i64> = small
+            .iter()
+            .map(|(b, _)| *b)
+            .chain(kept)
+            .flat_map(|b| b.job_ids())
+            .collect();
+        let lease = Lease { owner, ids: &held };
+        let span = tracing::debug_span!("nodes", nodes = small.len());
+        let work =
+            tracing::Instrument::instrument(send_whole(ctx, owner, &small, stop.clone()), span);
+        match with_renewals(ctx, &lease, work).await {
+            Outcome::Completed => tracing::debug!(nodes = small.len(), "fan-out batches done"),
+            Outcome::LeaseLost => {
+                tracing::warn!("fan-out lease lost: another process has taken these jobs over");
+                return;
+            }
+            Outcome::Stopped => {
+                release(ctx, &lease).await;
+                tracing::info!("fan-out batches interrupted by shutdown");
+                return;
+            }
+        }
+    }
+    if let Some(walk) = kept {
+        serve(ctx, owner, walk, &stop).await;
+    }
+}
+
+/// Sends the notifications of whole small nodes (and one-JID batches) behind one
+/// barrier, then completes their jobs. A lost stream sends them all again.
+async fn send_whole(
+    ctx: &Context,
+    owner: LeaseOwner,
+    small: &[(&ClaimedBatch, Option<Vec<Subscriber>>)],
+    mut stop: watch::Receiver<bool>,
+) -> Outcome {
+    let mut bare: Vec<String> = small
+        .iter()
+        .filter(|(b, _)| b.config.presence_based_delivery)
+        .filter_map(|(_, page)| page.as_ref())
+        .flatten()
+        .map(|s| s.bare_jid.clone())
+        .collect();
+    let resources = if bare.is_empty() {
+        Vec::new()
+    } else {
+        bare.sort_unstable();
+        bare.dedup();
+        let Some(mut found) = backoff::retry("read presence", &mut stop, || {
+            ctx.store.available_resources(&bare)
+        })
+        .await
+        else {
+            return Outcome::Stopped;
+        };
+        found.sort_unstable_by(|a, b| a.bare_jid.cmp(&b.bare_jid));
+        found
+    };
+    loop {
+        let link = ctx.next_link();
+        let mut queued = 0;
+        for (batch, page) in small {
+            let sent = match page {
+                Some(page) => {
+                    let presence = batch
+                        .config
+                        .presence_based_delivery
+                        .then_some(resources.as_slice());
+                    queue_page(ctx, &link.out, batch, page, presence).await
+                }
+                None => queue_direct(ctx, &link.out, batch).await,
+            };
+            let Some(sent) = sent else {
+                return Outcome::Stopped;
+            };
+            queued += sent;
+        }
+        match link.out.barrier().await {
+            Ok(()) => {
+                metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => link.index.to_string())
+                    .increment(queued);
+                break;
+            }
+            Err(BarrierError::Closed) => return Outcome::Stopped,
+            Err(BarrierError::ConnectionLost) => {
+                tracing::info!("connection lost before the server confirmed; sending again");
+            }
+        }
+    }
+    // The jobs of the nodes that stay in one statement; each deleted node with its own.
+    let mut keep: Vec<i64> = Vec::new();
+    for (batch, _) in small {
+        if batch.deletes_node() {
+            let ids = batch.job_ids();
+            let outcome = complete(ctx, &Lease { owner, ids: &ids }, batch, &mut stop).await;
+            if outcome != Outcome::Completed {
+                return outcome;
+            }
+        } else {
+            keep.extend(batch.job_ids());
+        }
+    }
+    if keep.is_empty() {
+        return Outcome::Completed;
+    }
+    let done = backoff::retry("complete fan-out jobs", &mut stop, || {
+        ctx.store.complete(owner, &keep, 0, false)
+    })
+    .await;
+    match done {
+        Some(true) => Outcome::Completed,
+        Some(false) => Outcome::LeaseLost,
+        None => Outcome::Stopped,
+    }
+}
+
 /// Runs `work` while renewing `lease` every third of its length.
 async fn with_renewals(
     ctx: &Context,
@@ -279,6 +462,24 @@ fn of_bare_jid<'a>(sorted: &'a [Resource], bare: &str) -> &'a [Resource] {
     &sorted[start..start + len]
 }
 
+/// Queues the notification of each job of `batch` (jobs with one target each) and
+/// returns how many; `None` if the queue is closed.
+async fn queue_direct(ctx: &Context, out: &Outbound, batch: &ClaimedBatch) -> Option<u64> {
+    let mut queued = 0;
+    for job in &batch.jobs {
+        let JobTarget::Jid(to) = &job.target else {
+            continue;
+        };
+        let id = deliver::notification_id(job.id, None);
+        let stanza = deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, None);
+        if !out.send(stanza).await {
+            return None;
+        }
+        queued += 1;
+    }
+    Some(queued)
+}
+
 /// Sends jobs that each have a single target.
 async fn direct(
     ctx: &Context,
@@ -287,19 +488,9 @@ async fn direct(
     mut stop: watch::Receiver<bool>,
 ) -> Outcome {
     loop {
-        let mut queued = 0;
-        for job in &batch.jobs {
-            let JobTarget::Jid(to) = &job.target else {
-                continue;
-            };
-            let id = deliver::notification_id(job.id, None);
-            let stanza =
-                deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, None);
-            if !ctx.out.send(stanza).await {
-                return Outcome::Stopped;
-            }
-            queued += 1;
-        }
+        let Some(queued) = queue_direct(ctx, &ctx.out, batch).await else {
+            return Outcome::Stopped;
+        };
         match ctx.out.barrier().await {
             Ok(()) => {
                 metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => ctx.links[0].index.to_string())

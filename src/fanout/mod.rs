@@ -36,6 +36,9 @@ use crate::xmpp::{ConnectionState, Outbound};
 const MAX_BATCH_JOBS: u32 = 256;
 /// Most payload bytes in one batch: bounds a batch's memory when items are large.
 const MAX_BATCH_BYTES: u64 = 1024 * 1024;
+/// Most nodes in one claim. Nodes with a few subscribers each are served by groups of
+/// this many: one claim, one subscriber read, one barrier and one completion per group.
+const MAX_CLAIM_NODES: u32 = 16;
 /// Notifications per page when a batch holds several jobs: the page shrinks (down to one
 /// subscription) so that a page, and what is resent after a drop, stays this size.
 /// About the outgoing queue's default length, so a page keeps the writer busy.
@@ -69,11 +72,18 @@ impl Context {
         if self.links.len() < 2 {
             return own;
         }
-        let up: Vec<&Link> = self.links.iter().filter(|l| l.up.is_connected()).collect();
-        if up.is_empty() {
-            return own;
+        let up = self.links.iter().filter(|l| l.up.is_connected());
+        match up.clone().count() {
+            0 => own,
+            n => up.clone().nth(page % n).unwrap_or(own),
         }
-        up[page % up.len()]
+    }
+
+    /// The connection for the next group of small nodes: the workers of this
+    /// connection take turns over the streams, as a walk's pages do.
+    fn next_link(&self) -> &Link {
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.link_for_page(turn)
     }
 }
 
@@ -88,6 +98,7 @@ impl Settings {
             limits: ClaimLimits {
                 max_jobs: MAX_BATCH_JOBS,
                 max_bytes: MAX_BATCH_BYTES,
+                max_nodes: MAX_CLAIM_NODES,
             },
         }
     }
@@ -131,6 +142,8 @@ struct Context {
     /// This process's identity; each worker's lease owner is derived from it.
     process: uuid::Uuid,
     settings: Settings,
+    /// Counts groups of small nodes, for [`Context::next_link`].
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 /// The running engine.
@@ -167,6 +180,7 @@ impl Fanout {
                     service: service.to_string(),
                     process,
                     settings: settings.clone(),
+                    turn: Default::default(),
                 })
             })
             .collect();
@@ -213,6 +227,7 @@ mod tests {
             limits: ClaimLimits {
                 max_jobs: MAX_BATCH_JOBS,
                 max_bytes: MAX_BATCH_BYTES,
+                max_nodes: MAX_CLAIM_NODES,
             },
         }
     }

@@ -29,11 +29,12 @@ pub async fn run(
         wake.borrow_and_update();
         let claimed = ctx
             .store
-            .claim(owner, ctx.settings.lease, ctx.settings.limits)
+            .claim_batches(owner, ctx.settings.lease, ctx.settings.limits)
             .await;
         match claimed {
-            Ok(Some(b)) => {
+            Ok(batches) if !batches.is_empty() => {
                 failures = 0;
+                let b = &batches[0];
                 let span = tracing::info_span!(
                     "fanout",
                     worker = index,
@@ -42,10 +43,13 @@ pub async fn run(
                     jobs = b.jobs.len(),
                     node = b.node_pk,
                     node_name = b.node_name.as_deref().unwrap_or(""),
+                    nodes = batches.len(),
                 );
-                batch::serve(&ctx, owner, &b, &stop).instrument(span).await;
+                batch::serve_claim(&ctx, owner, &batches, &stop)
+                    .instrument(span)
+                    .await;
             }
-            Ok(None) => {
+            Ok(_) => {
                 failures = 0;
                 let idle_since = Instant::now();
                 let listener_gone = tokio::select! {

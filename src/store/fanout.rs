@@ -50,6 +50,9 @@ pub struct ClaimLimits {
     /// Most payload bytes in one batch (the first job is taken whatever its size), so a
     /// run of large payloads cannot make a batch big in memory.
     pub max_bytes: u64,
+    /// Most nodes in one claim ([`FanoutStore::claim_batches`]). The job and byte
+    /// limits then bound the claim as a whole (the first node's batch is taken whole).
+    pub max_nodes: u32,
 }
 
 /// One claimed job.
@@ -158,16 +161,39 @@ pub trait JobListener: Send {
 /// no longer the caller's (it expired and another process took the jobs over).
 #[async_trait]
 pub trait FanoutStore: Send + Sync + 'static {
-    /// Claims the next batch: consecutive jobs from the head (lowest id) of a node that
-    /// has no job under a live lease, oldest head first, within `limits`. Jobs of one
-    /// node are thereby never worked by two owners at once, and each node's jobs are
-    /// served in id order. A lease that ran out counts as free. `None`: nothing to do.
+    /// Claims batches of up to `limits.max_nodes` nodes in one transaction: for each,
+    /// consecutive jobs from the head (lowest id) of a node that has no job under a
+    /// live lease, oldest head first, within `limits` (per node, and for the claim as a
+    /// whole; the first node's batch is taken whole). Jobs of one node are thereby never
+    /// worked by two owners at once, and each node's jobs are served in id order. A
+    /// lease that ran out counts as free. Empty: nothing to do.
+    ///
+    /// Many nodes with a few subscribers each (a node per user or per device) cost one
+    /// claim per group of nodes instead of one per node.
+    async fn claim_batches(
+        &self,
+        owner: LeaseOwner,
+        lease: Duration,
+        limits: ClaimLimits,
+    ) -> Result<Vec<ClaimedBatch>, StoreError>;
+
+    /// [`claim_batches`](Self::claim_batches) for one node.
     async fn claim(
         &self,
         owner: LeaseOwner,
         lease: Duration,
         limits: ClaimLimits,
-    ) -> Result<Option<ClaimedBatch>, StoreError>;
+    ) -> Result<Option<ClaimedBatch>, StoreError> {
+        let limits = ClaimLimits {
+            max_nodes: 1,
+            ..limits
+        };
+        Ok(self
+            .claim_batches(owner, lease, limits)
+            .await?
+            .into_iter()
+            .next())
+    }
 
     /// Extends the lease on `jobs`; `false` if they are no longer all the owner's.
     async fn renew(
@@ -187,9 +213,9 @@ pub trait FanoutStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Deletes the finished `jobs`, and with `delete_node` the node row as well (with
-    /// its subscriptions, items and affiliations), in one transaction; `false` (and no
-    /// change) if the lease is lost.
+    /// Deletes the finished `jobs` (of any nodes), and with `delete_node` the node row
+    /// `node_pk` as well (with its subscriptions, items and affiliations), in one
+    /// transaction; `false` (and no change) if the lease is lost.
     async fn complete(
         &self,
         owner: LeaseOwner,
@@ -209,6 +235,22 @@ pub trait FanoutStore: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Subscriber>, StoreError>;
+
+    /// For each `(node, limit)`: every active subscription of the node, in pk order,
+    /// if it has fewer than `limit`, with `shares_bare_jid` set; `None` if it has
+    /// `limit` or more (walk it with [`subscribers`](Self::subscribers) instead).
+    /// One call for a group of small nodes instead of one page read each.
+    async fn whole_nodes(
+        &self,
+        nodes: &[(i64, u32)],
+    ) -> Result<Vec<Option<Vec<Subscriber>>>, StoreError> {
+        let mut found = Vec::with_capacity(nodes.len());
+        for &(node_pk, limit) in nodes {
+            let page = self.subscribers(node_pk, 0, limit).await?;
+            found.push((page.len() < limit as usize).then_some(page));
+        }
+        Ok(found)
+    }
 
     /// The available resources of these bare JIDs.
     async fn available_resources(&self, bare_jids: &[String]) -> Result<Vec<Resource>, StoreError>;
@@ -287,6 +329,23 @@ pub fn batch_len(heads: &[JobHead], limits: ClaimLimits) -> usize {
     len
 }
 
+/// Whether one more node's batch of `jobs` jobs and `bytes` payload bytes fits in a
+/// claim that already holds `taken_jobs` and `taken_bytes` (of at least one node):
+/// within `limits.max_nodes` nodes, `max_jobs` jobs and `max_bytes` bytes in all.
+pub fn claim_has_room(
+    nodes: usize,
+    taken_jobs: usize,
+    taken_bytes: u64,
+    jobs: usize,
+    bytes: u64,
+    limits: ClaimLimits,
+) -> bool {
+    nodes == 0
+        || (nodes < limits.max_nodes as usize
+            && taken_jobs + jobs <= limits.max_jobs as usize
+            && taken_bytes.saturating_add(bytes) <= limits.max_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +353,7 @@ mod tests {
     const LIMITS: ClaimLimits = ClaimLimits {
         max_jobs: 3,
         max_bytes: 1000,
+        max_nodes: 2,
     };
 
     fn head(kind: JobKind, to_subscribers: bool, cursor: i64, payload_bytes: u64) -> JobHead {
@@ -344,6 +404,18 @@ mod tests {
         let delete = head(JobKind::Delete, true, 0, 10);
         assert_eq!(batch_len(&[items(0), delete, items(0)], LIMITS), 2);
         assert_eq!(batch_len(&[delete, items(0)], LIMITS), 1);
+    }
+
+    #[test]
+    fn a_claim_of_several_nodes_stays_within_the_limits_but_always_takes_one() {
+        assert!(
+            claim_has_room(0, 0, 0, 50, 50_000, LIMITS),
+            "the first, whatever its size"
+        );
+        assert!(claim_has_room(1, 1, 100, 2, 900, LIMITS));
+        assert!(!claim_has_room(1, 2, 100, 2, 100, LIMITS), "jobs");
+        assert!(!claim_has_room(1, 1, 500, 1, 501, LIMITS), "bytes");
+        assert!(!claim_has_room(2, 1, 10, 1, 10, LIMITS), "nodes");
     }
 
     #[test]

@@ -16,8 +16,8 @@ use super::jobs::{insert_job, JOBS_CHANNEL};
 use super::PgStore;
 use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
 use crate::store::fanout::{
-    batch_len, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead, JobListener, LastItem,
-    LeaseOwner, Resource, Subscriber,
+    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead,
+    JobListener, LastItem, LeaseOwner, Resource, Subscriber,
 };
 use crate::store::jobs::{JobKind, JobTarget, NewJob};
 use crate::store::StoreError;
@@ -109,116 +109,207 @@ fn parse_show(s: &str) -> ShowValue {
     ShowValue::parse(s).unwrap_or(ShowValue::Online)
 }
 
+/// The jobs at the head of one candidate node, as read under its lock.
+struct NodeHeads {
+    node_pk: i64,
+    ids: Vec<i64>,
+    heads: Vec<JobHead>,
+}
+
 impl PgStore {
-    /// Tries to claim a batch of `node_pk`'s jobs inside the claim transaction.
-    async fn claim_node(
+    /// Claims batches of the candidate nodes (oldest head first) inside the claim
+    /// transaction, a few statements for the whole group: lock the nodes, drop the ones
+    /// that gained a lease meanwhile, read their heads, row-lock and lease the batches,
+    /// read the nodes.
+    async fn claim_candidates(
         conn: &mut PgConnection,
-        node_pk: i64,
+        candidates: &[i64],
         owner: LeaseOwner,
         lease: Duration,
         limits: ClaimLimits,
-    ) -> Result<Option<ClaimedBatch>, StoreError> {
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+    ) -> Result<Vec<ClaimedBatch>, StoreError> {
+        let want = i64::from(limits.max_nodes.max(1));
+        let mut locked = Vec::new();
+        let mut rest = candidates;
+        // Usually one round: the lock fails only for a node another claimer is on.
+        while locked.is_empty() && !rest.is_empty() {
+            let keys: Vec<i32> = rest.iter().map(|&pk| node_lock_key(pk)).collect();
+            // Rows come in array order and the limit stops the scan, so no more locks
+            // are taken than nodes wanted.
+            let rows: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT u.node_pk, u.ord
+                 FROM unnest($1::bigint[], $2::int[]) WITH ORDINALITY AS u(node_pk, key, ord)
+                 WHERE pg_try_advisory_xact_lock($3, u.key)
+                 LIMIT $4",
+            )
+            .bind(rest)
+            .bind(&keys)
             .bind(CLAIM_LOCK_CLASS)
-            .bind(node_lock_key(node_pk))
-            .fetch_one(&mut *conn)
+            .bind(want)
+            .fetch_all(&mut *conn)
             .await?;
-        if !locked {
-            return Ok(None);
+            let scanned = if rows.len() as i64 == want {
+                rows.iter().map(|r| r.1).max().unwrap_or(0) as usize
+            } else {
+                rest.len()
+            };
+            rest = rest.get(scanned..).unwrap_or(&[]);
+            if rows.is_empty() {
+                continue;
+            }
+            let nodes: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            // Under the locks, with a fresh snapshot: a claim committed since the
+            // candidate query is visible now.
+            let busy: Vec<i64> = sqlx::query_scalar(
+                "SELECT DISTINCT node_pk FROM fanout_jobs WHERE node_pk = ANY($1)
+                 AND lease_owner IS NOT NULL AND lease_until > now()",
+            )
+            .bind(&nodes)
+            .fetch_all(&mut *conn)
+            .await?;
+            locked = nodes.into_iter().filter(|n| !busy.contains(n)).collect();
         }
-        // Under the lock, with a fresh snapshot: a claim committed since the candidate
-        // query is visible now.
-        let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM fanout_jobs WHERE node_pk = $1
-                 AND lease_owner IS NOT NULL AND lease_until > now())",
-        )
-        .bind(node_pk)
-        .fetch_one(&mut *conn)
-        .await?;
-        if busy {
-            return Ok(None);
+        if locked.is_empty() {
+            return Ok(Vec::new());
         }
         let rows = sqlx::query(
-            "SELECT id, kind, target_jid IS NULL AS to_subscribers, cursor,
-                    octet_length(payload_xml)::bigint AS bytes
-             FROM fanout_jobs WHERE node_pk = $1 ORDER BY id LIMIT $2",
+            "SELECT u.node_pk, h.id, h.kind, h.to_subscribers, h.cursor, h.bytes
+             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(node_pk, ord)
+             CROSS JOIN LATERAL (
+                 SELECT id, kind, target_jid IS NULL AS to_subscribers, cursor,
+                        octet_length(payload_xml)::bigint AS bytes
+                 FROM fanout_jobs f WHERE f.node_pk = u.node_pk ORDER BY id LIMIT $2
+             ) h
+             ORDER BY u.ord, h.id",
         )
-        .bind(node_pk)
+        .bind(&locked)
         .bind(i64::from(limits.max_jobs))
         .fetch_all(&mut *conn)
         .await?;
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut heads = Vec::with_capacity(rows.len());
+        let mut nodes: Vec<NodeHeads> = Vec::new();
         for r in &rows {
-            ids.push(r.try_get::<i64, _>("id")?);
-            heads.push(JobHead {
+            let node_pk: i64 = r.try_get("node_pk")?;
+            if nodes.last().map(|n| n.node_pk) != Some(node_pk) {
+                nodes.push(NodeHeads {
+                    node_pk,
+                    ids: Vec::new(),
+                    heads: Vec::new(),
+                });
+            }
+            let Some(node) = nodes.last_mut() else {
+                continue;
+            };
+            node.ids.push(r.try_get("id")?);
+            node.heads.push(JobHead {
                 kind: parse_kind(r.try_get("kind")?)?,
                 to_subscribers: r.try_get("to_subscribers")?,
                 cursor: r.try_get("cursor")?,
                 payload_bytes: r.try_get::<i64, _>("bytes")?.max(0) as u64,
             });
         }
-        ids.truncate(batch_len(&heads, limits));
+        let (mut taken, mut jobs, mut bytes) = (0, 0, 0u64);
+        let mut wanted: Vec<i64> = Vec::new();
+        for node in &mut nodes {
+            let len = batch_len(&node.heads, limits);
+            let size: u64 = node.heads[..len].iter().map(|h| h.payload_bytes).sum();
+            if !claim_has_room(taken, jobs, bytes, len, size, limits) {
+                break;
+            }
+            node.ids.truncate(len);
+            wanted.extend_from_slice(&node.ids);
+            (taken, jobs, bytes) = (taken + 1, jobs + len, bytes.saturating_add(size));
+        }
+        nodes.truncate(taken);
         // Rows another transaction holds (an owner finishing an expired batch) are
-        // skipped, and the batch stops before the first of them: it must stay a prefix.
-        let locked_ids: Vec<i64> = sqlx::query_scalar(
+        // skipped, and each batch stops before the first of them: it must stay a prefix
+        // of its node's queue.
+        let row_locked: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM fanout_jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
         )
-        .bind(&ids)
+        .bind(&wanted)
         .fetch_all(&mut *conn)
         .await?;
-        let prefix = ids
-            .iter()
-            .zip(&locked_ids)
-            .take_while(|(a, b)| a == b)
-            .count();
-        ids.truncate(prefix);
+        let mut ids = Vec::with_capacity(wanted.len());
+        for node in &nodes {
+            let prefix = node
+                .ids
+                .iter()
+                .take_while(|id| row_locked.binary_search(id).is_ok())
+                .count();
+            ids.extend_from_slice(&node.ids[..prefix]);
+        }
         if ids.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let rows = sqlx::query(
             "UPDATE fanout_jobs
              SET lease_owner = $1::uuid, lease_until = now() + make_interval(secs => $2)
              WHERE id = ANY($3)
-             RETURNING id, kind, payload_xml, message_type, target_jid, cursor",
+             RETURNING id, node_pk, kind, payload_xml, message_type, target_jid, cursor",
         )
         .bind(owner.to_string())
         .bind(secs(lease))
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        let mut cursor = 0;
+        let mut leased: Vec<(i64, i64, ClaimedJob)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            cursor = r.try_get("cursor")?;
             let target: Option<String> = r.try_get("target_jid")?;
-            jobs.push(ClaimedJob {
-                id: r.try_get("id")?,
-                kind: parse_kind(r.try_get("kind")?)?,
-                payload_xml: r.try_get("payload_xml")?,
-                headline: r.try_get::<&str, _>("message_type")? == "headline",
-                target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
+            leased.push((
+                r.try_get("node_pk")?,
+                r.try_get("cursor")?,
+                ClaimedJob {
+                    id: r.try_get("id")?,
+                    kind: parse_kind(r.try_get("kind")?)?,
+                    payload_xml: r.try_get("payload_xml")?,
+                    headline: r.try_get::<&str, _>("message_type")? == "headline",
+                    target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
+                },
+            ));
+        }
+        let node_pks: Vec<i64> = nodes.iter().map(|n| n.node_pk).collect();
+        let rows =
+            sqlx::query("SELECT pk, name, config::text AS config FROM nodes WHERE pk = ANY($1)")
+                .bind(&node_pks)
+                .fetch_all(&mut *conn)
+                .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let pk: i64 = r.try_get("pk")?;
+            found.push((
+                pk,
+                r.try_get::<String, _>("name")?,
+                parse_config(r.try_get("config")?, pk),
+            ));
+        }
+        let mut batches = Vec::with_capacity(node_pks.len());
+        for node_pk in node_pks {
+            let mut jobs: Vec<ClaimedJob> = Vec::new();
+            let mut cursor = 0;
+            for (_, c, job) in leased.iter().filter(|(pk, _, _)| *pk == node_pk) {
+                cursor = *c;
+                jobs.push(job.clone());
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            jobs.sort_by_key(|j| j.id);
+            let (node_name, config) = match found.iter().position(|f| f.0 == node_pk) {
+                Some(i) => {
+                    let (_, name, config) = found.swap_remove(i);
+                    (Some(name), config)
+                }
+                None => (None, NodeConfig::default()),
+            };
+            batches.push(ClaimedBatch {
+                node_pk,
+                node_name,
+                config,
+                cursor,
+                jobs,
             });
         }
-        jobs.sort_by_key(|j| j.id);
-        let node = sqlx::query("SELECT name, config::text AS config FROM nodes WHERE pk = $1")
-            .bind(node_pk)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let (node_name, config) = match node {
-            Some(r) => (
-                Some(r.try_get::<String, _>("name")?),
-                parse_config(r.try_get("config")?, node_pk),
-            ),
-            None => (None, NodeConfig::default()),
-        };
-        Ok(Some(ClaimedBatch {
-            node_pk,
-            node_name,
-            config,
-            cursor,
-            jobs,
-        }))
+        Ok(batches)
     }
 }
 
@@ -233,6 +324,24 @@ fn subscriber(r: &PgRow) -> Result<Subscriber, StoreError> {
         // Filled in by the page's probe.
         shares_bare_jid: false,
     })
+}
+
+/// Sets `shares_bare_jid` on the subscriptions of a whole node whose bare JID has
+/// another subscription among them.
+fn mark_shared_bare_jids(page: &mut [Subscriber]) {
+    let mut bare: Vec<&str> = page.iter().map(|s| s.bare_jid.as_str()).collect();
+    bare.sort_unstable();
+    let shared: Vec<String> = bare
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0].to_owned())
+        .collect();
+    if shared.is_empty() {
+        return;
+    }
+    for sub in page.iter_mut() {
+        sub.shares_bare_jid = shared.contains(&sub.bare_jid);
+    }
 }
 
 /// A subscriber page slower than this means a bad plan (or statistics that no longer
@@ -296,32 +405,34 @@ impl JobListener for PgJobListener {
 
 #[async_trait]
 impl FanoutStore for PgStore {
-    async fn claim(
+    async fn claim_batches(
         &self,
         owner: LeaseOwner,
         lease: Duration,
         limits: ClaimLimits,
-    ) -> Result<Option<ClaimedBatch>, StoreError> {
+    ) -> Result<Vec<ClaimedBatch>, StoreError> {
         let mut tx = self.pool().begin().await?;
+        // More candidates than nodes wanted: claimers racing for the same oldest nodes
+        // each find free ones further down.
+        let how_many = CLAIM_CANDIDATES.max(4 * i64::from(limits.max_nodes));
         let mut candidates: Vec<i64> = sqlx::query_scalar(OLDEST_CANDIDATES_SQL)
-            .bind(CLAIM_CANDIDATES)
+            .bind(how_many)
             .bind(OLDEST_JOBS_SCANNED)
             .fetch_all(&mut *tx)
             .await?;
         if candidates.is_empty() {
             candidates = sqlx::query_scalar(CANDIDATES_SQL)
-                .bind(CLAIM_CANDIDATES)
+                .bind(how_many)
                 .fetch_all(&mut *tx)
                 .await?;
         }
-        for node_pk in candidates {
-            if let Some(batch) = Self::claim_node(&mut tx, node_pk, owner, lease, limits).await? {
-                tx.commit().await?;
-                return Ok(Some(batch));
-            }
+        let batches = Self::claim_candidates(&mut tx, &candidates, owner, lease, limits).await?;
+        if batches.is_empty() {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
         }
-        tx.rollback().await?;
-        Ok(None)
+        Ok(batches)
     }
 
     async fn renew(
@@ -458,6 +569,55 @@ impl FanoutStore for PgStore {
         }
         refresh_statistics_after_a_slow_page(self.pool(), started.elapsed(), page.len());
         Ok(page)
+    }
+
+    async fn whole_nodes(
+        &self,
+        nodes: &[(i64, u32)],
+    ) -> Result<Vec<Option<Vec<Subscriber>>>, StoreError> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pks: Vec<i64> = nodes.iter().map(|n| n.0).collect();
+        let limits: Vec<i64> = nodes.iter().map(|n| i64::from(n.1)).collect();
+        // One keyset read per node on subscriptions_fanout, all in one statement. A
+        // node is whole when it has fewer rows than its limit; then whether a bare JID
+        // has several subscriptions to it is read off the rows themselves.
+        let rows = sqlx::query(
+            "SELECT u.ord, s.pk, s.jid, s.bare_jid, s.subid, s.options
+             FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS u(node_pk, lim, ord)
+             CROSS JOIN LATERAL (
+                 SELECT pk, jid, bare_jid, subid, options::text AS options
+                 FROM subscriptions
+                 WHERE node_pk = u.node_pk AND state = 'subscribed'
+                 ORDER BY pk
+                 LIMIT u.lim
+             ) s
+             ORDER BY u.ord, s.pk",
+        )
+        .bind(&pks)
+        .bind(&limits)
+        .fetch_all(self.pool())
+        .await?;
+        let mut pages: Vec<Vec<Subscriber>> = vec![Vec::new(); nodes.len()];
+        for r in &rows {
+            let ord: i64 = r.try_get("ord")?;
+            let Some(page) = usize::try_from(ord - 1).ok().and_then(|i| pages.get_mut(i)) else {
+                continue;
+            };
+            page.push(subscriber(r)?);
+        }
+        Ok(pages
+            .into_iter()
+            .zip(nodes)
+            .map(|(mut page, &(_, limit))| {
+                if page.len() >= limit as usize {
+                    return None;
+                }
+                mark_shared_bare_jids(&mut page);
+                Some(page)
+            })
+            .collect())
     }
 
     async fn available_resources(&self, bare_jids: &[String]) -> Result<Vec<Resource>, StoreError> {

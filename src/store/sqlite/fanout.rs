@@ -23,8 +23,8 @@ use super::jobs::{insert_jobs, JobWaiter};
 use super::{SqliteStore, NOW};
 use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
 use crate::store::fanout::{
-    batch_len, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead, JobListener, LastItem,
-    LeaseOwner, Resource, Subscriber,
+    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead,
+    JobListener, LastItem, LeaseOwner, Resource, Subscriber,
 };
 use crate::store::jobs::{JobKind, JobTarget, NewJob};
 use crate::store::StoreError;
@@ -93,14 +93,23 @@ fn all(touched: u64, ids: &[i64]) -> bool {
     touched == ids.len() as u64
 }
 
+/// What a claim already holds, before its next node.
+struct ClaimRoom {
+    nodes: usize,
+    jobs: usize,
+    bytes: u64,
+}
+
 /// Claims a batch of `node_pk`'s head jobs inside the claim transaction (which holds the
-/// write lock, so the node cannot gain a lease meanwhile).
+/// write lock, so the node cannot gain a lease meanwhile); `None` if the node has no
+/// jobs or its batch does not fit in what the claim has left.
 async fn claim_node(
     conn: &mut SqliteConnection,
     node_pk: i64,
     owner: LeaseOwner,
     lease: Duration,
     limits: ClaimLimits,
+    room: ClaimRoom,
 ) -> Result<Option<ClaimedBatch>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, kind, target_jid IS NULL AS to_subscribers, cursor,
@@ -123,6 +132,10 @@ async fn claim_node(
         });
     }
     let len = batch_len(&heads, limits);
+    let size: u64 = heads.iter().take(len).map(|h| h.payload_bytes).sum();
+    if !claim_has_room(room.nodes, room.jobs, room.bytes, len, size, limits) {
+        return Ok(None);
+    }
     let Some(&last) = len.checked_sub(1).and_then(|i| ids.get(i)) else {
         return Ok(None);
     };
@@ -196,12 +209,12 @@ impl JobListener for SqliteJobListener {
 
 #[async_trait]
 impl FanoutStore for SqliteStore {
-    async fn claim(
+    async fn claim_batches(
         &self,
         owner: LeaseOwner,
         lease: Duration,
         limits: ClaimLimits,
-    ) -> Result<Option<ClaimedBatch>, StoreError> {
+    ) -> Result<Vec<ClaimedBatch>, StoreError> {
         // A look without the write lock first: idle workers look at every wake-up and
         // poll, and finding nothing must not make requests' writes queue behind them.
         // A job committed after this look wakes the worker again.
@@ -209,29 +222,40 @@ impl FanoutStore for SqliteStore {
             .fetch_optional(self.pool())
             .await?;
         if seen.is_none() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         // Then under the write lock from the first statement: every claim of the
-        // process (and any admin command's write) is serialised, so the candidate
-        // found again here is still free when it is leased.
+        // process (and any admin command's write) is serialised, so a candidate found
+        // here is still free when it is leased. A leased node is no candidate any more,
+        // so asking again finds the next one.
         let mut tx = self.write_tx().await?;
-        let candidate: Option<i64> = sqlx::query_scalar(AssertSqlSafe(candidate_sql()))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let batch = match candidate {
-            Some(node_pk) => claim_node(&mut tx, node_pk, owner, lease, limits).await?,
-            None => None,
-        };
-        match batch {
-            Some(b) => {
-                tx.commit().await?;
-                Ok(Some(b))
-            }
-            None => {
-                tx.rollback().await?;
-                Ok(None)
-            }
+        let mut batches: Vec<ClaimedBatch> = Vec::new();
+        let (mut jobs, mut bytes) = (0, 0u64);
+        while batches.len() < limits.max_nodes.max(1) as usize {
+            let candidate: Option<i64> = sqlx::query_scalar(AssertSqlSafe(candidate_sql()))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(node_pk) = candidate else { break };
+            let room = ClaimRoom {
+                nodes: batches.len(),
+                jobs,
+                bytes,
+            };
+            let Some(batch) = claim_node(&mut tx, node_pk, owner, lease, limits, room).await?
+            else {
+                break;
+            };
+            jobs += batch.jobs.len();
+            bytes =
+                bytes.saturating_add(batch.jobs.iter().map(|j| j.payload_xml.len() as u64).sum());
+            batches.push(batch);
         }
+        if batches.is_empty() {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(batches)
     }
 
     async fn renew(
