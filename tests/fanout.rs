@@ -844,6 +844,127 @@ both_servers!(
     }
 );
 
+/// Commits `jobs` in one transaction, as a burst of publishes to many nodes would leave
+/// them; returns their ids.
+async fn queue_together(db: &Db, jobs: &[NewJob]) -> anyhow::Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            for job in jobs {
+                ids.push(pubsubd::store::postgres::jobs::insert_job(&mut tx, job).await?);
+            }
+            tx.commit().await?;
+        }
+        Db::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            for job in jobs {
+                ids.push(pubsubd::store::sqlite::jobs::insert_job(&mut tx, job).await?);
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(ids)
+}
+
+fn items_job(node_pk: i64, node: &str, item_id: &str) -> anyhow::Result<NewJob> {
+    let event = events::items(
+        &NodeId::parse(node)?,
+        vec![EventItem {
+            id: ItemId::parse(item_id)?,
+            publisher: None,
+            payload: Some(entry(item_id)),
+        }],
+    );
+    Ok(NewJob {
+        node_pk,
+        kind: JobKind::Items,
+        payload_xml: event,
+        headline: true,
+        target: JobTarget::Subscribers,
+    })
+}
+
+/// The job number of a notification id `ps-<job>-<subscription>`.
+fn job_of(id: &str) -> Option<i64> {
+    id.strip_prefix("ps-")?.split('-').next()?.parse().ok()
+}
+
+// Many nodes with a few subscribers each (a node per device, say) are claimed and sent
+// in groups: with one worker, 120 small nodes, one node bigger than a page among them,
+// and a node deleted in the same burst, every notification arrives exactly once, each
+// recipient sees its node's items in publish order, the deleted node's row goes, and
+// far fewer claims than nodes were needed.
+both_servers!(
+    many_small_nodes_go_out_in_groups_each_notification_once_and_in_order,
+    |server| async move {
+        const SMALL: i64 = 120;
+        const PER_SMALL: i64 = 4;
+        const BIG: i64 = 100;
+        let ps = Pubsubd::start(server, &format!("fanout_workers = 1\n{SMALL_PAGES}")).await?;
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        let mut nodes = Vec::new();
+        for n in 0..SMALL {
+            let name = format!("device{n}");
+            let pk = create_node(&ps.db, &name, "{}").await?;
+            subscribe_virtual(&ps.db, pk, sink.jid(), n * PER_SMALL, PER_SMALL).await?;
+            nodes.push((pk, name));
+        }
+        let big = create_node(&ps.db, "fleet", "{}").await?;
+        subscribe_virtual(&ps.db, big, sink.jid(), SMALL * PER_SMALL, BIG).await?;
+        nodes.insert(SMALL as usize / 2, (big, "fleet".into()));
+        let mut jobs = Vec::new();
+        for round in 0..2 {
+            for (pk, name) in &nodes {
+                jobs.push(items_job(*pk, name, &format!("r{round}"))?);
+            }
+        }
+        // The last small node goes in the same burst, after its two items.
+        let (gone, gone_name) = nodes[nodes.len() - 1].clone();
+        let marked: i64 = on_db!(
+            &ps.db,
+            sqlx::query_scalar(
+                "UPDATE nodes SET deleted = true WHERE pk = $1 RETURNING pk"
+            )
+            .bind(gone),
+            fetch_one
+        );
+        assert_eq!(marked, gone);
+        jobs.push(NewJob {
+            kind: JobKind::Delete,
+            payload_xml: events::delete(&NodeId::parse(&gone_name)?, None),
+            ..items_job(gone, &gone_name, "gone")?
+        });
+        queue_together(&ps.db, &jobs).await?;
+        let expected = (2 * (SMALL * PER_SMALL + BIG) + PER_SMALL) as usize;
+        inbox.wait_unique(expected, FANOUT_DONE).await?;
+        ps.wait_idle(FANOUT_DONE).await?;
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(inbox.total(), expected, "each notification exactly once");
+        for (to, ids) in inbox.snapshot() {
+            let order: Vec<i64> = ids.iter().filter_map(|id| job_of(id)).collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "{to} got its node's notifications out of order: {ids:?}"
+            );
+        }
+        assert_eq!(ps.db.node_rows(gone).await?, 0, "the deleted node's row went");
+        let log = ps.process.log_contents();
+        let groups = log.matches("fan-out batches done").count();
+        let claims = groups + log.matches("fan-out batch done").count();
+        eprintln!("{} nodes' jobs served by {claims} claims ({groups} groups)", nodes.len());
+        assert!(groups > 0, "small nodes were sent in groups");
+        assert!(
+            claims * 3 < nodes.len(),
+            "{claims} claims for {} nodes",
+            nodes.len()
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
 /// Sends a pubsub request (`<pubsub xmlns='…pubsub'>inner</pubsub>`) and fails unless
 /// the answer is a result.
 async fn pubsub_set(client: &mut Client, ps: &Pubsubd, inner: &str) -> anyhow::Result<()> {
