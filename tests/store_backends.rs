@@ -307,6 +307,49 @@ async fn the_last_owner_cannot_leave_and_an_outcast_loses_its_subscriptions() ->
 }
 
 #[tokio::test]
+async fn several_nodes_access_is_read_at_once_as_node_by_node() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let s = b.store.as_ref();
+        let a = node(s, "feed-a", NodeConfig::default()).await?;
+        let c = node(s, "feed-c", NodeConfig::default()).await?;
+        let bob = jid("bob@example.org");
+        let member = [AffiliationChange {
+            jid: bob.clone(),
+            affiliation: Affiliation::Member,
+        }];
+        s.set_affiliations(c, &member).await?.ok();
+        sub(s, c, "bob@example.org/phone", SubscribeOptions::default()).await?;
+        sub(s, c, "bob@example.org", SubscribeOptions::default()).await?;
+        sub(s, a, "alice@example.org", SubscribeOptions::default()).await?;
+        let names: Vec<NodeId> = ["feed-a", "missing", "feed-c", "feed-a"]
+            .iter()
+            .map(|n| NodeId::parse(n))
+            .collect::<Result<_, _>>()?;
+        let many = s.node_accesses(&names, &bob).await?;
+        assert_eq!(many.len(), 4, "{}", b.name);
+        for (name, got) in names.iter().zip(&many) {
+            let one = s.node_access(name, &bob).await?;
+            let shape = |x: &Option<pubsubd::store::NodeAccess>| {
+                x.as_ref().map(|x| {
+                    let subs: Vec<String> =
+                        x.subscriptions.iter().map(|s| s.jid.to_string()).collect();
+                    (x.node.pk, x.affiliation, subs)
+                })
+            };
+            assert_eq!(shape(got), shape(&one), "{}: {name}", b.name);
+        }
+        let pks: Vec<Option<i64>> = many.iter().map(|x| x.as_ref().map(|x| x.node.pk)).collect();
+        assert_eq!(pks, [Some(a), None, Some(c), Some(a)], "{}", b.name);
+        let c_access = many[2].as_ref().expect("feed-c");
+        assert_eq!(c_access.affiliation, Affiliation::Member, "{}", b.name);
+        assert_eq!(c_access.subscriptions.len(), 2, "{}", b.name);
+        assert!(many[0].as_ref().is_some_and(|x| x.subscriptions.is_empty()), "{}", b.name);
+        assert!(s.node_accesses(&[], &bob).await?.is_empty(), "{}", b.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn whitelist_nodes_are_listed_only_to_their_affiliates() -> anyhow::Result<()> {
     for b in backends().await? {
         let s = b.store.as_ref();

@@ -3,6 +3,7 @@
 
 use minidom::Element;
 use xmpp_parsers::data_forms::DataForm;
+use xmpp_parsers::jid::BareJid;
 
 use super::{context, internal, nodes::gone, notify, Pubsub, Requester};
 use crate::domain::{
@@ -162,16 +163,19 @@ impl Pubsub {
         let mut results: Vec<Option<Result<Published, DomainError>>> =
             (0..reqs.len()).map(|_| None).collect();
         let mut batch: Vec<(usize, Prepared)> = Vec::new();
-        let mut accesses: Vec<(NodeId, xmpp_parsers::jid::BareJid, NodeAccess)> = Vec::new();
+        let mut accesses = self.accesses_of(&reqs).await;
         for (n, (req, node, item)) in reqs.into_iter().enumerate() {
             let cached = accesses
                 .iter()
                 .find(|(name, bare, _)| *name == node && *bare == req.bare)
                 .map(|(_, _, a)| a.clone());
             let access = match cached {
-                Some(a) => Some(a),
+                Some(a) => a,
                 None => match self.store.node_access(&node, &req.bare).await {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        accesses.push((node.clone(), req.bare.clone(), a.clone()));
+                        a
+                    }
                     Err(e) => {
                         results[n] = Some(Err(internal(e)));
                         continue;
@@ -179,18 +183,13 @@ impl Pubsub {
                 },
             };
             let Some(access) = access else {
-                // Auto-creation (or not-found): on its own, after what came before.
+                // Auto-creation (or not-found): on its own, after what came before; what
+                // was read before may have changed.
                 self.commit_batch(&mut batch, &mut results).await;
                 results[n] = Some(self.publish(&req, &node, item, None).await);
                 accesses.clear();
                 continue;
             };
-            if !accesses
-                .iter()
-                .any(|(name, bare, _)| *name == node && *bare == req.bare)
-            {
-                accesses.push((node.clone(), req.bare.clone(), access.clone()));
-            }
             if let Err(e) = check_publish(&context(&req, &access, None)) {
                 results[n] = Some(Err(e));
                 continue;
@@ -222,6 +221,37 @@ impl Pubsub {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(DomainError::Internal("publish not run".into()))))
             .collect()
+    }
+
+    /// The node and standing of each requester with each node of `reqs`, one read per
+    /// requester (a lane's run is usually one). A failed read leaves the run to read
+    /// node by node.
+    async fn accesses_of(
+        &self,
+        reqs: &[(Requester, NodeId, Option<Publication>)],
+    ) -> Vec<(NodeId, BareJid, Option<NodeAccess>)> {
+        let mut found = Vec::new();
+        let mut requesters: Vec<&BareJid> = reqs.iter().map(|(r, _, _)| &r.bare).collect();
+        requesters.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        requesters.dedup();
+        for bare in requesters {
+            let mut names: Vec<NodeId> = Vec::new();
+            for (_, node, _) in reqs.iter().filter(|(r, _, _)| r.bare == *bare) {
+                if !names.contains(node) {
+                    names.push(node.clone());
+                }
+            }
+            match self.store.node_accesses(&names, bare).await {
+                Ok(accesses) => found.extend(
+                    names
+                        .into_iter()
+                        .zip(accesses)
+                        .map(|(name, access)| (name, bare.clone(), access)),
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot read the nodes of a run of publishes"),
+            }
+        }
+        found
     }
 
     /// Stores one checked publish with its fan-out jobs, in one transaction.

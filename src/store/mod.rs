@@ -140,6 +140,20 @@ pub trait NodeStore: Send + Sync + 'static {
         requester: &BareJid,
     ) -> Result<Option<NodeAccess>, StoreError>;
 
+    /// [`node_access`](Self::node_access) for several nodes, in the order of `names`:
+    /// one read for a run of publishes to different nodes.
+    async fn node_accesses(
+        &self,
+        names: &[NodeId],
+        requester: &BareJid,
+    ) -> Result<Vec<Option<NodeAccess>>, StoreError> {
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            found.push(self.node_access(name, requester).await?);
+        }
+        Ok(found)
+    }
+
     /// Creates a node owned by `owner`; `Err(Refusal::NodeExists)` if the name is taken.
     async fn create_node(
         &self,

@@ -48,22 +48,48 @@ impl NodeStore for PgStore {
         .bind(requester.as_str())
         .fetch_optional(self.pool())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let node = rows::node(&row)?;
-        let affiliation = match row.try_get::<Option<String>, _>("affiliation")? {
-            Some(a) => rows::affiliation(&a)?,
-            None => Affiliation::None,
-        };
-        let Json(subs): Json<Vec<rows::SubscriptionJson>> = row.try_get("subscriptions")?;
-        let subscriptions = subs
-            .into_iter()
-            .map(|s| s.into_record(&node.name))
-            .collect::<Result<_, _>>()?;
-        Ok(Some(NodeAccess {
-            node,
-            affiliation,
-            subscriptions,
-        }))
+        row.as_ref().map(node_access).transpose()
+    }
+
+    async fn node_accesses(
+        &self,
+        names: &[NodeId],
+        requester: &BareJid,
+    ) -> Result<Vec<Option<NodeAccess>>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        // node_access's read for every name at once; a name without a live node has a
+        // row with a NULL pk.
+        let names: Vec<&str> = names.iter().map(NodeId::as_str).collect();
+        let rows = sqlx::query(
+            "SELECT u.ord, n.pk, n.name, n.config, n.creator, n.created_at,
+                    (SELECT a.affiliation FROM affiliations a
+                      WHERE a.node_pk = n.pk AND a.jid = $2) AS affiliation,
+                    (SELECT COALESCE(json_agg(json_build_object(
+                                'pk', s.pk, 'jid', s.jid, 'subid', s.subid,
+                                'state', s.state, 'options', s.options) ORDER BY s.pk), '[]')
+                       FROM subscriptions s
+                      WHERE s.bare_jid = $2 AND s.node_pk = n.pk) AS subscriptions
+             FROM unnest($1::text[]) WITH ORDINALITY AS u(name, ord)
+             LEFT JOIN nodes n ON n.name = u.name AND NOT n.deleted
+             ORDER BY u.ord",
+        )
+        .bind(&names)
+        .bind(requester.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        let mut found: Vec<Option<NodeAccess>> = (0..names.len()).map(|_| None).collect();
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>("pk")?.is_none() {
+                continue;
+            }
+            let ord: i64 = row.try_get("ord")?;
+            if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| found.get_mut(i)) {
+                *slot = Some(node_access(row)?);
+            }
+        }
+        Ok(found)
     }
 
     async fn create_node(
@@ -152,4 +178,23 @@ impl NodeStore for PgStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A [`NodeAccess`] from a row of node_access's read.
+fn node_access(row: &sqlx::postgres::PgRow) -> Result<NodeAccess, StoreError> {
+    let node = rows::node(row)?;
+    let affiliation = match row.try_get::<Option<String>, _>("affiliation")? {
+        Some(a) => rows::affiliation(&a)?,
+        None => Affiliation::None,
+    };
+    let Json(subs): Json<Vec<rows::SubscriptionJson>> = row.try_get("subscriptions")?;
+    let subscriptions = subs
+        .into_iter()
+        .map(|s| s.into_record(&node.name))
+        .collect::<Result<_, _>>()?;
+    Ok(NodeAccess {
+        node,
+        affiliation,
+        subscriptions,
+    })
 }
