@@ -925,10 +925,8 @@ both_servers!(
         let (gone, gone_name) = nodes[nodes.len() - 1].clone();
         let marked: i64 = on_db!(
             &ps.db,
-            sqlx::query_scalar(
-                "UPDATE nodes SET deleted = true WHERE pk = $1 RETURNING pk"
-            )
-            .bind(gone),
+            sqlx::query_scalar("UPDATE nodes SET deleted = true WHERE pk = $1 RETURNING pk")
+                .bind(gone),
             fetch_one
         );
         assert_eq!(marked, gone);
@@ -950,11 +948,18 @@ both_servers!(
                 "{to} got its node's notifications out of order: {ids:?}"
             );
         }
-        assert_eq!(ps.db.node_rows(gone).await?, 0, "the deleted node's row went");
+        assert_eq!(
+            ps.db.node_rows(gone).await?,
+            0,
+            "the deleted node's row went"
+        );
         let log = ps.process.log_contents();
         let groups = log.matches("fan-out batches done").count();
         let claims = groups + log.matches("fan-out batch done").count();
-        eprintln!("{} nodes' jobs served by {claims} claims ({groups} groups)", nodes.len());
+        eprintln!(
+            "{} nodes' jobs served by {claims} claims ({groups} groups)",
+            nodes.len()
+        );
         assert!(groups > 0, "small nodes were sent in groups");
         assert!(
             claims * 3 < nodes.len(),

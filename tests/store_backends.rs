@@ -343,7 +343,11 @@ async fn several_nodes_access_is_read_at_once_as_node_by_node() -> anyhow::Resul
         let c_access = many[2].as_ref().expect("feed-c");
         assert_eq!(c_access.affiliation, Affiliation::Member, "{}", b.name);
         assert_eq!(c_access.subscriptions.len(), 2, "{}", b.name);
-        assert!(many[0].as_ref().is_some_and(|x| x.subscriptions.is_empty()), "{}", b.name);
+        assert!(
+            many[0].as_ref().is_some_and(|x| x.subscriptions.is_empty()),
+            "{}",
+            b.name
+        );
         assert!(s.node_accesses(&[], &bob).await?.is_empty(), "{}", b.name);
     }
     Ok(())

@@ -438,6 +438,74 @@ both_servers!(
     }
 );
 
+// A run of publishes to many nodes (one lane's group) reads every node's permissions
+// at once; each publish is still judged against its own node.
+both_servers!(
+    pipelined_publishes_to_many_nodes_are_each_checked_against_their_own_node,
+    |server| async move {
+        let ps = start(server).await?;
+        let mut a = user(server, "a").await?;
+        let mut b = user(server, "b").await?;
+        for n in 0..8 {
+            create(&mut a, &ps, &format!("m{n}"), &[]).await?;
+        }
+        // Not a's node: a may not publish there.
+        create(&mut b, &ps, "theirs", &[]).await?;
+        let mut sent = Vec::new();
+        for i in 0..64 {
+            let node = if i % 9 == 4 {
+                "theirs".to_owned()
+            } else {
+                format!("m{}", i % 8)
+            };
+            let mut el = pubsubd_testkit::stanza::iq(
+                "set",
+                ps.jid(),
+                stanza::parse(&pubsub(&format!(
+                    "<publish node='{node}'><item id='i{i}'><x xmlns='urn:example'>{i}</x></item></publish>"
+                ))),
+            );
+            let iq_id = format!("many-{i}");
+            stanza::set_attr(&mut el, "id", &iq_id);
+            a.send(el)?;
+            sent.push((iq_id, node, format!("i{i}")));
+        }
+        let mut stored: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for (iq_id, node, id) in &sent {
+            let want = iq_id.clone();
+            let reply = a
+                .wait_for(
+                    move |r| stanza::is_iq_response(r, &want),
+                    std::time::Duration::from_secs(30),
+                )
+                .await?;
+            if node == "theirs" {
+                err(&reply, "auth", "forbidden", None);
+            } else {
+                ok(&reply);
+                stored
+                    .entry(node.clone())
+                    .or_default()
+                    .insert(0, id.clone());
+            }
+        }
+        assert!(stored.len() == 8, "every node of a got items");
+        for (node, newest_first) in &stored {
+            let reply = iq(
+                &mut a,
+                &ps,
+                "get",
+                &pubsub(&format!("<items node='{node}'/>")),
+            )
+            .await?;
+            assert_eq!(&item_ids(&reply), newest_first, "{node}");
+        }
+        let reply = iq(&mut b, &ps, "get", &pubsub("<items node='theirs'/>")).await?;
+        assert!(item_ids(&reply).is_empty(), "nothing reached b's node");
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
 both_servers!(
     pipelined_publishes_are_applied_in_order_each_with_its_own_answer,
     |server| async move {
