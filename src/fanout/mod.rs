@@ -38,7 +38,9 @@ const MAX_BATCH_JOBS: u32 = 256;
 const MAX_BATCH_BYTES: u64 = 1024 * 1024;
 /// Most nodes in one claim. Nodes with a few subscribers each are served by groups of
 /// this many: one claim, one subscriber read, one barrier and one completion per group.
-const MAX_CLAIM_NODES: u32 = 16;
+/// With 10,000 nodes of 10 subscribers on ejabberd, 32 cut the publish→notification
+/// p50 from 240 ms (16) to 80 ms with 4 workers, as 8 workers of 16 did.
+const MAX_CLAIM_NODES: u32 = 32;
 /// Notifications per page when a batch holds several jobs: the page shrinks (down to one
 /// subscription) so that a page, and what is resent after a drop, stays this size.
 /// About the outgoing queue's default length, so a page keeps the writer busy.
