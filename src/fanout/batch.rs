@@ -144,6 +144,8 @@ pub async fn serve_claim(
             },
         )
         .await;
+        // Idle workers would otherwise find them only at the next publish or poll.
+        ctx.wake_idle_workers();
     }
     if !small.is_empty() {
         // Renewed together while the small nodes go out: the walk that follows holds its

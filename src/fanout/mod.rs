@@ -81,6 +81,11 @@ impl Context {
         }
     }
 
+    /// Tells the idle workers to look for jobs again.
+    fn wake_idle_workers(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// The connection for the next group of small nodes: the workers of this
     /// connection take turns over the streams, as a walk's pages do.
     fn next_link(&self) -> &Link {
@@ -146,6 +151,8 @@ struct Context {
     settings: Settings,
     /// Counts groups of small nodes, for [`Context::next_link`].
     turn: std::sync::atomic::AtomicUsize,
+    /// Wakes the process's idle workers (jobs were given back).
+    wake: Arc<watch::Sender<u64>>,
 }
 
 /// The running engine.
@@ -170,6 +177,7 @@ impl Fanout {
         tracing::info!(workers = settings.workers, connections = links.len(), %process, "fan-out engine started");
         let (stop, stop_rx) = watch::channel(false);
         let (wake, wake_rx) = watch::channel(0u64);
+        let wake = Arc::new(wake);
         let workers = settings.workers.max(1);
         let contexts: Vec<Arc<Context>> = (0..links.len())
             .map(|own| {
@@ -183,6 +191,7 @@ impl Fanout {
                     process,
                     settings: settings.clone(),
                     turn: Default::default(),
+                    wake: wake.clone(),
                 })
             })
             .collect();

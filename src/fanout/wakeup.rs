@@ -15,7 +15,7 @@ use crate::store::fanout::FanoutStore;
 /// Runs until `stop` turns true, bumping `wake` on every notification.
 pub async fn run(
     store: Arc<dyn FanoutStore>,
-    wake: watch::Sender<u64>,
+    wake: Arc<watch::Sender<u64>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failures = 0;

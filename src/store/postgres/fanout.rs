@@ -580,44 +580,48 @@ impl FanoutStore for PgStore {
         }
         let pks: Vec<i64> = nodes.iter().map(|n| n.0).collect();
         let limits: Vec<i64> = nodes.iter().map(|n| i64::from(n.1)).collect();
-        // One keyset read per node on subscriptions_fanout, all in one statement. A
-        // node is whole when it has fewer rows than its limit; then whether a bare JID
-        // has several subscriptions to it is read off the rows themselves.
+        // One statement for all nodes. Per node: count its subscriptions up to its limit
+        // (an index range, nothing sent back), and only for a node under its limit, read
+        // them (LEFT JOIN: an empty node still answers, with one row of NULLs). A node
+        // with no row is one to walk. Whether a bare JID has several subscriptions to a
+        // whole node is then read off its rows.
         let rows = sqlx::query(
             "SELECT u.ord, s.pk, s.jid, s.bare_jid, s.subid, s.options
              FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS u(node_pk, lim, ord)
              CROSS JOIN LATERAL (
+                 SELECT count(*) AS n FROM (
+                     SELECT 1 FROM subscriptions
+                     WHERE node_pk = u.node_pk AND state = 'subscribed' LIMIT u.lim
+                 ) c
+             ) c
+             LEFT JOIN LATERAL (
                  SELECT pk, jid, bare_jid, subid, options::text AS options
                  FROM subscriptions
                  WHERE node_pk = u.node_pk AND state = 'subscribed'
                  ORDER BY pk
-                 LIMIT u.lim
-             ) s
+             ) s ON true
+             WHERE c.n < u.lim
              ORDER BY u.ord, s.pk",
         )
         .bind(&pks)
         .bind(&limits)
         .fetch_all(self.pool())
         .await?;
-        let mut pages: Vec<Vec<Subscriber>> = vec![Vec::new(); nodes.len()];
+        let mut pages: Vec<Option<Vec<Subscriber>>> = vec![None; nodes.len()];
         for r in &rows {
             let ord: i64 = r.try_get("ord")?;
             let Some(page) = usize::try_from(ord - 1).ok().and_then(|i| pages.get_mut(i)) else {
                 continue;
             };
-            page.push(subscriber(r)?);
+            let page = page.get_or_insert_with(Vec::new);
+            if r.try_get::<Option<i64>, _>("pk")?.is_some() {
+                page.push(subscriber(r)?);
+            }
         }
-        Ok(pages
-            .into_iter()
-            .zip(nodes)
-            .map(|(mut page, &(_, limit))| {
-                if page.len() >= limit as usize {
-                    return None;
-                }
-                mark_shared_bare_jids(&mut page);
-                Some(page)
-            })
-            .collect())
+        for page in pages.iter_mut().flatten() {
+            mark_shared_bare_jids(page);
+        }
+        Ok(pages)
     }
 
     async fn available_resources(&self, bare_jids: &[String]) -> Result<Vec<Resource>, StoreError> {
