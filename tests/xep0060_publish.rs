@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pubsubd_testkit::{both_servers, stanza};
+use pubsubd_testkit::{both_servers, stanza, Client};
 
 both_servers!(owner_creates_node_and_it_is_listed, |server| async move {
     let ps = start(server).await?;
@@ -438,6 +438,28 @@ both_servers!(
     }
 );
 
+/// Sends a publish of item `id` to `node` with the iq id `iq_id`, without waiting for
+/// the answer (so that several are in flight).
+fn send_publish(
+    client: &mut Client,
+    ps: &Pubsubd,
+    iq_id: &str,
+    node: &str,
+    id: &str,
+    payload: &str,
+) -> anyhow::Result<()> {
+    let mut el = pubsubd_testkit::stanza::iq(
+        "set",
+        ps.jid(),
+        stanza::parse(&pubsub(&format!(
+            "<publish node='{node}'><item id='{id}'>{payload}</item></publish>"
+        ))),
+    );
+    stanza::set_attr(&mut el, "id", iq_id);
+    client.send(el)?;
+    Ok(())
+}
+
 // A run of publishes to many nodes (one lane's group) reads every node's permissions
 // at once; each publish is still judged against its own node.
 both_servers!(
@@ -458,16 +480,9 @@ both_servers!(
             } else {
                 format!("m{}", i % 8)
             };
-            let mut el = pubsubd_testkit::stanza::iq(
-                "set",
-                ps.jid(),
-                stanza::parse(&pubsub(&format!(
-                    "<publish node='{node}'><item id='i{i}'><x xmlns='urn:example'>{i}</x></item></publish>"
-                ))),
-            );
             let iq_id = format!("many-{i}");
-            stanza::set_attr(&mut el, "id", &iq_id);
-            a.send(el)?;
+            let payload = format!("<x xmlns='urn:example'>{i}</x>");
+            send_publish(&mut a, &ps, &iq_id, &node, &format!("i{i}"), &payload)?;
             sent.push((iq_id, node, format!("i{i}")));
         }
         let mut stored: std::collections::HashMap<String, Vec<String>> = Default::default();
@@ -541,16 +556,8 @@ both_servers!(
                     format!("<x xmlns='urn:example'>{i}</x>"),
                 ),
             };
-            let mut el = pubsubd_testkit::stanza::iq(
-                "set",
-                ps.jid(),
-                stanza::parse(&pubsub(&format!(
-                    "<publish node='{node}'><item id='{id}'>{payload}</item></publish>"
-                ))),
-            );
             let iq_id = format!("pipe-{i}");
-            stanza::set_attr(&mut el, "id", &iq_id);
-            a.send(el)?;
+            send_publish(&mut a, &ps, &iq_id, &node, &id, &payload)?;
             ids.push((iq_id, node, id));
         }
         for (iq_id, node, id) in &ids {

@@ -15,6 +15,17 @@ use crate::store::{NodeAccess, NodeRecord, NodeStore, Refusal, StoreError};
 
 const NODE_COLUMNS: &str = "pk, name, config, creator, created_at";
 
+/// What node_access reads of node `n` for the requester `$2`: the node's columns, the
+/// requester's affiliation and its subscriptions (as JSON), in one row.
+const ACCESS_COLUMNS: &str = "n.pk, n.name, n.config, n.creator, n.created_at,
+    (SELECT a.affiliation FROM affiliations a
+      WHERE a.node_pk = n.pk AND a.jid = $2) AS affiliation,
+    (SELECT COALESCE(json_agg(json_build_object(
+                'pk', s.pk, 'jid', s.jid, 'subid', s.subid,
+                'state', s.state, 'options', s.options) ORDER BY s.pk), '[]')
+       FROM subscriptions s
+      WHERE s.bare_jid = $2 AND s.node_pk = n.pk) AS subscriptions";
+
 #[async_trait]
 impl NodeStore for PgStore {
     async fn node(&self, name: &NodeId) -> Result<Option<NodeRecord>, StoreError> {
@@ -33,17 +44,9 @@ impl NodeStore for PgStore {
         requester: &BareJid,
     ) -> Result<Option<NodeAccess>, StoreError> {
         // One round trip: every permission check starts here.
-        let row = sqlx::query(
-            "SELECT n.pk, n.name, n.config, n.creator, n.created_at,
-                    (SELECT a.affiliation FROM affiliations a
-                      WHERE a.node_pk = n.pk AND a.jid = $2) AS affiliation,
-                    (SELECT COALESCE(json_agg(json_build_object(
-                                'pk', s.pk, 'jid', s.jid, 'subid', s.subid,
-                                'state', s.state, 'options', s.options) ORDER BY s.pk), '[]')
-                       FROM subscriptions s
-                      WHERE s.bare_jid = $2 AND s.node_pk = n.pk) AS subscriptions
-             FROM nodes n WHERE n.name = $1 AND NOT n.deleted",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ACCESS_COLUMNS} FROM nodes n WHERE n.name = $1 AND NOT n.deleted"
+        )))
         .bind(name.as_str())
         .bind(requester.as_str())
         .fetch_optional(self.pool())
@@ -62,19 +65,12 @@ impl NodeStore for PgStore {
         // node_access's read for every name at once; a name without a live node has a
         // row with a NULL pk.
         let names: Vec<&str> = names.iter().map(NodeId::as_str).collect();
-        let rows = sqlx::query(
-            "SELECT u.ord, n.pk, n.name, n.config, n.creator, n.created_at,
-                    (SELECT a.affiliation FROM affiliations a
-                      WHERE a.node_pk = n.pk AND a.jid = $2) AS affiliation,
-                    (SELECT COALESCE(json_agg(json_build_object(
-                                'pk', s.pk, 'jid', s.jid, 'subid', s.subid,
-                                'state', s.state, 'options', s.options) ORDER BY s.pk), '[]')
-                       FROM subscriptions s
-                      WHERE s.bare_jid = $2 AND s.node_pk = n.pk) AS subscriptions
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT u.ord, {ACCESS_COLUMNS}
              FROM unnest($1::text[]) WITH ORDINALITY AS u(name, ord)
              LEFT JOIN nodes n ON n.name = u.name AND NOT n.deleted
-             ORDER BY u.ord",
-        )
+             ORDER BY u.ord"
+        )))
         .bind(&names)
         .bind(requester.as_str())
         .fetch_all(self.pool())
