@@ -42,6 +42,17 @@ impl ConnectionState {
     pub fn connected(&self) -> usize {
         self.0.iter().filter(|up| *up.borrow()).count()
     }
+
+    /// Whether any stream went down or came up since the last call (or since this
+    /// handle was cloned); marks the present as seen.
+    pub fn changed(&mut self) -> bool {
+        let mut any = false;
+        for up in &mut self.0 {
+            any |= up.has_changed().unwrap_or(false);
+            up.borrow_and_update();
+        }
+        any
+    }
 }
 
 /// Owns the outgoing queue and the connection across reconnects.
