@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pubsubd_testkit::{both_servers, stanza, Client};
+use pubsubd_testkit::{both_servers, stanza, Client, Element};
 
 both_servers!(owner_creates_node_and_it_is_listed, |server| async move {
     let ps = start(server).await?;
@@ -460,6 +460,17 @@ fn send_publish(
     Ok(())
 }
 
+/// The answer to the request with iq id `iq_id`.
+async fn answer_to(client: &mut Client, iq_id: &str) -> anyhow::Result<Element> {
+    let want = iq_id.to_owned();
+    Ok(client
+        .wait_for(
+            move |r| stanza::is_iq_response(r, &want),
+            std::time::Duration::from_secs(30),
+        )
+        .await?)
+}
+
 // A run of publishes to many nodes (one lane's group) reads every node's permissions
 // at once; each publish is still judged against its own node.
 both_servers!(
@@ -487,13 +498,7 @@ both_servers!(
         }
         let mut stored: std::collections::HashMap<String, Vec<String>> = Default::default();
         for (iq_id, node, id) in &sent {
-            let want = iq_id.clone();
-            let reply = a
-                .wait_for(
-                    move |r| stanza::is_iq_response(r, &want),
-                    std::time::Duration::from_secs(30),
-                )
-                .await?;
+            let reply = answer_to(&mut a, iq_id).await?;
             if node == "theirs" {
                 err(&reply, "auth", "forbidden", None);
             } else {
@@ -561,13 +566,7 @@ both_servers!(
             ids.push((iq_id, node, id));
         }
         for (iq_id, node, id) in &ids {
-            let want = iq_id.clone();
-            let reply = a
-                .wait_for(
-                    move |r| stanza::is_iq_response(r, &want),
-                    std::time::Duration::from_secs(30),
-                )
-                .await?;
+            let reply = answer_to(&mut a, iq_id).await?;
             if id == "bad" {
                 err(&reply, "modify", "bad-request", Some("invalid-payload"));
             } else {

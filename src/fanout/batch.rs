@@ -119,15 +119,17 @@ pub async fn serve_claim(
     };
     let mut small: Vec<(&ClaimedBatch, Option<Vec<Subscriber>>)> = Vec::new();
     let mut walks: Vec<&ClaimedBatch> = Vec::new();
-    let mut found = fresh.iter().map(|b| b.node_pk).zip(found);
+    // `found` follows `fresh`, which is `batches` filtered in order.
+    let mut found = found.into_iter();
     for b in batches {
         if !b.walks_subscribers() {
             small.push((b, None));
             continue;
         }
-        let whole = match found.next() {
-            Some((pk, whole)) if b.cursor == 0 && pk == b.node_pk => whole,
-            _ => None,
+        let whole = if b.cursor == 0 {
+            found.next().flatten()
+        } else {
+            None
         };
         match whole {
             Some(page) => small.push((b, Some(page))),
@@ -256,15 +258,7 @@ async fn send_whole(
     if keep.is_empty() {
         return Outcome::Completed;
     }
-    let done = backoff::retry("complete fan-out jobs", &mut stop, || {
-        ctx.store.complete(owner, &keep, 0, false)
-    })
-    .await;
-    match done {
-        Some(true) => Outcome::Completed,
-        Some(false) => Outcome::LeaseLost,
-        None => Outcome::Stopped,
-    }
+    complete_jobs(ctx, &Lease { owner, ids: &keep }, None, &mut stop).await
 }
 
 /// Runs `work` while renewing `lease` every third of its length.
@@ -348,13 +342,10 @@ async fn walk(
                         .increment(sent.notifications);
                     let reconnected = streams.iter_mut().fold(false, |any, s| s.changed() | any);
                     if reconnected {
-                        let from = recent.rewind().unwrap_or(confirmed);
-                        tracing::info!(
+                        confirmed = recent.rewind_from(
                             confirmed,
-                            from,
-                            "a stream was lost and reconnected during the walk; sending again the pages confirmed just before"
+                            "a stream was lost and reconnected during the walk",
                         );
-                        confirmed = from;
                         continue 'resend;
                     }
                     if exhausted && in_flight.is_none() {
@@ -373,13 +364,10 @@ async fn walk(
                 }
                 Ok(Err(BarrierError::Closed)) => return Outcome::Stopped,
                 Ok(Err(BarrierError::ConnectionLost)) | Err(_) => {
-                    let from = recent.rewind().unwrap_or(confirmed);
-                    tracing::info!(
+                    confirmed = recent.rewind_from(
                         confirmed,
-                        from,
-                        "connection lost before the server confirmed a page; sending again from the pages confirmed just before"
+                        "connection lost before the server confirmed a page",
                     );
-                    confirmed = from;
                     continue 'resend;
                 }
             }
@@ -423,6 +411,17 @@ impl Recent {
     fn rewind(&mut self) -> Option<i64> {
         let from = self.0.front().map(|(_, before)| *before);
         self.0.clear();
+        from
+    }
+
+    /// [`rewind`](Self::rewind) from the walk's `confirmed` position, logged with `why`.
+    fn rewind_from(&mut self, confirmed: i64, why: &str) -> i64 {
+        let from = self.rewind().unwrap_or(confirmed);
+        tracing::info!(
+            confirmed,
+            from,
+            "{why}; sending again from the pages confirmed just before"
+        );
         from
     }
 }
@@ -572,9 +571,25 @@ async fn complete(
     batch: &ClaimedBatch,
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
+    let delete = batch.deletes_node().then_some(batch.node_pk);
+    complete_jobs(ctx, lease, delete, stop).await
+}
+
+/// Deletes the lease's jobs (and with `delete_node`, that node), retrying while the
+/// database is away.
+async fn complete_jobs(
+    ctx: &Context,
+    lease: &Lease<'_>,
+    delete_node: Option<i64>,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome {
     let done = backoff::retry("complete fan-out jobs", stop, || {
-        ctx.store
-            .complete(lease.owner, lease.ids, batch.node_pk, batch.deletes_node())
+        ctx.store.complete(
+            lease.owner,
+            lease.ids,
+            delete_node.unwrap_or(0),
+            delete_node.is_some(),
+        )
     })
     .await;
     match done {
