@@ -193,6 +193,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     });
     let router = Arc::new(Router::start(service, cfg.request_handlers));
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let multicast = cfg.multicast.as_ref().map(|m| {
+        Arc::new(crate::xmpp::multicast::Multicast::new(
+            m.jid.clone(),
+            m.limit,
+        ))
+    });
     let supervisors: Vec<_> = queues
         .into_iter()
         .map(|queue| {
@@ -204,6 +210,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 queue,
                 drain_rx.clone(),
             )
+            .with_multicast(multicast.clone())
         })
         .collect();
     let mut firsts = Vec::with_capacity(supervisors.len());
@@ -272,7 +279,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         fanout_store,
         fanout_links,
         &cfg.jid,
-        crate::fanout::Settings::from_config(&cfg),
+        crate::fanout::Settings::from_config(&cfg, multicast),
     );
     let retention = tokio::spawn(crate::retention::run(
         store_for_retention,

@@ -34,6 +34,10 @@ const DEFAULT_OUTGOING_QUEUE: usize = 4096;
 /// Default PostgreSQL pool size for request handlers (and the gateway, feeds and
 /// presence). An SQLite store caps its pool at `store::sqlite::MAX_CONNECTIONS`.
 const DEFAULT_DB_POOL: u32 = 16;
+/// Default most recipients per XEP-0033 multicast stanza. ejabberd advertises its own
+/// limit only when it is configured (its default for a component is 20 and is then
+/// assumed); 100 keeps a stanza of `bcc` addresses a few kilobytes long.
+const DEFAULT_MULTICAST_LIMIT: usize = 100;
 /// Default largest item payload accepted, in bytes (XEP-0060 `pubsub#max_payload_size`).
 const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
 
@@ -97,6 +101,8 @@ pub struct FileConfig {
     pub db_pool: Option<u32>,
     pub fanout_db_pool: Option<u32>,
     pub connections: Option<usize>,
+    pub multicast: Option<String>,
+    pub multicast_limit: Option<usize>,
     pub max_payload_size: Option<usize>,
     pub metrics_listen: Option<String>,
     #[serde(default)]
@@ -151,6 +157,9 @@ pub struct Config {
     /// Component connections to open for the JID (ejabberd balances several; Prosody
     /// accepts one).
     pub connections: usize,
+    /// The server's XEP-0033 multicast service, through which fan-out addresses one
+    /// notification to many recipients once the service has shown it takes them.
+    pub multicast: Option<Multicast>,
     pub max_payload_size: usize,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; off when `None`.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -187,6 +196,32 @@ impl std::fmt::Debug for Config {
             .field("fanout_workers", &self.fanout_workers)
             .finish_non_exhaustive()
     }
+}
+
+/// The `multicast` and `multicast_limit` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Multicast {
+    /// The service's JID, e.g. `multicast.example.org` (ejabberd's `mod_multicast`).
+    pub jid: String,
+    /// The most recipients one stanza may address; the service's advertised limit
+    /// applies when it is lower.
+    pub limit: usize,
+}
+
+/// A JID made of a domain only, as a service's JID is.
+fn domain_jid(key: &'static str, value: &str, origin: &str) -> Result<String, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key,
+        origin: origin.to_string(),
+        message,
+    };
+    let jid = BareJid::new(value.trim()).map_err(|e| invalid(format!("`{value}`: {e}")))?;
+    if jid.node().is_some() {
+        return Err(invalid(format!(
+            "expected a service's domain JID such as multicast.example.org, got `{value}`"
+        )));
+    }
+    Ok(jid.to_string())
 }
 
 /// Where pubsubd keeps its data: the `database` setting, parsed once.
@@ -442,6 +477,19 @@ impl Config {
             &origin(false),
         )? as u32;
         let connections = positive("connections", f.connections, 1, &origin(false))?;
+        let multicast_limit = positive(
+            "multicast_limit",
+            f.multicast_limit,
+            DEFAULT_MULTICAST_LIMIT,
+            &origin(false),
+        )?;
+        let multicast = match f.multicast {
+            None => None,
+            Some(jid) => Some(Multicast {
+                jid: domain_jid("multicast", &jid, &origin(false))?,
+                limit: multicast_limit,
+            }),
+        };
         let max_payload_size = positive(
             "max_payload_size",
             f.max_payload_size,
@@ -482,6 +530,7 @@ impl Config {
             db_pool,
             fanout_db_pool,
             connections,
+            multicast,
             max_payload_size,
             metrics_listen,
             service: f.service.unwrap_or_default(),

@@ -15,6 +15,11 @@ pub const REQUEST_SECONDS: &str = "pubsubd_request_duration_seconds";
 /// Notifications handed to the server and confirmed by a barrier, by `connection`
 /// (0, 1, … of `connections`).
 pub const NOTIFICATIONS_SENT: &str = "pubsubd_notifications_sent_total";
+/// Stanzas that carried one notification to a group of recipients through the XEP-0033
+/// multicast service (`multicast`); their recipients count in `NOTIFICATIONS_SENT`.
+pub const MULTICAST_GROUPS: &str = "pubsubd_multicast_groups_total";
+/// Groups the multicast service refused (each then sent again one by one).
+pub const MULTICAST_REFUSED: &str = "pubsubd_multicast_refused_total";
 /// Items accepted by publish requests.
 pub const PUBLISHES: &str = "pubsubd_publishes_total";
 /// Requests refused by a rate limit, by `action`.
@@ -59,6 +64,14 @@ fn describe() {
     describe_counter!(
         NOTIFICATIONS_SENT,
         "Notifications confirmed received by the server"
+    );
+    describe_counter!(
+        MULTICAST_GROUPS,
+        "Notification stanzas sent to a group of recipients through the multicast service"
+    );
+    describe_counter!(
+        MULTICAST_REFUSED,
+        "Groups of notifications the multicast service refused"
     );
     describe_counter!(PUBLISHES, "Items published");
     describe_counter!(RECONNECTS, "Component reconnections");

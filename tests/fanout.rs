@@ -1341,6 +1341,241 @@ async fn several_connections_on_ejabberd_carry_the_fanout_exactly_once() -> anyh
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------
+// XEP-0033: notifications in groups through the server's multicast service
+
+/// `multicast = "multicast.localhost"` on ejabberd, whose `mod_multicast` (on in the
+/// testkit, taking 500 recipients a stanza from components) copies one stanza to many:
+/// each subscriber gets each notification exactly once and in order, the copies that
+/// travelled in a group carry the job's id (`ps-<job>`: the proof that they did), and a
+/// subscriber with two subscriptions still gets one copy per subscription with its
+/// SubID header (those differ per recipient, so they go one by one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_ejabberds_multicast_service_each_notification_arrives_once_in_order(
+) -> anyhow::Result<()> {
+    // With Alice, 1,000 recipients without a SubID: ten full groups a job. (A group of
+    // one would go as a plain notification, with its subscription's id.)
+    const VIRTUAL: i64 = 999;
+    const ITEMS: usize = 3;
+    let server = shared_ejabberd();
+    let port = pubsubd_testkit::free_ports(1)?[0];
+    let mut ps = Pubsubd::start(
+        server,
+        &format!("multicast = \"multicast.localhost\"\nmetrics_listen = \"127.0.0.1:{port}\""),
+    )
+    .await?;
+    ps.process
+        .wait_for_log("multicast on: notifications go in groups", READY)
+        .await?;
+    let sink = server.lease_component();
+    let inbox = Inbox::default();
+    attach_sink(server, &sink, inbox.clone()).await?;
+    let node = create_node(&ps.db, "grouped", "{}").await?;
+    // Alice first, so that she shares a group with the virtual subscribers.
+    let (_, mut alice) = user(server, "mcalice").await?;
+    subscribe(&ps.db, node, alice.bare_jid(), "{}").await?;
+    subscribe_virtual(&ps.db, node, sink.jid(), 0, VIRTUAL).await?;
+    let (_, mut bob) = user(server, "mcbob").await?;
+    let bob_subs = [
+        subscribe(&ps.db, node, bob.bare_jid(), "{}").await?,
+        subscribe(&ps.db, node, bob.jid(), "{}").await?,
+    ];
+    let mut jobs = Vec::new();
+    for n in 1..=ITEMS {
+        jobs.push(publish(&ps.db, node, "grouped", &format!("item-{n}"), true).await?);
+    }
+    let expected = ITEMS * VIRTUAL as usize;
+    inbox.wait_unique(expected, FANOUT_DONE).await?;
+    ps.wait_idle(FANOUT_DONE).await?;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(inbox.total(), expected, "each notification exactly once");
+    let in_groups: Vec<String> = jobs.iter().map(|job| format!("ps-{job}")).collect();
+    let got = inbox.snapshot();
+    let other: Vec<(String, Option<&Vec<String>>)> = (0..VIRTUAL)
+        .map(|n| virtual_jid(n, sink.jid()))
+        .filter(|jid| got.get(jid) != Some(&in_groups))
+        .map(|jid| {
+            let ids = got.get(&jid);
+            (jid, ids)
+        })
+        .collect();
+    assert!(
+        other.is_empty(),
+        "every virtual subscriber got {in_groups:?}, in groups and in order; {} did not (first: {:?})",
+        other.len(),
+        other.first()
+    );
+
+    let alices = events_received(&mut alice, ITEMS).await?;
+    let order: Vec<String> = alices.iter().flat_map(item_ids).collect();
+    assert_eq!(order, ["item-1", "item-2", "item-3"], "in order, once each");
+    for msg in &alices {
+        assert_eq!(msg.attr("from"), Some(ps.jid()));
+        assert_eq!(subid_header(msg), None);
+        assert!(
+            msg.get_child("addresses", "http://jabber.org/protocol/address")
+                .is_none(),
+            "the service strips the bcc list: {}",
+            String::from(msg)
+        );
+    }
+    let ids: Vec<&str> = alices.iter().filter_map(|m| m.attr("id")).collect();
+    assert_eq!(ids, in_groups, "Alice's copies came in groups");
+
+    let bobs = events_received(&mut bob, 2 * ITEMS).await?;
+    assert_eq!(bobs.len(), 2 * ITEMS, "two subscriptions, one copy each");
+    for sub in bob_subs {
+        let items: Vec<String> = bobs
+            .iter()
+            .filter(|m| {
+                m.attr("id")
+                    .is_some_and(|id| id.ends_with(&format!("-{sub}")))
+            })
+            .inspect(|m| assert!(subid_header(m).is_some(), "a SubID on each copy"))
+            .flat_map(item_ids)
+            .collect();
+        assert_eq!(items, ["item-1", "item-2", "item-3"], "subscription {sub}");
+    }
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let groups = sample("pubsubd_multicast_groups_total").unwrap_or(0.0);
+    eprintln!("{groups} groups for {} notifications", expected + 3 * ITEMS);
+    // 1,000 recipients a job in groups of 100 (the default multicast_limit).
+    assert_eq!(groups, (ITEMS * 10) as f64, "{metrics}");
+    Ok(())
+}
+
+/// A multicast service that refuses groups costs a resend, never a notification. A
+/// stand-in service on a component slot answers disco#info as a multicast service and
+/// bounces every group with `not-acceptable`: pubsubd sends those notifications again
+/// one by one, stops grouping for the stream, and every subscriber gets every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_a_multicast_service_refuses_are_sent_again_one_by_one() -> anyhow::Result<()> {
+    const VIRTUAL: i64 = 300;
+    let server = shared_ejabberd();
+    let service = server.lease_component();
+    let bounced = Arc::new(AtomicUsize::new(0));
+    let mut conn =
+        component_handshake(server.component_addr(), service.jid(), service.secret()).await?;
+    let jid = service.jid().to_string();
+    let counter = bounced.clone();
+    tokio::spawn(async move {
+        while let Ok(el) = conn.recv().await {
+            let (Some(from), id) = (el.attr("from"), el.attr("id").unwrap_or("")) else {
+                continue;
+            };
+            let answer = if el.name() == "iq" && el.attr("type") == Some("get") {
+                format!(
+                    "<iq xmlns='jabber:component:accept' type='result' from='{jid}' to='{from}' id='{id}'>\
+                     <query xmlns='http://jabber.org/protocol/disco#info'>\
+                     <identity category='service' type='multicast' name='refuses everything'/>\
+                     <feature var='http://jabber.org/protocol/address'/></query></iq>"
+                )
+            } else if el.name() == "message" && el.attr("type") != Some("error") {
+                counter.fetch_add(1, Ordering::Relaxed);
+                format!(
+                    "<message xmlns='jabber:component:accept' type='error' from='{jid}' to='{from}' id='{id}'>\
+                     <error type='modify'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+                )
+            } else {
+                continue;
+            };
+            let Ok(answer) = answer.parse::<Element>() else {
+                continue;
+            };
+            if conn.send(&answer).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut ps = Pubsubd::start(
+        server,
+        &format!("multicast = \"{}\"\n{SMALL_PAGES}", service.jid()),
+    )
+    .await?;
+    ps.process
+        .wait_for_log("multicast on: notifications go in groups", READY)
+        .await?;
+    let sink = server.lease_component();
+    let inbox = Inbox::default();
+    attach_sink(server, &sink, inbox.clone()).await?;
+    let node = create_node(&ps.db, "refused", "{}").await?;
+    subscribe_virtual(&ps.db, node, sink.jid(), 0, VIRTUAL).await?;
+    let mut jobs = Vec::new();
+    for n in 0..2 {
+        jobs.push(publish(&ps.db, node, "refused", &format!("r{n}"), true).await?);
+    }
+    inbox.wait_unique(2 * VIRTUAL as usize, FANOUT_DONE).await?;
+    ps.wait_idle(FANOUT_DONE).await?;
+    let log = ps.process.log_contents();
+    eprintln!(
+        "{} groups bounced; {} notifications, {} duplicates",
+        bounced.load(Ordering::Relaxed),
+        inbox.total(),
+        duplicates(&inbox)
+    );
+    assert!(
+        bounced.load(Ordering::Relaxed) >= 1,
+        "a group went to the service"
+    );
+    assert!(
+        log.contains("the multicast service refused a group of notifications"),
+        "{}",
+        ps.process.log_tail(30)
+    );
+    for job in &jobs {
+        let sink_jid = sink.jid();
+        let first = ps.db.first_subscription(node).await?;
+        assert_every_virtual_subscriber_got(&inbox, sink_jid, VIRTUAL, |n| {
+            format!("ps-{job}-{}", first + n)
+        });
+    }
+    Ok(())
+}
+
+/// A `multicast` JID that is no multicast service (Prosody has none): the first answer
+/// says so, barrier pings go back to pubsubd's own JID, and notifications go one by one
+/// as without the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multicast_jid_without_a_service_leaves_notifications_one_by_one_on_prosody(
+) -> anyhow::Result<()> {
+    const VIRTUAL: i64 = 200;
+    let server = shared_prosody();
+    let ps = Pubsubd::start(server, "multicast = \"multicast.localhost\"").await?;
+    let sink = server.lease_component();
+    let inbox = Inbox::default();
+    attach_sink(server, &sink, inbox.clone()).await?;
+    let node = create_node(&ps.db, "alone", "{}").await?;
+    subscribe_virtual(&ps.db, node, sink.jid(), 0, VIRTUAL).await?;
+    let started = Instant::now();
+    let job = publish(&ps.db, node, "alone", "a1", true).await?;
+    inbox.wait_unique(VIRTUAL as usize, FANOUT_DONE).await?;
+    ps.wait_idle(FANOUT_DONE).await?;
+    eprintln!("delivered in {:?}", started.elapsed());
+    let first = ps.db.first_subscription(node).await?;
+    assert_every_virtual_subscriber_got(&inbox, sink.jid(), VIRTUAL, |n| {
+        format!("ps-{job}-{}", first + n)
+    });
+    let log = ps.process.log_contents();
+    assert!(
+        log.contains("notifications go one by one until the next stream"),
+        "{}",
+        ps.process.log_tail(30)
+    );
+    assert!(!log.contains("multicast on"));
+    Ok(())
+}
+
 /// What an operator sees on the metrics listener, and the proof that one node's fan-out
 /// uses every connection: with a single worker and one node, both streams carry pages
 /// (the `connection` label of the notification counter), and the counts add up to the

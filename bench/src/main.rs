@@ -79,6 +79,10 @@ struct ServeArgs {
     /// connection when that is more).
     #[arg(long)]
     fanout_workers: Option<usize>,
+    /// pubsubd's `multicast` setting: the server's XEP-0033 service
+    /// (`multicast.localhost`: ejabberd's mod_multicast in the testkit).
+    #[arg(long)]
+    multicast: Option<String>,
 }
 
 /// Options every scenario has.
@@ -126,6 +130,13 @@ struct RouteArgs {
     /// an event with one item holding an Atom entry of `--size` bytes).
     #[arg(long, value_enum, default_value_t = route::Shape::Body)]
     shape: route::Shape,
+    /// Send through this XEP-0033 multicast service (`multicast.<domain>` on
+    /// ejabberd with mod_multicast) instead of to each session.
+    #[arg(long)]
+    multicast: Option<String>,
+    /// Recipients per multicast stanza.
+    #[arg(long, default_value_t = 100)]
+    multicast_group: usize,
 }
 
 #[derive(Debug, Args)]
@@ -235,23 +246,32 @@ fn serve_env(args: &ServeArgs) -> anyhow::Result<()> {
         kind,
         pubsubd,
         env_file: args.env_file.clone(),
-        pubsubd_args: pubsubd_config(args.connections, args.fanout_workers)?,
+        pubsubd_args: pubsubd_config(
+            args.connections,
+            args.fanout_workers,
+            args.multicast.as_deref(),
+        )?,
     })
 }
 
 /// `--config FILE` with the settings a run asks for beyond the defaults; none
 /// when it asks for none.
-fn pubsubd_config(connections: usize, workers: Option<usize>) -> anyhow::Result<Vec<String>> {
-    if connections <= 1 && workers.is_none() {
+fn pubsubd_config(
+    connections: usize,
+    workers: Option<usize>,
+    multicast: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    if connections <= 1 && workers.is_none() && multicast.is_none() {
         return Ok(Vec::new());
     }
     let path = std::env::temp_dir().join(format!("pubsubd-load-{}.toml", std::process::id()));
     // At least one fan-out worker per connection, so that every stream carries work.
     let workers = workers.unwrap_or(4).max(connections);
-    std::fs::write(
-        &path,
-        format!("connections = {connections}\nfanout_workers = {workers}\n"),
-    )?;
+    let mut config = format!("connections = {connections}\nfanout_workers = {workers}\n");
+    if let Some(jid) = multicast {
+        config.push_str(&format!("multicast = \"{jid}\"\n"));
+    }
+    std::fs::write(&path, config)?;
     Ok(vec!["--config".into(), path.display().to_string()])
 }
 
@@ -266,6 +286,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 size: args.size,
                 connections: args.connections,
                 shape: args.shape,
+                multicast: args
+                    .multicast
+                    .clone()
+                    .map(|jid| (jid, args.multicast_group.max(1))),
                 user_prefix: args.common.user_prefix.clone(),
                 login_concurrency: args.common.login_concurrency,
                 settle: secs(args.common.settle),

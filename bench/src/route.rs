@@ -41,6 +41,9 @@ pub struct RouteConfig {
     pub connections: usize,
     /// What the messages look like.
     pub shape: Shape,
+    /// Send through an XEP-0033 multicast service: its JID and how many
+    /// recipients one stanza addresses.
+    pub multicast: Option<(String, usize)>,
     /// Account names are `<prefix><n>`.
     pub user_prefix: String,
     /// Logins in progress at once.
@@ -151,6 +154,7 @@ pub async fn run(env: &Env, config: &RouteConfig) -> anyhow::Result<RouteReport>
         let targets = Arc::clone(&targets);
         let from = format!("load@{}", slot.jid);
         let (messages, size, shape) = (config.messages, config.size, config.shape);
+        let multicast = config.multicast.clone();
         let mut writer = component.writer;
         senders.push(tokio::spawn(async move {
             let mut batch = String::new();
@@ -161,13 +165,29 @@ pub async fn run(env: &Env, config: &RouteConfig) -> anyhow::Result<RouteReport>
                     if seq >= messages {
                         break;
                     }
-                    let to = &targets[(seq as usize) % targets.len()];
-                    let message = match shape {
+                    let to = match &multicast {
+                        Some((jid, _)) => jid.as_str(),
+                        None => &targets[(seq as usize) % targets.len()],
+                    };
+                    let mut message = match shape {
                         Shape::Body => stanzas::routed_message(&from, to, seq, now_us(), size),
                         Shape::Event => stanzas::routed_event(&from, to, seq, now_us(), size),
                     };
+                    let mut step = 1;
+                    if let Some((_, group)) = &multicast {
+                        let mut addresses =
+                            String::from("<addresses xmlns='http://jabber.org/protocol/address'>");
+                        for i in 0..*group {
+                            let to = &targets[(seq as usize + i) % targets.len()];
+                            addresses.push_str(&format!("<address type='bcc' jid='{to}'/>"));
+                        }
+                        addresses.push_str("</addresses></message>");
+                        message.truncate(message.len() - "</message>".len());
+                        message.push_str(&addresses);
+                        step = *group as u64;
+                    }
                     batch.push_str(&message);
-                    seq += connections;
+                    seq += connections * step;
                 }
                 writer.write_all(batch.as_bytes()).await?;
             }

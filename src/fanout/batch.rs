@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{backoff, deliver, Context, Link};
-use crate::store::fanout::{ClaimedBatch, LeaseOwner, Resource, Subscriber};
+use crate::store::fanout::{ClaimedBatch, ClaimedJob, LeaseOwner, Resource, Subscriber};
 use crate::store::jobs::JobTarget;
 use crate::xmpp::{BarrierError, Outbound};
 
@@ -237,9 +237,7 @@ async fn send_whole(
                 break;
             }
             Err(BarrierError::Closed) => return Outcome::Stopped,
-            Err(BarrierError::ConnectionLost) => {
-                tracing::info!("connection lost before the server confirmed; sending again");
-            }
+            Err(e) => tracing::info!(reason = %e, "not confirmed; sending again"),
         }
     }
     // The jobs of the nodes that stay in one statement; each deleted node with its own.
@@ -363,6 +361,11 @@ async fn walk(
                     }
                 }
                 Ok(Err(BarrierError::Closed)) => return Outcome::Stopped,
+                Ok(Err(BarrierError::Refused)) => {
+                    confirmed = recent
+                        .rewind_from(confirmed, "the multicast service refused a group of a page");
+                    continue 'resend;
+                }
                 Ok(Err(BarrierError::ConnectionLost)) | Err(_) => {
                     confirmed = recent.rewind_from(
                         confirmed,
@@ -496,22 +499,91 @@ async fn queue_page(
         .iter()
         .map(|sub| resources.map(|all| of_bare_jid(all, &sub.bare_jid)))
         .collect();
+    // Read once per page, so that a subscriber's notifications of the page all take the
+    // same path (the multicast service and the direct route are not ordered together).
+    let multicast = ctx
+        .settings
+        .multicast
+        .as_deref()
+        .and_then(|m| Some((m.jid(), m.limit()?)));
     let mut queued = 0;
+    let mut group: Vec<(&str, i64)> = Vec::new();
     for job in &batch.jobs {
         for (sub, presence) in page.iter().zip(&presence) {
             let subid = sub.shares_bare_jid.then_some(sub.subid.as_str());
             for to in deliver::recipients(sub, job.kind, *presence) {
-                let id = deliver::notification_id(job.id, Some(sub.pk));
-                let stanza =
-                    deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, subid);
-                if !out.send(stanza).await {
-                    return None;
-                }
                 queued += 1;
+                match multicast {
+                    // A SubID header differs per recipient: those go one by one.
+                    Some((service, limit)) if subid.is_none() => {
+                        group.push((to, sub.pk));
+                        if group.len() >= limit
+                            && !send_group(ctx, out, job, service, &mut group).await
+                        {
+                            return None;
+                        }
+                    }
+                    _ => {
+                        let id = deliver::notification_id(job.id, Some(sub.pk));
+                        let stanza = deliver::message(
+                            &ctx.service,
+                            to,
+                            job.headline,
+                            &id,
+                            &job.payload_xml,
+                            subid,
+                        );
+                        if !out.send(stanza).await {
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((service, _)) = multicast {
+            if !send_group(ctx, out, job, service, &mut group).await {
+                return None;
             }
         }
     }
     Some(queued)
+}
+
+/// Queues `job`'s notification to the recipients in `group` and empties it: one stanza
+/// through the multicast service `service`, or for a single recipient the stanza it
+/// would get without one. False if the queue is closed.
+async fn send_group(
+    ctx: &Context,
+    out: &Outbound,
+    job: &ClaimedJob,
+    service: &str,
+    group: &mut Vec<(&str, i64)>,
+) -> bool {
+    let stanza = match group.as_slice() {
+        [] => return true,
+        [(to, pk)] => deliver::message(
+            &ctx.service,
+            to,
+            job.headline,
+            &deliver::notification_id(job.id, Some(*pk)),
+            &job.payload_xml,
+            None,
+        ),
+        many => {
+            metrics::counter!(crate::metrics::MULTICAST_GROUPS).increment(1);
+            let to: Vec<&str> = many.iter().map(|(to, _)| *to).collect();
+            deliver::multicast_message(
+                &ctx.service,
+                service,
+                job.headline,
+                &deliver::notification_id(job.id, None),
+                &job.payload_xml,
+                &to,
+            )
+        }
+    };
+    group.clear();
+    out.send(stanza).await
 }
 
 /// The resources of `bare` in `sorted` (sorted by bare JID).
@@ -557,9 +629,7 @@ async fn direct(
                 break;
             }
             Err(BarrierError::Closed) => return Outcome::Stopped,
-            Err(BarrierError::ConnectionLost) => {
-                tracing::info!("connection lost before the server confirmed; sending again");
-            }
+            Err(e) => tracing::info!(reason = %e, "not confirmed; sending again"),
         }
     }
     complete(ctx, lease, batch, &mut stop).await

@@ -7,6 +7,7 @@
 use crate::domain::ShowValue;
 use crate::store::fanout::{Resource, Subscriber};
 use crate::store::jobs::JobKind;
+use crate::xmpp::multicast::NS_ADDRESS;
 use crate::xmpp::render::escape;
 
 /// XEP-0131 Stanza Headers and Internet Metadata.
@@ -88,6 +89,33 @@ pub fn message(
         m.push_str("</header></headers>");
     }
     m.push_str("</message>");
+    m
+}
+
+/// One notification for many recipients through the server's XEP-0033 multicast
+/// service `multicast`: every recipient a `bcc` address, which the service removes
+/// before delivery, so each gets what [`message`] would send it with `to` its own JID
+/// (the `id` is the job's, the same for all of them and on every resend).
+pub fn multicast_message(
+    service: &str,
+    multicast: &str,
+    headline: bool,
+    id: &str,
+    payload: &str,
+    recipients: &[&str],
+) -> String {
+    let mut m = message(service, multicast, headline, id, payload, None);
+    m.truncate(m.len() - "</message>".len());
+    m.reserve(recipients.iter().map(|r| r.len() + 32).sum::<usize>() + 80);
+    m.push_str("<addresses xmlns='");
+    m.push_str(NS_ADDRESS);
+    m.push_str("'>");
+    for to in recipients {
+        m.push_str("<address type='bcc' jid='");
+        m.push_str(&escape(to));
+        m.push_str("'/>");
+    }
+    m.push_str("</addresses></message>");
     m
 }
 
@@ -217,5 +245,37 @@ mod tests {
             .expect("SubID header");
         assert_eq!(header.attr("name"), Some("SubID"));
         assert_eq!(header.text(), "s&1");
+    }
+
+    #[test]
+    fn a_multicast_message_carries_the_payload_once_and_every_recipient_as_bcc() {
+        let m = multicast_message(
+            "pubsub.shakespeare.lit",
+            "multicast.shakespeare.lit",
+            true,
+            &notification_id(12, None),
+            "<event xmlns='http://jabber.org/protocol/pubsub#event'/>",
+            &["juliet@shakespeare.lit", "o'brien@denmark.lit/r"],
+        );
+        let parsed: minidom::Element = format!("<wrap xmlns='jabber:component:accept'>{m}</wrap>")
+            .parse()
+            .expect("well-formed");
+        let msg = parsed.children().next().expect("message");
+        assert_eq!(msg.attr("to"), Some("multicast.shakespeare.lit"));
+        assert_eq!(msg.attr("id"), Some("ps-12"));
+        assert_eq!(msg.children().filter(|c| c.name() == "event").count(), 1);
+        let addresses: Vec<(Option<&str>, Option<&str>)> = msg
+            .get_child("addresses", NS_ADDRESS)
+            .expect("addresses")
+            .children()
+            .map(|a| (a.attr("type"), a.attr("jid")))
+            .collect();
+        assert_eq!(
+            addresses,
+            vec![
+                (Some("bcc"), Some("juliet@shakespeare.lit")),
+                (Some("bcc"), Some("o'brien@denmark.lit/r")),
+            ]
+        );
     }
 }

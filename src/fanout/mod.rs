@@ -28,6 +28,7 @@ use xmpp_parsers::jid::BareJid;
 
 use crate::config::Config;
 use crate::store::fanout::{ClaimLimits, FanoutStore};
+use crate::xmpp::multicast::Multicast;
 use crate::xmpp::{ConnectionState, Outbound};
 
 /// Most jobs in one batch. Many small jobs of one node (a publisher sending thousands of
@@ -63,6 +64,9 @@ pub struct Settings {
     pub poll: Duration,
     /// How much one claim takes.
     pub limits: ClaimLimits,
+    /// The server's multicast service, shared with the connections that learn whether
+    /// it takes groups of recipients (see [`crate::xmpp::multicast`]).
+    pub multicast: Option<Arc<Multicast>>,
 }
 
 impl Context {
@@ -96,7 +100,7 @@ impl Context {
 
 impl Settings {
     /// The settings from the configuration, with the engine's fixed limits.
-    pub fn from_config(cfg: &Config) -> Self {
+    pub fn from_config(cfg: &Config, multicast: Option<Arc<Multicast>>) -> Self {
         Settings {
             workers: cfg.fanout_workers,
             page_size: cfg.fanout_page_size,
@@ -107,6 +111,7 @@ impl Settings {
                 max_bytes: MAX_BATCH_BYTES,
                 max_nodes: MAX_CLAIM_NODES,
             },
+            multicast,
         }
     }
 
@@ -240,6 +245,7 @@ mod tests {
                 max_bytes: MAX_BATCH_BYTES,
                 max_nodes: MAX_CLAIM_NODES,
             },
+            multicast: None,
         }
     }
 

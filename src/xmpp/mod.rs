@@ -10,10 +10,12 @@
 //! - [`session`]: one connected stream: the reader and the batching writer.
 //! - [`supervisor`]: connect at start-up, reconnect with backoff and jitter after a drop.
 //! - [`outbound`]: the handle the rest of pubsubd sends through, and delivery barriers.
+//! - [`multicast`]: XEP-0033 grouping through the server's multicast service, when configured.
 //! - [`render`]: XML escaping and serialisation helpers for outgoing stanzas.
 
 pub mod depth;
 pub mod handshake;
+pub mod multicast;
 pub mod outbound;
 pub mod render;
 pub mod session;

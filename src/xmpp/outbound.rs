@@ -13,8 +13,9 @@ pub enum Outgoing {
     /// A finished stanza.
     Stanza(String),
     /// A delivery barrier: resolved once the server has answered a ping sent after
-    /// everything queued before it.
-    Barrier(oneshot::Sender<()>),
+    /// everything queued before it, with `false` if the answer does not confirm
+    /// (the multicast service bounced something first).
+    Barrier(oneshot::Sender<bool>),
 }
 
 /// Why a barrier did not resolve.
@@ -24,6 +25,10 @@ pub enum BarrierError {
     /// barrier may or may not have reached the server.
     #[error("connection lost before the server confirmed receipt")]
     ConnectionLost,
+    /// The multicast service refused a group of notifications written before the
+    /// barrier (see [`super::multicast`]): what was written may not have been delivered.
+    #[error("the multicast service refused a group of notifications")]
+    Refused,
     /// The service is shutting down.
     #[error("service is shutting down")]
     Closed,
@@ -104,7 +109,11 @@ impl Outbound {
             .send(Outgoing::Barrier(done))
             .await
             .map_err(|_| BarrierError::Closed)?;
-        wait.await.map_err(|_| BarrierError::ConnectionLost)
+        match wait.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BarrierError::Refused),
+            Err(_) => Err(BarrierError::ConnectionLost),
+        }
     }
 
     /// How many entries are waiting in both lanes (for metrics).

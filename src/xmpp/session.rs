@@ -16,6 +16,7 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
 use super::handshake::{Connected, Reader};
+use super::multicast::{self, Multicast};
 use super::outbound::{OutboundQueue, Outgoing};
 use super::render::escape;
 use super::Inbound;
@@ -58,7 +59,7 @@ pub enum SessionEnd {
 }
 
 /// Pings sent and not yet answered, by number, with the barrier waiting on each.
-type PendingPings = Arc<Mutex<BTreeMap<u64, Option<oneshot::Sender<()>>>>>;
+type PendingPings = Arc<Mutex<BTreeMap<u64, Option<oneshot::Sender<bool>>>>>;
 
 /// The pending pings of every live session of this process, by session token. With
 /// several connections for the component JID (`connections` > 1 on ejabberd) the server
@@ -88,20 +89,35 @@ impl Drop for Registered {
     }
 }
 
-/// Resolves ping `n` of the live session `token` of this process; false when no such
-/// session exists (another process's ping, or a stream that has ended).
-fn answered_elsewhere(token: u64, n: u64) -> bool {
-    let pending = SESSIONS
+/// The pending pings of the live session `token` of this process, if there is one (not
+/// for another process's ping, or a stream that has ended).
+fn live_session(token: u64) -> Option<PendingPings> {
+    SESSIONS
         .lock()
         .ok()
-        .and_then(|sessions| sessions.get(&token).cloned());
-    match pending {
-        Some(p) => {
-            answered(&p, n);
-            true
-        }
-        None => false,
+        .and_then(|sessions| sessions.get(&token).cloned())
+}
+
+/// Whether `token` is a live session of this process.
+fn is_live(token: u64) -> bool {
+    live_session(token).is_some()
+}
+
+/// Resolves ping `n` of the live session `token` of this process, if it still exists.
+fn answered_elsewhere(token: u64, n: u64, confirms: bool) {
+    if let Some(p) = live_session(token) {
+        answered(&p, n, confirms);
     }
+}
+
+/// What a stream reads into and consults, the same for every stream of a supervisor.
+pub struct Peers<I> {
+    /// Where incoming stanzas go.
+    pub inbound: Arc<I>,
+    /// The multicast service pings go to, if one is configured.
+    pub multicast: Option<Arc<Multicast>>,
+    /// Turns true once shutdown has begun: read nothing new.
+    pub draining: watch::Receiver<bool>,
 }
 
 /// Runs one connected stream until it breaks or shutdown is requested.
@@ -110,19 +126,30 @@ pub async fn run<I: Inbound>(
     jid: &BareJid,
     queue: &mut OutboundQueue,
     carry_over: Vec<String>,
-    inbound: Arc<I>,
+    peers: Peers<I>,
     shutdown: &mut broadcast::Receiver<()>,
-    draining: watch::Receiver<bool>,
 ) -> SessionEnd {
+    let Peers {
+        inbound,
+        multicast,
+        draining,
+    } = peers;
     let pending: PendingPings = Arc::default();
     let token: u64 = rand::random();
     let _registered = Registered::new(token, pending.clone());
+    if let Some(m) = &multicast {
+        m.stream_started();
+    }
     let (reader_done_tx, mut reader_done) = oneshot::channel::<String>();
     let reader_task = tokio::spawn(read_loop(
         conn.reader,
         inbound,
-        pending.clone(),
-        token,
+        Pings {
+            pending: pending.clone(),
+            token,
+            multicast: multicast.clone(),
+            bounces_seen: multicast.as_ref().map_or(0, |m| m.bounces()),
+        },
         reader_done_tx,
         draining,
     ));
@@ -130,6 +157,7 @@ pub async fn run<I: Inbound>(
         socket: conn.writer,
         from: jid.to_string(),
         to: jid.domain().to_string(),
+        multicast,
         pending,
         token,
         next_ping: 0,
@@ -152,6 +180,8 @@ struct Writer {
     socket: TcpStream,
     from: String,
     to: String,
+    /// Where pings go instead of `to` when notifications may be grouped.
+    multicast: Option<Arc<Multicast>>,
     pending: PendingPings,
     /// Distinguishes this session's pings from those of other connections.
     token: u64,
@@ -174,6 +204,11 @@ impl Writer {
     ) -> SessionEnd {
         for stanza in carry_over {
             self.push_stanza(stanza);
+        }
+        if self.multicast.is_some() {
+            // Asks the multicast service at once, so that the first fan-out already
+            // knows whether it may group recipients.
+            self.push_ping(None);
         }
         if let Err(e) = self.write_batch().await {
             return self.lost(e);
@@ -245,19 +280,24 @@ impl Writer {
         self.batch.push(s);
     }
 
-    fn push_ping(&mut self, done: Option<oneshot::Sender<()>>) {
+    fn push_ping(&mut self, done: Option<oneshot::Sender<bool>>) {
         let n = self.next_ping;
         self.next_ping += 1;
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(n, done);
         }
         self.reping.reset();
-        let ping = format!(
-            "<iq type='get' id='{PING_ID_PREFIX}{:x}-{n}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
-            self.token,
-            escape(&self.from),
-            escape(&self.to)
-        );
+        let id = format!("{PING_ID_PREFIX}{:x}-{n}", self.token);
+        let ping = match &self.multicast {
+            // The service answers after routing every group written before: the
+            // receipt covers those, and the one-by-one stanzas routed before it.
+            Some(m) if m.pings_to_service() => multicast::ping(&id, &self.from, m.jid()),
+            _ => format!(
+                "<iq type='get' id='{id}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+                escape(&self.from),
+                escape(&self.to)
+            ),
+        };
         self.buf.extend_from_slice(ping.as_bytes());
     }
 
@@ -287,8 +327,9 @@ fn reping_timer() -> tokio::time::Interval {
 }
 
 /// Resolves every barrier on a ping up to `n`: the answer to ping `n` proves that the
-/// server has read everything written before it, earlier pings included.
-fn answered(pending: &PendingPings, n: u64) {
+/// server has read everything written before it, earlier pings included. With
+/// `confirms` false they resolve as refused.
+fn answered(pending: &PendingPings, n: u64, confirms: bool) {
     let resolved = match pending.lock() {
         Ok(mut p) => {
             let later = p.split_off(&(n + 1));
@@ -297,15 +338,41 @@ fn answered(pending: &PendingPings, n: u64) {
         Err(_) => return,
     };
     for waiter in resolved.into_values().flatten() {
-        let _ = waiter.send(());
+        let _ = waiter.send(confirms);
+    }
+}
+
+/// What the reader needs to settle barriers.
+struct Pings {
+    pending: PendingPings,
+    token: u64,
+    multicast: Option<Arc<Multicast>>,
+    /// The multicast service's bounce count at the last answer this reader settled.
+    bounces_seen: u64,
+}
+
+impl Pings {
+    /// Whether an answer to a ping confirms what was written before the ping: not when
+    /// the multicast service bounced a group since the last answer (its bounce arrives
+    /// before its answer to any later ping). Also tells the service's state its answer.
+    fn confirms(&mut self, answer: &Element) -> bool {
+        let Some(m) = &self.multicast else {
+            return true;
+        };
+        if m.is_from_service(answer) {
+            m.answered(answer);
+        }
+        let bounces = m.bounces();
+        let confirms = bounces == self.bounces_seen;
+        self.bounces_seen = bounces;
+        confirms
     }
 }
 
 async fn read_loop<I: Inbound>(
     mut reader: Reader,
     inbound: Arc<I>,
-    pending: PendingPings,
-    token: u64,
+    mut pings: Pings,
     done: oneshot::Sender<String>,
     mut draining: watch::Receiver<bool>,
 ) {
@@ -323,12 +390,19 @@ async fn read_loop<I: Inbound>(
         match next {
             Some(Ok(el)) => {
                 let el = super::depth::guard(el);
-                match own_ping(&el, token) {
+                if let Some(m) = pings.multicast.as_ref().filter(|m| is_bounce(m, &el)) {
+                    m.bounced(&el);
+                    continue;
+                }
+                match own_ping(&el, pings.token) {
                     OwnPing::Ours(n) => {
-                        answered(&pending, n);
+                        let confirms = pings.confirms(&el);
+                        answered(&pings.pending, n, confirms);
                         continue;
                     }
-                    OwnPing::Foreign(Some((other, n))) if answered_elsewhere(other, n) => {
+                    OwnPing::Foreign(Some((other, n))) if is_live(other) => {
+                        let confirms = pings.confirms(&el);
+                        answered_elsewhere(other, n, confirms);
                         tracing::trace!("a sibling connection's ping resolved");
                         continue;
                     }
@@ -360,6 +434,11 @@ async fn read_loop<I: Inbound>(
         }
     };
     let _ = done.send(reason);
+}
+
+/// Whether `el` is the multicast service bouncing a group of notifications.
+fn is_bounce(m: &Multicast, el: &Element) -> bool {
+    el.name() == "message" && el.attr("type") == Some("error") && m.is_from_service(el)
 }
 
 /// What an element is with respect to the writers' pings.
@@ -431,15 +510,14 @@ mod tests {
         let token = 0x5eed_0001;
         {
             let _live = Registered::new(token, pending.clone());
-            assert!(!answered_elsewhere(token + 1, 3));
+            assert!(!is_live(token + 1));
+            answered_elsewhere(token + 1, 3, true);
             assert!(rx.try_recv().is_err());
-            assert!(answered_elsewhere(token, 3));
-            assert_eq!(rx.try_recv(), Ok(()));
+            assert!(is_live(token));
+            answered_elsewhere(token, 3, true);
+            assert_eq!(rx.try_recv(), Ok(true));
         }
-        assert!(
-            !answered_elsewhere(token, 4),
-            "an ended session is forgotten"
-        );
+        assert!(!is_live(token), "an ended session is forgotten");
     }
 
     #[test]
@@ -451,10 +529,49 @@ mod tests {
             pending.lock().expect("lock").insert(n, Some(tx));
             waits.push(rx);
         }
-        answered(&pending, 2);
-        assert_eq!(waits[0].try_recv(), Ok(()));
-        assert_eq!(waits[2].try_recv(), Ok(()));
+        answered(&pending, 2, true);
+        assert_eq!(waits[0].try_recv(), Ok(true));
+        assert_eq!(waits[2].try_recv(), Ok(true));
         assert!(waits[3].try_recv().is_err());
         assert_eq!(pending.lock().expect("lock").len(), 1);
+    }
+
+    #[test]
+    fn an_answer_after_a_multicast_bounce_refuses_instead_of_confirming() {
+        let service = "multicast.localhost";
+        let m = Arc::new(Multicast::new(service.into(), 100));
+        let mut pings = Pings {
+            pending: Arc::default(),
+            token: 1,
+            multicast: Some(m.clone()),
+            bounces_seen: 0,
+        };
+        let answer: Element = format!(
+            "<iq xmlns='jabber:component:accept' type='result' id='pubsubd-ping-1-0' from='{service}'>\
+             <query xmlns='{}'><feature var='{}'/></query></iq>",
+            ns::DISCO_INFO,
+            multicast::NS_ADDRESS
+        )
+        .parse()
+        .expect("answer");
+        assert!(pings.confirms(&answer));
+        assert!(m.limit().is_some(), "the answer turned grouping on");
+        let bounce: Element = format!(
+            "<message xmlns='jabber:component:accept' type='error' from='{service}' id='ps-9'>\
+             <error type='modify'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+        )
+        .parse()
+        .expect("bounce");
+        assert!(is_bounce(&m, &bounce));
+        assert!(!is_bounce(&m, &answer));
+        m.bounced(&bounce);
+        assert!(!pings.confirms(&answer), "the first answer after a bounce");
+        assert!(pings.confirms(&answer), "later answers confirm again");
+        assert_eq!(m.limit(), None, "grouping stays off on this stream");
+
+        let (tx, mut rx) = oneshot::channel();
+        pings.pending.lock().expect("lock").insert(0, Some(tx));
+        answered(&pings.pending, 0, false);
+        assert_eq!(rx.try_recv(), Ok(false));
     }
 }

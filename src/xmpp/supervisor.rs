@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, watch};
 use xmpp_parsers::jid::BareJid;
 
 use super::handshake::{self, ConnectError};
+use super::multicast::Multicast;
 use super::outbound::OutboundQueue;
 use super::session::{self, SessionEnd};
 use super::Inbound;
@@ -64,6 +65,7 @@ pub struct Supervisor<I: Inbound> {
     pub queue: OutboundQueue,
     state: watch::Sender<bool>,
     draining: watch::Receiver<bool>,
+    multicast: Option<Arc<Multicast>>,
 }
 
 impl<I: Inbound> Supervisor<I> {
@@ -87,7 +89,15 @@ impl<I: Inbound> Supervisor<I> {
             queue,
             state,
             draining,
+            multicast: None,
         }
+    }
+
+    /// Pings through `multicast` (see [`super::multicast`]) so that fan-out may address
+    /// notifications to many recipients at once.
+    pub fn with_multicast(mut self, multicast: Option<Arc<Multicast>>) -> Self {
+        self.multicast = multicast;
+        self
     }
 
     /// A view of the connection state.
@@ -112,9 +122,12 @@ impl<I: Inbound> Supervisor<I> {
                 &self.jid,
                 &mut self.queue,
                 std::mem::take(&mut carry_over),
-                self.inbound.clone(),
+                session::Peers {
+                    inbound: self.inbound.clone(),
+                    multicast: self.multicast.clone(),
+                    draining: self.draining.clone(),
+                },
                 &mut shutdown,
-                self.draining.clone(),
             )
             .await;
             let _ = self.state.send(false);

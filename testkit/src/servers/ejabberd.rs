@@ -187,6 +187,10 @@ modules:
   mod_caps: {{}}
   mod_disco: {{}}
   mod_ping: {{}}
+  mod_multicast:
+    limits:
+      remote:
+        message: 500
   mod_roster: {{}}
   mod_offline:
     access_max_user_messages: max_user_offline_messages
