@@ -51,6 +51,9 @@ SMOKE = {
               "fanout_subscriptions": 2000, "fanout_items": 2, "probes": 20},
 }
 FANOUT_SCENARIOS = ["firehose", "wide", "publishes", "nodes"]
+# The testkit's ejabberd runs mod_multicast here; pubsubd's default multicast_limit.
+MULTICAST = "multicast.localhost"
+MULTICAST_GROUP = 100
 
 
 def log(*args):
@@ -119,6 +122,9 @@ def main():
     parser.add_argument("--route-messages", type=int, default=None,
                         help="messages per route run (default: 100,000 full, 5,000 smoke); "
                              "Prosody routes ~1,500/s, so 20,000 keeps its route runs short")
+    parser.add_argument("--multicast", action="store_true",
+                        help="ejabberd: pubsubd sends through mod_multicast (its `multicast` setting), "
+                             "and the route test measures that path's ceiling too")
     parser.add_argument("--targets", default="pubsubd,builtin",
                         help="fan-out targets; without pubsubd no pubsubd is started (baselines only)")
     args = parser.parse_args()
@@ -138,8 +144,11 @@ def main():
     workdir = tempfile.mkdtemp(prefix="pubsubd-compare-")
     env_file = os.path.join(workdir, "env.json")
     log(f"starting {args.server} + PostgreSQL + pubsubd ...")
+    if args.multicast and args.server != "ejabberd":
+        sys.exit("--multicast: only the testkit's ejabberd runs a multicast service")
     pubsubd_args = (["--pubsubd", PUBSUBD, "--connections", str(args.connections)]
                     + (["--fanout-workers", str(args.fanout_workers)] if args.fanout_workers else [])
+                    + (["--multicast", MULTICAST] if args.multicast else [])
                     if with_pubsubd else ["--no-pubsubd"])
     serve = subprocess.Popen([LOAD, "serve-env", "--server", args.server, *pubsubd_args,
                               "--env-file", env_file],
@@ -152,7 +161,7 @@ def main():
         f"pubsubd {env['pubsubd_jid']} pid {env['pubsubd_pid']}")
 
     results = {"server": args.server, "env": env, "smoke": args.smoke, "runs": args.runs, "started": time.time(),
-               "connections": args.connections,
+               "connections": args.connections, "multicast": args.multicast,
                "raw": {}, "summary": {}}
     common = ["--env", env_file, "--json"]
     if args.smoke:
@@ -167,14 +176,17 @@ def main():
         if "route" in only:
             r = sizes["route"]
 
-            def route(shape, size, k, clients):
+            def route(shape, size, k, clients, multicast=False):
                 key = f"route shape={shape} size={size} connections={k} clients={clients}"
+                if multicast:
+                    key += f" multicast={MULTICAST_GROUP}"
                 if key in results["summary"]:
                     return key, results["raw"][key]
                 log(key)
+                through = ["--multicast", MULTICAST, "--multicast-group", str(MULTICAST_GROUP)] if multicast else []
                 reports = [run_json([LOAD, "route", *common, "--clients", str(clients),
                                      "--messages", str(r["messages"]), "--size", str(size),
-                                     "--shape", shape, "--connections", str(k),
+                                     "--shape", shape, "--connections", str(k), *through,
                                      "--user-prefix", f"route{clients}-"], args.timeout)
                            for _ in range(args.runs)]
                 results["raw"][key] = reports
@@ -206,6 +218,10 @@ def main():
                 if name in only:
                     key, _ = route("event", 1500, args.connections, sizes[name]["subscribers"])
                     scenario_ceilings[name] = results["summary"][key]["delivered_per_s"]
+                    # The multicast path's own ceiling, for reference: pubsubd's
+                    # ×ceiling stays against the one-by-one route.
+                    if args.multicast:
+                        route("event", 1500, 1, sizes[name]["subscribers"], multicast=True)
             results["summary"]["scenario_ceilings"] = scenario_ceilings
 
         for name in FANOUT_SCENARIOS:
@@ -264,7 +280,8 @@ def main():
 def print_tables(results, ceiling, scenario_ceilings):
     summary = results["summary"]
     print(f"\n## {results['server']} ({'smoke' if results['smoke'] else 'full'} sizes, "
-          f"median of {results['runs']} runs)\n")
+          f"median of {results['runs']} runs"
+          f"{', pubsubd through ' + MULTICAST if results.get('multicast') else ''})\n")
     routes = [k for k in summary if k.startswith("route")]
     if ceiling:
         print(f"ceiling (median of route runs, notifications of a 1.5 KB item, "

@@ -131,7 +131,8 @@ struct RouteArgs {
     #[arg(long, value_enum, default_value_t = route::Shape::Body)]
     shape: route::Shape,
     /// Send through this XEP-0033 multicast service (`multicast.<domain>` on
-    /// ejabberd with mod_multicast) instead of to each session.
+    /// ejabberd with mod_multicast) instead of to each session: each message
+    /// addresses `--multicast-group` sessions as `bcc` (one connection only).
     #[arg(long)]
     multicast: Option<String>,
     /// Recipients per multicast stanza.

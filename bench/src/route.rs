@@ -111,6 +111,9 @@ pub struct RouteReport {
 
 /// Runs the scenario.
 pub async fn run(env: &Env, config: &RouteConfig) -> anyhow::Result<RouteReport> {
+    if config.multicast.is_some() && config.connections > 1 {
+        anyhow::bail!("--multicast sends on one component connection");
+    }
     let watched = Watched {
         server: env.server_pid,
         pubsubd: None,
@@ -175,16 +178,19 @@ pub async fn run(env: &Env, config: &RouteConfig) -> anyhow::Result<RouteReport>
                     };
                     let mut step = 1;
                     if let Some((_, group)) = &multicast {
+                        // Each session at most once per message, and `messages`
+                        // deliveries in all.
+                        let group = (*group).min(targets.len()).min((messages - seq) as usize);
                         let mut addresses =
                             String::from("<addresses xmlns='http://jabber.org/protocol/address'>");
-                        for i in 0..*group {
+                        for i in 0..group {
                             let to = &targets[(seq as usize + i) % targets.len()];
                             addresses.push_str(&format!("<address type='bcc' jid='{to}'/>"));
                         }
                         addresses.push_str("</addresses></message>");
                         message.truncate(message.len() - "</message>".len());
                         message.push_str(&addresses);
-                        step = *group as u64;
+                        step = group as u64;
                     }
                     batch.push_str(&message);
                     seq += connections * step;
