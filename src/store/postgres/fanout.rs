@@ -346,13 +346,21 @@ fn mark_shared_bare_jids(page: &mut [Subscriber]) {
 
 /// A subscriber page slower than this means a bad plan (or statistics that no longer
 /// describe the table), not a busy database: the page is an indexed keyset read of a
-/// few hundred rows and one indexed probe (about 2 ms together).
+/// few hundred rows and one indexed probe (about 2 ms together). The same holds for
+/// reading a claim's small nodes whole (a few hundred rows by the same index).
 const SLOW_PAGE: Duration = Duration::from_millis(100);
-/// Least time between two statistics refreshes started by slow pages.
-const STATISTICS_REFRESH_GAP: Duration = Duration::from_secs(600);
+/// Least time between two statistics refreshes started by slow reads. Short, because
+/// the table may still be growing after the last one: one benchmark run analyzed it
+/// while a 10,000-subscriber node was being read, then added 100,000 subscriptions to
+/// 10,000 new nodes; with statistics that counted 3 nodes, every read of small nodes
+/// scanned the whole table (2 s each), and a gap of 10 minutes kept it so for the whole
+/// run. `ANALYZE subscriptions` reads a sample (about 30,000 rows) and takes a fraction
+/// of a second.
+const STATISTICS_REFRESH_GAP: Duration = Duration::from_secs(30);
 
-/// Runs `ANALYZE subscriptions` in the background after a slow subscriber page (at most
-/// once per [`STATISTICS_REFRESH_GAP`] per process).
+/// Runs `ANALYZE subscriptions` in the background after a slow read of subscribers (a
+/// page, or a claim's small nodes whole; at most once per [`STATISTICS_REFRESH_GAP`]
+/// per process).
 ///
 /// Why: right after a burst of new subscriptions (a bulk import, a node that went from
 /// nothing to tens of thousands of subscribers within a minute), PostgreSQL's statistics
@@ -363,7 +371,12 @@ const STATISTICS_REFRESH_GAP: Duration = Duration::from_secs(600);
 /// linear in the node's size, so still worth fixing for a node of millions).
 /// Autovacuum would fix the statistics within a minute or so; a fan-out should not wait
 /// for it. ANALYZE also invalidates the cached plans, so the next page is planned again.
-fn refresh_statistics_after_a_slow_page(pool: &PgPool, took: Duration, rows: usize) {
+fn refresh_statistics_after_a_slow_read(
+    pool: &PgPool,
+    what: &'static str,
+    took: Duration,
+    rows: usize,
+) {
     use std::sync::Mutex;
     static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
     if took < SLOW_PAGE || rows == 0 {
@@ -379,7 +392,7 @@ fn refresh_statistics_after_a_slow_page(pool: &PgPool, took: Duration, rows: usi
     tracing::info!(
         took_ms = took.as_millis() as u64,
         rows,
-        "slow subscriber page: refreshing the planner's statistics (ANALYZE subscriptions)"
+        "slow {what}: refreshing the planner's statistics (ANALYZE subscriptions)"
     );
     let pool = pool.clone();
     tokio::spawn(async move {
@@ -567,7 +580,12 @@ impl FanoutStore for PgStore {
         for sub in &mut page {
             sub.shares_bare_jid = shared.contains(&sub.bare_jid);
         }
-        refresh_statistics_after_a_slow_page(self.pool(), started.elapsed(), page.len());
+        refresh_statistics_after_a_slow_read(
+            self.pool(),
+            "subscriber page",
+            started.elapsed(),
+            page.len(),
+        );
         Ok(page)
     }
 
@@ -578,6 +596,7 @@ impl FanoutStore for PgStore {
         if nodes.is_empty() {
             return Ok(Vec::new());
         }
+        let started = std::time::Instant::now();
         let pks: Vec<i64> = nodes.iter().map(|n| n.0).collect();
         let limits: Vec<i64> = nodes.iter().map(|n| i64::from(n.1)).collect();
         // One statement for all nodes. Per node: count its subscriptions up to its limit
@@ -621,6 +640,12 @@ impl FanoutStore for PgStore {
         for page in pages.iter_mut().flatten() {
             mark_shared_bare_jids(page);
         }
+        refresh_statistics_after_a_slow_read(
+            self.pool(),
+            "read of small nodes",
+            started.elapsed(),
+            nodes.len(),
+        );
         Ok(pages)
     }
 
