@@ -619,6 +619,39 @@ mod tests {
     }
 
     #[test]
+    fn multicast_is_a_service_jid_with_a_positive_limit() {
+        let base = "jid = 'a.example'\nsecret = 's'\nserver = 'h:1'\ndatabase = 'x'\n";
+        let merge = |extra: &str| {
+            Config::merge(file(&format!("{base}{extra}")), Overrides::default(), None)
+        };
+        assert_eq!(merge("").expect("valid").multicast, None, "off by default");
+        assert_eq!(
+            merge("multicast = 'multicast.a.example'")
+                .expect("valid")
+                .multicast,
+            Some(Multicast {
+                jid: "multicast.a.example".into(),
+                limit: DEFAULT_MULTICAST_LIMIT,
+            })
+        );
+        assert_eq!(
+            merge("multicast = 'multicast.a.example'\nmulticast_limit = 20")
+                .expect("valid")
+                .multicast
+                .map(|m| m.limit),
+            Some(20)
+        );
+        for bad in [
+            "multicast = 'someone@a.example'",
+            "multicast = 'not a jid@@'",
+            "multicast = 'multicast.a.example'\nmulticast_limit = 0",
+        ] {
+            let err = merge(bad).expect_err(bad).to_string();
+            assert!(err.contains("multicast"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn missing_key_names_flag_env_and_key() {
         let f = file("jid = 'a.example'\nserver = 'h:1'\ndatabase = 'postgres://x'");
         let err = Config::merge(f, Overrides::default(), None).expect_err("no secret");
