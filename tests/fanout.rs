@@ -635,6 +635,32 @@ fn assert_every_virtual_subscriber_got(
     );
 }
 
+/// The value of the first sample of `name` (with its labels, if given) in a Prometheus
+/// text exposition.
+fn metric(exposition: &str, name: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+}
+
+/// Checks that each of `count` virtual subscribers of `node` (subscribed in order by
+/// [`subscribe_virtual`] from 0) got `job`'s notification, sent one by one: the id names
+/// its own subscription.
+async fn assert_every_virtual_subscriber_got_one_by_one(
+    ps: &Pubsubd,
+    inbox: &Inbox,
+    sink: &str,
+    node: i64,
+    count: i64,
+    job: i64,
+) -> anyhow::Result<()> {
+    let first = ps.db.first_subscription(node).await?;
+    assert_every_virtual_subscriber_got(inbox, sink, count, |n| format!("ps-{job}-{}", first + n));
+    Ok(())
+}
+
 fn duplicates(inbox: &Inbox) -> usize {
     inbox.total() - inbox.unique()
 }
@@ -1441,13 +1467,7 @@ async fn through_ejabberds_multicast_service_each_notification_arrives_once_in_o
         .await?
         .text()
         .await?;
-    let sample = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
+    let sample = |name: &str| metric(&metrics, name);
     let groups = sample("pubsubd_multicast_groups_total").unwrap_or(0.0);
     eprintln!("{groups} groups for {} notifications", expected + 3 * ITEMS);
     // 1,000 recipients a job in groups of 100 (the default multicast_limit).
@@ -1533,12 +1553,9 @@ async fn groups_a_multicast_service_refuses_are_sent_again_one_by_one() -> anyho
         "{}",
         ps.process.log_tail(30)
     );
-    for job in &jobs {
-        let sink_jid = sink.jid();
-        let first = ps.db.first_subscription(node).await?;
-        assert_every_virtual_subscriber_got(&inbox, sink_jid, VIRTUAL, |n| {
-            format!("ps-{job}-{}", first + n)
-        });
+    for job in jobs {
+        assert_every_virtual_subscriber_got_one_by_one(&ps, &inbox, sink.jid(), node, VIRTUAL, job)
+            .await?;
     }
     Ok(())
 }
@@ -1562,10 +1579,8 @@ async fn a_multicast_jid_without_a_service_leaves_notifications_one_by_one_on_pr
     inbox.wait_unique(VIRTUAL as usize, FANOUT_DONE).await?;
     ps.wait_idle(FANOUT_DONE).await?;
     eprintln!("delivered in {:?}", started.elapsed());
-    let first = ps.db.first_subscription(node).await?;
-    assert_every_virtual_subscriber_got(&inbox, sink.jid(), VIRTUAL, |n| {
-        format!("ps-{job}-{}", first + n)
-    });
+    assert_every_virtual_subscriber_got_one_by_one(&ps, &inbox, sink.jid(), node, VIRTUAL, job)
+        .await?;
     let log = ps.process.log_contents();
     assert!(
         log.contains("notifications go one by one until the next stream"),
@@ -1619,13 +1634,7 @@ async fn one_nodes_pages_take_turns_over_the_connections_and_metrics_count_them(
     assert_eq!(inbox.total(), SUBSCRIBERS as usize, "each exactly once");
     let (status, metrics) = get("/metrics").await?;
     assert_eq!(status, 200);
-    let sample = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
+    let sample = |name: &str| metric(&metrics, name);
     let sent: Vec<f64> = ["0", "1"]
         .iter()
         .map(|c| {
