@@ -332,8 +332,13 @@ async fn walk(
                 }
                 break 'resend;
             };
-            match sent.receipt.await {
-                Ok(Ok(())) => {
+            // A receipt task that ended without an answer counts as a lost stream.
+            let receipt = sent
+                .receipt
+                .await
+                .unwrap_or(Err(BarrierError::ConnectionLost));
+            match receipt {
+                Ok(()) => {
                     recent.confirmed(confirmed, std::time::Instant::now());
                     confirmed = sent.cursor;
                     metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => sent.connection.to_string())
@@ -360,17 +365,10 @@ async fn walk(
                         return Outcome::LeaseLost;
                     }
                 }
-                Ok(Err(BarrierError::Closed)) => return Outcome::Stopped,
-                Ok(Err(BarrierError::Refused)) => {
-                    confirmed = recent
-                        .rewind_from(confirmed, "the multicast service refused a group of a page");
-                    continue 'resend;
-                }
-                Ok(Err(BarrierError::ConnectionLost)) | Err(_) => {
-                    confirmed = recent.rewind_from(
-                        confirmed,
-                        "connection lost before the server confirmed a page",
-                    );
+                Err(BarrierError::Closed) => return Outcome::Stopped,
+                Err(e) => {
+                    confirmed =
+                        recent.rewind_from(confirmed, &format!("a page not confirmed: {e}"));
                     continue 'resend;
                 }
             }
@@ -524,16 +522,7 @@ async fn queue_page(
                         }
                     }
                     _ => {
-                        let id = deliver::notification_id(job.id, Some(sub.pk));
-                        let stanza = deliver::message(
-                            &ctx.service,
-                            to,
-                            job.headline,
-                            &id,
-                            &job.payload_xml,
-                            subid,
-                        );
-                        if !out.send(stanza).await {
+                        if !out.send(one_by_one(ctx, job, to, sub.pk, subid)).await {
                             return None;
                         }
                     }
@@ -561,14 +550,7 @@ async fn send_group(
 ) -> bool {
     let stanza = match group.as_slice() {
         [] => return true,
-        [(to, pk)] => deliver::message(
-            &ctx.service,
-            to,
-            job.headline,
-            &deliver::notification_id(job.id, Some(*pk)),
-            &job.payload_xml,
-            None,
-        ),
+        [(to, pk)] => one_by_one(ctx, job, to, *pk, None),
         many => {
             metrics::counter!(crate::metrics::MULTICAST_GROUPS).increment(1);
             let to: Vec<&str> = many.iter().map(|(to, _)| *to).collect();
@@ -584,6 +566,12 @@ async fn send_group(
     };
     group.clear();
     out.send(stanza).await
+}
+
+/// `job`'s notification to `to` for subscription `pk`, addressed to it alone.
+fn one_by_one(ctx: &Context, job: &ClaimedJob, to: &str, pk: i64, subid: Option<&str>) -> String {
+    let id = deliver::notification_id(job.id, Some(pk));
+    deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, subid)
 }
 
 /// The resources of `bare` in `sorted` (sorted by bare JID).
