@@ -195,6 +195,7 @@ def main():
                     "lost": summarize(reports, "lost"),
                     "server_cpu_s": summarize(reports, "cpu.server_s"),
                     "load_cpu_s": summarize(reports, "cpu.load_s"),
+                    "machine_busy": summarize(reports, "cpu.machine_busy"),
                     "errors": [r["error"] for r in reports if "error" in r],
                 }
                 return key, reports
@@ -247,7 +248,8 @@ def main():
                         ("delivered_per_s", "delivered_per_s"), ("latency_p50_ms", "latency.p50_ms"),
                         ("latency_p99_ms", "latency.p99_ms"), ("lost", "lost"), ("duplicates", "duplicates"),
                         ("server_cpu_s", "cpu.server_s"), ("pubsubd_cpu_s", "cpu.pubsubd_s"),
-                        ("load_cpu_s", "cpu.load_s"), ("pubsubd_rss_mib", "peak_rss.pubsubd_mib"),
+                        ("load_cpu_s", "cpu.load_s"), ("postgres_cpu_s", "cpu.postgres_s"),
+                        ("machine_busy", "cpu.machine_busy"), ("pubsubd_rss_mib", "peak_rss.pubsubd_mib"),
                         ("subscribe_s", "subscribe_s")]
                 }
                 results["summary"][key]["errors"] = [r["error"] for r in reports if "error" in r]
@@ -290,18 +292,19 @@ def print_tables(results, ceiling, scenario_ceilings):
         print(f"ceiling (median of route runs, notifications of a 1.5 KB item, "
               f"{results['connections']} connection(s)): {ceiling:,.0f} msgs/s\n")
     if routes:
-        print("| route ceiling | msgs/s received | lost | server CPU s | load CPU s |")
-        print("|---|---:|---:|---:|---:|")
+        print("| route ceiling | msgs/s received | lost | server CPU s | load CPU s | machine busy |")
+        print("|---|---:|---:|---:|---:|---:|")
         for key in routes:
             s = summary[key]
             print(f"| {key[6:]} | {fmt(s['delivered_per_s'])} | {fmt(s['lost'])} | "
-                  f"{fmt(s['server_cpu_s'], 2)} | {fmt(s['load_cpu_s'], 2)} |")
+                  f"{fmt(s['server_cpu_s'], 2)} | {fmt(s['load_cpu_s'], 2)} | {fmt(s.get('machine_busy'), 2)} |")
         print()
     # ×ceiling: against the route ceiling to as many sessions as the scenario has
     # subscribers; ×ceiling100: against the one to the route test's 100 sessions.
     print("| scenario | target | acks/s | ack p99 ms | notif/s | ceiling | ×ceiling | ×ceiling100 | ×built-in "
-          "| p50 ms | p99 ms | lost | dup | server CPU s | pubsubd CPU s | load CPU s | pubsubd RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| p50 ms | p99 ms | lost | dup | server CPU s | pubsubd CPU s | PostgreSQL CPU s | load CPU s "
+          "| machine busy | pubsubd RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in FANOUT_SCENARIOS:
         builtin = summary.get(f"{name} builtin", {})
         for target in ("pubsubd", "builtin"):
@@ -316,7 +319,8 @@ def print_tables(results, ceiling, scenario_ceilings):
                   f"{fmt(s['delivered_per_s'])} | {fmt(own)} | {fmt(ratio(s['delivered_per_s'], own), 2)} | "
                   f"{fmt(ratio(s['delivered_per_s'], ceiling), 2)} | {fmt(vs_builtin, 2)} | {fmt(s['latency_p50_ms'], 1)} | {fmt(s['latency_p99_ms'], 1)} | "
                   f"{fmt(s['lost'])} | {fmt(s['duplicates'])} | {fmt(s['server_cpu_s'], 2)} | "
-                  f"{fmt(s['pubsubd_cpu_s'], 2)} | {fmt(s['load_cpu_s'], 2)} | {fmt(s['pubsubd_rss_mib'], 1)} |")
+                  f"{fmt(s['pubsubd_cpu_s'], 2)} | {fmt(s.get('postgres_cpu_s'), 2)} | {fmt(s['load_cpu_s'], 2)} | "
+                  f"{fmt(s.get('machine_busy'), 2)} | {fmt(s['pubsubd_rss_mib'], 1)} |")
             for error in s.get("errors", []):
                 print(f"|   | error: {error} |")
     state = summary.get("state pubsubd")

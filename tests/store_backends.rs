@@ -19,8 +19,8 @@ use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd::store::postgres::PgStore;
 use pubsubd::store::sqlite::SqliteStore;
 use pubsubd::store::{
-    AffiliationChange, AffiliationStore as _, ItemStore as _, ItemsQuery, NewItem, Refusal, Store,
-    SubscriptionStore as _,
+    AffiliationChange, AffiliationStore as _, BatchedPublish, ItemStore as _, ItemsQuery, NewItem,
+    Refusal, Store, SubscriptionStore as _,
 };
 use pubsubd_testkit::{TestDb, TestSqlite};
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -136,6 +136,64 @@ async fn an_overwrite_becomes_newest_and_trimming_keeps_the_newest() -> anyhow::
             .await?;
         assert_eq!(ok, Ok(()), "{}", b.name);
         assert_eq!(latest_ids(s, pk).await?, ["d"], "{}", b.name);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_of_publishes_trims_each_node_it_filled_and_only_those() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let s = b.store.as_ref();
+        let full = node(s, "full", NodeConfig::default()).await?;
+        let roomy = node(s, "roomy", NodeConfig::default()).await?;
+        let tiny = node(s, "tiny", NodeConfig::default()).await?;
+        for id in ["old1", "old2"] {
+            s.publish(full, Some(item(id)), 10, vec![]).await?.ok();
+        }
+        s.publish(roomy, Some(item("old1")), 10, vec![]).await?.ok();
+        let entry = |node_pk: i64, id: &str, keep: u32| BatchedPublish {
+            node_pk,
+            item: item(id),
+            keep,
+            job: job(node_pk),
+        };
+        // full: 2 held + 2 new, keeps 3; roomy: 1 held + 2 new, keeps 5; tiny: 3 new,
+        // keeps 1.
+        s.publish_batch(&[
+            entry(full, "new1", 3),
+            entry(roomy, "new1", 5),
+            entry(tiny, "a", 1),
+            entry(full, "new2", 3),
+            entry(tiny, "b", 1),
+            entry(roomy, "new2", 5),
+            entry(tiny, "c", 1),
+        ])
+        .await?;
+        assert_eq!(
+            latest_ids(s, full).await?,
+            ["new2", "new1", "old2"],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            latest_ids(s, roomy).await?,
+            ["new2", "new1", "old1"],
+            "{}",
+            b.name
+        );
+        assert_eq!(latest_ids(s, tiny).await?, ["c"], "{}", b.name);
+        assert_eq!(pending_jobs(s).await?, 7, "{}", b.name);
+        // A node exactly at its limit is not trimmed below it.
+        s.publish_batch(&[entry(roomy, "new3", 5), entry(roomy, "new4", 5)])
+            .await?;
+        assert_eq!(s.item_count(roomy).await?, 5, "{}", b.name);
+        s.publish_batch(&[entry(roomy, "new5", 5)]).await?;
+        assert_eq!(
+            latest_ids(s, roomy).await?,
+            ["new5", "new4", "new3", "new2", "new1"],
+            "{}",
+            b.name
+        );
     }
     Ok(())
 }

@@ -96,6 +96,49 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / clock_ticks())
 }
 
+/// CPU time of every PostgreSQL process (postmaster, backends, background
+/// workers) in seconds. A backend that exits between two readings takes its
+/// time with it; pubsubd's pool and the load generator's connections stay
+/// open through a phase, so that loses little.
+pub fn postgres_cpu_seconds() -> Option<f64> {
+    let mut total = 0.0;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end() == "postgres");
+        if let Some(cpu) = is_postgres.then(|| process_cpu_seconds(pid)).flatten() {
+            total += cpu;
+            seen = true;
+        }
+    }
+    seen.then_some(total)
+}
+
+/// Busy CPU seconds of the whole machine, all cores (user, nice, system,
+/// irq, softirq and steal time of /proc/stat's first line), and the number
+/// of cores.
+pub fn machine_cpu_seconds() -> Option<(f64, usize)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut lines = stat.lines();
+    let total: Vec<f64> = lines
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|field| field.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| total.get(i))
+        .sum();
+    let cores = lines.filter(|line| line.starts_with("cpu")).count();
+    Some((busy / clock_ticks(), cores.max(1)))
+}
+
 /// Resident set size of `pid` in KiB (`VmRSS`).
 pub fn process_rss_kib(pid: u32) -> Option<u64> {
     status_field(pid, "VmRSS:")
@@ -121,6 +164,19 @@ pub struct CpuUse {
     pub server_s: Option<f64>,
     /// pubsubd, if its pid was given.
     pub pubsubd_s: Option<f64>,
+    /// Every PostgreSQL process on the machine.
+    pub postgres_s: Option<f64>,
+    /// The whole machine: every process, all cores.
+    pub machine_s: Option<f64>,
+    /// `machine_s` over the wall time between the readings times the cores:
+    /// 1.0 is every core busy all the time.
+    pub machine_busy: Option<f64>,
+    /// Wall time between the readings (0 in a single reading).
+    pub wall_s: f64,
+    #[serde(skip)]
+    at: Option<Instant>,
+    #[serde(skip)]
+    cores: usize,
 }
 
 /// The pids whose CPU and memory are reported.
@@ -135,10 +191,17 @@ pub struct Watched {
 impl Watched {
     /// Reads everyone's CPU time now.
     pub fn cpu_now(&self) -> CpuUse {
+        let machine = machine_cpu_seconds();
         CpuUse {
             load_s: own_cpu_seconds(),
             server_s: self.server.and_then(process_cpu_seconds),
             pubsubd_s: self.pubsubd.and_then(process_cpu_seconds),
+            postgres_s: postgres_cpu_seconds(),
+            machine_s: machine.map(|(busy, _)| busy),
+            machine_busy: None,
+            wall_s: 0.0,
+            at: Some(Instant::now()),
+            cores: machine.map_or(1, |(_, cores)| cores),
         }
     }
 }
@@ -147,10 +210,23 @@ impl CpuUse {
     /// What was used between `earlier` and `self`.
     pub fn since(&self, earlier: &CpuUse) -> CpuUse {
         let diff = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+        let wall_s = match (self.at, earlier.at) {
+            (Some(now), Some(then)) => now.saturating_duration_since(then).as_secs_f64(),
+            _ => 0.0,
+        };
+        let machine_s = diff(self.machine_s, earlier.machine_s);
         CpuUse {
             load_s: self.load_s - earlier.load_s,
             server_s: diff(self.server_s, earlier.server_s),
             pubsubd_s: diff(self.pubsubd_s, earlier.pubsubd_s),
+            postgres_s: diff(self.postgres_s, earlier.postgres_s),
+            machine_s,
+            machine_busy: machine_s
+                .filter(|_| wall_s > 0.0)
+                .map(|busy| busy / (wall_s * self.cores as f64)),
+            wall_s,
+            at: self.at,
+            cores: self.cores,
         }
     }
 }

@@ -42,6 +42,16 @@ const OLDEST_JOBS_SCANNED: i64 = 512;
 /// 10,000 probes per claim). Finds nothing when the oldest jobs all belong to leased
 /// nodes (one busy node with a long queue); the claim then falls back to
 /// [`CANDIDATES_SQL`].
+///
+/// Both queries run unprepared (`persistent(false)`), so PostgreSQL plans them for
+/// the table as it is at each claim. A prepared statement switches to a generic plan
+/// after five runs and keeps it for the life of the connection. When those runs met a
+/// nearly empty queue, that plan answered `NOT EXISTS` by hashing a sequential scan of
+/// the whole table. Jobs are inserted, leased (a new row version: the lease is indexed)
+/// and deleted, so the table soon holds far more dead rows than live ones; a benchmark
+/// of 20,000 publishes to 10,000 nodes (no autovacuum) grew it to 18,000 pages for 300
+/// live rows, and every claim read all of them: PostgreSQL used twice pubsubd's CPU.
+/// Planned afresh, the probe goes through `fanout_jobs_leased`, a few index pages.
 const OLDEST_CANDIDATES_SQL: &str = "
 SELECT o.node_pk
 FROM (SELECT id, node_pk FROM fanout_jobs ORDER BY id LIMIT $2) o
@@ -428,14 +438,18 @@ impl FanoutStore for PgStore {
         // More candidates than nodes wanted: claimers racing for the same oldest nodes
         // each find free ones further down.
         let how_many = CLAIM_CANDIDATES.max(4 * i64::from(limits.max_nodes));
+        // Planned at every claim, never from a connection's cached plan: see
+        // [`OLDEST_CANDIDATES_SQL`].
         let mut candidates: Vec<i64> = sqlx::query_scalar(OLDEST_CANDIDATES_SQL)
             .bind(how_many)
             .bind(OLDEST_JOBS_SCANNED)
+            .persistent(false)
             .fetch_all(&mut *tx)
             .await?;
         if candidates.is_empty() {
             candidates = sqlx::query_scalar(CANDIDATES_SQL)
                 .bind(how_many)
+                .persistent(false)
                 .fetch_all(&mut *tx)
                 .await?;
         }
