@@ -68,7 +68,10 @@ def run_json(args, timeout):
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
     if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1][:500]}
+        lines = done.stderr.strip().splitlines()
+        # anyhow prints "Error: ..." first, then causes and a backtrace.
+        said = [l for l in lines if l.startswith("Error:")] or lines[-1:] or ["exit %d" % done.returncode]
+        return {"error": said[0][:500]}
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -285,7 +285,7 @@ pub async fn run(env: &Env, config: &FanoutConfig) -> anyhow::Result<FanoutRepor
         delivered_per_s: per_s(delivered, measured_s),
         latency: Latency::from_us(&mut inbox.latencies_us),
         measured_s: round3(measured_s),
-        cpu,
+        cpu: cpu.clone(),
         load_cpu_per_server_cpu: server_cpu
             .filter(|s| *s > 0.0)
             .map(|s| round3(cpu.load_s / s)),

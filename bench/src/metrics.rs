@@ -97,25 +97,19 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// CPU time of every PostgreSQL process (postmaster, backends, background
-/// workers) in seconds. A backend that exits between two readings takes its
-/// time with it; pubsubd's pool and the load generator's connections stay
-/// open through a phase, so that loses little.
-pub fn postgres_cpu_seconds() -> Option<f64> {
-    let mut total = 0.0;
-    let mut seen = false;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .is_ok_and(|comm| comm.trim_end() == "postgres");
-        if let Some(cpu) = is_postgres.then(|| process_cpu_seconds(pid)).flatten() {
-            total += cpu;
-            seen = true;
-        }
-    }
-    seen.then_some(total)
+/// workers) in seconds, by pid.
+pub fn postgres_cpu_by_pid() -> Vec<(u32, f64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "postgres")
+        })
+        .filter_map(|pid| Some((pid, process_cpu_seconds(pid)?)))
+        .collect()
 }
 
 /// Busy CPU seconds of the whole machine, all cores (user, nice, system,
@@ -156,7 +150,7 @@ fn status_field(pid: u32, field: &str) -> Option<u64> {
 
 /// CPU seconds of the watched processes, read at the start and end of a
 /// measured phase.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct CpuUse {
     /// The load generator itself.
     pub load_s: f64,
@@ -164,8 +158,12 @@ pub struct CpuUse {
     pub server_s: Option<f64>,
     /// pubsubd, if its pid was given.
     pub pubsubd_s: Option<f64>,
-    /// Every PostgreSQL process on the machine.
+    /// Every PostgreSQL process on the machine that was there at both readings
+    /// (one that exits in between takes its time with it; pubsubd's pool and the
+    /// load generator's connections stay open through a phase).
     pub postgres_s: Option<f64>,
+    #[serde(skip)]
+    postgres_pids: Vec<(u32, f64)>,
     /// The whole machine: every process, all cores.
     pub machine_s: Option<f64>,
     /// `machine_s` over the wall time between the readings times the cores:
@@ -196,7 +194,8 @@ impl Watched {
             load_s: own_cpu_seconds(),
             server_s: self.server.and_then(process_cpu_seconds),
             pubsubd_s: self.pubsubd.and_then(process_cpu_seconds),
-            postgres_s: postgres_cpu_seconds(),
+            postgres_s: None,
+            postgres_pids: postgres_cpu_by_pid(),
             machine_s: machine.map(|(busy, _)| busy),
             machine_busy: None,
             wall_s: 0.0,
@@ -219,7 +218,16 @@ impl CpuUse {
             load_s: self.load_s - earlier.load_s,
             server_s: diff(self.server_s, earlier.server_s),
             pubsubd_s: diff(self.pubsubd_s, earlier.pubsubd_s),
-            postgres_s: diff(self.postgres_s, earlier.postgres_s),
+            postgres_s: (!self.postgres_pids.is_empty()).then(|| {
+                self.postgres_pids
+                    .iter()
+                    .map(|(pid, now)| {
+                        let then = earlier.postgres_pids.iter().find(|(p, _)| p == pid);
+                        now - then.map_or(0.0, |(_, t)| *t)
+                    })
+                    .sum()
+            }),
+            postgres_pids: Vec::new(),
             machine_s,
             machine_busy: machine_s
                 .filter(|_| wall_s > 0.0)

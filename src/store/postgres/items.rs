@@ -33,7 +33,9 @@ pub(super) async fn trim(
 }
 
 /// Deletes all but the newest `keeps[n]` items of each node `node_pks[n]`, in one
-/// statement.
+/// statement. Unprepared, so planned for the table as it is: the generic plan a
+/// prepared statement settles on while `items` is small joins a sequential scan of the
+/// whole table, which it would then keep as the table grows to millions of rows.
 async fn trim_many(pool: &PgPool, node_pks: &[i64], keeps: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM items i USING (
@@ -47,6 +49,7 @@ async fn trim_many(pool: &PgPool, node_pks: &[i64], keeps: &[i64]) -> Result<(),
     )
     .bind(node_pks)
     .bind(keeps)
+    .persistent(false)
     .execute(pool)
     .await?;
     Ok(())

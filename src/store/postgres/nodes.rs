@@ -63,7 +63,10 @@ impl NodeStore for PgStore {
             return Ok(Vec::new());
         }
         // node_access's read for every name at once; a name without a live node has a
-        // row with a NULL pk.
+        // row with a NULL pk. Unprepared, so planned for the table as it is: the
+        // generic plan of a prepared statement made while `nodes` is nearly empty
+        // hashes a sequential scan of it, and would keep doing so for the life of
+        // the connection as the table grows.
         let names: Vec<&str> = names.iter().map(NodeId::as_str).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT u.ord, {ACCESS_COLUMNS}
@@ -73,6 +76,7 @@ impl NodeStore for PgStore {
         )))
         .bind(&names)
         .bind(requester.as_str())
+        .persistent(false)
         .fetch_all(self.pool())
         .await?;
         let mut found: Vec<Option<NodeAccess>> = (0..names.len()).map(|_| None).collect();
