@@ -158,9 +158,9 @@ pub struct CpuUse {
     pub server_s: Option<f64>,
     /// pubsubd, if its pid was given.
     pub pubsubd_s: Option<f64>,
-    /// Every PostgreSQL process on the machine that was there at both readings
-    /// (one that exits in between takes its time with it; pubsubd's pool and the
-    /// load generator's connections stay open through a phase).
+    /// Every PostgreSQL process alive at the second reading, less what it had used at
+    /// the first (a process started in between counts whole; one that exits in
+    /// between takes its time with it; pubsubd's pool stays open through a phase).
     pub postgres_s: Option<f64>,
     #[serde(skip)]
     postgres_pids: Vec<(u32, f64)>,
