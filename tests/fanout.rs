@@ -28,7 +28,8 @@ use pubsubd::protocol::events::{self, EventItem};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd_testkit::{
     both_servers, component_handshake, shared_ejabberd, shared_prosody, stanza, Account, Client,
-    ComponentSlot, Element, PubsubdProcess, StoreKind, TestStore, XmppServer,
+    ComponentSlot, Element, PubsubdProcess, StoreKind, TestStore, XmppServer, DOMAIN,
+    MULTICAST_JID,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::PgPool;
@@ -1379,15 +1380,29 @@ async fn several_connections_on_ejabberd_carry_the_fanout_exactly_once() -> anyh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_ejabberds_multicast_service_each_notification_arrives_once_in_order(
 ) -> anyhow::Result<()> {
+    each_notification_arrives_once_in_order_through_multicast(shared_ejabberd()).await
+}
+
+/// The same on Prosody, through the XEP-0033 module pubsubd ships for it
+/// (`deploy/prosody/mod_pubsubd_multicast.lua`, loaded by the testkit as
+/// `multicast.localhost` with its default limit of 100 recipients a stanza).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_prosody_multicast_module_each_notification_arrives_once_in_order(
+) -> anyhow::Result<()> {
+    each_notification_arrives_once_in_order_through_multicast(shared_prosody()).await
+}
+
+async fn each_notification_arrives_once_in_order_through_multicast(
+    server: &XmppServer,
+) -> anyhow::Result<()> {
     // With Alice, 1,000 recipients without a SubID: ten full groups a job. (A group of
     // one would go as a plain notification, with its subscription's id.)
     const VIRTUAL: i64 = 999;
     const ITEMS: usize = 3;
-    let server = shared_ejabberd();
     let port = pubsubd_testkit::free_ports(1)?[0];
     let mut ps = Pubsubd::start(
         server,
-        &format!("multicast = \"multicast.localhost\"\nmetrics_listen = \"127.0.0.1:{port}\""),
+        &format!("multicast = \"{MULTICAST_JID}\"\nmetrics_listen = \"127.0.0.1:{port}\""),
     )
     .await?;
     ps.process
@@ -1560,15 +1575,16 @@ async fn groups_a_multicast_service_refuses_are_sent_again_one_by_one() -> anyho
     Ok(())
 }
 
-/// A `multicast` JID that is no multicast service (Prosody has none): the first answer
-/// says so, barrier pings go back to pubsubd's own JID, and notifications go one by one
-/// as without the setting.
+/// A `multicast` JID that is no multicast service (here the server's own domain, which
+/// answers disco#info without the XEP-0033 feature): the first answer says so, barrier
+/// pings go back to pubsubd's own JID, and notifications go one by one as without the
+/// setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multicast_jid_without_a_service_leaves_notifications_one_by_one_on_prosody(
 ) -> anyhow::Result<()> {
     const VIRTUAL: i64 = 200;
     let server = shared_prosody();
-    let ps = Pubsubd::start(server, "multicast = \"multicast.localhost\"").await?;
+    let ps = Pubsubd::start(server, &format!("multicast = \"{DOMAIN}\"")).await?;
     let sink = server.lease_component();
     let inbox = Inbox::default();
     attach_sink(server, &sink, inbox.clone()).await?;
@@ -1588,6 +1604,147 @@ async fn a_multicast_jid_without_a_service_leaves_notifications_one_by_one_on_pr
         ps.process.log_tail(30)
     );
     assert!(!log.contains("multicast on"));
+    Ok(())
+}
+
+/// The XEP-0033 module pubsubd ships for Prosody, on its own. A component's message with
+/// `to`, `cc` and `bcc` addresses reaches each address once, with the bcc addresses
+/// stripped and the others marked delivered; an address already marked delivered gets
+/// nothing. Too many recipients, an address without a JID, no addresses at all and a
+/// sender that is no component are refused with XEP-0033's conditions, and nothing of
+/// theirs is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prosody_multicast_module_copies_to_each_address_and_refuses_what_it_must(
+) -> anyhow::Result<()> {
+    const NS_ADDRESS: &str = "http://jabber.org/protocol/address";
+    let server = shared_prosody();
+    let slot = server.lease_component();
+    let mut component =
+        component_handshake(server.component_addr(), slot.jid(), slot.secret()).await?;
+    let (_, mut to) = user(server, "mcto").await?;
+    let (_, mut cc) = user(server, "mccc").await?;
+    let (_, mut bcc) = user(server, "mcbcc").await?;
+    let (_, mut done) = user(server, "mcdone").await?;
+    let message = |id: &str, addresses: &str| {
+        stanza::parse(&format!(
+            "<message xmlns='jabber:component:accept' from='{}' to='{MULTICAST_JID}' id='{id}' \
+             type='headline'>{addresses}<body>{id}</body></message>",
+            slot.jid()
+        ))
+    };
+    let address = |kind: &str, jid: &str| format!("<address type='{kind}' jid='{jid}'/>");
+    let block = |inner: String| format!("<addresses xmlns='{NS_ADDRESS}'>{inner}</addresses>");
+
+    let mut many = address("to", to.jid());
+    for n in 0..100 {
+        many.push_str(&address("bcc", &format!("v{n}@{}", slot.jid())));
+    }
+    let refused = [
+        ("many", block(many), "not-acceptable"),
+        (
+            "uri",
+            block(address("to", to.jid()) + "<address type='cc' uri='mailto:a@example.org'/>"),
+            "jid-malformed",
+        ),
+        ("none", String::new(), "bad-request"),
+    ];
+    for (id, addresses, _) in &refused {
+        component.send(&message(id, addresses)).await?;
+    }
+    for (id, _, condition) in &refused {
+        let bounce = tokio::time::timeout(NOTIFY, async {
+            loop {
+                let el = component.recv().await?;
+                if el.attr("id") == Some(*id) {
+                    return Ok::<_, anyhow::Error>(el);
+                }
+            }
+        })
+        .await
+        .with_context(|| format!("no answer to '{id}'"))??;
+        assert_eq!(
+            bounce.attr("type"),
+            Some("error"),
+            "{}",
+            String::from(&bounce)
+        );
+        assert_eq!(bounce.attr("from"), Some(MULTICAST_JID));
+        let error = bounce
+            .get_child("error", "jabber:component:accept")
+            .with_context(|| String::from(&bounce))?;
+        assert!(
+            error.has_child(condition, "urn:ietf:params:xml:ns:xmpp-stanzas"),
+            "'{id}' refused with {condition}: {}",
+            String::from(&bounce)
+        );
+    }
+    // A user may not have stanzas copied out (only this server's components may).
+    to.send(stanza::parse(&format!(
+        "<message xmlns='jabber:client' to='{MULTICAST_JID}' id='user'>{}<body>user</body></message>",
+        block(address("bcc", cc.jid()))
+    )))?;
+    let bounce = to
+        .wait_for(|el| el.attr("id") == Some("user"), NOTIFY)
+        .await?;
+    assert!(
+        bounce
+            .get_child("error", "jabber:client")
+            .is_some_and(|e| e.has_child("forbidden", "urn:ietf:params:xml:ns:xmpp-stanzas")),
+        "{}",
+        String::from(&bounce)
+    );
+
+    let ok = block(format!(
+        "{}{}{}<address type='to' jid='{}' delivered='true'/>",
+        address("to", to.jid()),
+        address("cc", cc.jid()),
+        address("bcc", bcc.jid()),
+        done.jid()
+    ));
+    component.send(&message("ok", &ok)).await?;
+    let is_ok = |el: &Element| el.name() == "message" && el.attr("id") == Some("ok");
+    let (to_jid, cc_jid, done_jid) = (
+        to.jid().to_string(),
+        cc.jid().to_string(),
+        done.jid().to_string(),
+    );
+    for client in [&mut to, &mut cc, &mut bcc] {
+        let copy = client.wait_for(is_ok, NOTIFY).await?;
+        assert_eq!(copy.attr("to"), Some(client.jid()));
+        assert_eq!(copy.attr("from"), Some(slot.jid()));
+        let listed: Vec<(String, String, Option<String>)> = copy
+            .get_child("addresses", NS_ADDRESS)
+            .with_context(|| String::from(&copy))?
+            .children()
+            .map(|a| {
+                (
+                    a.attr("type").unwrap_or("").to_string(),
+                    a.attr("jid").unwrap_or("").to_string(),
+                    a.attr("delivered").map(str::to_string),
+                )
+            })
+            .collect();
+        let delivered = |kind: &str, jid: &str| (kind.into(), jid.into(), Some("true".into()));
+        assert_eq!(
+            listed,
+            [
+                delivered("to", &to_jid),
+                delivered("cc", &cc_jid),
+                delivered("to", &done_jid)
+            ],
+            "no bcc, the rest marked delivered"
+        );
+    }
+    tokio::time::sleep(SETTLE).await;
+    for client in [&mut to, &mut cc, &mut bcc, &mut done] {
+        let extra: Vec<String> = client
+            .drain()
+            .iter()
+            .filter(|el| el.name() == "message")
+            .map(String::from)
+            .collect();
+        assert!(extra.is_empty(), "{} got more: {extra:?}", client.jid());
+    }
     Ok(())
 }
 

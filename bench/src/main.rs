@@ -80,7 +80,8 @@ struct ServeArgs {
     #[arg(long)]
     fanout_workers: Option<usize>,
     /// pubsubd's `multicast` setting: the server's XEP-0033 service
-    /// (`multicast.localhost`: ejabberd's mod_multicast in the testkit).
+    /// (`multicast.localhost` in the testkit: ejabberd's mod_multicast, on
+    /// Prosody the module pubsubd ships).
     #[arg(long)]
     multicast: Option<String>,
 }
@@ -130,6 +131,10 @@ struct RouteArgs {
     /// an event with one item holding an Atom entry of `--size` bytes).
     #[arg(long, value_enum, default_value_t = route::Shape::Body)]
     shape: route::Shape,
+    /// Address each session by its full JID (`full`) or by its bare JID
+    /// (`bare`), as pubsubd addresses a bare-JID subscriber.
+    #[arg(long, value_enum, default_value_t = route::Address::Full)]
+    to: route::Address,
     /// Send through this XEP-0033 multicast service (`multicast.<domain>` on
     /// ejabberd with mod_multicast) instead of to each session: each message
     /// addresses `--multicast-group` sessions as `bcc` (one connection only).
@@ -287,6 +292,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 size: args.size,
                 connections: args.connections,
                 shape: args.shape,
+                to: args.to,
                 multicast: args
                     .multicast
                     .clone()

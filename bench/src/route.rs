@@ -41,6 +41,8 @@ pub struct RouteConfig {
     pub connections: usize,
     /// What the messages look like.
     pub shape: Shape,
+    /// Which JID of each session the messages are addressed to.
+    pub to: Address,
     /// Send through an XEP-0033 multicast service: its JID and how many
     /// recipients one stanza addresses.
     pub multicast: Option<(String, usize)>,
@@ -67,6 +69,19 @@ pub enum Shape {
     Event,
 }
 
+/// How the messages address the sessions. A pubsub service sends each
+/// notification to the JID that subscribed, usually a bare JID, which the server
+/// routes differently (to each available resource, after the account's own
+/// checks) from a full JID; the ceiling is measured both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Address {
+    /// `user@domain/resource`: straight to the session.
+    Full,
+    /// `user@domain`: what pubsubd sends to a bare-JID subscription.
+    Bare,
+}
+
 /// The result of a `route` run.
 #[derive(Debug, Serialize)]
 pub struct RouteReport {
@@ -82,6 +97,8 @@ pub struct RouteReport {
     pub size: usize,
     /// What the messages looked like.
     pub shape: Shape,
+    /// Which JID they were addressed to.
+    pub to: Address,
     /// Messages written.
     pub sent: u64,
     /// Seconds the component side took to write everything.
@@ -133,7 +150,13 @@ pub async fn run(env: &Env, config: &RouteConfig) -> anyhow::Result<RouteReport>
     .await?;
     let targets: Arc<Vec<String>> = Arc::new(
         (0..config.clients)
-            .map(|i| format!("{}{i}@{}/load", config.user_prefix, env.domain))
+            .map(|i| {
+                let bare = format!("{}{i}@{}", config.user_prefix, env.domain);
+                match config.to {
+                    Address::Full => bare + "/load",
+                    Address::Bare => bare,
+                }
+            })
             .collect(),
     );
     let slot = &env.route_slot;
@@ -249,6 +272,7 @@ pub async fn run(env: &Env, config: &RouteConfig) -> anyhow::Result<RouteReport>
         connections: config.connections,
         size: config.size,
         shape: config.shape,
+        to: config.to,
         sent: config.messages,
         send_s: round3(send_s),
         delivered,

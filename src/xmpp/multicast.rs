@@ -3,8 +3,10 @@
 //!
 //! The server parses a component's stream one stanza at a time; for a fan-out that is
 //! the same Atom payload parsed again for every subscriber. ejabberd's `mod_multicast`
-//! (`multicast.<host>`) takes one stanza with a list of `bcc` addresses, strips the list
-//! and routes a copy to each address, so the payload is parsed once per group.
+//! (`multicast.<host>`), and on Prosody the module pubsubd ships
+//! (`deploy/prosody/mod_pubsubd_multicast.lua`), take one stanza with a list of `bcc`
+//! addresses, strip the list and route a copy to each address, so the payload is parsed
+//! once per group.
 //!
 //! Whether the service takes our stanzas is learned from the service itself: when one is
 //! configured, every barrier ping is a disco#info request to it (it then answers after

@@ -12,6 +12,10 @@ pub const DOMAIN: &str = "localhost";
 /// ejabberd's `mod_pubsub`), kept for benchmark comparisons with pubsubd.
 pub const BUILTIN_PUBSUB_JID: &str = "pubsub.localhost";
 
+/// The XEP-0033 multicast service on both servers: ejabberd's `mod_multicast`, and on
+/// Prosody the module pubsubd ships (`deploy/prosody/mod_pubsubd_multicast.lua`).
+pub const MULTICAST_JID: &str = "multicast.localhost";
+
 /// The local part of the server admin account (`admin@localhost`). Prosody
 /// only lets admins create nodes on its built-in pubsub service; register this
 /// user to benchmark it.

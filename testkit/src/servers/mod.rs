@@ -14,7 +14,7 @@ mod shared;
 mod slots;
 
 pub use kind::ServerKind;
-pub use layout::{ADMIN_USER, BUILTIN_PUBSUB_JID, DEBUG_ENV, DOMAIN};
+pub use layout::{ADMIN_USER, BUILTIN_PUBSUB_JID, DEBUG_ENV, DOMAIN, MULTICAST_JID};
 pub use server::XmppServer;
 pub use shared::{shared, shared_ejabberd, shared_prosody};
 pub use slots::{ComponentSlot, SLOT_COUNT};

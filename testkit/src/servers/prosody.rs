@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use super::layout::{ServerLayout, ADMIN_USER, BUILTIN_PUBSUB_JID, DOMAIN};
+use super::layout::{ServerLayout, ADMIN_USER, BUILTIN_PUBSUB_JID, DOMAIN, MULTICAST_JID};
 
 /// The Prosody launcher installed by the Debian package.
 const PROSODY_BIN: &str = "/usr/bin/prosody";
@@ -65,6 +65,14 @@ pub fn ready_markers(layout: &ServerLayout) -> Vec<String> {
     ]
 }
 
+/// Where the Prosody modules pubsubd ships are: `deploy/prosody/` of this repository.
+fn prosody_plugins() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("deploy")
+        .join("prosody")
+}
+
 fn render_config(layout: &ServerLayout) -> String {
     let level = if ServerLayout::debug_logging() {
         "debug"
@@ -106,12 +114,17 @@ allow_registration = true
 registration_allowlist = {{ "127.0.0.1", "::1" }}
 c2s_stanza_size_limit = {STANZA_SIZE_LIMIT}
 component_stanza_size_limit = {STANZA_SIZE_LIMIT}
+-- The XEP-0033 service pubsubd ships for Prosody.
+plugin_paths = {{ "{plugins}" }}
 
 VirtualHost "{DOMAIN}"
 
 Component "{BUILTIN_PUBSUB_JID}" "pubsub"
+
+Component "{MULTICAST_JID}" "pubsubd_multicast"
 "#,
         data = layout.data_dir().display(),
+        plugins = prosody_plugins().display(),
         c2s = layout.c2s_port,
         component = layout.component_port,
     );
