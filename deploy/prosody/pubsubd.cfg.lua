@@ -7,3 +7,13 @@ component_interfaces = { "127.0.0.1" }
 
 Component "pubsub.example.org"
     component_secret = "change-me"  -- the same secret pubsubd is given
+
+-- Optional: notifications in groups (XEP-0033). Copy mod_pubsubd_multicast.lua (next to
+-- this file) into a directory of your choosing, name it here, and set
+-- `multicast = "multicast.example.org"` in pubsubd's configuration.
+--
+-- plugin_paths = { "/usr/local/lib/pubsubd/prosody" }
+--
+-- Component "multicast.example.org" "pubsubd_multicast"
+--     multicast_senders = { "pubsub.example.org" }
+--     multicast_limit = 100
