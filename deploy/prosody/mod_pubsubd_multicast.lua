@@ -10,7 +10,7 @@
 --
 -- Load it as a component of its own:
 --
---   plugin_paths = { "/usr/share/pubsubd/prosody" }  -- where this file is
+--   plugin_paths = { "/usr/local/lib/pubsubd/prosody" }  -- the directory holding this file
 --   Component "multicast.example.org" "pubsubd_multicast"
 --       multicast_senders = { "pubsub.example.org" }   -- who may use it
 --       multicast_limit = 100                           -- recipients per stanza
