@@ -132,6 +132,8 @@ pub async fn open_store(
 
 /// Runs the service until SIGINT/SIGTERM.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
+    // Before anything can say "connected": a SIGTERM from then on is a clean shutdown.
+    let signals = shutdown::listen();
     tracing::info!(jid = %cfg.jid, server = %cfg.server, "starting pubsubd");
     let policy = crate::pubsub::Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(
         |message| StartError::Config {
@@ -286,7 +288,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         stop_tx.subscribe(),
     ));
     tokio::select! {
-        _ = shutdown::signal() => {}
+        _ = signals.recv() => {}
         _ = connection_ended(&connections) => {}
     }
     // Shutdown in order: stop reading, let handlers answer what they have, then close
