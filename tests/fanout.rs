@@ -1616,7 +1616,7 @@ async fn a_multicast_jid_without_a_service_leaves_notifications_one_by_one_on_pr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prosody_multicast_module_copies_to_each_address_and_refuses_what_it_must(
 ) -> anyhow::Result<()> {
-    const NS_ADDRESS: &str = "http://jabber.org/protocol/address";
+    use pubsubd::xmpp::multicast::NS_ADDRESS;
     let server = shared_prosody();
     let slot = server.lease_component();
     let mut component =
