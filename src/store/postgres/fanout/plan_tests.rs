@@ -1,0 +1,174 @@
+//! The subscriber reads keep to `subscriptions_fanout` whatever the planner's statistics
+//! say. The database is given the statistics a real run left behind (taken while the
+//! table held two big nodes, then 2,000 small nodes added), and the plans of the real
+//! statements are read back with `EXPLAIN`, both as the generic plan of a prepared
+//! statement (what sqlx runs after a few executions) and as a custom plan. The same
+//! reads written with `node_pk = …` are checked to go wrong under these statistics, so
+//! the setup is known to mislead the planner.
+
+use pubsubd_testkit::TestDb;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use super::{SUBSCRIBER_PAGE_SQL, WHOLE_NODES_SQL};
+use crate::store::postgres::PgStore;
+
+/// The page as it was written before: equality on the node, ordered by `pk`.
+const PAGE_BY_EQUALITY: &str = "
+SELECT pk, jid, bare_jid, subid, options::text AS options
+FROM subscriptions
+WHERE node_pk = $1 AND state = 'subscribed' AND pk > $2
+ORDER BY pk
+LIMIT $3";
+
+/// Big nodes 1 and 2 (10,500 subscriptions each) when the statistics are taken, then
+/// nodes 3..=2002 with 10 subscriptions each.
+async fn stale_statistics() -> anyhow::Result<(TestDb, PgConnection)> {
+    let db = TestDb::create().await?;
+    PgStore::connect(db.url(), 1).await?.migrate().await?;
+    let mut conn = db.connect().await?;
+    sqlx::raw_sql(
+        "INSERT INTO nodes (name, config, creator)
+             SELECT 'big' || g, '{}', 'owner@a.example' FROM generate_series(1, 2) g;
+         INSERT INTO subscriptions (node_pk, jid, bare_jid, subid, state)
+             SELECT 1 + g % 2, 'u' || g || '@a.example', 'u' || g || '@a.example',
+                    'b' || g, 'subscribed'
+             FROM generate_series(1, 21000) g;
+         ANALYZE subscriptions;
+         ANALYZE nodes;
+         INSERT INTO nodes (name, config, creator)
+             SELECT 'small' || g, '{}', 'owner@a.example' FROM generate_series(1, 2000) g;
+         INSERT INTO subscriptions (node_pk, jid, bare_jid, subid, state)
+             SELECT 3 + g / 10, 'v' || g % 1000 || '@a.example', 'v' || g % 1000 || '@a.example',
+                    's' || g, 'subscribed'
+             FROM generate_series(0, 19999) g;",
+    )
+    .execute(&mut conn)
+    .await?;
+    Ok((db, conn))
+}
+
+/// Every `(node type, index)` of the plan that `explain` (an `EXPLAIN (FORMAT JSON) …`
+/// statement) gives under `plan_cache_mode = mode`, for the statement `sql` prepared as
+/// `name` with parameter types `types`.
+async fn scans(
+    conn: &mut PgConnection,
+    mode: &str,
+    name: &str,
+    types: &str,
+    sql: &str,
+    args: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET plan_cache_mode = {mode}; PREPARE {name}({types}) AS {sql}"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) EXECUTE {name}({args})"
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DEALLOCATE {name}")))
+        .execute(&mut *conn)
+        .await?;
+    let mut found = Vec::new();
+    collect(&plan, &mut found);
+    Ok(found)
+}
+
+fn collect(plan: &Value, found: &mut Vec<(String, String)>) {
+    match plan {
+        Value::Array(items) => items.iter().for_each(|v| collect(v, found)),
+        Value::Object(fields) => {
+            if let Some(Value::String(kind)) = fields.get("Node Type") {
+                let on = fields
+                    .get("Index Name")
+                    .or_else(|| fields.get("Relation Name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                found.push((kind.clone(), on.to_owned()));
+            }
+            fields.values().for_each(|v| collect(v, found));
+        }
+        _ => {}
+    }
+}
+
+/// Whether a plan reads subscriptions other than through `subscriptions_fanout`.
+fn strays(found: &[(String, String)]) -> bool {
+    found.iter().any(|(kind, on)| {
+        on == "subscriptions_pkey" || (kind == "Seq Scan" && on == "subscriptions")
+    })
+}
+
+const MODES: [&str; 2] = ["force_generic_plan", "force_custom_plan"];
+
+#[tokio::test]
+async fn a_subscriber_page_reads_its_own_index_entries_under_stale_statistics() -> anyhow::Result<()>
+{
+    let (_db, mut conn) = stale_statistics().await?;
+    let types = "bigint, bigint, bigint";
+    for mode in MODES {
+        // A small node's first page, and a page deep into a big node.
+        for args in ["105, 0, 500", "1, 15000, 500"] {
+            let found = scans(&mut conn, mode, "page", types, SUBSCRIBER_PAGE_SQL, args).await?;
+            assert!(
+                !strays(&found) && found.iter().any(|(_, on)| on == "subscriptions_fanout"),
+                "{mode}, ({args}): {found:?}"
+            );
+        }
+    }
+    let misled = scans(
+        &mut conn,
+        "force_generic_plan",
+        "page",
+        types,
+        PAGE_BY_EQUALITY,
+        "105, 0, 500",
+    )
+    .await?;
+    assert!(
+        strays(&misled),
+        "these statistics no longer mislead the planner, so this test shows nothing: {misled:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn small_nodes_are_read_through_their_index_under_stale_statistics() -> anyhow::Result<()> {
+    let (_db, mut conn) = stale_statistics().await?;
+    let small: Vec<String> = (100..132).map(|n| n.to_string()).collect();
+    let args = format!(
+        "ARRAY[{}]::bigint[], ARRAY[{}]::bigint[]",
+        small.join(","),
+        vec!["500"; small.len()].join(",")
+    );
+    let types = "bigint[], bigint[]";
+    for mode in MODES {
+        let found = scans(&mut conn, mode, "whole", types, WHOLE_NODES_SQL, &args).await?;
+        assert!(
+            !strays(&found) && found.iter().any(|(_, on)| on == "subscriptions_fanout"),
+            "{mode}: {found:?}"
+        );
+    }
+    let by_equality = WHOLE_NODES_SQL.replace(
+        "node_pk >= u.node_pk AND node_pk <= u.node_pk",
+        "node_pk = u.node_pk",
+    );
+    assert_ne!(by_equality, WHOLE_NODES_SQL, "the node match was rewritten");
+    let misled = scans(
+        &mut conn,
+        "force_custom_plan",
+        "whole",
+        types,
+        &by_equality,
+        &args,
+    )
+    .await?;
+    assert!(
+        strays(&misled),
+        "these statistics no longer mislead the planner, so this test shows nothing: {misled:?}"
+    );
+    Ok(())
+}
