@@ -213,6 +213,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 drain_rx.clone(),
             )
             .with_multicast(multicast.clone())
+            .with_limits(stanza_reader::Limits {
+                max_stanza_bytes: cfg.max_stanza_size,
+                ..stanza_reader::Limits::default()
+            })
         })
         .collect();
     let mut firsts = Vec::with_capacity(supervisors.len());

@@ -104,6 +104,7 @@ pub struct FileConfig {
     pub multicast: Option<String>,
     pub multicast_limit: Option<usize>,
     pub max_payload_size: Option<usize>,
+    pub max_stanza_size: Option<usize>,
     pub metrics_listen: Option<String>,
     #[serde(default)]
     pub service: Option<toml::Table>,
@@ -161,6 +162,9 @@ pub struct Config {
     /// notification to many recipients once the service has shown it takes them.
     pub multicast: Option<Multicast>,
     pub max_payload_size: usize,
+    /// Largest stanza read whole from the server, in bytes; a larger one is skipped and
+    /// answered with an error, and the stream goes on.
+    pub max_stanza_size: usize,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; off when `None`.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The `[service]` table, handed to the pubsub policy as it is.
@@ -496,6 +500,21 @@ impl Config {
             DEFAULT_MAX_PAYLOAD,
             &origin(false),
         )?;
+        let max_stanza_size = positive(
+            "max_stanza_size",
+            f.max_stanza_size,
+            stanza_reader::DEFAULT_MAX_STANZA_BYTES,
+            &origin(false),
+        )?;
+        if max_stanza_size <= max_payload_size {
+            return Err(ConfigError::Invalid {
+                key: "max_stanza_size",
+                origin: origin(false),
+                message: format!(
+                    "must be larger than max_payload_size ({max_payload_size}), or no payload of that size could arrive"
+                ),
+            });
+        }
         let metrics_from_flag = o.metrics_listen.is_some();
         let metrics_listen = match o.metrics_listen.or(f.metrics_listen) {
             None => None,
@@ -532,6 +551,7 @@ impl Config {
             connections,
             multicast,
             max_payload_size,
+            max_stanza_size,
             metrics_listen,
             service: f.service.unwrap_or_default(),
             rate_limits: f.rate_limits.unwrap_or_default(),

@@ -26,6 +26,13 @@ pub const PUBLISHES: &str = "pubsubd_publishes_total";
 pub const RATE_LIMITED: &str = "pubsubd_rate_limited_total";
 /// Component connections re-established after a drop.
 pub const RECONNECTS: &str = "pubsubd_reconnects_total";
+/// Component streams that ended other than by shutdown, by `reason` (see
+/// [`crate::xmpp::session::LostReason::label`]). Nothing a user sends may end the stream:
+/// a `malformed-xml` here is a bug to report, with the sender logged beside it.
+pub const COMPONENT_DISCONNECTS: &str = "pubsubd_component_disconnects_total";
+/// Stanzas read whole but refused for crossing a per-stanza limit of the reader, by
+/// `limit` (`too-large`, `too-deep`, ...); each request among them got an error answer.
+pub const STANZAS_REFUSED: &str = "pubsubd_stanzas_refused_total";
 /// Component streams up (1 with the default single connection).
 pub const CONNECTED: &str = "pubsubd_xmpp_connected";
 /// Stanzas waiting in front of the connection writer.
@@ -75,6 +82,14 @@ fn describe() {
     );
     describe_counter!(PUBLISHES, "Items published");
     describe_counter!(RECONNECTS, "Component reconnections");
+    describe_counter!(
+        COMPONENT_DISCONNECTS,
+        "Component streams lost, by reason"
+    );
+    describe_counter!(
+        STANZAS_REFUSED,
+        "Stanzas refused for crossing a per-stanza limit, by limit"
+    );
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit");
     describe_gauge!(CONNECTED, "Component connections up (of `connections`)");
     describe_gauge!(OUTGOING_QUEUE, "Stanzas queued for the connection writer");

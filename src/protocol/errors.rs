@@ -30,6 +30,24 @@ fn unsupported(feature: &str) -> Element {
         .build()
 }
 
+/// The error for a request the stream reader refused for crossing a per-stanza limit
+/// ([`crate::xmpp::refused`]): a publish too large for the stanza limit is
+/// `payload-too-big` (XEP-0060 §7.1.3.4), like one over the node's own limit; anything
+/// else over a limit is `policy-violation` (RFC 6120 §8.3.3.12), with the limit in the
+/// text.
+pub fn refused_request(refused: &crate::xmpp::refused::RefusedRequest) -> StanzaError {
+    let publish = refused.payload_ns.as_deref() == Some(ns::PUBSUB)
+        && refused.payload_child.as_deref() == Some("publish");
+    if refused.too_large() && publish {
+        return stanza_error(&DomainError::PayloadTooBig, None);
+    }
+    super::reply::with_text(
+        ErrorType::Modify,
+        DefinedCondition::PolicyViolation,
+        &refused.reason,
+    )
+}
+
 /// The XEP-0060 error for `err`, attributed to `by` (normally the service's JID) if given.
 ///
 /// Every error carries an English `<text/>` describing it, except `Internal`, whose

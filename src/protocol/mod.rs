@@ -26,6 +26,7 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use crate::pubsub::Pubsub;
+use crate::xmpp::refused::RefusedRequest;
 use crate::xmpp::Outbound;
 use pubsub::Command;
 use stanza::{Incoming, IqRequest};
@@ -162,19 +163,8 @@ impl Service {
 
     /// Produces the answer to one IQ request.
     async fn answer_iq(&self, req: &IqRequest) -> String {
-        if req.payload.is(
-            crate::xmpp::depth::TOO_DEEP,
-            crate::xmpp::depth::TOO_DEEP_NS,
-        ) {
-            tracing::info!(from = %req.from, id = %req.id, "stanza nested too deeply refused");
-            return reply::error(
-                req,
-                reply::with_text(
-                    ErrorType::Modify,
-                    DefinedCondition::PolicyViolation,
-                    "stanza nested too deeply",
-                ),
-            );
+        if let Some(refused) = RefusedRequest::of(&req.payload) {
+            return reply::error(req, errors::refused_request(&refused));
         }
         if req.to.node().is_some() || req.to.resource().is_some() {
             // Only the service JID itself offers anything.

@@ -1,35 +1,29 @@
 //! Opening a component stream: TCP connect, stream header, XEP-0114 handshake.
 //!
-//! The socket is duplicated after connecting: tokio-xmpp's XML stream parser owns one
-//! handle and reads from it; the writer owns the other and writes finished stanza
-//! text in batches (see [`super::render`]).
+//! The socket is duplicated after connecting: the stanza reader ([`stanza_reader`]) owns
+//! one handle and reads from it; the writer owns the other and writes finished stanza
+//! text in batches (see [`super::render`]). The stream header and the handshake are
+//! written as text like everything else.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use minidom::Element;
-use tokio::io::BufReader;
+use stanza_reader::{Item, Limits, StanzaReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, XmlStream};
 use xmpp_parsers::component::Handshake;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
+use super::render::escape;
 use crate::config::Secret;
 
 /// How long the server may take to answer the stream header or the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Read timeouts handed to the XML stream: a quiet stream is normal (the writer pings
-/// the server every [`super::session::KEEPALIVE`]), so only a long silence is an error.
-pub const STREAM_TIMEOUTS: Timeouts = Timeouts {
-    read_timeout: Duration::from_secs(90),
-    response_timeout: Duration::from_secs(60),
-};
-
-/// The reading side of a connected stream.
-pub type Reader = XmlStream<BufReader<TcpStream>, Element>;
+/// The reading side of a connected stream: one stanza at a time, each limit checked per
+/// stanza (see [`stanza_reader`]).
+pub type Reader = StanzaReader<BufReader<TcpStream>>;
 
 /// Why a connection attempt failed. Each is a one-line message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +44,11 @@ pub enum ConnectError {
         server: String,
         source: std::io::Error,
     },
+    #[error("cannot read the stream from {server}: {source}")]
+    Read {
+        server: String,
+        source: stanza_reader::ReadError,
+    },
 }
 
 impl ConnectError {
@@ -65,13 +64,20 @@ pub struct Connected {
     pub writer: TcpStream,
 }
 
-/// Connects to `server` and authenticates as `jid` with `secret`.
+/// Connects to `server` and authenticates as `jid` with `secret`; stanzas are then read
+/// under `limits`.
 pub async fn connect(
     server: &str,
     jid: &BareJid,
     secret: &Secret,
+    limits: Limits,
 ) -> Result<Connected, ConnectError> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_inner(server, jid, secret)).await {
+    match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        connect_inner(server, jid, secret, limits),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout {
             server: server.to_string(),
@@ -83,6 +89,7 @@ async fn connect_inner(
     server: &str,
     jid: &BareJid,
     secret: &Secret,
+    limits: Limits,
 ) -> Result<Connected, ConnectError> {
     let tcp_err = |source| ConnectError::Tcp {
         server: server.to_string(),
@@ -92,44 +99,56 @@ async fn connect_inner(
         server: server.to_string(),
         source,
     };
+    let read_err = |source| ConnectError::Read {
+        server: server.to_string(),
+        source,
+    };
     let tcp = TcpStream::connect(server).await.map_err(tcp_err)?;
     tcp.set_nodelay(true).map_err(tcp_err)?;
     let std = tcp.into_std().map_err(tcp_err)?;
     let std_writer = std.try_clone().map_err(tcp_err)?;
     let read_half = TcpStream::from_std(std).map_err(tcp_err)?;
-    let writer = TcpStream::from_std(std_writer).map_err(tcp_err)?;
+    let mut writer = TcpStream::from_std(std_writer).map_err(tcp_err)?;
+    let mut reader = StanzaReader::new(BufReader::new(read_half), limits);
 
-    let header = StreamHeader {
-        from: None,
-        to: Some(Cow::Owned(jid.to_string())),
-        id: None,
-    };
-    let mut pending = initiate_stream(
-        BufReader::new(read_half),
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' to='{}'>",
         ns::COMPONENT,
-        header,
-        STREAM_TIMEOUTS,
-    )
-    .await
-    .map_err(stream_err)?;
-    let stream_id = pending
-        .take_header()
-        .id
-        .ok_or_else(|| ConnectError::StreamError {
-            server: server.to_string(),
-            reason: "stream header without id (is this a component port?)".into(),
-        })?;
-    let mut reader: Reader = pending.skip_features();
-    let handshake = Handshake::from_stream_id_and_password(stream_id.into_owned(), secret.expose());
-    reader
-        .send(&Element::from(handshake))
+        ns::STREAM,
+        escape(&jid.to_string())
+    );
+    writer
+        .write_all(header.as_bytes())
+        .await
+        .map_err(stream_err)?;
+    let stream_id = loop {
+        match reader.next().await.map_err(read_err)? {
+            Item::Header(attrs) => {
+                break attrs
+                    .into_iter()
+                    .find(|(name, _)| name == "id")
+                    .map(|(_, id)| id)
+                    .ok_or_else(|| ConnectError::StreamError {
+                        server: server.to_string(),
+                        reason: "stream header without id (is this a component port?)".into(),
+                    })?;
+            }
+            other => tracing::debug!(?other, "ignoring input before the stream header"),
+        }
+    };
+    let handshake =
+        Element::from(Handshake::from_stream_id_and_password(stream_id, secret.expose()));
+    writer
+        .write_all(String::from(&handshake).as_bytes())
         .await
         .map_err(stream_err)?;
 
     loop {
         match reader.next().await {
-            Some(Ok(el)) if el.name() == "handshake" => return Ok(Connected { reader, writer }),
-            Some(Ok(el)) if el.name() == "error" && el.ns() == ns::STREAM => {
+            Ok(Item::Stanza(el)) if el.name() == "handshake" => {
+                return Ok(Connected { reader, writer })
+            }
+            Ok(Item::Stanza(el)) if el.name() == "error" && el.ns() == ns::STREAM => {
                 let condition = el
                     .children()
                     .find(|c| c.ns() == ns::XMPP_STREAMS && c.name() != "text")
@@ -147,24 +166,21 @@ async fn connect_inner(
                     }
                 });
             }
-            Some(Ok(el)) => {
+            Ok(Item::Stanza(el)) => {
                 tracing::debug!(name = el.name(), "ignoring element before handshake reply");
             }
-            Some(Err(ReadError::SoftTimeout)) => {}
-            Some(Err(ReadError::HardError(e))) => return Err(stream_err(e)),
-            Some(Err(ReadError::ParseError(e))) => {
-                return Err(ConnectError::StreamError {
-                    server: server.to_string(),
-                    reason: e.to_string(),
-                })
+            Ok(Item::Refused { head, refusal }) => {
+                tracing::debug!(name = head.name, %refusal, "ignoring refused element before handshake reply");
             }
+            Ok(Item::Header(_)) => {}
             // Prosody closes the stream without a stream error on a bad secret.
-            Some(Err(ReadError::StreamFooterReceived)) | None => {
+            Ok(Item::Footer) | Err(stanza_reader::ReadError::Eof) => {
                 return Err(ConnectError::NotAuthorized {
                     server: server.to_string(),
                     jid: jid.clone(),
                 })
             }
+            Err(e) => return Err(read_err(e)),
         }
     }
 }

@@ -7,16 +7,18 @@
 //! drained by a single writer that batches writes.
 //!
 //! - [`handshake`]: TCP connect, stream header, XEP-0114 handshake.
+//! - [`refused`]: requests the stanza reader refused for a per-stanza limit, handed on
+//!   to be answered.
 //! - [`session`]: one connected stream: the reader and the batching writer.
 //! - [`supervisor`]: connect at start-up, reconnect with backoff and jitter after a drop.
 //! - [`outbound`]: the handle the rest of pubsubd sends through, and delivery barriers.
 //! - [`multicast`]: XEP-0033 grouping through the server's multicast service, when configured.
 //! - [`render`]: XML escaping and serialisation helpers for outgoing stanzas.
 
-pub mod depth;
 pub mod handshake;
 pub mod multicast;
 pub mod outbound;
+pub mod refused;
 pub mod render;
 pub mod session;
 pub mod supervisor;

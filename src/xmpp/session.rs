@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use minidom::Element;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use stanza_reader::{Item, ReadError};
 use tokio::sync::{broadcast, oneshot, watch};
-use tokio_xmpp::xmlstream::ReadError;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
@@ -24,6 +23,9 @@ use super::Inbound;
 /// How often the writer pings the server: keeps NATs and the server's idle timers from
 /// closing a quiet stream, and detects a dead peer within about two periods.
 pub const KEEPALIVE: Duration = Duration::from_secs(30);
+/// How long the server may stay silent before the stream counts as dead: three
+/// keepalive periods, each of which sends a ping the server routes straight back.
+const READ_SILENCE: Duration = Duration::from_secs(3 * 30);
 /// Largest batch written in one go, in bytes. Large enough to amortise the syscall,
 /// small enough not to hold back the first stanza of a burst.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -46,12 +48,55 @@ const PING_ID_PREFIX: &str = "pubsubd-ping-";
 /// on it; one extra ping per period costs nothing.
 const BARRIER_REPING: Duration = Duration::from_millis(250);
 
+/// Why a stream was lost.
+#[derive(Debug, thiserror::Error)]
+pub enum LostReason {
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    /// The bytes the server sent are not well-formed XML, or a single name or value
+    /// was longer than the reader takes at all (see [`stanza_reader::TOKEN_LIMIT_FACTOR`]).
+    /// Nothing a user can send should get here: it is logged with the sender.
+    #[error("unreadable XML from the server: {0}")]
+    MalformedXml(std::io::Error),
+    #[error("stream error from server: {0}")]
+    StreamError(String),
+    #[error("server closed the stream")]
+    ServerClosed,
+    #[error("the connection closed")]
+    ConnectionClosed,
+    #[error("nothing read from the server for {0:?}")]
+    Silent(Duration),
+    #[error("the reader stopped")]
+    ReaderStopped,
+}
+
+impl LostReason {
+    /// A short stable label, for the `reason` of the disconnect counter.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LostReason::Write(_) => "write-failed",
+            LostReason::Read(_) => "read-failed",
+            LostReason::MalformedXml(_) => "malformed-xml",
+            LostReason::StreamError(_) => "stream-error",
+            LostReason::ServerClosed => "server-closed",
+            LostReason::ConnectionClosed => "connection-closed",
+            LostReason::Silent(_) => "silent",
+            LostReason::ReaderStopped => "reader-stopped",
+        }
+    }
+}
+
 /// How a session ended.
 #[derive(Debug)]
 pub enum SessionEnd {
     /// The stream broke; `unsent` holds stanzas that were being written and must be
     /// written again on the next stream.
-    Lost { reason: String, unsent: Vec<String> },
+    Lost {
+        reason: LostReason,
+        unsent: Vec<String>,
+    },
     /// A clean shutdown: the stream was closed with `</stream:stream>`.
     Closed,
     /// Every [`super::Outbound`] handle is gone.
@@ -128,7 +173,7 @@ pub async fn run<I: Inbound>(
     if let Some(m) = &multicast {
         m.stream_started();
     }
-    let (reader_done_tx, mut reader_done) = oneshot::channel::<String>();
+    let (reader_done_tx, mut reader_done) = oneshot::channel::<LostReason>();
     let reader_task = tokio::spawn(read_loop(
         conn.reader,
         inbound,
@@ -187,7 +232,7 @@ impl Writer {
         &mut self,
         queue: &mut OutboundQueue,
         carry_over: Vec<String>,
-        reader_done: &mut oneshot::Receiver<String>,
+        reader_done: &mut oneshot::Receiver<LostReason>,
         shutdown: &mut broadcast::Receiver<()>,
     ) -> SessionEnd {
         for stanza in carry_over {
@@ -217,7 +262,7 @@ impl Writer {
                     return SessionEnd::Closed;
                 }
                 reason = &mut *reader_done => {
-                    let reason = reason.unwrap_or_else(|_| "reader stopped".into());
+                    let reason = reason.unwrap_or(LostReason::ReaderStopped);
                     return SessionEnd::Lost { reason, unsent: Vec::new() };
                 }
                 item = queue.recv() => {
@@ -251,7 +296,7 @@ impl Writer {
 
     fn lost(&mut self, e: std::io::Error) -> SessionEnd {
         SessionEnd::Lost {
-            reason: format!("write failed: {e}"),
+            reason: LostReason::Write(e),
             unsent: std::mem::take(&mut self.batch),
         }
     }
@@ -361,13 +406,13 @@ async fn read_loop<I: Inbound>(
     mut reader: Reader,
     inbound: Arc<I>,
     mut pings: Pings,
-    done: oneshot::Sender<String>,
+    done: oneshot::Sender<LostReason>,
     mut draining: watch::Receiver<bool>,
 ) {
     let mut accepting = true;
     let reason = loop {
         let next = tokio::select! {
-            next = reader.next() => next,
+            next = tokio::time::timeout(READ_SILENCE, reader.next()) => next,
             _ = async { drop(draining.wait_for(|d| *d).await) }, if accepting => {
                 // Shutting down: hand nothing new to the router, but keep reading so
                 // barrier answers and the server's closing footer still arrive.
@@ -375,54 +420,78 @@ async fn read_loop<I: Inbound>(
                 continue;
             }
         };
-        match next {
-            Some(Ok(el)) => {
-                let el = super::depth::guard(el);
-                if let Some(m) = pings.multicast.as_ref().filter(|m| is_bounce(m, &el)) {
-                    m.bounced(&el);
-                    continue;
+        let el = match next {
+            Ok(Ok(Item::Stanza(el))) => el,
+            Ok(Ok(Item::Refused { head, refusal })) => {
+                metrics::counter!(crate::metrics::STANZAS_REFUSED, "limit" => refusal.label())
+                    .increment(1);
+                tracing::info!(
+                    from = head.attr("from").unwrap_or("unknown"),
+                    id = head.attr("id").unwrap_or(""),
+                    name = head.name,
+                    %refusal,
+                    "stanza over a limit refused"
+                );
+                // Requests are answered; anything else over a limit is dropped.
+                if accepting
+                    && head.name == "iq"
+                    && matches!(head.attr("type"), Some("get" | "set"))
+                {
+                    inbound.deliver(super::refused::marker(&head, refusal)).await;
                 }
-                match own_ping(&el, pings.token) {
-                    OwnPing::Ours(n) => {
-                        let confirms = pings.confirms(&el);
-                        answered(&pings.pending, n, confirms);
-                        continue;
-                    }
-                    OwnPing::Foreign(Some((other, n))) => {
-                        if let Some(sibling) = live_session(other) {
-                            let confirms = pings.confirms(&el);
-                            answered(&sibling, n, confirms);
-                            tracing::trace!("a sibling connection's ping resolved");
-                        } else {
-                            tracing::trace!("another process's ping dropped");
-                        }
-                        continue;
-                    }
-                    OwnPing::Foreign(_) => {
-                        tracing::trace!("another process's ping dropped");
-                        continue;
-                    }
-                    OwnPing::No => {}
-                }
-                if el.name() == "error" && el.ns() == ns::STREAM {
-                    break format!("stream error from server: {}", describe_stream_error(&el));
-                }
-                if accepting {
-                    inbound.deliver(el).await;
+                continue;
+            }
+            Ok(Ok(Item::Header(_))) => continue,
+            Ok(Ok(Item::Footer)) => break LostReason::ServerClosed,
+            Ok(Err(ReadError::Eof)) => break LostReason::ConnectionClosed,
+            Ok(Err(ReadError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // A bug: report it with whoever sent the stanza it broke in.
+                tracing::error!(
+                    error = %e,
+                    from = reader.partial_head().and_then(|h| h.attr("from")).unwrap_or("unknown (between stanzas)"),
+                    "the component stream broke on what the server sent"
+                );
+                break LostReason::MalformedXml(e);
+            }
+            Ok(Err(ReadError::Io(e))) => break LostReason::Read(e),
+            Err(_) => break LostReason::Silent(READ_SILENCE),
+        };
+        if let Some(m) = pings.multicast.as_ref().filter(|m| is_bounce(m, &el)) {
+            m.bounced(&el);
+            continue;
+        }
+        match own_ping(&el, pings.token) {
+            OwnPing::Ours(n) => {
+                let confirms = pings.confirms(&el);
+                answered(&pings.pending, n, confirms);
+                continue;
+            }
+            OwnPing::Foreign(Some((other, n))) => {
+                if let Some(sibling) = live_session(other) {
+                    let confirms = pings.confirms(&el);
+                    answered(&sibling, n, confirms);
+                    tracing::trace!("a sibling connection's ping resolved");
                 } else {
-                    tracing::debug!(
-                        name = el.name(),
-                        "stanza arrived during shutdown; not handled"
-                    );
+                    tracing::trace!("another process's ping dropped");
                 }
+                continue;
             }
-            Some(Err(ReadError::SoftTimeout)) => {}
-            Some(Err(ReadError::ParseError(e))) => {
-                tracing::warn!(error = %e, "unparseable element from server skipped");
+            OwnPing::Foreign(_) => {
+                tracing::trace!("another process's ping dropped");
+                continue;
             }
-            Some(Err(ReadError::HardError(e))) => break format!("read failed: {e}"),
-            Some(Err(ReadError::StreamFooterReceived)) => break "server closed the stream".into(),
-            None => break "stream ended".into(),
+            OwnPing::No => {}
+        }
+        if el.name() == "error" && el.ns() == ns::STREAM {
+            break LostReason::StreamError(describe_stream_error(&el));
+        }
+        if accepting {
+            inbound.deliver(el).await;
+        } else {
+            tracing::debug!(
+                name = el.name(),
+                "stanza arrived during shutdown; not handled"
+            );
         }
     };
     let _ = done.send(reason);

@@ -10,6 +10,8 @@ use rand::Rng;
 use tokio::sync::{broadcast, watch};
 use xmpp_parsers::jid::BareJid;
 
+use stanza_reader::Limits;
+
 use super::handshake::{self, ConnectError};
 use super::multicast::Multicast;
 use super::outbound::OutboundQueue;
@@ -66,6 +68,7 @@ pub struct Supervisor<I: Inbound> {
     state: watch::Sender<bool>,
     draining: watch::Receiver<bool>,
     multicast: Option<Arc<Multicast>>,
+    limits: Limits,
 }
 
 impl<I: Inbound> Supervisor<I> {
@@ -90,7 +93,14 @@ impl<I: Inbound> Supervisor<I> {
             state,
             draining,
             multicast: None,
+            limits: Limits::default(),
         }
+    }
+
+    /// Reads stanzas under `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Pings through `multicast` (see [`super::multicast`]) so that fan-out may address
@@ -107,7 +117,7 @@ impl<I: Inbound> Supervisor<I> {
 
     /// Makes the first connection; an error here is reported to the operator.
     pub async fn connect_first(&self) -> Result<handshake::Connected, ConnectError> {
-        handshake::connect(&self.server, &self.jid, &self.secret).await
+        handshake::connect(&self.server, &self.jid, &self.secret, self.limits).await
     }
 
     /// Runs the connection until shutdown, reconnecting whenever it drops.
@@ -138,6 +148,8 @@ impl<I: Inbound> Supervisor<I> {
                 }
                 SessionEnd::QueueClosed => return,
                 SessionEnd::Lost { reason, unsent } => {
+                    metrics::counter!(crate::metrics::COMPONENT_DISCONNECTS, "reason" => reason.label())
+                        .increment(1);
                     tracing::warn!(%reason, requeued = unsent.len(), "component connection lost");
                     carry_over = unsent;
                 }
@@ -167,7 +179,7 @@ impl<I: Inbound> Supervisor<I> {
                 _ = shutdown.recv() => return None,
                 _ = tokio::time::sleep(delay) => {}
             }
-            match handshake::connect(&self.server, &self.jid, &self.secret).await {
+            match handshake::connect(&self.server, &self.jid, &self.secret, self.limits).await {
                 Ok(c) => {
                     metrics::counter!(crate::metrics::RECONNECTS).increment(1);
                     return Some(c);

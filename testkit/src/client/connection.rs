@@ -6,14 +6,28 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt as _};
 use minidom::Element;
+use stanza_reader::{Item, Limits, StanzaReader};
+use std::io::Cursor;
+
+use tokio::io::{AsyncWriteExt, BufReader, BufStream, Chain, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_xmpp::xmlstream::ReadError;
 
 use super::negotiate::{describe_stream_error, ClientStream};
-use super::stanza::{self, NS_STREAMS};
+use super::stanza::{self, NS_CLIENT, NS_STREAMS};
+
+/// The reading side after negotiation: pubsubd's own stanza reader, so that a test
+/// client reads whatever pubsubd may send (tokio-xmpp's reader stops at 8 KiB per
+/// attribute value).
+type Reader = StanzaReader<Chain<Cursor<Vec<u8>>, BufReader<ReadHalf<BufStream<TcpStream>>>>>;
+/// The writing side after negotiation.
+type Writer = WriteHalf<BufStream<TcpStream>>;
+
+/// Silence after which the task pings the server, so that an idle test client is not
+/// torn down; a second such silence in a row ends the connection.
+const READ_SILENCE: Duration = Duration::from_secs(60);
 
 /// At most this many queued stanzas are written before one flush, so a
 /// burst from a load generator costs few syscalls but a flood cannot starve
@@ -57,31 +71,38 @@ pub fn spawn(
 ) {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (in_tx, in_rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(stream, domain, out_rx, in_tx));
+    // Negotiation read the stream header; whatever the buffered stream already holds
+    // is read through the split half first, so nothing is lost in the hand-over.
+    let (read_half, writer) = tokio::io::split(stream.into_inner());
+    let reader = StanzaReader::resume(BufReader::new(read_half), Limits::default(), NS_CLIENT);
+    let task = tokio::spawn(run(reader, writer, domain, out_rx, in_tx));
     (out_tx, in_rx, task)
 }
 
 async fn run(
-    mut stream: ClientStream,
+    mut reader: Reader,
+    mut writer: Writer,
     domain: String,
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
     incoming: mpsc::UnboundedSender<Incoming>,
 ) {
     let mut keepalives = 0u64;
+    let mut silent = false;
     let reason = loop {
         tokio::select! {
             request = outgoing.recv() => match request {
                 Some(Outgoing::Stanza(first)) => {
-                    match write_batch(&mut stream, first, &mut outgoing).await {
+                    match write_batch(&mut writer, first, &mut outgoing).await {
                         Ok(false) => {}
-                        Ok(true) => break close(&mut stream, &incoming).await,
+                        Ok(true) => break close(&mut reader, &mut writer, &incoming).await,
                         Err(e) => break format!("write failed: {e}"),
                     }
                 }
-                Some(Outgoing::Close) | None => break close(&mut stream, &incoming).await,
+                Some(Outgoing::Close) | None => break close(&mut reader, &mut writer, &incoming).await,
             },
-            read = stream.next() => match read {
-                Some(Ok(element)) => {
+            read = tokio::time::timeout(READ_SILENCE, reader.next()) => match read {
+                Ok(Ok(Item::Stanza(element))) => {
+                    silent = false;
                     if element.is("error", NS_STREAMS) {
                         break format!("stream error: {}", describe_stream_error(&element));
                     }
@@ -92,20 +113,21 @@ async fn run(
                     // serving writes until they go too.
                     let _ = incoming.send(Incoming::Stanza(element));
                 }
-                Some(Err(ReadError::SoftTimeout)) => {
+                Ok(Ok(Item::Refused { head, refusal })) => {
+                    tracing::warn!(name = head.name, %refusal, "dropping a stanza over the reader's limits");
+                }
+                Ok(Ok(Item::Header(_))) => {}
+                Ok(Ok(Item::Footer)) => break "server closed the stream".to_string(),
+                Ok(Err(e)) => break format!("read failed: {e}"),
+                Err(_) if silent => break "read timed out".to_string(),
+                Err(_) => {
+                    silent = true;
                     keepalives += 1;
                     let mut ping = stanza::ping(&domain);
                     stanza::set_attr(&mut ping, "id", &format!("{KEEPALIVE_ID_PREFIX}{keepalives}"));
-                    if let Err(e) = stream.send(&ping).await {
+                    if let Err(e) = write_flush(&mut writer, &stanza::to_xml(&ping)).await {
                         break format!("keepalive write failed: {e}");
                     }
-                }
-                Some(Err(ReadError::ParseError(e))) => {
-                    tracing::warn!("dropping unparsable element from server: {e}");
-                }
-                Some(Err(ReadError::HardError(e))) => break format!("read failed: {e}"),
-                Some(Err(ReadError::StreamFooterReceived)) | None => {
-                    break "server closed the stream".to_string()
                 }
             },
         }
@@ -113,18 +135,23 @@ async fn run(
     let _ = incoming.send(Incoming::Closed(reason));
 }
 
+async fn write_flush(writer: &mut Writer, text: &str) -> std::io::Result<()> {
+    writer.write_all(text.as_bytes()).await?;
+    writer.flush().await
+}
+
 /// Writes `first` and whatever else is queued (up to [`MAX_BATCH`]), then
 /// flushes once. Returns true if a close request was among them.
 async fn write_batch(
-    stream: &mut ClientStream,
+    writer: &mut Writer,
     first: Element,
     outgoing: &mut mpsc::UnboundedReceiver<Outgoing>,
 ) -> std::io::Result<bool> {
-    stream.feed(&first).await?;
+    let mut text = stanza::to_xml(&first);
     let mut close_requested = false;
     for _ in 1..MAX_BATCH {
         match outgoing.try_recv() {
-            Ok(Outgoing::Stanza(next)) => stream.feed(&next).await?,
+            Ok(Outgoing::Stanza(next)) => text.push_str(&stanza::to_xml(&next)),
             Ok(Outgoing::Close) => {
                 close_requested = true;
                 break;
@@ -132,28 +159,33 @@ async fn write_batch(
             Err(_) => break,
         }
     }
-    SinkExt::<&Element>::flush(stream).await?;
+    write_flush(writer, &text).await?;
     Ok(close_requested)
 }
 
 /// Sends the closing tag and forwards what still arrives until the server
 /// closes its side too (or [`CLOSE_GRACE`] passes).
-async fn close(stream: &mut ClientStream, incoming: &mpsc::UnboundedSender<Incoming>) -> String {
-    if let Err(e) = stream.shutdown().await {
+async fn close(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    incoming: &mpsc::UnboundedSender<Incoming>,
+) -> String {
+    if let Err(e) = write_flush(writer, "</stream:stream>").await {
         return format!("closed by client (closing tag not sent: {e})");
     }
     let drain = async {
-        while let Some(read) = stream.next().await {
-            match read {
-                Ok(element) if !element.is("error", NS_STREAMS) => {
+        loop {
+            match reader.next().await {
+                Ok(Item::Stanza(element)) if !element.is("error", NS_STREAMS) => {
                     let _ = incoming.send(Incoming::Stanza(element));
                 }
-                Err(ReadError::SoftTimeout | ReadError::ParseError(_)) => {}
-                _ => break,
+                Ok(Item::Stanza(_)) | Ok(Item::Footer) | Err(_) => break,
+                Ok(_) => {}
             }
         }
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    let _ = writer.shutdown().await;
     "closed by client".to_string()
 }
 
