@@ -28,4 +28,5 @@ pub mod router;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod xml;
 pub mod xmpp;

@@ -82,10 +82,7 @@ fn describe() {
     );
     describe_counter!(PUBLISHES, "Items published");
     describe_counter!(RECONNECTS, "Component reconnections");
-    describe_counter!(
-        COMPONENT_DISCONNECTS,
-        "Component streams lost, by reason"
-    );
+    describe_counter!(COMPONENT_DISCONNECTS, "Component streams lost, by reason");
     describe_counter!(
         STANZAS_REFUSED,
         "Stanzas refused for crossing a per-stanza limit, by limit"

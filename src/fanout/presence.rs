@@ -77,7 +77,7 @@ fn last_item_job(
     let node = NodeId::parse(&item.node_name).ok()?;
     let id = ItemId::parse(&item.item_id).ok()?;
     let payload = match (item.config.deliver_payloads, item.payload) {
-        (true, Some(xml)) => match xml.parse::<Element>() {
+        (true, Some(xml)) => match crate::xml::parse(&xml) {
             Ok(el) => Some(el),
             Err(e) => {
                 tracing::warn!(node = %node, item = %id, error = %e, "stored payload is not XML; sending the item without it");

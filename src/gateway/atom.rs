@@ -100,7 +100,7 @@ fn entry(service: &BareJid, node: &str, item: &ItemRecord) -> Element {
     let parsed = item
         .payload
         .as_deref()
-        .and_then(|p| p.parse::<Element>().ok());
+        .and_then(|p| crate::xml::parse(p).ok());
     if let Some(el) = &parsed {
         if el.is("entry", NS_ATOM) {
             return el.clone();

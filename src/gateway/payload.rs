@@ -66,9 +66,13 @@ pub fn parse_payload(kind: BodyKind, body: &[u8]) -> Result<Element, String> {
         }
         BodyKind::Xml => {
             let trimmed = strip_xml_declaration(text.trim());
-            trimmed.parse::<Element>().map_err(|e| {
-                format!("the body must be exactly one XML element with a namespace: {e}")
-            })
+            match crate::xml::parse(trimmed) {
+                Ok(el) if !el.ns().is_empty() => Ok(el),
+                Ok(_) => Err("the body must be exactly one XML element with a namespace".into()),
+                Err(e) => Err(format!(
+                    "the body must be exactly one XML element with a namespace: {e}"
+                )),
+            }
         }
     }
 }
@@ -85,7 +89,7 @@ fn strip_xml_declaration(text: &str) -> &str {
 
 /// The JSON inside a XEP-0335 payload, if the stored payload is one.
 pub fn json_payload(payload: &str) -> Option<Value> {
-    let el: Element = payload.parse().ok()?;
+    let el: Element = crate::xml::parse(payload).ok()?;
     if !el.is("json", NS_JSON) {
         return None;
     }

@@ -281,8 +281,7 @@ fn outcome(answer: &str) -> String {
         return "result".into();
     }
     const NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-    answer
-        .parse::<Element>()
+    crate::xml::parse(answer)
         .ok()
         .and_then(|el| {
             el.get_child("error", el.ns().as_str())

@@ -88,7 +88,7 @@ pub fn last_published(
         return None;
     }
     let payload = match &item.payload {
-        Some(text) => match text.parse::<Element>() {
+        Some(text) => match crate::xml::parse(text) {
             Ok(el) => Some(el),
             Err(e) => {
                 tracing::error!(node = %node.name, item = %item.id, error = %e, "stored payload does not parse; not sent");

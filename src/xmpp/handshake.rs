@@ -136,8 +136,10 @@ async fn connect_inner(
             other => tracing::debug!(?other, "ignoring input before the stream header"),
         }
     };
-    let handshake =
-        Element::from(Handshake::from_stream_id_and_password(stream_id, secret.expose()));
+    let handshake = Element::from(Handshake::from_stream_id_and_password(
+        stream_id,
+        secret.expose(),
+    ));
     writer
         .write_all(String::from(&handshake).as_bytes())
         .await

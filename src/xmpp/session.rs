@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use minidom::Element;
+use stanza_reader::{Item, ReadError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use stanza_reader::{Item, ReadError};
 use tokio::sync::{broadcast, oneshot, watch};
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
@@ -437,7 +437,9 @@ async fn read_loop<I: Inbound>(
                     && head.name == "iq"
                     && matches!(head.attr("type"), Some("get" | "set"))
                 {
-                    inbound.deliver(super::refused::marker(&head, refusal)).await;
+                    inbound
+                        .deliver(super::refused::marker(&head, refusal))
+                        .await;
                 }
                 continue;
             }

@@ -130,6 +130,11 @@ pub const TOKEN_LIMIT_FACTOR: usize = 8;
 
 /// The attributes of a refused stanza's top element that an answer needs.
 const HEAD_ATTRIBUTES: [&str; 4] = ["from", "to", "id", "type"];
+/// Longest value of those kept. A JID is at most 3,071 bytes; an id longer than this
+/// is not kept, so a refused stanza with one goes unanswered rather than making its
+/// answer as large as itself (a server drops a component that sends stanzas over its
+/// own limit, 512 KiB by default on Prosody).
+pub const MAX_HEAD_VALUE_BYTES: usize = 8 * 1024;
 
 /// What the reader kept of a refused stanza: its name, the attributes an answer needs,
 /// and the name and namespace of its first child (the request's payload).
@@ -221,14 +226,48 @@ impl<R: AsyncBufRead + Unpin> StanzaReader<Chain<Cursor<Vec<u8>>, R>> {
     /// inside the stream by reading a header of those declarations first, which is not
     /// reported.
     pub fn resume(io: R, limits: Limits, default_ns: &str) -> Self {
-        let header = format!(
-            "<stream:stream xmlns='{}' xmlns:stream='{NS_STREAMS}'>",
-            default_ns.replace('&', "&amp;").replace('\'', "&apos;")
-        );
+        let header = stream_header(default_ns);
         let mut reader = StanzaReader::new(Cursor::new(header.into_bytes()).chain(io), limits);
-        reader.report_header = false;
+        reader.assembler.report_header = false;
         reader
     }
+}
+
+/// Reads one stanza from `xml`, as if it had arrived on a stream whose default
+/// namespace is `default_ns`: the same limits, refusals and errors as [`StanzaReader`].
+pub fn parse_stanza(xml: &str, default_ns: &str, limits: Limits) -> Result<Item, ReadError> {
+    use rxml::error::EndOrError;
+    use rxml::Parse as _;
+    let mut assembler = Assembler::new(limits);
+    assembler.report_header = false;
+    let mut parser = assembler.parser();
+    let input = format!("{}{xml}", stream_header(default_ns));
+    let mut rest = input.as_bytes();
+    loop {
+        match parser.parse(&mut rest, true) {
+            Ok(Some(event)) => {
+                if let Some(item) = assembler.take(event) {
+                    return Ok(item);
+                }
+            }
+            Ok(None) | Err(EndOrError::NeedMoreData) => return Err(ReadError::Eof),
+            Err(EndOrError::Error(rxml::Error::InvalidEof(_))) => return Err(ReadError::Eof),
+            Err(EndOrError::Error(e)) => {
+                return Err(ReadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    e,
+                )))
+            }
+        }
+    }
+}
+
+/// An opening stream tag declaring `default_ns` and the `stream:` prefix.
+fn stream_header(default_ns: &str) -> String {
+    format!(
+        "<stream:stream xmlns='{}' xmlns:stream='{NS_STREAMS}'>",
+        default_ns.replace('&', "&amp;").replace('\'', "&apos;")
+    )
 }
 
 /// The namespace of the `stream:` prefix (RFC 6120).
@@ -237,6 +276,11 @@ const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
 /// Reads [`Item`]s from `R`.
 pub struct StanzaReader<R> {
     events: AsyncRawReader<R>,
+    assembler: Assembler,
+}
+
+/// Turns parser events into [`Item`]s: the stream header, then one stanza at a time.
+struct Assembler {
     limits: Limits,
     /// Namespace declarations of the stream header, which every stanza inherits.
     stream_prefixes: BTreeMap<Option<String>, String>,
@@ -248,17 +292,9 @@ pub struct StanzaReader<R> {
     report_header: bool,
 }
 
-impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
-    /// A reader of a stream that has not sent its header yet.
-    pub fn new(io: R, limits: Limits) -> Self {
-        let options = rxml::parser::Options {
-            max_token_length: limits
-                .max_stanza_bytes
-                .saturating_mul(TOKEN_LIMIT_FACTOR),
-            ..Default::default()
-        };
-        StanzaReader {
-            events: AsyncRawReader::wrap(io, RawParser::with_options(options)),
+impl Assembler {
+    fn new(limits: Limits) -> Assembler {
+        Assembler {
             limits,
             stream_prefixes: BTreeMap::new(),
             header: Some(Vec::new()),
@@ -267,36 +303,14 @@ impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
         }
     }
 
-    /// The limits this reader applies.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// Reads the next item. Cancel-safe: what was read before the future was dropped
-    /// stays in the parser and the stanza being built.
-    pub async fn next(&mut self) -> Result<Item, ReadError> {
-        loop {
-            let event = match self.events.read().await {
-                Ok(Some(event)) => event,
-                Ok(None) => return Err(ReadError::Eof),
-                Err(e) if is_eof(&e) => return Err(ReadError::Eof),
-                Err(e) => return Err(ReadError::Io(e)),
-            };
-            if let Some(item) = self.take(event) {
-                return Ok(item);
-            }
-        }
-    }
-
-    /// What was read so far of the stanza being read, if one is under way: who sent
-    /// it, when the stream has to end inside it.
-    pub fn partial_head(&self) -> Option<&Head> {
-        self.stanza.as_ref().map(|s| &s.head)
-    }
-
-    /// Gives back the underlying reader.
-    pub fn into_inner(self) -> R {
-        self.events.into_inner().0
+    fn parser(&self) -> RawParser {
+        RawParser::with_options(rxml::parser::Options {
+            max_token_length: self
+                .limits
+                .max_stanza_bytes
+                .saturating_mul(TOKEN_LIMIT_FACTOR),
+            ..Default::default()
+        })
     }
 
     fn take(&mut self, event: RawEvent) -> Option<Item> {
@@ -343,6 +357,49 @@ impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
                 _ => None,
             },
         }
+    }
+}
+
+impl<R: AsyncBufRead + Unpin> StanzaReader<R> {
+    /// A reader of a stream that has not sent its header yet.
+    pub fn new(io: R, limits: Limits) -> Self {
+        let assembler = Assembler::new(limits);
+        StanzaReader {
+            events: AsyncRawReader::wrap(io, assembler.parser()),
+            assembler,
+        }
+    }
+
+    /// The limits this reader applies.
+    pub fn limits(&self) -> &Limits {
+        &self.assembler.limits
+    }
+
+    /// Reads the next item. Cancel-safe: what was read before the future was dropped
+    /// stays in the parser and the stanza being built.
+    pub async fn next(&mut self) -> Result<Item, ReadError> {
+        loop {
+            let event = match self.events.read().await {
+                Ok(Some(event)) => event,
+                Ok(None) => return Err(ReadError::Eof),
+                Err(e) if is_eof(&e) => return Err(ReadError::Eof),
+                Err(e) => return Err(ReadError::Io(e)),
+            };
+            if let Some(item) = self.assembler.take(event) {
+                return Ok(item);
+            }
+        }
+    }
+
+    /// What was read so far of the stanza being read, if one is under way: who sent
+    /// it, when the stream has to end inside it.
+    pub fn partial_head(&self) -> Option<&Head> {
+        self.assembler.stanza.as_ref().map(|s| &s.head)
+    }
+
+    /// Gives back the underlying reader.
+    pub fn into_inner(self) -> R {
+        self.events.into_inner().0
     }
 }
 
@@ -424,7 +481,10 @@ impl Stanza {
                 }
                 self.check_name(name.as_str(), limits);
                 let prefix = prefix.as_ref().map(|p| p.as_str());
-                let declares = matches!((prefix, name.as_str()), (None, "xmlns") | (Some("xmlns"), _));
+                let declares = matches!(
+                    (prefix, name.as_str()),
+                    (None, "xmlns") | (Some("xmlns"), _)
+                );
                 if declares {
                     self.namespaces += 1;
                     if self.namespaces > limits.max_namespace_declarations {
@@ -433,7 +493,10 @@ impl Stanza {
                         });
                     }
                 }
-                if self.depth == 1 && prefix.is_none() && HEAD_ATTRIBUTES.contains(&name.as_str())
+                if self.depth == 1
+                    && prefix.is_none()
+                    && HEAD_ATTRIBUTES.contains(&name.as_str())
+                    && value.len() <= MAX_HEAD_VALUE_BYTES
                 {
                     self.head.attrs.push((name.to_string(), value.clone()));
                 }

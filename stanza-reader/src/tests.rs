@@ -123,7 +123,10 @@ async fn each_limit_refuses_its_stanza_and_the_next_one_is_read() {
             Refusal::TooLarge { limit: 4096 },
         ),
         (
-            iq("attr", &format!("<x xmlns='urn:x' v='{}'/>", "v".repeat(5000))),
+            iq(
+                "attr",
+                &format!("<x xmlns='urn:x' v='{}'/>", "v".repeat(5000)),
+            ),
             Refusal::TooLarge { limit: 4096 },
         ),
         (
@@ -154,7 +157,10 @@ async fn each_limit_refuses_its_stanza_and_the_next_one_is_read() {
             Refusal::NameTooLong { limit: 32 },
         ),
         (
-            iq("attrname", &format!("<x xmlns='urn:x' {}='1'/>", "n".repeat(40))),
+            iq(
+                "attrname",
+                &format!("<x xmlns='urn:x' {}='1'/>", "n".repeat(40)),
+            ),
             Refusal::NameTooLong { limit: 32 },
         ),
         (iq("prefix", "<p:x/>"), Refusal::UnboundPrefix),
@@ -221,7 +227,7 @@ async fn a_hundred_thousand_levels_are_skipped_without_building_them() {
         max_stanza_bytes: 4 * 1024 * 1024,
         ..Limits::default()
     };
-    let (items, err) = read_all(&format!("{body}"), 65536, limits).await;
+    let (items, err) = read_all(&body, 65536, limits).await;
     assert!(err.is_none(), "{err:?}");
     let (_, refusal) = refusal(&items[0]).expect("refused");
     assert_eq!(refusal, Refusal::TooDeep { limit: 128 });
@@ -235,7 +241,10 @@ async fn only_a_single_token_eight_times_the_stanza_limit_ends_the_stream() {
     };
     let body = format!(
         "{}</stream:stream>",
-        iq("attr", &format!("<x xmlns='urn:x' v='{}'/>", "v".repeat(9000)))
+        iq(
+            "attr",
+            &format!("<x xmlns='urn:x' v='{}'/>", "v".repeat(9000))
+        )
     );
     let (items, err) = read_all(&body, 4096, limits).await;
     assert!(items.is_empty());
@@ -271,4 +280,37 @@ async fn a_resumed_reader_reads_stanzas_of_a_stream_opened_elsewhere() {
     };
     assert!(e.is("error", NS_STREAMS));
     assert!(matches!(r.next().await, Err(ReadError::Eof)));
+}
+
+#[test]
+fn one_stanza_parses_from_a_string_under_the_same_limits() {
+    let long = "v".repeat(50_000);
+    let Ok(Item::Stanza(el)) = parse_stanza(
+        &format!("<message><x xmlns='urn:x' v='{long}'/></message>"),
+        "jabber:client",
+        Limits::default(),
+    ) else {
+        panic!("a stanza")
+    };
+    assert!(el.is("message", "jabber:client"));
+    assert_eq!(
+        el.get_child("x", "urn:x").and_then(|x| x.attr("v")),
+        Some(long.as_str())
+    );
+    let limits = Limits {
+        max_depth: 2,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        parse_stanza("<a><b><c/></b></a>", "urn:x", limits),
+        Ok(Item::Refused {
+            refusal: Refusal::TooDeep { limit: 2 },
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse_stanza("<a>", "urn:x", limits),
+        Err(ReadError::Eof)
+    ));
+    assert!(parse_stanza("<a></b>", "urn:x", limits).is_err_and(|e| e.is_malformed_xml()));
 }

@@ -372,3 +372,15 @@ async fn sqlite_pool(file: &pubsubd_testkit::TestSqlite) -> anyhow::Result<sqlx:
         )
         .await?)
 }
+
+/// The sum of every sample of `name`, whatever its labels (0 when there is none).
+pub fn metric_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

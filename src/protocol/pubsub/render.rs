@@ -66,7 +66,7 @@ pub fn items(got: &Retrieved, paged: bool) -> Element {
             } else {
                 None
             },
-            payload: i.payload.as_deref().and_then(|p| match p.parse::<Element>() {
+            payload: i.payload.as_deref().and_then(|p| match crate::xml::parse(p) {
                 Ok(el) => Some(el),
                 Err(e) => {
                     tracing::error!(item = %i.id, error = %e, "stored payload does not parse");

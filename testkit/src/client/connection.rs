@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use minidom::Element;
-use stanza_reader::{Item, Limits, StanzaReader};
+use stanza_reader::{Item, StanzaReader};
 use std::io::Cursor;
 
 use tokio::io::{AsyncWriteExt, BufReader, BufStream, Chain, ReadHalf, WriteHalf};
@@ -74,7 +74,7 @@ pub fn spawn(
     // Negotiation read the stream header; whatever the buffered stream already holds
     // is read through the split half first, so nothing is lost in the hand-over.
     let (read_half, writer) = tokio::io::split(stream.into_inner());
-    let reader = StanzaReader::resume(BufReader::new(read_half), Limits::default(), NS_CLIENT);
+    let reader = StanzaReader::resume(BufReader::new(read_half), stanza::BUILD_LIMITS, NS_CLIENT);
     let task = tokio::spawn(run(reader, writer, domain, out_rx, in_tx));
     (out_tx, in_rx, task)
 }

@@ -33,16 +33,22 @@ pub const NS_PING: &str = "urn:xmpp:ping";
 /// # Panics
 /// If `xml` is not well-formed: the XML is test code, not network input.
 pub fn parse(xml: &str) -> Element {
-    let wrapped = format!("<wrapper xmlns='{NS_CLIENT}'>{xml}</wrapper>");
-    let wrapper: Element = wrapped
-        .parse()
-        .unwrap_or_else(|e| panic!("invalid stanza XML ({e}): {xml}"));
-    wrapper
-        .children()
-        .next()
-        .cloned()
-        .unwrap_or_else(|| panic!("no element in stanza XML: {xml}"))
+    match stanza_reader::parse_stanza(xml, NS_CLIENT, BUILD_LIMITS) {
+        Ok(stanza_reader::Item::Stanza(el)) => el,
+        Ok(other) => panic!("not a buildable stanza ({other:?}): {xml}"),
+        Err(e) => panic!("invalid stanza XML ({e}): {xml}"),
+    }
 }
+
+/// Limits for stanzas tests build and read: far past any server's, since tests build
+/// hostile stanzas (deep, wide, huge) on purpose and must read whatever comes back.
+pub(crate) const BUILD_LIMITS: stanza_reader::Limits = stanza_reader::Limits {
+    max_stanza_bytes: 64 * 1024 * 1024,
+    max_depth: 100_000,
+    max_attributes: 1_000_000,
+    max_namespace_declarations: 1_000_000,
+    max_name_bytes: 1024 * 1024,
+};
 
 /// Sets (or replaces) an attribute without a namespace.
 ///
