@@ -1,5 +1,5 @@
 //! Fuzzes the path of a received stanza up to the command a handler would execute:
-//! XML parsing, the nesting guard, stanza classification, and the pubsub request
+//! the stanza reader with its limits, stanza classification, and the pubsub request
 //! parsers. Any input must give an answer or a refusal, never a panic.
 #![no_main]
 

@@ -16,6 +16,22 @@ pub const MARKER_NS: &str = "urn:pubsubd:internal";
 /// Name of the marker child.
 pub const MARKER: &str = "refused";
 
+/// What becomes of a stanza the reader refused: counted and logged, and for an `iq`
+/// request the stanza to hand to the router so that it is answered (see [`marker`]).
+/// Anything else over a limit (messages, presence, answers) is dropped.
+pub fn hand_on(head: &Head, refusal: Refusal) -> Option<Element> {
+    metrics::counter!(crate::metrics::STANZAS_REFUSED, "limit" => refusal.label()).increment(1);
+    tracing::info!(
+        from = head.attr("from").unwrap_or("unknown"),
+        id = head.attr("id").unwrap_or(""),
+        name = head.name,
+        %refusal,
+        "stanza over a limit refused"
+    );
+    let request = head.name == "iq" && matches!(head.attr("type"), Some("get" | "set"));
+    request.then(|| marker(head, refusal))
+}
+
 /// The stanza to hand on for a refused `iq` get or set: its head with the marker as its
 /// only child.
 pub fn marker(head: &Head, refusal: Refusal) -> Element {

@@ -423,23 +423,10 @@ async fn read_loop<I: Inbound>(
         let el = match next {
             Ok(Ok(Item::Stanza(el))) => el,
             Ok(Ok(Item::Refused { head, refusal })) => {
-                metrics::counter!(crate::metrics::STANZAS_REFUSED, "limit" => refusal.label())
-                    .increment(1);
-                tracing::info!(
-                    from = head.attr("from").unwrap_or("unknown"),
-                    id = head.attr("id").unwrap_or(""),
-                    name = head.name,
-                    %refusal,
-                    "stanza over a limit refused"
-                );
-                // Requests are answered; anything else over a limit is dropped.
-                if accepting
-                    && head.name == "iq"
-                    && matches!(head.attr("type"), Some("get" | "set"))
-                {
-                    inbound
-                        .deliver(super::refused::marker(&head, refusal))
-                        .await;
+                if let Some(request) = super::refused::hand_on(&head, refusal) {
+                    if accepting {
+                        inbound.deliver(request).await;
+                    }
                 }
                 continue;
             }

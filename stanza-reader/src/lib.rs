@@ -423,8 +423,14 @@ struct Stanza {
 impl Stanza {
     fn new(stream_prefixes: &BTreeMap<Option<String>, String>) -> Stanza {
         Stanza {
+            // The stream's declarations resolve prefixes inside the stanza without
+            // being declared on it: a lone entry would be attached to the stanza's
+            // element (and written out again with it), two are only looked up.
             builder: Some(
-                TreeBuilder::new().with_prefixes_stack(vec![stream_prefixes.clone().into()]),
+                TreeBuilder::new().with_prefixes_stack(vec![
+                    stream_prefixes.clone().into(),
+                    BTreeMap::new().into(),
+                ]),
             ),
             refusal: None,
             head: Head::default(),

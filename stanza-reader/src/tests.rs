@@ -314,3 +314,18 @@ fn one_stanza_parses_from_a_string_under_the_same_limits() {
     ));
     assert!(parse_stanza("<a></b>", "urn:x", limits).is_err_and(|e| e.is_malformed_xml()));
 }
+
+#[test]
+fn a_stanza_written_out_again_carries_no_declaration_of_the_stream() {
+    let Ok(Item::Stanza(el)) = parse_stanza(
+        "<message><body>hi</body></message>",
+        "jabber:client",
+        Limits::default(),
+    ) else {
+        panic!("a stanza")
+    };
+    assert_eq!(
+        String::from(&el),
+        "<message xmlns='jabber:client'><body>hi</body></message>"
+    );
+}
