@@ -169,6 +169,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     )
     .await?;
 
+    let identity = crate::xmpp::stranger::StoreIdentity {
+        tag: store.store_tag().await?,
+        single_instance: postgres.is_none(),
+    };
     let store_for_retention = store.clone();
     // One outgoing queue per component connection. Answers, presence and admin traffic
     // use the first; the fan-out workers are spread over all of them.
@@ -213,6 +217,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 drain_rx.clone(),
             )
             .with_multicast(multicast.clone())
+            .with_identity(identity)
             .with_limits(stanza_reader::Limits {
                 max_stanza_bytes: cfg.max_stanza_size,
                 ..stanza_reader::Limits::default()

@@ -72,14 +72,21 @@ async fn store_up(store: &dyn Store) -> bool {
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
     let xmpp = s.connection.is_connected();
     let db = store_up(s.store.as_ref()).await;
-    let status = if xmpp && db {
+    let stranger = crate::xmpp::stranger::sharing_with_stranger();
+    metrics::gauge!(m::SHARED_WITH_STRANGER).set(if stranger { 1.0 } else { 0.0 });
+    let status = if xmpp && db && !stranger {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let jid = if stranger {
+        "shared with a program that does not use this store (see the log)"
+    } else {
+        "not shared with strangers"
+    };
     (
         status,
-        format!("xmpp: {}\ndatabase: {}\n", up(xmpp), up(db)),
+        format!("xmpp: {}\ndatabase: {}\njid: {jid}\n", up(xmpp), up(db)),
     )
 }
 
@@ -92,6 +99,8 @@ fn up(b: bool) -> &'static str {
 }
 
 async fn metrics(State(s): State<AdminState>) -> (StatusCode, String) {
+    let stranger = crate::xmpp::stranger::sharing_with_stranger();
+    metrics::gauge!(m::SHARED_WITH_STRANGER).set(if stranger { 1.0 } else { 0.0 });
     let Some(handle) = &s.metrics else {
         return (
             StatusCode::NOT_FOUND,

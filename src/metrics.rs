@@ -33,6 +33,11 @@ pub const COMPONENT_DISCONNECTS: &str = "pubsubd_component_disconnects_total";
 /// Stanzas read whole but refused for crossing a per-stanza limit of the reader, by
 /// `limit` (`too-large`, `too-deep`, ...); each request among them got an error answer.
 pub const STANZAS_REFUSED: &str = "pubsubd_stanzas_refused_total";
+/// Barrier pings (or their answers) written by a process that does not share this
+/// store, seen on the component JID: a stranger the server splits the JID's traffic with.
+pub const STRANGER_PINGS: &str = "pubsubd_component_stranger_pings_total";
+/// 1 while a stranger was seen on the component JID in the last two minutes.
+pub const SHARED_WITH_STRANGER: &str = "pubsubd_component_shared_with_stranger";
 /// Component streams up (1 with the default single connection).
 pub const CONNECTED: &str = "pubsubd_xmpp_connected";
 /// Stanzas waiting in front of the connection writer.
@@ -86,6 +91,14 @@ fn describe() {
     describe_counter!(
         STANZAS_REFUSED,
         "Stanzas refused for crossing a per-stanza limit, by limit"
+    );
+    describe_counter!(
+        STRANGER_PINGS,
+        "Pings on the component JID from a process that does not share this store"
+    );
+    describe_gauge!(
+        SHARED_WITH_STRANGER,
+        "1 while a stranger shares the component JID"
     );
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit");
     describe_gauge!(CONNECTED, "Component connections up (of `connections`)");

@@ -448,6 +448,21 @@ async fn whitelist_nodes_are_listed_only_to_their_affiliates() -> anyhow::Result
 }
 
 #[tokio::test]
+async fn the_store_tag_is_given_once_and_read_back_the_same() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let first = b.store.store_tag().await?;
+        assert_eq!(b.store.store_tag().await?, first, "{}", b.name);
+        assert_eq!(
+            b.store.store_tag_with(12345).await? as u64,
+            first,
+            "{}: an existing tag is kept",
+            b.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn sqlite_wakes_its_fanout_listeners_after_a_commit_that_queued_jobs() -> anyhow::Result<()> {
     let (store, _file) = fresh_sqlite().await?;
     let mut waiter = store.job_signal().listen();

@@ -96,6 +96,12 @@ impl<
 }
 
 /// Service-wide operations: health, metrics, retention, node listing.
+/// Gives the store a tag unless it has one, and reads the tag back: written once for
+/// both backends (`$1` binds positionally on SQLite too).
+pub const STORE_TAG_SQL: &str = "INSERT INTO store_identity (singleton, tag) VALUES (TRUE, $1)
+     ON CONFLICT (singleton) DO UPDATE SET tag = store_identity.tag
+     RETURNING tag";
+
 #[async_trait]
 pub trait ServiceStore: Send + Sync + 'static {
     /// Checks that the store answers (readiness).
@@ -104,6 +110,18 @@ pub trait ServiceStore: Send + Sync + 'static {
     /// Fan-out backlog for metrics: pending jobs, the oldest job's age in seconds, and
     /// how many distinct processes hold leases right now.
     async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError>;
+
+    /// The store's tag: a random number given to the store once and the same for every
+    /// process attached to it (see `migrations/0008_store_identity.sql`).
+    async fn store_tag(&self) -> Result<u64, StoreError> {
+        let candidate: i64 = rand::random();
+        let tag: i64 = self.store_tag_with(candidate).await?;
+        Ok(tag as u64)
+    }
+
+    /// Gives the store `candidate` as its tag unless it has one, and returns the tag
+    /// it has. One statement, the same on both backends ([`STORE_TAG_SQL`]).
+    async fn store_tag_with(&self, candidate: i64) -> Result<i64, StoreError>;
 
     /// Service-wide counts (exact; meant for operators, not for hot paths).
     async fn stats(&self) -> Result<Stats, StoreError>;

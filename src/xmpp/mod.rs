@@ -10,6 +10,7 @@
 //! - [`refused`]: requests the stanza reader refused for a per-stanza limit, handed on
 //!   to be answered.
 //! - [`session`]: one connected stream: the reader and the batching writer.
+//! - [`stranger`]: noticing another program on the component JID.
 //! - [`supervisor`]: connect at start-up, reconnect with backoff and jitter after a drop.
 //! - [`outbound`]: the handle the rest of pubsubd sends through, and delivery barriers.
 //! - [`multicast`]: XEP-0033 grouping through the server's multicast service, when configured.
@@ -21,6 +22,7 @@ pub mod outbound;
 pub mod refused;
 pub mod render;
 pub mod session;
+pub mod stranger;
 pub mod supervisor;
 
 pub use handshake::ConnectError;

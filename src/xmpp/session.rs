@@ -18,6 +18,7 @@ use super::handshake::{Connected, Reader};
 use super::multicast::{self, Multicast};
 use super::outbound::{OutboundQueue, Outgoing};
 use super::render::escape;
+use super::stranger::StoreIdentity;
 use super::Inbound;
 
 /// How often the writer pings the server: keeps NATs and the server's idle timers from
@@ -32,10 +33,11 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// How long a clean shutdown waits for the server to close its side.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// Prefix of the ids of the writer's own pings, so the reader can tell them apart. The
-/// full id is `pubsubd-ping-<session token>-<n>`: with several connections for one
-/// component JID (several pubsubd processes on ejabberd), the server balances every
-/// stanza for the domain across them, our pings included, so a connection may read
-/// another one's; the token tells them apart.
+/// full id is `pubsubd-ping-<store tag>-<session token>-<n>`: with several connections
+/// for one component JID (several pubsubd processes on ejabberd), the server balances
+/// every stanza for the domain across them, our pings included, so a connection may
+/// read another one's; the token tells them apart, and the store tag tells a sibling
+/// (same store) from a stranger ([`super::stranger`]).
 ///
 /// The pings are addressed to the component's own JID: the server routes them back to
 /// us after everything written before them, so a ping arriving (or its answer, should
@@ -151,6 +153,10 @@ pub struct Peers<I> {
     pub multicast: Option<Arc<Multicast>>,
     /// Turns true once shutdown has begun: read nothing new.
     pub draining: watch::Receiver<bool>,
+    /// The store's tag, carried by every ping, and whether the store is single-instance.
+    pub identity: StoreIdentity,
+    /// The component JID, named when a stranger is seen on it.
+    pub jid: BareJid,
 }
 
 /// Runs one connected stream until it breaks or shutdown is requested.
@@ -166,6 +172,8 @@ pub async fn run<I: Inbound>(
         inbound,
         multicast,
         draining,
+        identity,
+        jid: own_jid,
     } = peers;
     let pending: PendingPings = Arc::default();
     let token: u64 = rand::random();
@@ -180,6 +188,8 @@ pub async fn run<I: Inbound>(
         Pings {
             pending: pending.clone(),
             token,
+            identity,
+            jid: own_jid,
             multicast: multicast.clone(),
             bounces_seen: multicast.as_ref().map_or(0, |m| m.bounces()),
         },
@@ -193,6 +203,7 @@ pub async fn run<I: Inbound>(
         multicast,
         pending,
         token,
+        store_tag: identity.tag,
         next_ping: 0,
         reping: reping_timer(),
         buf: Vec::with_capacity(MAX_BATCH_BYTES),
@@ -218,6 +229,8 @@ struct Writer {
     pending: PendingPings,
     /// Distinguishes this session's pings from those of other connections.
     token: u64,
+    /// Tells pings of this store's processes from a stranger's.
+    store_tag: u64,
     next_ping: u64,
     /// Fires [`BARRIER_REPING`] after the last ping.
     reping: tokio::time::Interval,
@@ -320,7 +333,7 @@ impl Writer {
             pending.insert(n, done);
         }
         self.reping.reset();
-        let id = format!("{PING_ID_PREFIX}{:x}-{n}", self.token);
+        let id = format!("{PING_ID_PREFIX}{:x}-{:x}-{n}", self.store_tag, self.token);
         let ping = match &self.multicast {
             // The service answers after routing every group written before: the
             // receipt covers those, and the one-by-one stanzas routed before it.
@@ -379,6 +392,8 @@ fn answered(pending: &PendingPings, n: u64, confirms: bool) {
 struct Pings {
     pending: PendingPings,
     token: u64,
+    identity: StoreIdentity,
+    jid: BareJid,
     multicast: Option<Arc<Multicast>>,
     /// The multicast service's bounce count at the last answer this reader settled.
     bounces_seen: u64,
@@ -449,13 +464,13 @@ async fn read_loop<I: Inbound>(
             m.bounced(&el);
             continue;
         }
-        match own_ping(&el, pings.token) {
+        match own_ping(&el, pings.identity.tag, pings.token) {
             OwnPing::Ours(n) => {
                 let confirms = pings.confirms(&el);
                 answered(&pings.pending, n, confirms);
                 continue;
             }
-            OwnPing::Foreign(Some((other, n))) => {
+            OwnPing::Sibling(other, n) => {
                 if let Some(sibling) = live_session(other) {
                     let confirms = pings.confirms(&el);
                     answered(&sibling, n, confirms);
@@ -465,8 +480,8 @@ async fn read_loop<I: Inbound>(
                 }
                 continue;
             }
-            OwnPing::Foreign(_) => {
-                tracing::trace!("another process's ping dropped");
+            OwnPing::Stranger => {
+                super::stranger::seen(&pings.jid, pings.identity.single_instance);
                 continue;
             }
             OwnPing::No => {}
@@ -496,27 +511,34 @@ fn is_bounce(m: &Multicast, el: &Element) -> bool {
 enum OwnPing {
     /// This session's ping number `n`, routed back to us (or answered).
     Ours(u64),
-    /// A ping of another session (a sibling connection of this process, another
-    /// process on the same JID, or an earlier stream), or its answer: its token and
-    /// number when they parse.
-    Foreign(Option<(u64, u64)>),
+    /// A ping of another session of this store (a sibling connection of this process,
+    /// another process on the same store, or an earlier stream), or its answer: its
+    /// token and number.
+    Sibling(u64, u64),
+    /// A pubsubd ping without this store's tag: a stranger's.
+    Stranger,
     /// Not a pubsubd barrier ping.
     No,
 }
 
-fn own_ping(el: &Element, token: u64) -> OwnPing {
+fn own_ping(el: &Element, store_tag: u64, token: u64) -> OwnPing {
     if el.name() != "iq" || !matches!(el.attr("type"), Some("get" | "result" | "error")) {
         return OwnPing::No;
     }
     let Some(rest) = el.attr("id").and_then(|id| id.strip_prefix(PING_ID_PREFIX)) else {
         return OwnPing::No;
     };
-    let parsed = rest
-        .split_once('-')
-        .and_then(|(t, n)| Some((u64::from_str_radix(t, 16).ok()?, n.parse::<u64>().ok()?)));
-    match parsed {
-        Some((t, n)) if t == token => OwnPing::Ours(n),
-        other => OwnPing::Foreign(other),
+    let mut parts = rest.splitn(3, '-');
+    let hex = |p: Option<&str>| p.and_then(|p| u64::from_str_radix(p, 16).ok());
+    let (tag, session, n) = (
+        hex(parts.next()),
+        hex(parts.next()),
+        parts.next().and_then(|n| n.parse::<u64>().ok()),
+    );
+    match (tag, session, n) {
+        (Some(tag), Some(t), Some(n)) if tag == store_tag && t == token => OwnPing::Ours(n),
+        (Some(tag), Some(t), Some(n)) if tag == store_tag => OwnPing::Sibling(t, n),
+        _ => OwnPing::Stranger,
     }
 }
 
@@ -538,17 +560,20 @@ mod tests {
     }
 
     #[test]
-    fn pings_are_matched_to_their_session() {
-        let ours = |ty, id| own_ping(&iq(ty, id), 0xff);
-        assert_eq!(ours("get", "pubsubd-ping-ff-7"), OwnPing::Ours(7));
-        assert_eq!(ours("result", "pubsubd-ping-ff-7"), OwnPing::Ours(7));
-        assert_eq!(ours("error", "pubsubd-ping-ff-8"), OwnPing::Ours(8));
+    fn pings_are_matched_to_their_session_their_store_or_a_stranger() {
+        let ours = |ty, id| own_ping(&iq(ty, id), 0xab, 0xff);
+        assert_eq!(ours("get", "pubsubd-ping-ab-ff-7"), OwnPing::Ours(7));
+        assert_eq!(ours("result", "pubsubd-ping-ab-ff-7"), OwnPing::Ours(7));
+        assert_eq!(ours("error", "pubsubd-ping-ab-ff-8"), OwnPing::Ours(8));
         assert_eq!(
-            ours("get", "pubsubd-ping-fe-7"),
-            OwnPing::Foreign(Some((0xfe, 7)))
+            ours("get", "pubsubd-ping-ab-fe-7"),
+            OwnPing::Sibling(0xfe, 7)
         );
-        assert_eq!(ours("result", "pubsubd-ping-7"), OwnPing::Foreign(None));
-        assert_eq!(ours("set", "pubsubd-ping-ff-7"), OwnPing::No);
+        assert_eq!(ours("get", "pubsubd-ping-ac-ff-7"), OwnPing::Stranger);
+        // The id of a pubsubd from before store tags.
+        assert_eq!(ours("result", "pubsubd-ping-ff-7"), OwnPing::Stranger);
+        assert_eq!(ours("result", "pubsubd-ping-7"), OwnPing::Stranger);
+        assert_eq!(ours("set", "pubsubd-ping-ab-ff-7"), OwnPing::No);
         assert_eq!(ours("result", "abc"), OwnPing::No);
     }
 
@@ -595,6 +620,11 @@ mod tests {
         let mut pings = Pings {
             pending: Arc::default(),
             token: 1,
+            identity: StoreIdentity {
+                tag: 1,
+                single_instance: false,
+            },
+            jid: BareJid::new("ps.localhost").expect("jid"),
             multicast: Some(m.clone()),
             bounces_seen: 0,
         };

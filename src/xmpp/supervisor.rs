@@ -16,6 +16,7 @@ use super::handshake::{self, ConnectError};
 use super::multicast::Multicast;
 use super::outbound::OutboundQueue;
 use super::session::{self, SessionEnd};
+use super::stranger::StoreIdentity;
 use super::Inbound;
 use crate::config::Secret;
 
@@ -69,6 +70,7 @@ pub struct Supervisor<I: Inbound> {
     draining: watch::Receiver<bool>,
     multicast: Option<Arc<Multicast>>,
     limits: Limits,
+    identity: StoreIdentity,
 }
 
 impl<I: Inbound> Supervisor<I> {
@@ -94,7 +96,18 @@ impl<I: Inbound> Supervisor<I> {
             draining,
             multicast: None,
             limits: Limits::default(),
+            identity: StoreIdentity {
+                tag: 0,
+                single_instance: true,
+            },
         }
+    }
+
+    /// Marks pings with the store's identity, so that processes of one store recognise
+    /// each other and notice strangers ([`super::stranger`]).
+    pub fn with_identity(mut self, identity: StoreIdentity) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// Reads stanzas under `limits` instead of the defaults.
@@ -136,6 +149,8 @@ impl<I: Inbound> Supervisor<I> {
                     inbound: self.inbound.clone(),
                     multicast: self.multicast.clone(),
                     draining: self.draining.clone(),
+                    identity: self.identity,
+                    jid: self.jid.clone(),
                 },
                 &mut shutdown,
             )

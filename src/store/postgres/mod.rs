@@ -87,6 +87,14 @@ impl ServiceStore for PgStore {
         Ok(())
     }
 
+    async fn store_tag_with(&self, candidate: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(crate::store::STORE_TAG_SQL)
+            .bind(candidate)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("tag")?)
+    }
+
     async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
         // Workers of one process share the first 32 hex digits of their lease owner.
         let row = sqlx::query(

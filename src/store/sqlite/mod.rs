@@ -239,6 +239,14 @@ impl ServiceStore for SqliteStore {
         Ok(())
     }
 
+    async fn store_tag_with(&self, candidate: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(crate::store::STORE_TAG_SQL)
+            .bind(candidate)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("tag")?)
+    }
+
     async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT count(*) AS pending,
