@@ -44,6 +44,11 @@ impl ConnectionState {
         self.0.iter().filter(|up| *up.borrow()).count()
     }
 
+    /// Whether each stream is up, in connection order (0, 1, … of `connections`).
+    pub fn each(&self) -> Vec<bool> {
+        self.0.iter().map(|up| *up.borrow()).collect()
+    }
+
     /// Whether any stream went down or came up since the last call (or since this
     /// handle was cloned); marks the present as seen.
     pub fn changed(&mut self) -> bool {
@@ -139,6 +144,8 @@ impl<I: Inbound> Supervisor<I> {
                 SessionEnd::QueueClosed => return,
                 SessionEnd::Lost { reason, unsent } => {
                     tracing::warn!(%reason, requeued = unsent.len(), "component connection lost");
+                    metrics::counter!(crate::metrics::COMPONENT_DISCONNECTS, "reason" => disconnect_reason(&reason))
+                        .increment(1);
                     carry_over = unsent;
                 }
             }
@@ -178,6 +185,22 @@ impl<I: Inbound> Supervisor<I> {
     }
 }
 
+/// The metric label for why a session was lost: the session's reasons are free text
+/// (they carry the server's error), the label one of [`crate::metrics::DISCONNECT_REASONS`].
+fn disconnect_reason(reason: &str) -> &'static str {
+    if reason.starts_with("stream error") {
+        "stream_error"
+    } else if reason.starts_with("read failed") {
+        "read_error"
+    } else if reason.starts_with("write failed") {
+        "write_error"
+    } else if reason == "server closed the stream" || reason == "stream ended" {
+        "closed_by_server"
+    } else {
+        "other"
+    }
+}
+
 /// Exponential backoff with "equal jitter": half the delay is fixed, half random, so a
 /// fleet of instances does not reconnect in lockstep after a server restart.
 fn backoff(attempt: u32) -> Duration {
@@ -190,6 +213,21 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_disconnect_reason_is_a_declared_label() {
+        for (reason, label) in [
+            ("stream error from server: conflict", "stream_error"),
+            ("read failed: connection reset", "read_error"),
+            ("write failed: broken pipe", "write_error"),
+            ("server closed the stream", "closed_by_server"),
+            ("stream ended", "closed_by_server"),
+            ("reader stopped", "other"),
+        ] {
+            assert_eq!(disconnect_reason(reason), label, "{reason}");
+            assert!(crate::metrics::DISCONNECT_REASONS.contains(&label));
+        }
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -41,7 +41,7 @@ pub mod nodes;
 mod rows;
 pub mod subscriptions;
 
-use super::{NodeListing, ServiceStore, Stats, StoreError};
+use super::{status, NodeListing, ServiceStore, Stats, StoreError};
 use instance_lock::InstanceLock;
 use jobs::JobSignal;
 
@@ -252,6 +252,27 @@ impl ServiceStore for SqliteStore {
         let age: f64 = row.try_get("age")?;
         let instances: i64 = row.try_get("instances")?;
         Ok((pending.max(0) as u64, age.max(0.0), instances.max(0) as u64))
+    }
+
+    async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
+        let (jobs_pending, oldest_job_age_seconds, _) = self.fanout_backlog().await?;
+        let holders = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT substr(lease_owner, 1, 32), count(*) FROM fanout_jobs
+             WHERE lease_owner IS NOT NULL AND lease_until > {NOW}
+             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(status::Backlog {
+            jobs_pending,
+            oldest_job_age_seconds,
+            lease_holders: status::lease_holders(holders),
+        })
+    }
+
+    async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
+        status::largest_nodes(&self.pool, limit).await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

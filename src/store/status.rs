@@ -1,0 +1,104 @@
+//! What the operator's status page reads of the store: the fan-out backlog, the
+//! processes holding fan-out leases, and the largest nodes. Types and the SQL both
+//! backends run as it is; the backends run it on their general pool (never the fan-out
+//! workers' one).
+//!
+//! Every read here is bounded by a `LIMIT`. The rankings count rows of whole tables
+//! (an index-only scan of `subscriptions_fanout` and of the items' primary key), so the
+//! caller reads them far less often than the backlog.
+
+use super::StoreError;
+
+/// A node and how many of something it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSize {
+    pub name: String,
+    pub count: u64,
+}
+
+/// A process holding fan-out leases right now, known by the first 32 characters of
+/// its workers' lease owner: the start of the `process` id its log prints at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub process: String,
+    /// Jobs it holds under a live lease.
+    pub jobs: u64,
+}
+
+/// The fan-out backlog as the status page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backlog {
+    pub jobs_pending: u64,
+    /// Age of the oldest job, seconds (the fan-out lag).
+    pub oldest_job_age_seconds: f64,
+    /// The busiest lease holders, at most the limit asked for.
+    pub lease_holders: Vec<LeaseHolder>,
+}
+
+/// The largest live nodes, each list at most the limit asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeRanking {
+    pub by_subscribers: Vec<NodeSize>,
+    pub by_items: Vec<NodeSize>,
+}
+
+/// Nodes with the most active subscriptions, `$1` at most. Counting per `node_pk`
+/// first keeps the scan on the `subscriptions_fanout` index; a node being deleted may
+/// take a place in the count and is then left out, so the list can be one short.
+pub const NODES_BY_SUBSCRIBERS: &str = "SELECT n.name, c.rows_counted FROM (
+         SELECT node_pk, count(*) AS rows_counted FROM subscriptions
+         WHERE state = 'subscribed' GROUP BY node_pk ORDER BY count(*) DESC LIMIT $1
+     ) c JOIN nodes n ON n.pk = c.node_pk
+     WHERE NOT n.deleted ORDER BY c.rows_counted DESC, n.name";
+
+/// Nodes with the most stored items, `$1` at most (as [`NODES_BY_SUBSCRIBERS`]).
+pub const NODES_BY_ITEMS: &str = "SELECT n.name, c.rows_counted FROM (
+         SELECT node_pk, count(*) AS rows_counted FROM items
+         GROUP BY node_pk ORDER BY count(*) DESC LIMIT $1
+     ) c JOIN nodes n ON n.pk = c.node_pk
+     WHERE NOT n.deleted ORDER BY c.rows_counted DESC, n.name";
+
+/// A name and count row, as both ranking queries return them.
+pub type CountRow = (String, i64);
+
+/// Runs [`NODES_BY_SUBSCRIBERS`] and [`NODES_BY_ITEMS`] on `pool`: the same SQL on
+/// either backend.
+pub async fn largest_nodes<DB>(pool: &sqlx::Pool<DB>, limit: u32) -> Result<NodeRanking, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    CountRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let sizes = |rows: Vec<CountRow>| {
+        rows.into_iter()
+            .map(|(name, count)| NodeSize {
+                name,
+                count: count.max(0) as u64,
+            })
+            .collect()
+    };
+    let by_subscribers = sqlx::query_as(NODES_BY_SUBSCRIBERS)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    let by_items = sqlx::query_as(NODES_BY_ITEMS)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    Ok(NodeRanking {
+        by_subscribers: sizes(by_subscribers),
+        by_items: sizes(by_items),
+    })
+}
+
+/// Lease holders from `(process, jobs)` rows.
+pub fn lease_holders(rows: Vec<CountRow>) -> Vec<LeaseHolder> {
+    rows.into_iter()
+        .map(|(process, jobs)| LeaseHolder {
+            process,
+            jobs: jobs.max(0) as u64,
+        })
+        .collect()
+}
