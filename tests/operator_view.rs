@@ -40,6 +40,8 @@ const ITEMS: usize = 12;
 /// How long chromium may take to load and dump or photograph the page on a busy
 /// 2-core machine.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
+/// The page's rate needs two samples of the counter 5 s apart, after start-up.
+const RATE_WAIT: Duration = Duration::from_secs(30);
 
 /// pubsubd with `metrics_listen` on a free port, and `extra` settings.
 async fn start_with_status(server: &XmppServer, extra: &str) -> anyhow::Result<(Pubsubd, u16)> {
@@ -305,7 +307,7 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
     let feed_port = pubsubd_testkit::free_ports(1)?[0];
     let feed = match store {
         StoreKind::Postgres => format!(
-            "[[feed]]\nurl = 'http://opsbot:{feed_password}@127.0.0.1:{feed_port}/atom.xml?token={feed_token}'\nnode = 'ops-feed'\ninterval = 1\n"
+            "[feeds]\npublisher = 'opsfeeds@localhost'\n[[feed]]\nurl = 'http://opsbot:{feed_password}@127.0.0.1:{feed_port}/atom.xml?token={feed_token}'\nnode = 'ops-feed'\ninterval = 1\n"
         ),
         StoreKind::Sqlite => String::new(),
     };
@@ -342,19 +344,11 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
     let url = format!("http://127.0.0.1:{port}/");
     let started = Instant::now();
     let dom = chromium(&url, "--dump-dom").await?;
-    let loaded_in = started.elapsed();
-    std::fs::write(output_dir()?.join("status-page.html"), &dom)?;
-    let screenshot = output_dir()?.join("status-page.png");
-    let _ = std::fs::remove_file(&screenshot);
-    chromium(&url, &format!("--screenshot={}", screenshot.display())).await?;
-    let png = std::fs::read(&screenshot).context("chromium wrote no screenshot")?;
-    assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
     eprintln!(
-        "status page loaded in {loaded_in:?}; screenshot {} ({} bytes)",
-        screenshot.display(),
-        png.len()
+        "chromium loaded and dumped the page in {:?}",
+        started.elapsed()
     );
-
+    std::fs::write(output_dir()?.join("status-page.html"), &dom)?;
     assert_eq!(element_text(&dom, "jid"), Some(ps.jid()), "{dom}");
     assert_eq!(
         element_text(&dom, "connection-0-state"),
@@ -381,7 +375,30 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
     );
     assert!(dom.contains(&format!(">{CROWD}<")), "{dom}");
 
-    let raw = http_get(port, "/").await?;
+    // The rate needs two samples of the counter, 5 s apart; then the picture shows all.
+    let deadline = Instant::now() + RATE_WAIT;
+    let raw = loop {
+        let raw = http_get(port, "/").await?;
+        let rate = element_text(&raw, "rate").and_then(|r| r.parse::<f64>().ok());
+        match rate {
+            Some(rate) => {
+                assert!(
+                    rate > 0.0,
+                    "no notifications per second during a fan-out\n{raw}"
+                );
+                break raw;
+            }
+            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_secs(1)).await,
+            None => bail!("the notification rate never showed\n{raw}"),
+        }
+    };
+    let screenshot = output_dir()?.join("status-page.png");
+    let _ = std::fs::remove_file(&screenshot);
+    chromium(&url, &format!("--screenshot={}", screenshot.display())).await?;
+    let png = std::fs::read(&screenshot).context("chromium wrote no screenshot")?;
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+    eprintln!("screenshot: {} ({} bytes)", screenshot.display(), png.len());
+
     for (what, page) in [("browser DOM", &dom), ("served HTML", &raw)] {
         assert!(!page.contains(&marker), "{what} shows an item payload");
         assert!(!page.contains(&secret), "{what} shows the component secret");

@@ -225,3 +225,63 @@ async fn sample_rate(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn page_on_a_fresh_sqlite_file() -> anyhow::Result<(Arc<StatusPage>, std::path::PathBuf)>
+    {
+        let path = std::env::temp_dir().join(format!(
+            "pubsubd-status-test-{}.sqlite3",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let store = SqliteStore::open(&path, 2).await?;
+        store.migrate().await?;
+        let (_keep, shutdown) = broadcast::channel(1);
+        let page = StatusPage::start(
+            Sources {
+                jid: "pubsub.example.org".into(),
+                store_name: "SQLite",
+                store: Arc::new(store),
+                connection: ConnectionState::all(std::iter::empty()),
+                multicast: None,
+                feeds: None,
+                metrics: None,
+            },
+            shutdown,
+        );
+        Ok((page, path))
+    }
+
+    fn remove(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_gathered_page_until_it_expires() -> anyhow::Result<()> {
+        let (page, path) = page_on_a_fresh_sqlite_file().await?;
+        let pages = futures::future::join_all((0..8).map(|_| page.html())).await;
+        assert!(
+            pages.iter().all(|p| Arc::ptr_eq(p, &pages[0])),
+            "gathered more than once"
+        );
+        assert!(
+            pages[0].contains("<td id=\"pending\" class=\"n\">0</td>"),
+            "{}",
+            pages[0]
+        );
+        assert!(pages[0].contains("feed ingestion is off"));
+        tokio::time::sleep(PAGE_TTL + Duration::from_millis(100)).await;
+        let later = page.html().await;
+        assert!(
+            !Arc::ptr_eq(&later, &pages[0]),
+            "an expired page was served again"
+        );
+        remove(&path);
+        Ok(())
+    }
+}
