@@ -128,10 +128,12 @@ impl StatusPage {
             })
             .collect();
         let backlog = read(s.store.status_backlog(LIST_LIMIT)).await;
+        // A failed ranking (e.g. timed out on a huge table) is not tried again sooner
+        // than a successful one: retrying at every refresh would keep the database busy.
         let fresh = cache
             .ranking
             .as_ref()
-            .is_some_and(|(at, _, r)| at.elapsed() < RANKING_TTL && matches!(r, Reading::Got(_)));
+            .is_some_and(|(at, _, _)| at.elapsed() < RANKING_TTL);
         if !fresh {
             let ranking = read(s.store.largest_nodes(LIST_LIMIT)).await;
             cache.ranking = Some((Instant::now(), chrono::Utc::now(), ranking));

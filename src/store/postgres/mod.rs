@@ -120,7 +120,17 @@ impl ServiceStore for PgStore {
     }
 
     async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
-        status::largest_nodes(&self.pool, limit).await
+        // A read-only transaction only to scope the timeout to these two statements.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "SET LOCAL statement_timeout = {}",
+            status::RANKING_STATEMENT_TIMEOUT_MS
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let ranking = status::largest_nodes::<sqlx::Postgres>(&mut tx, limit).await?;
+        tx.commit().await?;
+        Ok(ranking)
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

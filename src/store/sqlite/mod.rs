@@ -272,7 +272,9 @@ impl ServiceStore for SqliteStore {
     }
 
     async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
-        status::largest_nodes(&self.pool, limit).await
+        // No statement timeout in SQLite; a file small enough for SQLite counts fast.
+        let mut conn = self.pool.acquire().await?;
+        status::largest_nodes::<sqlx::Sqlite>(&mut conn, limit).await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
