@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use common::{create, iq, ok, publish, pubsub, user, Pubsubd, NOTIFY};
+use common::{create, ok, publish, user, Pubsubd, NOTIFY};
 use pubsubd_testkit::{
     both_servers, component_handshake, shared_prosody, ComponentSlot, StoreKind, XmppServer,
 };
@@ -325,14 +325,8 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
     let sink = server.lease_component();
     attach_sink(server, &sink).await?;
     let mut alice = user(server, "opsviewer").await?;
-    let reply = iq(
-        &mut alice,
-        &ps,
-        "set",
-        &pubsub(&format!("<create node='{node_attr}'/>")),
-    )
-    .await?;
-    ok(&reply);
+    // The attribute form: `create` puts the name into the stanza as it is.
+    create(&mut alice, &ps, node_attr, &[]).await?;
     common::subscribe_crowd(&ps.db, node, "v", sink.jid(), CROWD).await?;
     for n in 0..ITEMS {
         let payload = format!(

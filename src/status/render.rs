@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::snapshot::{Connection, FeedView, MulticastView, Reading, Snapshot};
-use crate::store::status::{Backlog, NodeSize};
+use crate::store::status::Backlog;
 use crate::xmpp::render::escape;
 
 /// Inline so the page needs nothing but itself (and a Content-Security-Policy can
@@ -17,7 +17,7 @@ h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
 table{border-collapse:collapse}td,th{padding:.2em .8em .2em 0;text-align:left;vertical-align:top}
 th{font-weight:600;border-bottom:1px solid #bbb}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .up{color:#176b2c;font-weight:600}.down{color:#b3261e;font-weight:600}.muted{color:#666}
-.grid{display:flex;gap:3em;flex-wrap:wrap}";
+.grid{display:flex;gap:3em;flex-wrap:wrap}#instances td:first-child{font-family:monospace}";
 
 /// The whole page.
 pub fn page(s: &Snapshot) -> String {
@@ -104,20 +104,12 @@ fn fanout(h: &mut String, s: &Snapshot) {
                 duration(*oldest_job_age_seconds)
             );
             h.push_str("<h2>Instances</h2><p class=\"muted\">Processes holding fan-out leases now, by the start of the <code>process</code> id each logs at start-up (an idle instance holds none).</p>");
-            if lease_holders.is_empty() {
-                h.push_str("<p id=\"instances\">none holding leases</p>");
-            } else {
-                h.push_str("<table id=\"instances\"><tr><th>process</th><th>jobs leased</th></tr>");
-                for holder in lease_holders {
-                    let _ = write!(
-                        h,
-                        "<tr><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
-                        escape(&holder.process),
-                        holder.jobs
-                    );
-                }
-                h.push_str("</table>");
-            }
+            counts(
+                h,
+                "instances",
+                ["process", "jobs leased"],
+                lease_holders.iter().map(|l| (l.process.as_str(), l.jobs)),
+            );
         }
         other => {
             unavailable(h, other);
@@ -139,30 +131,39 @@ fn largest(h: &mut String, s: &Snapshot) {
         let _ = write!(h, "<p class=\"muted\">counted {}</p>", timestamp(at));
     }
     h.push_str("<div class=\"grid\">");
-    ranked(
-        h,
-        "by subscribers",
-        "by-subscribers",
-        &ranking.by_subscribers,
-    );
-    ranked(h, "by items", "by-items", &ranking.by_items);
+    for (id, title, nodes) in [
+        ("by-subscribers", "by subscribers", &ranking.by_subscribers),
+        ("by-items", "by items", &ranking.by_items),
+    ] {
+        counts(
+            h,
+            id,
+            ["node", title],
+            nodes.iter().map(|n| (n.name.as_str(), n.count)),
+        );
+    }
     h.push_str("</div>");
 }
 
-fn ranked(h: &mut String, title: &str, id: &str, nodes: &[NodeSize]) {
+/// A table of names (escaped) and counts, with "none" when there are no rows.
+fn counts<'a>(
+    h: &mut String,
+    id: &str,
+    [name, count]: [&str; 2],
+    rows: impl ExactSizeIterator<Item = (&'a str, u64)>,
+) {
     let _ = write!(
         h,
-        "<table id=\"{id}\"><tr><th>node</th><th>{title}</th></tr>"
+        "<table id=\"{id}\"><tr><th>{name}</th><th>{count}</th></tr>"
     );
-    if nodes.is_empty() {
+    if rows.len() == 0 {
         h.push_str("<tr><td class=\"muted\">none</td><td></td></tr>");
     }
-    for node in nodes {
+    for (name, count) in rows {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td class=\"n\">{}</td></tr>",
-            escape(&node.name),
-            node.count
+            "<tr><td>{}</td><td class=\"n\">{count}</td></tr>",
+            escape(name)
         );
     }
     h.push_str("</table>");
@@ -231,7 +232,7 @@ fn duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::status::{LeaseHolder, NodeRanking};
+    use crate::store::status::{LeaseHolder, NodeRanking, NodeSize};
 
     fn snapshot() -> Snapshot {
         let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
@@ -304,7 +305,7 @@ mod tests {
             "<td id=\"pending\" class=\"n\">42</td>",
             "<td id=\"lag\" class=\"n\">3 min 5 s</td>",
             "<td id=\"rate\" class=\"n\">1234.6</td>",
-            "<code>0f1e2d3c-4b5a-6978-8796-a5b4c3d2</code>",
+            "<td>0f1e2d3c-4b5a-6978-8796-a5b4c3d2</td><td class=\"n\">7</td>",
             "<td class=\"n\">10000</td>",
             "https://example.org/feed?…",
             "2027-01-15 08:00:00 UTC",

@@ -35,6 +35,18 @@ pub struct Backlog {
     pub lease_holders: Vec<LeaseHolder>,
 }
 
+impl Backlog {
+    /// The backlog from `ServiceStore::fanout_backlog`'s pending count and age, and
+    /// `(process, jobs)` rows of lease holders.
+    pub fn new(jobs_pending: u64, oldest_job_age_seconds: f64, holders: Vec<CountRow>) -> Backlog {
+        Backlog {
+            jobs_pending,
+            oldest_job_age_seconds,
+            lease_holders: lease_holders(holders),
+        }
+    }
+}
+
 /// The largest live nodes, each list at most the limit asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeRanking {
@@ -67,12 +79,30 @@ pub type CountRow = (String, i64);
 /// stops waiting after 2 s too.
 pub const RANKING_STATEMENT_TIMEOUT_MS: u32 = 2_000;
 
-/// Runs [`NODES_BY_SUBSCRIBERS`] and [`NODES_BY_ITEMS`] on `conn`: the same SQL on
-/// either backend.
-pub async fn largest_nodes<DB>(
+impl NodeRanking {
+    /// The ranking from the rows of [`NODES_BY_SUBSCRIBERS`] and [`NODES_BY_ITEMS`].
+    pub fn from_rows(by_subscribers: Vec<CountRow>, by_items: Vec<CountRow>) -> NodeRanking {
+        let sizes = |rows: Vec<CountRow>| {
+            rows.into_iter()
+                .map(|(name, count)| NodeSize {
+                    name,
+                    count: count.max(0) as u64,
+                })
+                .collect()
+        };
+        NodeRanking {
+            by_subscribers: sizes(by_subscribers),
+            by_items: sizes(by_items),
+        }
+    }
+}
+
+/// The rows of `sql`, a query of [`CountRow`]s with its `LIMIT` as `$1`.
+pub async fn counted<DB>(
     conn: &mut DB::Connection,
+    sql: impl sqlx::SqlSafeStr,
     limit: u32,
-) -> Result<NodeRanking, StoreError>
+) -> Result<Vec<CountRow>, StoreError>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -80,30 +110,14 @@ where
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     DB::Arguments: sqlx::IntoArguments<DB>,
 {
-    let sizes = |rows: Vec<CountRow>| {
-        rows.into_iter()
-            .map(|(name, count)| NodeSize {
-                name,
-                count: count.max(0) as u64,
-            })
-            .collect()
-    };
-    let by_subscribers = sqlx::query_as(NODES_BY_SUBSCRIBERS)
+    Ok(sqlx::query_as(sql)
         .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
-    let by_items = sqlx::query_as(NODES_BY_ITEMS)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(NodeRanking {
-        by_subscribers: sizes(by_subscribers),
-        by_items: sizes(by_items),
-    })
+        .fetch_all(conn)
+        .await?)
 }
 
 /// Lease holders from `(process, jobs)` rows.
-pub fn lease_holders(rows: Vec<CountRow>) -> Vec<LeaseHolder> {
+fn lease_holders(rows: Vec<CountRow>) -> Vec<LeaseHolder> {
     rows.into_iter()
         .map(|(process, jobs)| LeaseHolder {
             process,

@@ -104,19 +104,15 @@ impl ServiceStore for PgStore {
     }
 
     async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
-        let (jobs_pending, oldest_job_age_seconds, _) = self.fanout_backlog().await?;
-        let holders = sqlx::query_as(
+        let (pending, age, _) = self.fanout_backlog().await?;
+        let holders = status::counted::<sqlx::Postgres>(
+            &mut *self.pool.acquire().await?,
             "SELECT left(lease_owner::text, 32), count(*) FROM fanout_jobs
              WHERE lease_until > now() GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1",
+            limit,
         )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
         .await?;
-        Ok(status::Backlog {
-            jobs_pending,
-            oldest_job_age_seconds,
-            lease_holders: status::lease_holders(holders),
-        })
+        Ok(status::Backlog::new(pending, age, holders))
     }
 
     async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
@@ -128,9 +124,12 @@ impl ServiceStore for PgStore {
         )))
         .execute(&mut *tx)
         .await?;
-        let ranking = status::largest_nodes::<sqlx::Postgres>(&mut tx, limit).await?;
+        let by_subscribers =
+            status::counted::<sqlx::Postgres>(&mut tx, status::NODES_BY_SUBSCRIBERS, limit).await?;
+        let by_items =
+            status::counted::<sqlx::Postgres>(&mut tx, status::NODES_BY_ITEMS, limit).await?;
         tx.commit().await?;
-        Ok(ranking)
+        Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

@@ -255,26 +255,28 @@ impl ServiceStore for SqliteStore {
     }
 
     async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
-        let (jobs_pending, oldest_job_age_seconds, _) = self.fanout_backlog().await?;
-        let holders = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT substr(lease_owner, 1, 32), count(*) FROM fanout_jobs
-             WHERE lease_owner IS NOT NULL AND lease_until > {NOW}
-             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1"
-        )))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        let (pending, age, _) = self.fanout_backlog().await?;
+        let holders = status::counted::<sqlx::Sqlite>(
+            &mut *self.pool.acquire().await?,
+            AssertSqlSafe(format!(
+                "SELECT substr(lease_owner, 1, 32), count(*) FROM fanout_jobs
+                 WHERE lease_owner IS NOT NULL AND lease_until > {NOW}
+                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1"
+            )),
+            limit,
+        )
         .await?;
-        Ok(status::Backlog {
-            jobs_pending,
-            oldest_job_age_seconds,
-            lease_holders: status::lease_holders(holders),
-        })
+        Ok(status::Backlog::new(pending, age, holders))
     }
 
     async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
         // No statement timeout in SQLite; a file small enough for SQLite counts fast.
         let mut conn = self.pool.acquire().await?;
-        status::largest_nodes::<sqlx::Sqlite>(&mut conn, limit).await
+        let by_subscribers =
+            status::counted::<sqlx::Sqlite>(&mut conn, status::NODES_BY_SUBSCRIBERS, limit).await?;
+        let by_items =
+            status::counted::<sqlx::Sqlite>(&mut conn, status::NODES_BY_ITEMS, limit).await?;
+        Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
