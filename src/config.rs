@@ -161,7 +161,8 @@ pub struct Config {
     /// notification to many recipients once the service has shown it takes them.
     pub multicast: Option<Multicast>,
     pub max_payload_size: usize,
-    /// Where to serve `/metrics`, `/healthz` and `/readyz`; off when `None`.
+    /// Where to serve the status page (`/`), `/metrics`, `/healthz` and `/readyz`; off
+    /// when `None`.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The `[service]` table, handed to the pubsub policy as it is.
     pub service: toml::Table,
