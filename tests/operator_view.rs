@@ -1,11 +1,11 @@
 //! What an operator looks at stays true: the status page at `/` of `metrics_listen`,
 //! loaded in a real headless browser during a real fan-out; the Grafana dashboard and
 //! the Prometheus alert rules in `deploy/`, whose every metric must be one a running
-//! pubsubd exports, and whose rules must pass `promtool`.
+//! pubsubd exports, and whose rules and queries must pass `promtool`.
 //!
 //! The browser is Debian's `chromium` and `promtool` comes with Debian's `prometheus`
-//! package (`.ci/run` installs both). Without promtool the rules test says so and
-//! passes; without chromium the page test fails, naming the package.
+//! package (`.ci/run` installs both). Without promtool the promtool test says so
+//! and passes; without chromium the page test fails, naming the package.
 
 mod common;
 
@@ -82,16 +82,16 @@ fn metric_names(expr: &str) -> impl Iterator<Item = String> + '_ {
         .map(str::to_owned)
 }
 
-/// The metrics the dashboard's queries name, and its datasource inputs.
-fn dashboard_metrics() -> anyhow::Result<(BTreeSet<String>, Vec<String>)> {
+/// The dashboard's queries and its datasource inputs.
+fn dashboard_queries() -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(DASHBOARD)?)?;
-    let mut names = BTreeSet::new();
+    let mut exprs = Vec::new();
     let mut stack = vec![&dashboard];
     while let Some(v) = stack.pop() {
         match v {
             serde_json::Value::Object(map) => {
                 if let Some(serde_json::Value::String(expr)) = map.get("expr") {
-                    names.extend(metric_names(expr));
+                    exprs.push(expr.clone());
                 }
                 stack.extend(map.values());
             }
@@ -107,7 +107,7 @@ fn dashboard_metrics() -> anyhow::Result<(BTreeSet<String>, Vec<String>)> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok((names, inputs))
+    Ok((exprs, inputs))
 }
 
 /// The metrics the alert rules' `expr:` lines name.
@@ -141,7 +141,8 @@ both_servers!(
         http_get(port, "/metrics").await?;
         let exported = exported_names(&http_get(port, "/metrics").await?);
 
-        let (dashboard, inputs) = dashboard_metrics()?;
+        let (queries, inputs) = dashboard_queries()?;
+        let dashboard: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
         let rules = rule_metrics()?;
         assert_eq!(
             inputs,
@@ -184,19 +185,46 @@ both_servers!(
     }
 );
 
+/// The dashboard's queries as recording rules, for `promtool check rules` to parse:
+/// Grafana's variables replaced by what they stand for at run time.
+fn dashboard_as_rules() -> anyhow::Result<String> {
+    let (queries, _) = dashboard_queries()?;
+    let mut rules = String::from("groups:\n  - name: pubsubd-dashboard\n    rules:\n");
+    for (n, query) in queries.iter().enumerate() {
+        let expr = query
+            .replace("$__rate_interval", "1m")
+            .replace("$instance", ".*");
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{n}\n        expr: {}\n",
+            serde_json::to_string(&expr)?
+        ));
+    }
+    Ok(rules)
+}
+
 #[test]
-fn alert_rules_pass_promtool() -> anyhow::Result<()> {
+fn alert_rules_and_dashboard_queries_pass_promtool() -> anyhow::Result<()> {
     let Ok(version) = std::process::Command::new("promtool")
         .arg("--version")
         .output()
     else {
         eprintln!(
-            "SKIPPED: promtool is not installed (apt-get install -y --no-install-recommends prometheus); deploy/prometheus/ was not checked"
+            "SKIPPED: promtool is not installed (apt-get install -y --no-install-recommends prometheus); deploy/prometheus/ and deploy/grafana/ were not checked"
         );
         return Ok(());
     };
     assert!(version.status.success(), "promtool --version failed");
-    for args in [["check", "rules", RULES], ["test", "rules", RULES_TESTS]] {
+    let dashboard = std::env::temp_dir().join(format!(
+        "pubsubd-dashboard-queries-{}.yml",
+        std::process::id()
+    ));
+    std::fs::write(&dashboard, dashboard_as_rules()?)?;
+    let dashboard = dashboard.display().to_string();
+    for args in [
+        ["check", "rules", RULES],
+        ["test", "rules", RULES_TESTS],
+        ["check", "rules", &dashboard],
+    ] {
         let out = std::process::Command::new("promtool").args(args).output()?;
         assert!(
             out.status.success(),
@@ -206,6 +234,7 @@ fn alert_rules_pass_promtool() -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let _ = std::fs::remove_file(&dashboard);
     Ok(())
 }
 

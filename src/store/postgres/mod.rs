@@ -116,7 +116,7 @@ impl ServiceStore for PgStore {
     }
 
     async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
-        // A read-only transaction only to scope the timeout to these two statements.
+        // A transaction only to scope the timeout to these two statements.
         let mut tx = self.pool.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
             "SET LOCAL statement_timeout = {}",
