@@ -557,6 +557,20 @@ async fn sub(
     Ok(rec.pk)
 }
 
+/// Subscribes `u0@example.org` … `u<count - 1>@example.org` to the node.
+async fn subscribe_users(store: &dyn Store, node_pk: i64, count: usize) -> anyhow::Result<()> {
+    for n in 0..count {
+        sub(
+            store,
+            node_pk,
+            &format!("u{n}@example.org"),
+            SubscribeOptions::default(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_claim_leases_the_oldest_free_nodes_head_and_batches_jobs_of_one_shape(
 ) -> anyhow::Result<()> {
@@ -777,15 +791,7 @@ async fn small_nodes_are_read_whole_in_one_call_and_big_ones_are_left_to_the_wal
             SubscribeOptions::default(),
         )
         .await?;
-        for n in 0..3 {
-            sub(
-                s,
-                big,
-                &format!("u{n}@example.org"),
-                SubscribeOptions::default(),
-            )
-            .await?;
-        }
+        subscribe_users(s, big, 3).await?;
         // Alice elsewhere does not make her shared in `small`.
         sub(
             s,
@@ -1126,18 +1132,12 @@ async fn the_status_page_sees_the_backlog_its_lease_holders_and_the_largest_node
 ) -> anyhow::Result<()> {
     for b in backends().await? {
         let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
-        let big = node(s, "big", NodeConfig::default()).await?;
-        let small = node(s, "small", NodeConfig::default()).await?;
-        let idle = node(s, "idle", NodeConfig::default()).await?;
-        for n in 0..3 {
-            sub(
-                s,
-                big,
-                &format!("u{n}@example.org"),
-                SubscribeOptions::default(),
-            )
-            .await?;
+        let mut pks = Vec::new();
+        for name in ["big", "small", "idle"] {
+            pks.push(node(s, name, NodeConfig::default()).await?);
         }
+        let (big, small, idle) = (pks[0], pks[1], pks[2]);
+        subscribe_users(s, big, 3).await?;
         sub(s, small, "u0@example.org", SubscribeOptions::default()).await?;
         for id in ["a", "b"] {
             s.publish(small, Some(item(id)), 10, vec![])
