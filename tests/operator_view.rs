@@ -40,6 +40,9 @@ const ITEMS: usize = 12;
 /// How long chromium may take to load and dump or photograph the page on a busy
 /// 2-core machine.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
+/// A restarted Prosody is back within a few seconds; pubsubd's backoff adds at most a
+/// few more (it doubles from 250 ms).
+const READY_AGAIN: Duration = Duration::from_secs(60);
 /// The page's rate needs two samples of the counter 5 s apart, after start-up.
 const RATE_WAIT: Duration = Duration::from_secs(30);
 
@@ -441,5 +444,74 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
             "the feed is not listed by its public URL\n{dom}"
         );
     }
+    Ok(())
+}
+
+/// The value of the sample `series` (name and labels, exactly as exported).
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_is_counted_as_a_disconnect_and_shown_on_the_page() -> anyhow::Result<()> {
+    let mut server = XmppServer::start_new(pubsubd_testkit::ServerKind::Prosody)?;
+    let (mut ps, port) = start_with_status(&server, "").await?;
+    let before = http_get(port, "/metrics").await?;
+    assert_eq!(
+        sample(
+            &before,
+            "pubsubd_component_disconnects_total{reason=\"closed_by_server\"}"
+        ),
+        Some(0.0),
+        "exported at zero before any disconnect\n{before}"
+    );
+    server.stop()?;
+    server.start()?;
+    ps.process
+        .wait_for_log("reconnecting to the XMPP server", READY_AGAIN)
+        .await?;
+    let deadline = Instant::now() + READY_AGAIN;
+    let after = loop {
+        let metrics = http_get(port, "/metrics").await?;
+        if sample(&metrics, "pubsubd_reconnects_total") >= Some(1.0) {
+            break metrics;
+        }
+        if Instant::now() > deadline {
+            bail!("pubsubd never reconnected\n{}", ps.process.log_tail(20));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let lost: f64 = pubsubd::metrics::DISCONNECT_REASONS
+        .iter()
+        .filter_map(|r| {
+            sample(
+                &after,
+                &format!("pubsubd_component_disconnects_total{{reason=\"{r}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(lost, 1.0, "one stream lost\n{after}");
+    for line in after
+        .lines()
+        .filter(|l| l.starts_with("pubsubd_component_disconnects_total"))
+    {
+        eprintln!("{line}");
+    }
+    // The page is cached for 2 s: wait it out.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let page = http_get(port, "/").await?;
+    assert_eq!(element_text(&page, "disconnects"), Some("1"), "{page}");
+    assert_eq!(element_text(&page, "reconnects"), Some("1"), "{page}");
+    assert_eq!(
+        element_text(&page, "connection-0-state"),
+        Some("up"),
+        "{page}"
+    );
     Ok(())
 }
