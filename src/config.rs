@@ -165,7 +165,8 @@ pub struct Config {
     /// Largest stanza read whole from the server, in bytes; a larger one is skipped and
     /// answered with an error, and the stream goes on.
     pub max_stanza_size: usize,
-    /// Where to serve `/metrics`, `/healthz` and `/readyz`; off when `None`.
+    /// Where to serve the status page (`/`), `/metrics`, `/healthz` and `/readyz`; off
+    /// when `None`.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The `[service]` table, handed to the pubsub policy as it is.
     pub service: toml::Table,

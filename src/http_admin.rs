@@ -1,5 +1,6 @@
-//! The operator's HTTP port: Prometheus metrics on `/metrics`, liveness on `/healthz`,
-//! readiness on `/readyz` (connected to the XMPP server AND the database answers).
+//! The operator's HTTP port: the status page on `/` ([`crate::status`]), Prometheus
+//! metrics on `/metrics`, liveness on `/healthz`, readiness on `/readyz` (connected to
+//! the XMPP server AND the database answers).
 //!
 //! Off unless `metrics_listen` is configured. Gauges that describe shared state (the
 //! fan-out backlog) are read from the store at scrape time, not tracked in memory.
@@ -9,13 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::broadcast;
 
 use crate::metrics as m;
+use crate::status::StatusPage;
 use crate::store::Store;
 use crate::xmpp::{ConnectionState, Outbound};
 
@@ -29,7 +32,12 @@ pub struct AdminState {
     pub connection: ConnectionState,
     pub out: Outbound,
     pub metrics: Option<PrometheusHandle>,
+    pub status: Arc<StatusPage>,
 }
+
+/// The page has no script and loads nothing: a policy that forbids both keeps it so
+/// even if an escaping bug let markup through.
+const STATUS_PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'";
 
 /// Binds `addr` and serves until shutdown. A bind failure is reported to the caller
 /// (it is a configuration error).
@@ -41,6 +49,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics and health endpoints listening");
     let app = Router::new()
+        .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -56,6 +65,17 @@ pub async fn serve(
             tracing::warn!(error = %e, "metrics endpoint stopped");
         }
     }))
+}
+
+async fn status_page(State(s): State<AdminState>) -> impl IntoResponse {
+    let page = s.status.html().await;
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, STATUS_PAGE_POLICY),
+        ],
+        Html(page.to_string()),
+    )
 }
 
 async fn store_up(store: &dyn Store) -> bool {
@@ -109,7 +129,10 @@ async fn metrics(State(s): State<AdminState>) -> (StatusCode, String) {
     };
     metrics::gauge!(m::CONNECTED).set(s.connection.connected() as f64);
     metrics::gauge!(m::OUTGOING_QUEUE).set(s.out.queued() as f64);
-    if store_up(s.store.as_ref()).await {
+    let db = store_up(s.store.as_ref()).await;
+    let ready = s.connection.is_connected() && db && !stranger;
+    metrics::gauge!(m::READY).set(if ready { 1.0 } else { 0.0 });
+    if db {
         if let Ok(Ok((pending, age, instances))) =
             tokio::time::timeout(STORE_CHECK_TIMEOUT, s.store.fanout_backlog()).await
         {

@@ -26,6 +26,7 @@ pub mod pubsub;
 pub mod retention;
 pub mod router;
 pub mod shutdown;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod xml;

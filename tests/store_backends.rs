@@ -572,6 +572,20 @@ async fn sub(
     Ok(rec.pk)
 }
 
+/// Subscribes `u0@example.org` … `u<count - 1>@example.org` to the node.
+async fn subscribe_users(store: &dyn Store, node_pk: i64, count: usize) -> anyhow::Result<()> {
+    for n in 0..count {
+        sub(
+            store,
+            node_pk,
+            &format!("u{n}@example.org"),
+            SubscribeOptions::default(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_claim_leases_the_oldest_free_nodes_head_and_batches_jobs_of_one_shape(
 ) -> anyhow::Result<()> {
@@ -792,15 +806,7 @@ async fn small_nodes_are_read_whole_in_one_call_and_big_ones_are_left_to_the_wal
             SubscribeOptions::default(),
         )
         .await?;
-        for n in 0..3 {
-            sub(
-                s,
-                big,
-                &format!("u{n}@example.org"),
-                SubscribeOptions::default(),
-            )
-            .await?;
-        }
+        subscribe_users(s, big, 3).await?;
         // Alice elsewhere does not make her shared in `small`.
         sub(
             s,
@@ -1132,6 +1138,69 @@ async fn queued_jobs_wake_the_fanout_listener() -> anyhow::Result<()> {
         tokio::time::timeout(Duration::from_secs(5), listener.wait())
             .await
             .map_err(|_| anyhow::anyhow!("{}: no wake-up after a publish", b.name))??;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_status_page_sees_the_backlog_its_lease_holders_and_the_largest_nodes(
+) -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let mut pks = Vec::new();
+        for name in ["big", "small", "idle"] {
+            pks.push(node(s, name, NodeConfig::default()).await?);
+        }
+        let (big, small, idle) = (pks[0], pks[1], pks[2]);
+        subscribe_users(s, big, 3).await?;
+        sub(s, small, "u0@example.org", SubscribeOptions::default()).await?;
+        for id in ["a", "b"] {
+            s.publish(small, Some(item(id)), 10, vec![])
+                .await?
+                .map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        }
+        s.publish(idle, Some(item("a")), 10, vec![])
+            .await?
+            .map_err(|r| anyhow::anyhow!("{r:?}"))?;
+
+        let empty = s.status_backlog(10).await?;
+        assert_eq!(empty.jobs_pending, 0, "{}", b.name);
+        assert!(empty.lease_holders.is_empty(), "{}", b.name);
+
+        f.queue_jobs(&[job(big), job(big), job(small)]).await?;
+        f.claim(owner(7, 0), LEASE, LIMITS)
+            .await?
+            .expect("big's batch");
+        let backlog = s.status_backlog(10).await?;
+        assert_eq!(backlog.jobs_pending, 3, "{}", b.name);
+        assert_eq!(backlog.lease_holders.len(), 1, "{}: one process", b.name);
+        assert_eq!(backlog.lease_holders[0].jobs, 2, "{}", b.name);
+        assert!(
+            owner(7, 0)
+                .to_string()
+                .starts_with(&backlog.lease_holders[0].process),
+            "{}: the holder is named by its process id",
+            b.name
+        );
+
+        let ranking = s.largest_nodes(2).await?;
+        let sizes = |list: &[pubsubd::store::status::NodeSize]| {
+            list.iter()
+                .map(|n| (n.name.clone(), n.count))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            sizes(&ranking.by_subscribers),
+            [("big".to_string(), 3), ("small".to_string(), 1)],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            sizes(&ranking.by_items),
+            [("small".to_string(), 2), ("idle".to_string(), 1)],
+            "{}: at most the limit",
+            b.name
+        );
     }
     Ok(())
 }

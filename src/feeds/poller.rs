@@ -30,10 +30,6 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 const LEASE_MARGIN: Duration = Duration::from_secs(120);
 /// After a database error while claiming, wait this long before trying again.
 const STORE_RETRY: Duration = Duration::from_secs(5);
-/// Counter of finished polls, by `outcome` (`not_modified`, `ok`, `failed`).
-pub const FEED_POLLS: &str = "pubsubd_feed_polls_total";
-/// Counter of feed entries published (new or changed).
-pub const FEED_ENTRIES_PUBLISHED: &str = "pubsubd_feed_entries_published_total";
 
 /// One process's feed poller.
 pub struct Poller {
@@ -136,7 +132,8 @@ impl Poller {
         let outcome = self.poll(&feed).await;
         let record = match outcome {
             Ok(Outcome::NotModified { max_age }) => {
-                metrics::counter!(FEED_POLLS, "outcome" => "not_modified").increment(1);
+                metrics::counter!(crate::metrics::FEED_POLLS, "outcome" => "not_modified")
+                    .increment(1);
                 tracing::debug!("feed not modified");
                 PollRecord {
                     validators: feed.validators.clone(),
@@ -151,8 +148,8 @@ impl Poller {
                 new,
                 entries,
             }) => {
-                metrics::counter!(FEED_POLLS, "outcome" => "ok").increment(1);
-                metrics::counter!(FEED_ENTRIES_PUBLISHED).increment(new as u64);
+                metrics::counter!(crate::metrics::FEED_POLLS, "outcome" => "ok").increment(1);
+                metrics::counter!(crate::metrics::FEED_ENTRIES_PUBLISHED).increment(new as u64);
                 if new > 0 {
                     tracing::info!(published = new, entries, "feed polled");
                 } else {
@@ -166,7 +163,7 @@ impl Poller {
                 }
             }
             Err(f) => {
-                metrics::counter!(FEED_POLLS, "outcome" => "failed").increment(1);
+                metrics::counter!(crate::metrics::FEED_POLLS, "outcome" => "failed").increment(1);
                 let failures = feed.failures.saturating_add(1);
                 let next = schedule::after_failure(feed.interval, failures, f.retry_after);
                 tracing::warn!(error = %f.message, failures, retry_in_secs = next.as_secs(), "feed poll failed");

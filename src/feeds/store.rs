@@ -140,13 +140,33 @@ impl FeedStore {
 
     /// Every feed, in the order added.
     pub async fn list(&self) -> Result<Vec<FeedRow>, StoreError> {
-        let rows = sqlx::query(
+        self.select("ORDER BY pk", None).await
+    }
+
+    /// At most `limit` feeds, those failing longest first, then the next due: what an
+    /// operator's status page shows.
+    pub async fn most_failing(&self, limit: u32) -> Result<Vec<FeedRow>, StoreError> {
+        self.select(
+            "ORDER BY failures DESC, next_poll_at, pk LIMIT $1",
+            Some(i64::from(limit)),
+        )
+        .await
+    }
+
+    async fn select(
+        &self,
+        order: &'static str,
+        limit: Option<i64>,
+    ) -> Result<Vec<FeedRow>, StoreError> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT pk, url, node, interval_secs, source, auth_header IS NOT NULL AS has_auth,
                     next_poll_at, failures, last_status, last_polled_at
-             FROM feeds ORDER BY pk",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             FROM feeds {order}"
+        )));
+        if let Some(limit) = limit {
+            query = query.bind(limit);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(FeedRow {

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
+pub mod status;
 
 use async_trait::async_trait;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -122,6 +123,15 @@ pub trait ServiceStore: Send + Sync + 'static {
     /// Gives the store `candidate` as its tag unless it has one, and returns the tag
     /// it has. One statement, the same on both backends ([`STORE_TAG_SQL`]).
     async fn store_tag_with(&self, candidate: i64) -> Result<i64, StoreError>;
+
+    /// The backlog for the status page, with at most `limit` lease holders (the
+    /// busiest first).
+    async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError>;
+
+    /// The `limit` largest live nodes by subscribers and by items. Counts whole tables
+    /// by index: for an operator's page refreshed every few tens of seconds, not for
+    /// every request.
+    async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError>;
 
     /// Service-wide counts (exact; meant for operators, not for hot paths).
     async fn stats(&self) -> Result<Stats, StoreError>;

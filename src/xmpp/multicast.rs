@@ -112,6 +112,18 @@ impl Multicast {
         (self.state() == State::On).then(|| self.limit.load(Ordering::Acquire))
     }
 
+    /// What is known of the service on the present streams, in words for operators:
+    /// `asking`, `on`, `refused` (a bounce turned grouping off) or `absent` (it did not
+    /// answer as a multicast service).
+    pub fn state_name(&self) -> &'static str {
+        match self.state() {
+            State::Probing => "asking",
+            State::On => "on",
+            State::Refused => "refused",
+            State::Absent => "absent",
+        }
+    }
+
     /// How many groups the service has bounced since start.
     pub fn bounces(&self) -> u64 {
         self.bounces.load(Ordering::Acquire)

@@ -560,6 +560,26 @@ mod tests {
     }
 
     #[test]
+    fn every_lost_reason_is_a_declared_metric_label() {
+        let io = || std::io::Error::other("x");
+        for reason in [
+            LostReason::Write(io()),
+            LostReason::Read(io()),
+            LostReason::MalformedXml(io()),
+            LostReason::StreamError("conflict".into()),
+            LostReason::ServerClosed,
+            LostReason::ConnectionClosed,
+            LostReason::Silent(READ_SILENCE),
+            LostReason::ReaderStopped,
+        ] {
+            assert!(
+                crate::metrics::DISCONNECT_REASONS.contains(&reason.label()),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
     fn pings_are_matched_to_their_session_their_store_or_a_stranger() {
         let ours = |ty, id| own_ping(&iq(ty, id), 0xab, 0xff);
         assert_eq!(ours("get", "pubsubd-ping-ab-ff-7"), OwnPing::Ours(7));

@@ -47,6 +47,11 @@ impl ConnectionState {
         self.0.iter().filter(|up| *up.borrow()).count()
     }
 
+    /// Whether each stream is up, in connection order (0, 1, … of `connections`).
+    pub fn each(&self) -> Vec<bool> {
+        self.0.iter().map(|up| *up.borrow()).collect()
+    }
+
     /// Whether any stream went down or came up since the last call (or since this
     /// handle was cloned); marks the present as seen.
     pub fn changed(&mut self) -> bool {

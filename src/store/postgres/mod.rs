@@ -19,7 +19,7 @@ pub mod nodes;
 mod rows;
 pub mod subscriptions;
 
-use super::{NodeListing, ServiceStore, Stats, StoreError};
+use super::{status, NodeListing, ServiceStore, Stats, StoreError};
 
 /// The migrations, embedded at compile time so the binary carries its schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -109,6 +109,35 @@ impl ServiceStore for PgStore {
         let age: f64 = row.try_get("age")?;
         let instances: i64 = row.try_get("instances")?;
         Ok((pending.max(0) as u64, age, instances.max(0) as u64))
+    }
+
+    async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
+        let (pending, age, _) = self.fanout_backlog().await?;
+        let holders = status::counted::<sqlx::Postgres>(
+            &mut *self.pool.acquire().await?,
+            "SELECT left(lease_owner::text, 32), count(*) FROM fanout_jobs
+             WHERE lease_until > now() GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1",
+            limit,
+        )
+        .await?;
+        Ok(status::Backlog::new(pending, age, holders))
+    }
+
+    async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
+        // A transaction only to scope the timeout to these two statements.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "SET LOCAL statement_timeout = {}",
+            status::RANKING_STATEMENT_TIMEOUT_MS
+        )))
+        .execute(&mut *tx)
+        .await?;
+        let by_subscribers =
+            status::counted::<sqlx::Postgres>(&mut tx, status::NODES_BY_SUBSCRIBERS, limit).await?;
+        let by_items =
+            status::counted::<sqlx::Postgres>(&mut tx, status::NODES_BY_ITEMS, limit).await?;
+        tx.commit().await?;
+        Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

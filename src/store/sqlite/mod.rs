@@ -41,7 +41,7 @@ pub mod nodes;
 mod rows;
 pub mod subscriptions;
 
-use super::{NodeListing, ServiceStore, Stats, StoreError};
+use super::{status, NodeListing, ServiceStore, Stats, StoreError};
 use instance_lock::InstanceLock;
 use jobs::JobSignal;
 
@@ -260,6 +260,31 @@ impl ServiceStore for SqliteStore {
         let age: f64 = row.try_get("age")?;
         let instances: i64 = row.try_get("instances")?;
         Ok((pending.max(0) as u64, age.max(0.0), instances.max(0) as u64))
+    }
+
+    async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
+        let (pending, age, _) = self.fanout_backlog().await?;
+        let holders = status::counted::<sqlx::Sqlite>(
+            &mut *self.pool.acquire().await?,
+            AssertSqlSafe(format!(
+                "SELECT substr(lease_owner, 1, 32), count(*) FROM fanout_jobs
+                 WHERE lease_owner IS NOT NULL AND lease_until > {NOW}
+                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1"
+            )),
+            limit,
+        )
+        .await?;
+        Ok(status::Backlog::new(pending, age, holders))
+    }
+
+    async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
+        // No statement timeout in SQLite; a file small enough for SQLite counts fast.
+        let mut conn = self.pool.acquire().await?;
+        let by_subscribers =
+            status::counted::<sqlx::Sqlite>(&mut conn, status::NODES_BY_SUBSCRIBERS, limit).await?;
+        let by_items =
+            status::counted::<sqlx::Sqlite>(&mut conn, status::NODES_BY_ITEMS, limit).await?;
+        Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

@@ -1,0 +1,127 @@
+//! What the operator's status page reads of the store: the fan-out backlog, the
+//! processes holding fan-out leases, and the largest nodes. Types and the SQL both
+//! backends run as it is; the backends run it on their general pool (never the fan-out
+//! workers' one).
+//!
+//! Every read here is bounded by a `LIMIT`. The rankings count rows of whole tables
+//! (an index-only scan of `subscriptions_fanout` and of the items' primary key), so the
+//! caller reads them far less often than the backlog.
+
+use super::StoreError;
+
+/// A node and how many of something it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSize {
+    pub name: String,
+    pub count: u64,
+}
+
+/// A process holding fan-out leases right now, known by the first 32 characters of
+/// its workers' lease owner: the start of the `process` id its log prints at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub process: String,
+    /// Jobs it holds under a live lease.
+    pub jobs: u64,
+}
+
+/// The fan-out backlog as the status page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backlog {
+    pub jobs_pending: u64,
+    /// Age of the oldest job, seconds (the fan-out lag).
+    pub oldest_job_age_seconds: f64,
+    /// The busiest lease holders, at most the limit asked for.
+    pub lease_holders: Vec<LeaseHolder>,
+}
+
+impl Backlog {
+    /// The backlog from `ServiceStore::fanout_backlog`'s pending count and age, and
+    /// `(process, jobs)` rows of lease holders.
+    pub fn new(jobs_pending: u64, oldest_job_age_seconds: f64, holders: Vec<CountRow>) -> Backlog {
+        Backlog {
+            jobs_pending,
+            oldest_job_age_seconds,
+            lease_holders: lease_holders(holders),
+        }
+    }
+}
+
+/// The largest live nodes, each list at most the limit asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeRanking {
+    pub by_subscribers: Vec<NodeSize>,
+    pub by_items: Vec<NodeSize>,
+}
+
+/// Nodes with the most active subscriptions, `$1` at most. Counting per `node_pk`
+/// first keeps the scan on the `subscriptions_fanout` index; a node being deleted may
+/// take a place in the count and is then left out, so the list can be one short.
+pub const NODES_BY_SUBSCRIBERS: &str = "SELECT n.name, c.rows_counted FROM (
+         SELECT node_pk, count(*) AS rows_counted FROM subscriptions
+         WHERE state = 'subscribed' GROUP BY node_pk ORDER BY count(*) DESC LIMIT $1
+     ) c JOIN nodes n ON n.pk = c.node_pk
+     WHERE NOT n.deleted ORDER BY c.rows_counted DESC, n.name";
+
+/// Nodes with the most stored items, `$1` at most (as [`NODES_BY_SUBSCRIBERS`]).
+pub const NODES_BY_ITEMS: &str = "SELECT n.name, c.rows_counted FROM (
+         SELECT node_pk, count(*) AS rows_counted FROM items
+         GROUP BY node_pk ORDER BY count(*) DESC LIMIT $1
+     ) c JOIN nodes n ON n.pk = c.node_pk
+     WHERE NOT n.deleted ORDER BY c.rows_counted DESC, n.name";
+
+/// A name and count row, as both ranking queries return them.
+pub type CountRow = (String, i64);
+
+/// How long PostgreSQL may work on the ranking before it gives up: it counts whole
+/// tables (about 0.2 s for 750,000 subscriptions on the 2-core test machine), and a
+/// page must not keep a database busy for a ranking nobody waits for. The status page
+/// stops waiting after 2 s too.
+pub const RANKING_STATEMENT_TIMEOUT_MS: u32 = 2_000;
+
+impl NodeRanking {
+    /// The ranking from the rows of [`NODES_BY_SUBSCRIBERS`] and [`NODES_BY_ITEMS`].
+    pub fn from_rows(by_subscribers: Vec<CountRow>, by_items: Vec<CountRow>) -> NodeRanking {
+        let sizes = |rows: Vec<CountRow>| {
+            rows.into_iter()
+                .map(|(name, count)| NodeSize {
+                    name,
+                    count: count.max(0) as u64,
+                })
+                .collect()
+        };
+        NodeRanking {
+            by_subscribers: sizes(by_subscribers),
+            by_items: sizes(by_items),
+        }
+    }
+}
+
+/// The rows of `sql`, a query of [`CountRow`]s with its `LIMIT` as `$1`.
+pub async fn counted<DB>(
+    conn: &mut DB::Connection,
+    sql: impl sqlx::SqlSafeStr,
+    limit: u32,
+) -> Result<Vec<CountRow>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    CountRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    Ok(sqlx::query_as(sql)
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Lease holders from `(process, jobs)` rows.
+fn lease_holders(rows: Vec<CountRow>) -> Vec<LeaseHolder> {
+    rows.into_iter()
+        .map(|(process, jobs)| LeaseHolder {
+            process,
+            jobs: jobs.max(0) as u64,
+        })
+        .collect()
+}
