@@ -172,6 +172,7 @@ impl StatusPage {
             connections,
             reconnects: counter(m::RECONNECTS),
             disconnects: counter(m::COMPONENT_DISCONNECTS),
+            stranger: crate::xmpp::stranger::sharing_with_stranger(),
             multicast: s.multicast.as_ref().map(|mc| MulticastView {
                 jid: mc.jid().to_string(),
                 state: mc.state_name(),

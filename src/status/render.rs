@@ -65,6 +65,9 @@ fn connections(h: &mut String, s: &Snapshot) {
         optional(s.reconnects),
         optional(s.disconnects)
     );
+    if s.stranger {
+        h.push_str("<span id=\"stranger\" class=\"down\">another program that does not share this store is connected as this JID: the server splits its traffic (see the log)</span> · ");
+    }
     match &s.multicast {
         None => h.push_str("multicast <span id=\"multicast\">off</span></p>"),
         Some(MulticastView {
@@ -256,6 +259,7 @@ mod tests {
             ],
             reconnects: Some(3),
             disconnects: Some(4),
+            stranger: false,
             multicast: Some(MulticastView {
                 jid: "multicast.example.org".into(),
                 state: "on",
@@ -312,6 +316,14 @@ mod tests {
         ] {
             assert!(html.contains(expected), "missing {expected} in\n{html}");
         }
+    }
+
+    #[test]
+    fn a_stranger_on_the_jid_is_shown_only_while_there_is_one() {
+        let mut s = snapshot();
+        assert!(!page(&s).contains("id=\"stranger\""));
+        s.stranger = true;
+        assert!(page(&s).contains("id=\"stranger\""));
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub struct Snapshot {
     /// Streams re-established and streams lost since start (`None` without metrics).
     pub reconnects: Option<u64>,
     pub disconnects: Option<u64>,
+    /// Whether a program that does not share this store was seen on the component JID
+    /// lately ([`crate::xmpp::stranger`]).
+    pub stranger: bool,
     pub multicast: Option<MulticastView>,
     pub backlog: Reading<Backlog>,
     /// Over the last minute; `None` until two samples exist or without metrics.
