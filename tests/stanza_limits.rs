@@ -389,3 +389,84 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
+
+both_servers!(
+    a_retrieval_larger_than_a_server_takes_comes_in_pages,
+    |server| async move {
+        let w = start_watched(server, "max_payload_size = 262144\n").await?;
+        let ps = &w.ps;
+        let mut a = user(server, "a").await?;
+        create(
+            &mut a,
+            ps,
+            "big",
+            &[
+                ("pubsub#max_items", "20"),
+                ("pubsub#max_payload_size", "100000"),
+            ],
+        )
+        .await?;
+        const ITEMS: usize = 10;
+        let body = "b".repeat(60_000);
+        for i in 0..ITEMS {
+            ok(&ask(
+                &mut a,
+                ps,
+                "set",
+                inflate(
+                    &pubsub(&format!(
+                        "<publish node='big'><item id='i{i}'><blob xmlns='urn:x'>{MARK}</blob></item></publish>"
+                    )),
+                    &body,
+                ),
+            )
+            .await?);
+        }
+        // 600 KB of payloads in all: more than Prosody takes from a component in one
+        // stanza by default (512 KiB). The answer holds what fits and says there is more.
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..ITEMS {
+            let set = match &after {
+                None => String::new(),
+                Some(last) => {
+                    format!("<set xmlns='{NS_RSM}'><max>{ITEMS}</max><after>{last}</after></set>")
+                }
+            };
+            let reply = ask(
+                &mut a,
+                ps,
+                "get",
+                stanza::parse(&pubsub(&format!("<items node='big'/>{set}"))),
+            )
+            .await?;
+            ok(&reply);
+            assert!(
+                stanza::to_xml(&reply).len() < 512 * 1024,
+                "an answer within the server's limit"
+            );
+            let ids = item_ids(&reply);
+            assert!(!ids.is_empty());
+            seen.extend(ids);
+            let rsm = reply
+                .get_child("pubsub", NS_PUBSUB)
+                .and_then(|p| p.get_child("set", NS_RSM));
+            let Some(rsm) = rsm else { break };
+            assert_eq!(
+                rsm.get_child("count", NS_RSM).map(|c| c.text()).as_deref(),
+                Some("10")
+            );
+            if seen.len() == ITEMS {
+                break;
+            }
+            after = rsm.get_child("last", NS_RSM).map(|l| l.text());
+        }
+        let expected: Vec<String> = (0..ITEMS).rev().map(|i| format!("i{i}")).collect();
+        assert_eq!(
+            seen, expected,
+            "every item, newest first, over several pages"
+        );
+        w.assert_stream_never_dropped().await?;
+        Ok::<_, anyhow::Error>(())
+    }
+);

@@ -376,11 +376,62 @@ impl Pubsub {
         if page.anchor_missing {
             return Err(DomainError::ItemNotFound);
         }
+        let page = fit_to_budget(page, &query, RESULT_PAYLOAD_BUDGET);
         Ok(Retrieved {
             node: access.node,
             page,
         })
     }
+}
+
+/// Most payload bytes one retrieval answers with; the rest of the items are left to the
+/// next RSM page (§6.5.7: the service may return fewer items, with a `<set/>` saying
+/// so). Half of the smallest component stanza limit among the servers pubsubd attaches
+/// to (Prosody: 512 KiB), so an answer never exceeds what the server takes from pubsubd:
+/// a server closes a component stream that sends a larger stanza.
+pub const RESULT_PAYLOAD_BUDGET: usize = 256 * 1024;
+
+/// `page` cut to the items whose payloads fit in `budget` bytes, and at least one. A
+/// page asked for `before` an item keeps the items next to that item (its end, since
+/// pages are newest first); any other keeps its beginning.
+fn fit_to_budget(mut page: ItemsPage, query: &ItemsQuery, budget: usize) -> ItemsPage {
+    let size = |i: &crate::store::ItemRecord| i.payload.as_ref().map_or(0, String::len);
+    let backwards = matches!(
+        query,
+        ItemsQuery::Page {
+            before: Some(_),
+            ..
+        }
+    );
+    let mut total = 0;
+    let fits = |i: &crate::store::ItemRecord, total: &mut usize| {
+        *total += size(i);
+        *total <= budget
+    };
+    let keep = if backwards {
+        page.items
+            .iter()
+            .rev()
+            .take_while(|i| fits(i, &mut total))
+            .count()
+    } else {
+        page.items
+            .iter()
+            .take_while(|i| fits(i, &mut total))
+            .count()
+    }
+    .max(1)
+    .min(page.items.len());
+    let dropped = page.items.len() - keep;
+    if dropped > 0 {
+        if backwards {
+            page.items.drain(..dropped);
+            page.first_index = page.first_index.map(|f| f + dropped as u64);
+        } else {
+            page.items.truncate(keep);
+        }
+    }
+    page
 }
 
 /// Applies the payload rules of §7.1.3.6 to what the publisher sent; returns the item
@@ -414,6 +465,55 @@ mod tests {
                     .unwrap()
             }),
         }
+    }
+
+    fn page_of(sizes: &[usize]) -> ItemsPage {
+        ItemsPage {
+            items: sizes
+                .iter()
+                .enumerate()
+                .map(|(n, size)| crate::store::ItemRecord {
+                    id: ItemId::parse(&format!("i{n}")).expect("id"),
+                    publisher: "a@b".into(),
+                    payload: Some("x".repeat(*size)),
+                    published_at: chrono::Utc::now(),
+                })
+                .collect(),
+            count: 100,
+            first_index: Some(10),
+            anchor_missing: false,
+        }
+    }
+
+    fn ids(page: &ItemsPage) -> Vec<&str> {
+        page.items.iter().map(|i| i.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_page_over_the_budget_keeps_what_fits_from_the_right_end() {
+        let latest = ItemsQuery::Latest { max: None };
+        let page = fit_to_budget(page_of(&[40, 40, 40, 40]), &latest, 100);
+        assert_eq!(ids(&page), ["i0", "i1"]);
+        assert_eq!(page.first_index, Some(10));
+        let before = ItemsQuery::Page {
+            max: 4,
+            after: None,
+            before: Some("i9".into()),
+            index: None,
+        };
+        let page = fit_to_budget(page_of(&[40, 40, 40, 40]), &before, 100);
+        assert_eq!(ids(&page), ["i2", "i3"], "the items next to the anchor");
+        assert_eq!(page.first_index, Some(12));
+        let page = fit_to_budget(page_of(&[500, 40]), &latest, 100);
+        assert_eq!(ids(&page), ["i0"], "at least one item, however large");
+        let page = fit_to_budget(page_of(&[10, 10]), &latest, 100);
+        assert_eq!(
+            ids(&page),
+            ["i0", "i1"],
+            "a page within the budget is whole"
+        );
+        let page = fit_to_budget(page_of(&[]), &latest, 100);
+        assert!(page.items.is_empty());
     }
 
     #[test]
