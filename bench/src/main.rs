@@ -15,6 +15,7 @@ mod iq;
 mod metrics;
 mod population;
 mod publisher;
+mod reader;
 mod receive;
 mod report;
 mod route;
@@ -49,6 +50,22 @@ enum Command {
     /// pubsubd with a large state (rows inserted with SQL): subscribe and
     /// retrieve latency, memory during a big fan-out.
     State(StateArgs),
+    /// The stanza reader's throughput against tokio-xmpp's, in memory (no server).
+    Reader(ReaderArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReaderArgs {
+    /// Stanzas per round (half publishes of ~1.5 KB Atom entries, a quarter ping
+    /// answers, a quarter presence).
+    #[arg(long, default_value_t = 50_000)]
+    stanzas: usize,
+    /// Rounds of each reader, alternating; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -326,6 +343,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 timeout: secs(args.common.timeout),
             };
             report::print(&fanout::run(&env, &config).await?, args.common.json)
+        }
+        Command::Reader(args) => {
+            let r = reader::run(args.stanzas, args.rounds).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} stanzas ({} bytes) x {} rounds: stanza-reader {:.0}/s, tokio-xmpp {:.0}/s, ratio {:.2}",
+                    r.stanzas, r.bytes, r.rounds, r.ours_per_s, r.tokio_xmpp_per_s, r.ratio
+                );
+            }
+            Ok(())
         }
         Command::State(args) => {
             let env = env::Env::load(&args.common.env)?;
