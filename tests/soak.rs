@@ -1,0 +1,481 @@
+//! Soak: hostile clients send thousands of random mutations of valid pubsub requests
+//! (every request type and owner operation; hostile attribute and text values, wrong
+//! types, repeated and missing children and attributes, unknown elements, wrong
+//! namespaces, deep nesting, many attributes) through real Prosody and ejabberd while a
+//! 10,000-subscriber fan-out runs. Every request is answered, the fan-out loses nothing,
+//! the component stream is never dropped, and the nodes of others are unchanged.
+//!
+//! The requests come from a seeded generator ([`requests`]): the seed is printed, and
+//! `PUBSUBD_SOAK_SEED=<seed>` replays a run (`PUBSUBD_SOAK_REQUESTS=<n>` sends another
+//! number of requests).
+
+mod common;
+#[path = "soak/requests.rs"]
+mod requests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use pubsubd_testkit::{both_servers, stanza, Client, StoreKind, DOMAIN};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use common::sink::{attach_sink, Inbox};
+use common::watched::start_watched;
+use common::*;
+use requests::{generate, Targets};
+
+/// Requests sent in all: a few thousand, which a debug build on a loaded two-core
+/// machine answers in well under a minute on either server.
+const DEFAULT_REQUESTS: usize = 3_000;
+/// Attackers sending at once: two lanes of pubsubd's router at work, each attacker's
+/// requests in order in its own.
+const ATTACKERS: usize = 2;
+/// Requests an attacker has in flight: pipelined like a busy client, well under a
+/// router lane (256), so that every request is handled rather than told to wait.
+const WINDOW: usize = 50;
+/// How long a window's last answer may take: generous, for requests of 100 KB values
+/// through a busy single-threaded server.
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
+/// The crowd of virtual subscribers the fan-out walks meanwhile.
+const SUBSCRIBERS: i64 = 10_000;
+/// Items published to the crowd while the attack runs, spread over it.
+const ITEMS: usize = 3;
+/// Longest wait for the crowd's notifications once the attack is over (30,000 through
+/// Prosody at ~2,000/s on a busy machine).
+const FANOUT_DONE: Duration = Duration::from_secs(120);
+/// Replays a run.
+const SEED_ENV: &str = "PUBSUBD_SOAK_SEED";
+/// Sends another number of requests.
+const REQUESTS_ENV: &str = "PUBSUBD_SOAK_REQUESTS";
+
+/// The victim's nodes: one anyone may read, one for a whitelist.
+const VICTIM_OPEN: &str = "victim-open";
+const VICTIM_PRIVATE: &str = "victim-private";
+/// The node of the 10,000 virtual subscribers.
+const CROWD: &str = "crowd";
+/// Nodes each attacker owns before the soak.
+const OWN_NODES: usize = 3;
+
+both_servers!(
+    hostile_requests_are_all_answered_while_a_fanout_completes_and_others_nodes_stay_unchanged,
+    |server| async move {
+        let seed = seed()?;
+        let total = env_number(REQUESTS_ENV, DEFAULT_REQUESTS)?;
+        let kind = StoreKind::from_env()?;
+        eprintln!(
+            "{}, {kind:?}: soak seed {seed} ({SEED_ENV}={seed} replays it), {total} requests",
+            server.kind()
+        );
+        let w = start_watched(server, "").await?;
+        let ps = &w.ps;
+
+        // The victim: two nodes with known configuration, affiliations, subscriptions
+        // and items.
+        let mut victim = user(server, "victim").await?;
+        let friend = format!("friend@{DOMAIN}");
+        create(
+            &mut victim,
+            ps,
+            VICTIM_OPEN,
+            &[
+                ("pubsub#title", "Open diary"),
+                ("pubsub#max_items", "10"),
+                ("pubsub#publish_model", "publishers"),
+            ],
+        )
+        .await?;
+        create(
+            &mut victim,
+            ps,
+            VICTIM_PRIVATE,
+            &[
+                ("pubsub#title", "Private diary"),
+                ("pubsub#access_model", "whitelist"),
+            ],
+        )
+        .await?;
+        for node in [VICTIM_OPEN, VICTIM_PRIVATE] {
+            for n in 0..3 {
+                let id = format!("v{n}");
+                ok(&publish(&mut victim, ps, node, Some(&id), &atom_entry(&id, "mine")).await?);
+            }
+            ok(&subscribe(&mut victim, ps, node).await?);
+        }
+
+        // The attackers, each with nodes of its own.
+        let mut attackers = Vec::new();
+        for a in 0..ATTACKERS {
+            let client = user(server, "attacker").await?;
+            let own: Vec<String> = (0..OWN_NODES).map(|n| format!("a{a}-own-{n}")).collect();
+            let mut client = client;
+            for node in &own {
+                create(&mut client, ps, node, &[]).await?;
+            }
+            attackers.push((client, own));
+        }
+        let attacker_jids: Vec<String> = attackers
+            .iter()
+            .map(|(c, _)| c.bare_jid().to_owned())
+            .collect();
+        let affiliate = |node: &str, jid: &str, affiliation: &str| {
+            owner(&format!(
+                "<affiliations node='{node}'><affiliation jid='{jid}' affiliation='{affiliation}'/></affiliations>"
+            ))
+        };
+        ok(&iq(
+            &mut victim,
+            ps,
+            "set",
+            &affiliate(VICTIM_OPEN, &friend, "publisher"),
+        )
+        .await?);
+        ok(&iq(
+            &mut victim,
+            ps,
+            "set",
+            &affiliate(VICTIM_OPEN, &attacker_jids[0], "outcast"),
+        )
+        .await?);
+        ok(&iq(
+            &mut victim,
+            ps,
+            "set",
+            &affiliate(VICTIM_PRIVATE, &friend, "member"),
+        )
+        .await?);
+
+        // The crowd: 10,000 virtual subscribers behind a sink component.
+        let mut publisher = user(server, "publisher").await?;
+        create(&mut publisher, ps, CROWD, &[("pubsub#title", "Crowd")]).await?;
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        subscribe_crowd(&ps.db, CROWD, "v", sink.jid(), SUBSCRIBERS).await?;
+
+        let guarded = [
+            (
+                VICTIM_OPEN,
+                &[Aspect::Configuration, Aspect::Affiliations, Aspect::Items][..],
+            ),
+            (
+                VICTIM_PRIVATE,
+                &[
+                    Aspect::Configuration,
+                    Aspect::Affiliations,
+                    Aspect::Subscriptions,
+                    Aspect::Items,
+                ][..],
+            ),
+        ];
+        let mut before = Vec::new();
+        for (node, aspects) in guarded {
+            before.push(state(&mut victim, ps, node, aspects).await?);
+        }
+        let crowd_before = state(&mut publisher, ps, CROWD, CROWD_ASPECTS).await?;
+
+        // The attack, with the crowd's items published as it goes.
+        let others: Vec<String> = [VICTIM_OPEN, VICTIM_PRIVATE, CROWD]
+            .map(str::to_owned)
+            .to_vec();
+        let (victim_jid, publisher_jid) = (
+            victim.bare_jid().to_owned(),
+            publisher.bare_jid().to_owned(),
+        );
+        let sent = AtomicUsize::new(0);
+        let started = Instant::now();
+        let attacks = attackers.into_iter().enumerate().map(|(a, (client, own))| {
+            let mut other_jids = vec![victim_jid.clone(), friend.clone(), publisher_jid.clone()];
+            other_jids.extend(
+                attacker_jids
+                    .iter()
+                    .filter(|j| **j != client.bare_jid())
+                    .cloned(),
+            );
+            let targets = Targets {
+                me: client.bare_jid().to_owned(),
+                own,
+                fresh: format!("a{a}-fresh"),
+                others: others.clone(),
+                other_jids,
+            };
+            let rng = StdRng::seed_from_u64(seed.wrapping_add(a as u64));
+            attack(client, ps, targets, rng, total / ATTACKERS, &sent)
+        });
+        let (tallies, published_in) = tokio::try_join!(
+            futures::future::try_join_all(attacks),
+            publish_along(&mut publisher, ps, &sent, total),
+        )?;
+        let attack_took = started.elapsed();
+        let during = inbox.total();
+        let mut tally = Tally::default();
+        for t in &tallies {
+            tally.add(t);
+        }
+
+        // The fan-out completes: every virtual subscriber got every item, once each
+        // item, and nothing else.
+        let expected = SUBSCRIBERS as usize * ITEMS;
+        inbox
+            .wait_unique(expected, FANOUT_DONE)
+            .await
+            .with_context(|| ps.process.log_tail(40))?;
+        let fanout_took = started.elapsed();
+        check_every_subscriber_got_every_item(&inbox, sink.jid())?;
+
+        eprintln!(
+            "{}, {kind:?}: {} requests sent by {ATTACKERS} attackers in windows of {WINDOW}, {} answered in {attack_took:.1?} ({:.0}/s), slowest window {:.1?}; outcomes: {}",
+            server.kind(),
+            tally.sent,
+            tally.answered(),
+            tally.answered() as f64 / attack_took.as_secs_f64(),
+            tally.slowest,
+            tally.outcomes()
+        );
+        eprintln!(
+            "{}, {kind:?}: mutations: {}",
+            server.kind(),
+            tally.mutations()
+        );
+        eprintln!(
+            "{}, {kind:?}: fan-out of {ITEMS} items (published at {published_in:.1?}) to {SUBSCRIBERS}: {during} notifications delivered while the attack ran, all {expected} by {fanout_took:.1?}, {} duplicates",
+            server.kind(),
+            inbox.total() - inbox.unique()
+        );
+        assert_eq!(tally.answered(), tally.sent, "every request is answered");
+
+        // The stream held, nothing panicked, and the nodes of others are as they were.
+        w.assert_stream_never_dropped().await?;
+        let log = ps.process.log_contents();
+        assert!(
+            !log.contains("panicked"),
+            "a panic:\n{}",
+            ps.process.log_tail(60)
+        );
+        for ((node, aspects), before) in guarded.into_iter().zip(before) {
+            let after = state(&mut victim, ps, node, aspects).await?;
+            for (aspect, (b, a)) in aspects.iter().zip(before.iter().zip(&after)) {
+                assert_eq!(b, a, "the {aspect:?} of {node} changed");
+            }
+        }
+        let crowd_after = state(&mut publisher, ps, CROWD, CROWD_ASPECTS).await?;
+        assert_eq!(crowd_before, crowd_after, "the crowd node changed");
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
+/// What of the crowd node must not change (its items do: the publisher publishes).
+const CROWD_ASPECTS: &[Aspect] = &[Aspect::Configuration, Aspect::Affiliations];
+
+/// What the owner reads of a node to see that it is unchanged.
+#[derive(Debug, Clone, Copy)]
+enum Aspect {
+    Configuration,
+    Affiliations,
+    Subscriptions,
+    Items,
+}
+
+/// The owner's answers (without iq ids) to reading each of `aspects` of `node`.
+async fn state(
+    client: &mut Client,
+    ps: &Pubsubd,
+    node: &str,
+    aspects: &[Aspect],
+) -> anyhow::Result<Vec<String>> {
+    let mut answers = Vec::new();
+    for aspect in aspects {
+        let payload = match aspect {
+            Aspect::Configuration => owner(&format!("<configure node='{node}'/>")),
+            Aspect::Affiliations => owner(&format!("<affiliations node='{node}'/>")),
+            Aspect::Subscriptions => owner(&format!("<subscriptions node='{node}'/>")),
+            Aspect::Items => pubsub(&format!("<items node='{node}'/>")),
+        };
+        let reply = iq(client, ps, "get", &payload).await?;
+        ok(&reply);
+        answers.push(strip_ids(&stanza::to_xml(&reply)));
+    }
+    Ok(answers)
+}
+
+/// What one attacker's requests came to.
+#[derive(Default)]
+struct Tally {
+    sent: usize,
+    /// Answers by outcome: `result` or the error condition.
+    by_outcome: BTreeMap<String, usize>,
+    by_mutation: BTreeMap<String, usize>,
+    slowest: Duration,
+}
+
+impl Tally {
+    fn answered(&self) -> usize {
+        self.by_outcome.values().sum()
+    }
+
+    fn add(&mut self, other: &Tally) {
+        self.sent += other.sent;
+        for (k, n) in &other.by_outcome {
+            *self.by_outcome.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &other.by_mutation {
+            *self.by_mutation.entry(k.clone()).or_default() += n;
+        }
+        self.slowest = self.slowest.max(other.slowest);
+    }
+
+    fn outcomes(&self) -> String {
+        list(&self.by_outcome)
+    }
+
+    fn mutations(&self) -> String {
+        list(&self.by_mutation)
+    }
+}
+
+fn list(counts: &BTreeMap<String, usize>) -> String {
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sends `count` hostile requests in windows of [`WINDOW`], and fails unless each
+/// window is answered whole within [`ANSWER_WAIT`].
+async fn attack(
+    mut client: Client,
+    ps: &Pubsubd,
+    targets: Targets,
+    mut rng: StdRng,
+    count: usize,
+    sent: &AtomicUsize,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    while tally.sent < count {
+        let mut waiting = BTreeMap::new();
+        for _ in 0..WINDOW.min(count - tally.sent) {
+            let request = generate(&mut rng, &targets);
+            let id = format!("soak-{}-{}", targets.fresh, tally.sent);
+            client.send(request.iq(ps.jid(), &id))?;
+            for m in &request.mutations {
+                *tally.by_mutation.entry(format!("{m:?}")).or_default() += 1;
+            }
+            waiting.insert(id, request);
+            tally.sent += 1;
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+        let started = Instant::now();
+        while !waiting.is_empty() {
+            let left = ANSWER_WAIT.saturating_sub(started.elapsed());
+            let Some(answer) = client.recv_timeout(left).await else {
+                let closed = client.closed_reason().map(str::to_owned);
+                let unanswered: Vec<String> = waiting
+                    .iter()
+                    .take(5)
+                    .map(|(id, r)| format!("{id}: {}", r.describe()))
+                    .collect();
+                bail!(
+                    "{} requests unanswered after {ANSWER_WAIT:?} (stream closed: {closed:?}); first:\n{}\npubsubd's log:\n{}",
+                    waiting.len(),
+                    unanswered.join("\n"),
+                    ps.process.log_tail(40)
+                );
+            };
+            let Some(id) = answer.attr("id") else {
+                continue;
+            };
+            if answer.name() != "iq" || waiting.remove(id).is_none() {
+                // A notification of the attacker's own subscriptions, say.
+                continue;
+            }
+            let outcome = match answer.attr("type") {
+                Some("result") => "result".to_owned(),
+                _ => stanza::error_condition(&answer).unwrap_or_else(|| "no condition".into()),
+            };
+            *tally.by_outcome.entry(outcome).or_default() += 1;
+        }
+        tally.slowest = tally.slowest.max(started.elapsed());
+    }
+    Ok(tally)
+}
+
+/// Publishes the crowd's [`ITEMS`] as the attack goes: the first at once, the next
+/// each time another share of `total` requests is out. Returns when each went out.
+async fn publish_along(
+    publisher: &mut Client,
+    ps: &Pubsubd,
+    sent: &AtomicUsize,
+    total: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let started = Instant::now();
+    let mut at = Vec::new();
+    for n in 0..ITEMS {
+        while sent.load(Ordering::Relaxed) < n * total / ITEMS {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let id = format!("crowd-{n}");
+        let item = pubsub(&format!(
+            "<publish node='{CROWD}'><item id='{id}'>{}</item></publish>",
+            atom_entry(&id, "for everyone")
+        ));
+        let reply = publisher
+            .iq_timeout(
+                stanza::iq("set", ps.jid(), stanza::parse(&item)),
+                ANSWER_WAIT,
+            )
+            .await?;
+        ok(&reply);
+        at.push(started.elapsed());
+    }
+    Ok(at)
+}
+
+/// Each virtual subscriber `v1` … `v10000` got a notification of each of the crowd's
+/// [`ITEMS`] jobs (ids `ps-<job>-<subscription>`), and no one else got anything.
+fn check_every_subscriber_got_every_item(inbox: &Inbox, sink: &str) -> anyhow::Result<()> {
+    let got = inbox.snapshot();
+    let jobs = |ids: &Vec<String>| -> BTreeSet<String> {
+        ids.iter()
+            .filter_map(|id| id.strip_prefix("ps-")?.split('-').next().map(str::to_owned))
+            .collect()
+    };
+    let all: BTreeSet<String> = got.values().flat_map(jobs).collect();
+    anyhow::ensure!(
+        all.len() == ITEMS,
+        "notifications of {} jobs: {all:?}",
+        all.len()
+    );
+    let short: Vec<i64> = (1..=SUBSCRIBERS)
+        .filter(|n| got.get(&format!("v{n}@{sink}")).map(jobs) != Some(all.clone()))
+        .collect();
+    anyhow::ensure!(
+        short.is_empty(),
+        "{} of {SUBSCRIBERS} virtual subscribers missed an item (first: {:?})",
+        short.len(),
+        &short[..short.len().min(10)]
+    );
+    anyhow::ensure!(
+        got.len() == SUBSCRIBERS as usize,
+        "{} recipients, not the {SUBSCRIBERS} subscribers",
+        got.len()
+    );
+    Ok(())
+}
+
+/// The seed of this run: [`SEED_ENV`] if set, a random one otherwise.
+fn seed() -> anyhow::Result<u64> {
+    match std::env::var(SEED_ENV) {
+        Ok(s) => s.parse().with_context(|| format!("{SEED_ENV}={s}")),
+        Err(_) => Ok(rand::random()),
+    }
+}
+
+fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(s) => s.parse().with_context(|| format!("{name}={s}")),
+        Err(_) => Ok(default),
+    }
+}
