@@ -13,7 +13,7 @@ mod common;
 #[path = "soak/requests.rs"]
 mod requests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use rand::SeedableRng;
 use common::sink::{attach_sink, Inbox};
 use common::watched::start_watched;
 use common::*;
-use requests::{generate, Targets};
+use requests::{generate, Request, Targets};
 
 /// Requests sent in all: a few thousand, which a debug build on a loaded two-core
 /// machine answers in well under a minute on either server.
@@ -36,8 +36,8 @@ const ATTACKERS: usize = 2;
 /// Requests an attacker has in flight: pipelined like a busy client, well under a
 /// router lane (256), so that every request is handled rather than told to wait.
 const WINDOW: usize = 50;
-/// How long a window's last answer may take: generous, for requests of 100 KB values
-/// through a busy single-threaded server.
+/// How long an answer may take: generous, for requests of 100 KB values through a
+/// busy single-threaded server on a loaded machine.
 const ANSWER_WAIT: Duration = Duration::from_secs(60);
 /// The crowd of virtual subscribers the fan-out walks meanwhile.
 const SUBSCRIBERS: i64 = 10_000;
@@ -175,6 +175,9 @@ both_servers!(
             before.push(state(&mut victim, ps, node, aspects).await?);
         }
         let crowd_before = state(&mut publisher, ps, CROWD, CROWD_ASPECTS).await?;
+        for answer in before.iter().flatten().chain(&crowd_before) {
+            assert!(answer.contains(" type='result'"), "{answer}");
+        }
 
         // The attack, with the crowd's items published as it goes.
         let others: Vec<String> = [VICTIM_OPEN, VICTIM_PRIVATE, CROWD]
@@ -226,18 +229,19 @@ both_servers!(
         check_every_subscriber_got_every_item(&inbox, sink.jid())?;
 
         eprintln!(
-            "{}, {kind:?}: {} requests sent by {ATTACKERS} attackers in windows of {WINDOW}, {} answered in {attack_took:.1?} ({:.0}/s), slowest window {:.1?}; outcomes: {}",
+            "{}, {kind:?}: {} requests sent by {ATTACKERS} attackers {WINDOW} in flight each, {} answered in {attack_took:.1?} ({:.0}/s), slowest answer {:.1?}; outcomes: {}",
             server.kind(),
             tally.sent,
             tally.answered(),
             tally.answered() as f64 / attack_took.as_secs_f64(),
             tally.slowest,
-            tally.outcomes()
+            list(&tally.by_outcome)
         );
         eprintln!(
-            "{}, {kind:?}: mutations: {}",
+            "{}, {kind:?}: mutations: {}; results by request: {}",
             server.kind(),
-            tally.mutations()
+            list(&tally.by_mutation),
+            list(&tally.results_by_template)
         );
         eprintln!(
             "{}, {kind:?}: fan-out of {ITEMS} items (published at {published_in:.1?}) to {SUBSCRIBERS}: {during} notifications delivered while the attack ran, all {expected} by {fanout_took:.1?}, {} duplicates",
@@ -245,6 +249,13 @@ both_servers!(
             inbox.total() - inbox.unique()
         );
         assert_eq!(tally.answered(), tally.sent, "every request is answered");
+        for fault in SERVICE_FAULTS {
+            assert!(
+                !tally.by_outcome.contains_key(*fault),
+                "answered {fault}: a bad request is the client's error ({})",
+                list(&tally.by_outcome)
+            );
+        }
 
         // The stream held, nothing panicked, and the nodes of others are as they were.
         w.assert_stream_never_dropped().await?;
@@ -254,6 +265,12 @@ both_servers!(
             "a panic:\n{}",
             ps.process.log_tail(60)
         );
+        let errors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .take(10)
+            .collect();
+        assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
         for ((node, aspects), before) in guarded.into_iter().zip(before) {
             let after = state(&mut victim, ps, node, aspects).await?;
             for (aspect, (b, a)) in aspects.iter().zip(before.iter().zip(&after)) {
@@ -278,7 +295,8 @@ enum Aspect {
     Items,
 }
 
-/// The owner's answers (without iq ids) to reading each of `aspects` of `node`.
+/// The owner's answers (without iq ids) to reading each of `aspects` of `node`, results
+/// or not: a node deleted shows as a changed answer.
 async fn state(
     client: &mut Client,
     ps: &Pubsubd,
@@ -294,19 +312,29 @@ async fn state(
             Aspect::Items => pubsub(&format!("<items node='{node}'/>")),
         };
         let reply = iq(client, ps, "get", &payload).await?;
-        ok(&reply);
         answers.push(strip_ids(&stanza::to_xml(&reply)));
     }
     Ok(answers)
 }
 
-/// What one attacker's requests came to.
+/// Answers that would be the service's fault, or its absence, not the request's.
+const SERVICE_FAULTS: &[&str] = &[
+    "internal-server-error",
+    "undefined-condition",
+    "no condition",
+    "remote-server-timeout",
+    "remote-server-not-found",
+];
+
+/// What the requests of an attacker came to.
 #[derive(Default)]
 struct Tally {
     sent: usize,
     /// Answers by outcome: `result` or the error condition.
     by_outcome: BTreeMap<String, usize>,
     by_mutation: BTreeMap<String, usize>,
+    /// Results by request template: each kind of request also gets through.
+    results_by_template: BTreeMap<String, usize>,
     slowest: Duration,
 }
 
@@ -317,22 +345,21 @@ impl Tally {
 
     fn add(&mut self, other: &Tally) {
         self.sent += other.sent;
-        for (k, n) in &other.by_outcome {
-            *self.by_outcome.entry(k.clone()).or_default() += n;
-        }
-        for (k, n) in &other.by_mutation {
-            *self.by_mutation.entry(k.clone()).or_default() += n;
+        for (mine, theirs) in [
+            (&mut self.by_outcome, &other.by_outcome),
+            (&mut self.by_mutation, &other.by_mutation),
+            (&mut self.results_by_template, &other.results_by_template),
+        ] {
+            for (k, n) in theirs {
+                bump(mine, k, *n);
+            }
         }
         self.slowest = self.slowest.max(other.slowest);
     }
+}
 
-    fn outcomes(&self) -> String {
-        list(&self.by_outcome)
-    }
-
-    fn mutations(&self) -> String {
-        list(&self.by_mutation)
-    }
+fn bump(counts: &mut BTreeMap<String, usize>, key: &str, n: usize) {
+    *counts.entry(key.to_owned()).or_default() += n;
 }
 
 fn list(counts: &BTreeMap<String, usize>) -> String {
@@ -343,8 +370,8 @@ fn list(counts: &BTreeMap<String, usize>) -> String {
         .join(", ")
 }
 
-/// Sends `count` hostile requests in windows of [`WINDOW`], and fails unless each
-/// window is answered whole within [`ANSWER_WAIT`].
+/// Sends `count` hostile requests, [`WINDOW`] of them in flight (another goes out as
+/// each is answered), and fails unless each is answered within [`ANSWER_WAIT`].
 async fn attack(
     mut client: Client,
     ps: &Pubsubd,
@@ -354,52 +381,61 @@ async fn attack(
     sent: &AtomicUsize,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
-    while tally.sent < count {
-        let mut waiting = BTreeMap::new();
-        for _ in 0..WINDOW.min(count - tally.sent) {
+    let mut waiting: HashMap<String, (Request, Instant)> = HashMap::new();
+    loop {
+        while waiting.len() < WINDOW && tally.sent < count {
             let request = generate(&mut rng, &targets);
             let id = format!("soak-{}-{}", targets.fresh, tally.sent);
             client.send(request.iq(ps.jid(), &id))?;
             for m in &request.mutations {
-                *tally.by_mutation.entry(format!("{m:?}")).or_default() += 1;
+                bump(&mut tally.by_mutation, &format!("{m:?}"), 1);
             }
-            waiting.insert(id, request);
+            waiting.insert(id, (request, Instant::now()));
             tally.sent += 1;
             sent.fetch_add(1, Ordering::Relaxed);
         }
-        let started = Instant::now();
-        while !waiting.is_empty() {
-            let left = ANSWER_WAIT.saturating_sub(started.elapsed());
-            let Some(answer) = client.recv_timeout(left).await else {
-                let closed = client.closed_reason().map(str::to_owned);
-                let unanswered: Vec<String> = waiting
-                    .iter()
-                    .take(5)
-                    .map(|(id, r)| format!("{id}: {}", r.describe()))
-                    .collect();
-                bail!(
-                    "{} requests unanswered after {ANSWER_WAIT:?} (stream closed: {closed:?}); first:\n{}\npubsubd's log:\n{}",
-                    waiting.len(),
-                    unanswered.join("\n"),
-                    ps.process.log_tail(40)
-                );
-            };
-            let Some(id) = answer.attr("id") else {
-                continue;
-            };
-            if answer.name() != "iq" || waiting.remove(id).is_none() {
-                // A notification of the attacker's own subscriptions, say.
-                continue;
+        let Some(oldest) = waiting.values().map(|(_, at)| *at).min() else {
+            return Ok(tally);
+        };
+        let Some(answer) = client
+            .recv_timeout(ANSWER_WAIT.saturating_sub(oldest.elapsed()))
+            .await
+        else {
+            let closed = client.closed_reason().map(str::to_owned);
+            let mut unanswered: Vec<_> = waiting.iter().collect();
+            unanswered.sort_by_key(|(_, (_, at))| *at);
+            let first: Vec<String> = unanswered
+                .iter()
+                .take(5)
+                .map(|(id, (r, _))| format!("{id}: {}", r.describe()))
+                .collect();
+            bail!(
+                "{} requests unanswered, the oldest for {ANSWER_WAIT:?} (stream closed: {closed:?}); first:\n{}\npubsubd's log:\n{}",
+                waiting.len(),
+                first.join("\n"),
+                ps.process.log_tail(40)
+            );
+        };
+        let is_answer =
+            answer.name() == "iq" && matches!(answer.attr("type"), Some("result" | "error"));
+        // Anything else is a notification of the attacker's own subscriptions, say.
+        let Some((request, at)) = answer
+            .attr("id")
+            .filter(|_| is_answer)
+            .and_then(|id| waiting.remove(id))
+        else {
+            continue;
+        };
+        tally.slowest = tally.slowest.max(at.elapsed());
+        let outcome = match answer.attr("type") {
+            Some("result") => {
+                bump(&mut tally.results_by_template, request.template, 1);
+                "result".to_owned()
             }
-            let outcome = match answer.attr("type") {
-                Some("result") => "result".to_owned(),
-                _ => stanza::error_condition(&answer).unwrap_or_else(|| "no condition".into()),
-            };
-            *tally.by_outcome.entry(outcome).or_default() += 1;
-        }
-        tally.slowest = tally.slowest.max(started.elapsed());
+            _ => stanza::error_condition(&answer).unwrap_or_else(|| "no condition".into()),
+        };
+        bump(&mut tally.by_outcome, &outcome, 1);
     }
-    Ok(tally)
 }
 
 /// Publishes the crowd's [`ITEMS`] as the attack goes: the first at once, the next
