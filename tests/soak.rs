@@ -156,9 +156,17 @@ both_servers!(
         subscribe_crowd(&ps.db, CROWD, "v", sink.jid(), SUBSCRIBERS).await?;
 
         let guarded = [
+            // Anyone may subscribe to the open node: of its subscriptions, the
+            // victim's own must stay as it is.
             (
                 VICTIM_OPEN,
-                &[Aspect::Configuration, Aspect::Affiliations, Aspect::Items][..],
+                &[
+                    Aspect::Configuration,
+                    Aspect::Affiliations,
+                    Aspect::OwnSubscription,
+                    Aspect::OwnOptions,
+                    Aspect::Items,
+                ][..],
             ),
             (
                 VICTIM_PRIVATE,
@@ -166,6 +174,7 @@ both_servers!(
                     Aspect::Configuration,
                     Aspect::Affiliations,
                     Aspect::Subscriptions,
+                    Aspect::OwnOptions,
                     Aspect::Items,
                 ][..],
             ),
@@ -229,9 +238,10 @@ both_servers!(
         check_every_subscriber_got_every_item(&inbox, sink.jid())?;
 
         eprintln!(
-            "{}, {kind:?}: {} requests sent by {ATTACKERS} attackers {WINDOW} in flight each, {} answered in {attack_took:.1?} ({:.0}/s), slowest answer {:.1?}; outcomes: {}",
+            "{}, {kind:?}: {} requests ({:.1} MB) sent by {ATTACKERS} attackers {WINDOW} in flight each, {} answered in {attack_took:.1?} ({:.0}/s), slowest answer {:.1?}; outcomes: {}",
             server.kind(),
             tally.sent,
+            tally.bytes as f64 / 1e6,
             tally.answered(),
             tally.answered() as f64 / attack_took.as_secs_f64(),
             tally.slowest,
@@ -291,7 +301,12 @@ const CROWD_ASPECTS: &[Aspect] = &[Aspect::Configuration, Aspect::Affiliations];
 enum Aspect {
     Configuration,
     Affiliations,
+    /// All subscriptions to the node.
     Subscriptions,
+    /// The owner's own subscription to the node.
+    OwnSubscription,
+    /// The options of the owner's own subscription.
+    OwnOptions,
     Items,
 }
 
@@ -303,12 +318,15 @@ async fn state(
     node: &str,
     aspects: &[Aspect],
 ) -> anyhow::Result<Vec<String>> {
+    let me = client.bare_jid().to_owned();
     let mut answers = Vec::new();
     for aspect in aspects {
         let payload = match aspect {
             Aspect::Configuration => owner(&format!("<configure node='{node}'/>")),
             Aspect::Affiliations => owner(&format!("<affiliations node='{node}'/>")),
             Aspect::Subscriptions => owner(&format!("<subscriptions node='{node}'/>")),
+            Aspect::OwnSubscription => pubsub(&format!("<subscriptions node='{node}'/>")),
+            Aspect::OwnOptions => pubsub(&format!("<options node='{node}' jid='{me}'/>")),
             Aspect::Items => pubsub(&format!("<items node='{node}'/>")),
         };
         let reply = iq(client, ps, "get", &payload).await?;
@@ -330,6 +348,8 @@ const SERVICE_FAULTS: &[&str] = &[
 #[derive(Default)]
 struct Tally {
     sent: usize,
+    /// Bytes of XML sent.
+    bytes: usize,
     /// Answers by outcome: `result` or the error condition.
     by_outcome: BTreeMap<String, usize>,
     by_mutation: BTreeMap<String, usize>,
@@ -345,6 +365,7 @@ impl Tally {
 
     fn add(&mut self, other: &Tally) {
         self.sent += other.sent;
+        self.bytes += other.bytes;
         for (mine, theirs) in [
             (&mut self.by_outcome, &other.by_outcome),
             (&mut self.by_mutation, &other.by_mutation),
@@ -386,7 +407,9 @@ async fn attack(
         while waiting.len() < WINDOW && tally.sent < count {
             let request = generate(&mut rng, &targets);
             let id = format!("soak-{}-{}", targets.fresh, tally.sent);
-            client.send(request.iq(ps.jid(), &id))?;
+            let iq = request.iq(ps.jid(), &id);
+            tally.bytes += stanza::to_xml(&iq).len();
+            client.send(iq)?;
             for m in &request.mutations {
                 bump(&mut tally.by_mutation, &format!("{m:?}"), 1);
             }
