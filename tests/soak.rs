@@ -108,9 +108,8 @@ both_servers!(
         // The attackers, each with nodes of its own.
         let mut attackers = Vec::new();
         for a in 0..ATTACKERS {
-            let client = user(server, "attacker").await?;
+            let mut client = user(server, "attacker").await?;
             let own: Vec<String> = (0..OWN_NODES).map(|n| format!("a{a}-own-{n}")).collect();
-            let mut client = client;
             for node in &own {
                 create(&mut client, ps, node, &[]).await?;
             }
@@ -120,32 +119,16 @@ both_servers!(
             .iter()
             .map(|(c, _)| c.bare_jid().to_owned())
             .collect();
-        let affiliate = |node: &str, jid: &str, affiliation: &str| {
-            owner(&format!(
+        for (node, jid, affiliation) in [
+            (VICTIM_OPEN, &friend, "publisher"),
+            (VICTIM_OPEN, &attacker_jids[0], "outcast"),
+            (VICTIM_PRIVATE, &friend, "member"),
+        ] {
+            let set = owner(&format!(
                 "<affiliations node='{node}'><affiliation jid='{jid}' affiliation='{affiliation}'/></affiliations>"
-            ))
-        };
-        ok(&iq(
-            &mut victim,
-            ps,
-            "set",
-            &affiliate(VICTIM_OPEN, &friend, "publisher"),
-        )
-        .await?);
-        ok(&iq(
-            &mut victim,
-            ps,
-            "set",
-            &affiliate(VICTIM_OPEN, &attacker_jids[0], "outcast"),
-        )
-        .await?);
-        ok(&iq(
-            &mut victim,
-            ps,
-            "set",
-            &affiliate(VICTIM_PRIVATE, &friend, "member"),
-        )
-        .await?);
+            ));
+            ok(&iq(&mut victim, ps, "set", &set).await?);
+        }
 
         // The crowd: 10,000 virtual subscribers behind a sink component.
         let mut publisher = user(server, "publisher").await?;
