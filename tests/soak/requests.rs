@@ -18,9 +18,10 @@ use crate::common::{
 const LONG_VALUE: usize = 10_000;
 /// The longest value: an inlined image, what real clients put in an attribute.
 const LONGEST_VALUE: usize = 100_000;
-/// Deepest nesting added: past pubsubd's 128 levels, as deep as both servers route.
+/// Deepest nesting added: past the stanza reader's 128 levels (two such mutations of one
+/// request stack up to 400).
 const DEEPEST: usize = 200;
-/// Most attributes added to one element: past the stanza reader's limit.
+/// Most attributes added to one element: from a few to far past the stanza reader's 64.
 const MOST_ATTRIBUTES: usize = 300;
 /// Most copies of a repeated child: one copy already makes a request ambiguous; a few
 /// more check that nothing counts them one by one into trouble.
