@@ -275,6 +275,27 @@ both_servers!(
     }
 );
 
+/// A printed seed is worth something only if it makes the same requests again.
+#[test]
+fn a_seed_replays_the_same_requests() {
+    let targets = || Targets {
+        me: "mallory@localhost".into(),
+        own: vec!["mine".into()],
+        fresh: "new".into(),
+        others: vec![VICTIM_OPEN.into(), CROWD.into()],
+        other_jids: vec!["victim@localhost".into()],
+    };
+    let run = |seed| {
+        let (targets, mut rng) = (targets(), StdRng::seed_from_u64(seed));
+        (0..200)
+            .map(|n| generate(&mut rng, &targets).iq("ps.localhost", &n.to_string()))
+            .map(|iq| stanza::to_xml(&iq))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
 /// What of the crowd node must not change (its items do: the publisher publishes).
 const CROWD_ASPECTS: &[Aspect] = &[Aspect::Configuration, Aspect::Affiliations];
 
