@@ -105,13 +105,6 @@ both_servers!(
     }
 );
 
-/// The iq id differs between two otherwise equal answers.
-fn strip_ids(xml: &str) -> String {
-    let start = xml.find(" id='").map(|i| i + 5).unwrap_or(0);
-    let end = xml[start..].find('\'').map(|i| start + i).unwrap_or(start);
-    format!("{}{}", &xml[..start], &xml[end..])
-}
-
 both_servers!(item_ids_are_per_node, |server| async move {
     let ps = start(server).await?;
     let mut a = user(server, "a").await?;

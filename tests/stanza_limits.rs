@@ -5,8 +5,9 @@
 
 mod common;
 
+use common::watched::{start_watched, Watched};
 use common::*;
-use pubsubd_testkit::{both_servers, free_ports, stanza, Client, Element, XmppServer};
+use pubsubd_testkit::{both_servers, stanza, Client, Element};
 
 /// Longer than every identifier limit (1,023 bytes) and than tokio-xmpp's old token
 /// limit (8 KiB), which used to cut the stream.
@@ -18,55 +19,13 @@ const BIG_STANZA_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Replaced in a template by a long value (attribute values and text).
 const MARK: &str = "MARK";
 
-/// pubsubd with its metrics endpoint, to count disconnects and reconnects.
-struct Watched {
-    ps: Pubsubd,
-    port: u16,
-}
-
-async fn start_watched(server: &XmppServer, config: &str) -> anyhow::Result<Watched> {
-    let port = free_ports(1)?[0];
-    let ps = start_with(
-        server,
-        &format!("metrics_listen = \"127.0.0.1:{port}\"\n{config}"),
-    )
-    .await?;
-    Ok(Watched { ps, port })
-}
-
 impl Watched {
-    /// Fails if the component stream was ever dropped or re-established.
-    async fn assert_stream_never_dropped(&self) -> anyhow::Result<()> {
-        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
-            .await?
-            .text()
-            .await?;
-        assert_eq!(
-            metric_sum(&metrics, "pubsubd_component_disconnects_total"),
-            0.0,
-            "disconnects:\n{metrics}"
-        );
-        assert_eq!(
-            metric_sum(&metrics, "pubsubd_reconnects_total"),
-            0.0,
-            "reconnects"
-        );
-        let log = self.ps.process.log_contents();
-        assert!(
-            !log.contains("component connection lost"),
-            "the stream was lost:\n{}",
-            self.ps.process.log_tail(30)
-        );
-        Ok(())
-    }
-
     /// The number of stanzas the reader refused, over all limits.
     async fn refused(&self) -> anyhow::Result<f64> {
-        let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
-            .await?
-            .text()
-            .await?;
-        Ok(metric_sum(&metrics, "pubsubd_stanzas_refused_total"))
+        Ok(metric_sum(
+            &self.metrics().await?,
+            "pubsubd_stanzas_refused_total",
+        ))
     }
 }
 

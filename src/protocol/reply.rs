@@ -40,10 +40,50 @@ pub fn error_to(
 
 /// A stanza error with just a type and a defined condition.
 pub fn simple(kind: ErrorType, condition: DefinedCondition) -> StanzaError {
-    StanzaError::new(kind, condition, "en", "")
+    with_text(kind, condition, "")
 }
 
-/// A stanza error with human-readable text.
+/// A stanza error with human-readable text; none if `text` is empty (RFC 6120's schema
+/// has no empty `<text/>`, and it tells a reader nothing).
 pub fn with_text(kind: ErrorType, condition: DefinedCondition, text: &str) -> StanzaError {
-    StanzaError::new(kind, condition, "en", text)
+    let mut error = StanzaError::new(kind, condition, "en", text);
+    if text.is_empty() {
+        error.texts.clear();
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xml(error: StanzaError) -> String {
+        to_xml(&Element::from(error))
+    }
+
+    #[test]
+    fn an_error_without_text_has_no_empty_text_element() {
+        let error = xml(simple(
+            ErrorType::Cancel,
+            DefinedCondition::ServiceUnavailable,
+        ));
+        assert!(error.contains("<service-unavailable"), "{error}");
+        assert!(!error.contains("<text"), "{error}");
+        let error = xml(with_text(
+            ErrorType::Modify,
+            DefinedCondition::BadRequest,
+            "",
+        ));
+        assert!(!error.contains("<text"), "{error}");
+    }
+
+    #[test]
+    fn an_error_with_text_carries_it_in_english() {
+        let error = xml(with_text(
+            ErrorType::Modify,
+            DefinedCondition::PolicyViolation,
+            "too deep",
+        ));
+        assert!(error.contains("xml:lang='en'>too deep</text>"), "{error}");
+    }
 }

@@ -6,6 +6,9 @@
 //! fresh SQLite file, so every acceptance test runs against either backend.
 #![allow(dead_code)]
 
+pub mod sink;
+pub mod watched;
+
 use std::time::Duration;
 
 use pubsubd_testkit::{
@@ -171,6 +174,13 @@ pub fn err(reply: &Element, type_: &str, condition: &str, pubsub_condition: Opti
             "unexpected pubsub#errors child in {xml}"
         ),
     }
+}
+
+/// The iq id differs between two otherwise equal answers.
+pub fn strip_ids(xml: &str) -> String {
+    let start = xml.find(" id='").map(|i| i + 5).unwrap_or(0);
+    let end = xml[start..].find('\'').map(|i| start + i).unwrap_or(start);
+    format!("{}{}", &xml[..start], &xml[end..])
 }
 
 /// Creates `node` (owned by `client`), optionally with configuration fields.
