@@ -9,12 +9,22 @@
 //! before (a server going down may not have written them out yet): duplicates are
 //! possible, loss is not; ids are stable so clients can drop the duplicates. The lease is
 //! renewed alongside; if another process has taken the jobs over, the batch is abandoned.
+//!
+//! Fencing: a claim may be taken over as soon as the liveness session it was made under
+//! is gone, or once its lease has gone unrenewed for a lease period. The work on a claim
+//! is therefore stopped, and never polled again, as soon as the session is seen lost or
+//! a renewal is overdue ([`with_renewals`]); what was already queued on the connection
+//! still goes out (the page being sent), and whoever takes the claim over starts from
+//! the saved cursor, so this costs duplicates, never a loss.
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::{backoff, deliver, Context, Link};
-use crate::store::fanout::{ClaimedBatch, ClaimedJob, LeaseOwner, Resource, Subscriber};
+use crate::store::fanout::{
+    ClaimedBatch, ClaimedJob, LeaseOwner, Resource, SessionKey, Subscriber,
+};
 use crate::store::jobs::JobTarget;
 use crate::xmpp::{BarrierError, Outbound};
 
@@ -27,6 +37,8 @@ enum Outcome {
     LeaseLost,
     /// Shutdown: progress is saved (as far as confirmed) and the lease given back.
     Stopped,
+    /// The claim may be someone else's any moment (why): nothing more is sent for it.
+    Fenced(&'static str),
 }
 
 /// A page handed to the connection, waiting for its receipt.
@@ -57,11 +69,13 @@ struct Lease<'a> {
 }
 
 /// Serves `batch`, claimed by `owner`, to the end, or until its lease is lost or the
-/// engine stops.
-pub async fn serve(
+/// engine stops. `held` is when the lease was last known to run for a full period
+/// from (the claim or its last renewal was sent then); renewals move it.
+async fn serve(
     ctx: &Context,
     owner: LeaseOwner,
     batch: &ClaimedBatch,
+    held: &mut Instant,
     stop: &watch::Receiver<bool>,
 ) {
     let ids = batch.job_ids();
@@ -73,12 +87,13 @@ pub async fn serve(
             direct(ctx, &lease, batch, stop.clone()).await
         }
     };
-    match with_renewals(ctx, &lease, work).await {
+    match with_renewals(ctx, &lease, batch.session, held, work).await {
         Outcome::Completed => tracing::debug!("fan-out batch done"),
         Outcome::LeaseLost => {
             tracing::warn!("fan-out lease lost: another process has taken these jobs over")
         }
         Outcome::Stopped => tracing::info!("fan-out batch interrupted by shutdown"),
+        Outcome::Fenced(why) => give_up(ctx, &lease, why).await,
     }
 }
 
@@ -86,16 +101,19 @@ pub async fn serve(
 /// those whose node is small enough to be sent whole (fewer subscriptions than a page)
 /// go out together: one subscriber read for all of them, one barrier, one completion.
 /// The first node too big for that is walked afterwards on its own; any other is given
-/// back at once, so that another worker can walk it meanwhile.
+/// back at once, so that another worker can walk it meanwhile. `claimed_at` is when
+/// the claim was sent (its lease runs a full period from then at least).
 pub async fn serve_claim(
     ctx: &Context,
     owner: LeaseOwner,
     batches: &[ClaimedBatch],
+    claimed_at: Instant,
     stop: &watch::Receiver<bool>,
 ) {
     let [first, ..] = batches else { return };
+    let mut renewed_at = claimed_at;
     if batches.len() == 1 {
-        return serve(ctx, owner, first, stop).await;
+        return serve(ctx, owner, first, &mut renewed_at, stop).await;
     }
     let mut stop = stop.clone();
     // Whole-node reads for fresh walks only: a walk that was interrupted (cursor past
@@ -163,7 +181,9 @@ pub async fn serve_claim(
         let span = tracing::debug_span!("nodes", nodes = small.len());
         let work =
             tracing::Instrument::instrument(send_whole(ctx, owner, &small, stop.clone()), span);
-        match with_renewals(ctx, &lease, work).await {
+        // One claim, one session.
+        let session = first.session;
+        match with_renewals(ctx, &lease, session, &mut renewed_at, work).await {
             Outcome::Completed => tracing::debug!(nodes = small.len(), "fan-out batches done"),
             Outcome::LeaseLost => {
                 tracing::warn!("fan-out lease lost: another process has taken these jobs over");
@@ -174,10 +194,14 @@ pub async fn serve_claim(
                 tracing::info!("fan-out batches interrupted by shutdown");
                 return;
             }
+            Outcome::Fenced(why) => {
+                give_up(ctx, &lease, why).await;
+                return;
+            }
         }
     }
     if let Some(walk) = kept {
-        serve(ctx, owner, walk, &stop).await;
+        serve(ctx, owner, walk, &mut renewed_at, &stop).await;
     }
 }
 
@@ -259,26 +283,45 @@ async fn send_whole(
     complete_jobs(ctx, &Lease { owner, ids: &keep }, None, &mut stop).await
 }
 
-/// Runs `work` while renewing `lease` every third of its length.
+/// Runs `work` while renewing `lease` every third of its length, and stops it (the
+/// fence) as soon as the claim may be taken over by someone else: the liveness
+/// `session` it was made under is lost, or no renewal has succeeded for nearly a lease
+/// period since `held` (which each successful renewal moves to when it was sent).
+/// Checked before `work` is polled each time, so once either is seen nothing more of
+/// `work` runs.
 async fn with_renewals(
     ctx: &Context,
     lease: &Lease<'_>,
+    session: Option<SessionKey>,
+    held: &mut Instant,
     work: impl std::future::Future<Output = Outcome>,
 ) -> Outcome {
     tokio::pin!(work);
+    let lost = ctx.liveness.lost(session);
+    tokio::pin!(lost);
     let mut renew = tokio::time::interval(ctx.settings.renew_every());
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renew.tick().await;
     loop {
+        let overdue = *held + ctx.settings.unrenewed_limit();
         tokio::select! {
+            biased;
+            () = &mut lost => return Outcome::Fenced("its liveness session was lost"),
+            () = tokio::time::sleep_until(overdue) => {
+                return Outcome::Fenced("its lease went unrenewed for nearly a lease period")
+            }
             outcome = &mut work => return outcome,
-            _ = renew.tick() => match ctx.store.renew(lease.owner, lease.ids, ctx.settings.lease).await {
-                Ok(true) => {}
-                Ok(false) => return Outcome::LeaseLost,
-                // The database is away: keep going; the next renewal or cursor save will
-                // tell whether the lease survived.
-                Err(e) => tracing::warn!(error = %e, "cannot renew the fan-out lease"),
-            },
+            _ = renew.tick() => {
+                let sent = Instant::now();
+                match ctx.store.renew(lease.owner, lease.ids, ctx.settings.lease).await {
+                    Ok(true) => *held = sent,
+                    Ok(false) => return Outcome::LeaseLost,
+                    // The database is away: keep going; a later renewal or cursor save
+                    // tells whether the lease survived, and the fence above stops the
+                    // work before the lease can run out unrenewed.
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the fan-out lease"),
+                }
+            }
         }
     }
 }
@@ -657,6 +700,16 @@ async fn complete_jobs(
         // sends the last confirmed pages again.
         None => Outcome::Stopped,
     }
+}
+
+/// Stops working a fenced claim: gives the lease back, if it is still ours, so that
+/// anyone (this process under its new session, too) may take it over at once.
+async fn give_up(ctx: &Context, lease: &Lease<'_>, why: &str) {
+    tracing::warn!(
+        jobs = lease.ids.len(),
+        "fan-out claim fenced, no more sending for it: {why}; giving it back"
+    );
+    release(ctx, lease).await;
 }
 
 async fn release(ctx: &Context, lease: &Lease<'_>) {
