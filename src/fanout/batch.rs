@@ -710,6 +710,8 @@ async fn give_up(ctx: &Context, lease: &Lease<'_>, why: &str) {
         "fan-out claim fenced, no more sending for it: {why}; giving it back"
     );
     release(ctx, lease).await;
+    // The process's other workers may take it over under the new session.
+    ctx.wake_idle_workers();
 }
 
 async fn release(ctx: &Context, lease: &Lease<'_>) {

@@ -216,7 +216,14 @@ impl Fanout {
                 })
             })
             .collect();
-        let mut tasks = vec![tokio::spawn(wakeup::run(store, wake, stop_rx.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(wakeup::on_sessions_ending(
+                store.liveness(),
+                wake.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(wakeup::run(store, wake, stop_rx.clone())),
+        ];
         if contexts.is_empty() {
             tracing::error!("fan-out engine has no connection to send on");
             return Fanout { stop, tasks };

@@ -56,11 +56,19 @@ pub struct SessionKey(pub i32);
 /// session here, and `None` while it has none (it lost the old one and is opening
 /// another). A claim made under a session may be served only while that very session
 /// is current: a process that lost its session must stop sending for the claims of
-/// that session, since others may already have taken them over. A backend without
-/// sessions (SQLite, where the next start clears every lease) or a store opened
+/// that session, since others may already have taken them over. It also tells when
+/// another process's session ended, whose claims are free from then on. A backend
+/// without sessions (SQLite, where the next start clears every lease) or a store opened
 /// without one leaves leases to their timer alone: [`Liveness::timer_only`].
 #[derive(Debug, Clone)]
-pub struct Liveness(Option<watch::Receiver<Option<SessionKey>>>);
+pub struct Liveness(Option<Sessions>);
+
+#[derive(Debug, Clone)]
+struct Sessions {
+    current: watch::Receiver<Option<SessionKey>>,
+    /// Bumped whenever another session of the store was seen to end.
+    ended: watch::Receiver<u64>,
+}
 
 impl Liveness {
     /// Claims need no session: only their lease timer frees them.
@@ -68,9 +76,13 @@ impl Liveness {
         Liveness(None)
     }
 
-    /// Claims are tied to the session `current` publishes.
-    pub fn sessions(current: watch::Receiver<Option<SessionKey>>) -> Self {
-        Liveness(Some(current))
+    /// Claims are tied to the session `current` publishes; `ended` is bumped whenever
+    /// another process's session ends.
+    pub fn sessions(
+        current: watch::Receiver<Option<SessionKey>>,
+        ended: watch::Receiver<u64>,
+    ) -> Self {
+        Liveness(Some(Sessions { current, ended }))
     }
 
     /// The session to record in a claim made now: `None` for timer-only leases, an
@@ -79,7 +91,7 @@ impl Liveness {
     pub fn for_claim(&self) -> Result<Option<SessionKey>, StoreError> {
         match &self.0 {
             None => Ok(None),
-            Some(current) => match *current.borrow() {
+            Some(s) => match *s.current.borrow() {
                 Some(key) => Ok(Some(key)),
                 None => Err(StoreError::Unavailable(
                     "no liveness session (re-establishing it)".into(),
@@ -92,7 +104,7 @@ impl Liveness {
     pub fn holds(&self, session: Option<SessionKey>) -> bool {
         match &self.0 {
             None => true,
-            Some(current) => session.is_some() && *current.borrow() == session,
+            Some(s) => session.is_some() && *s.current.borrow() == session,
         }
     }
 
@@ -101,12 +113,25 @@ impl Liveness {
     pub async fn lost(&self, session: Option<SessionKey>) {
         match &self.0 {
             None => std::future::pending().await,
-            Some(current) => {
-                let mut current = current.clone();
+            Some(s) => {
+                let mut current = s.current.clone();
                 let _ = current
                     .wait_for(|now| session.is_none() || *now != session)
                     .await;
             }
+        }
+    }
+
+    /// Resolves when another process's session has ended since the last call on this
+    /// handle (never for timer-only leases, nor once the keeper is gone): its claims
+    /// are free, and idle workers should look for them.
+    pub async fn another_ended(&mut self) {
+        let changed = match &mut self.0 {
+            Some(s) => s.ended.changed().await.is_ok(),
+            None => false,
+        };
+        if !changed {
+            std::future::pending::<()>().await;
         }
     }
 }

@@ -523,7 +523,8 @@ impl FanoutStore for PgStore {
                 .fetch_all(&mut *tx)
                 .await?;
         }
-        let batches = Self::claim_candidates(&mut tx, &candidates, owner, session, lease, limits).await?;
+        let batches =
+            Self::claim_candidates(&mut tx, &candidates, owner, session, lease, limits).await?;
         if batches.is_empty() {
             tx.rollback().await?;
         } else {

@@ -47,26 +47,43 @@ macro_rules! session_lock_class {
 }
 pub(crate) use session_lock_class;
 
+/// The SQL query "the keys of the sessions alive in this database": those whose lock
+/// is held (advisory locks are per database; the two-key form shows as
+/// `objsubid = 2`). `pg_locks` is readable by every user.
+macro_rules! live_sessions {
+    () => {
+        concat!(
+            "SELECT objid::int FROM pg_locks
+             WHERE locktype = 'advisory' AND classid = ",
+            $crate::store::postgres::liveness::session_lock_class!(),
+            " AND objsubid = 2 AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    };
+}
+pub(crate) use live_sessions;
+
 /// The SQL condition "the lease of row `l` is live": its timer runs, and it was taken
 /// without a session or its session's lock is still held. The lock test reads
 /// `pg_locks` once per statement (an uncorrelated `IN`, planned as a hashed subplan),
 /// and only for leased rows, which the claim finds through `fanout_jobs_leased`.
-/// Advisory locks are per database, so only this database's count.
 macro_rules! live_lease {
     () => {
         concat!(
             "l.lease_owner IS NOT NULL AND l.lease_until > now() AND (
-                l.lease_session IS NULL OR l.lease_session IN (
-                    SELECT objid::int FROM pg_locks
-                    WHERE locktype = 'advisory' AND classid = ",
-            $crate::store::postgres::liveness::session_lock_class!(),
-            " AND objsubid = 2 AND granted
-                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                ))"
+                l.lease_session IS NULL OR l.lease_session IN (",
+            $crate::store::postgres::liveness::live_sessions!(),
+            "))"
         )
     };
 }
 pub(crate) use live_lease;
+
+/// The heartbeat: the live sessions of this database, read on the session's own
+/// connection. That it answers at all proves the backend, and so its lock, is still
+/// there; that it lists our key proves the lock is; a key that was listed before and is
+/// gone now is another process's session that ended, whose claims are free.
+const HEARTBEAT_SQL: &str = concat!("SELECT ARRAY(", live_sessions!(), ")");
 
 /// Takes the session lock; `false` if another backend holds the key (never, with keys
 /// from the sequence, unless someone locked it by hand).
@@ -76,10 +93,11 @@ const LOCK_SQL: &str = concat!(
     ", $1)"
 );
 
-/// How often the process checks that its session is there. A lost session is noticed
-/// within this (plus a round trip), so the engine stops sending for a dead session's
-/// claims about as soon as another process can take them over, and a takeover by
-/// someone else within a second leaves at most the page in flight sent twice.
+/// How often the process checks that its session is there, and looks for sessions of
+/// others that ended. A lost session is noticed within this (plus a round trip), so the
+/// engine stops sending for a dead session's claims about as soon as another process can
+/// take them over; and another's death wakes idle workers within this, where the slow
+/// poll would take 5 s. A read of `pg_locks` four times a second is cheap.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 /// A heartbeat not answered within this counts as a lost session: a database that
 /// cannot answer `SELECT 1` in a second is as good as gone for fencing, and the timer
@@ -114,10 +132,11 @@ pub async fn start(options: &PgConnectOptions) -> Result<Liveness, StoreError> {
         .options(SERVER_KEEPALIVES)
         .disable_statement_logging();
     let (conn, key) = open(&options).await?;
-    let (current, rx) = watch::channel(Some(key));
+    let (current, current_rx) = watch::channel(Some(key));
+    let (ended, ended_rx) = watch::channel(0u64);
     tracing::info!(session = key.0, "fan-out liveness session opened");
-    tokio::spawn(keep(options, conn, current));
-    Ok(Liveness::sessions(rx))
+    tokio::spawn(keep(options, conn, key, current, ended));
+    Ok(Liveness::sessions(current_rx, ended_rx))
 }
 
 /// A new connection holding the lock of a new session key.
@@ -125,9 +144,7 @@ async fn open(options: &PgConnectOptions) -> Result<(PgConnection, SessionKey), 
     tokio::time::timeout(OPEN_TIMEOUT, open_now(options))
         .await
         .map_err(|_| {
-            StoreError::Unavailable(format!(
-                "no liveness session within {OPEN_TIMEOUT:?}"
-            ))
+            StoreError::Unavailable(format!("no liveness session within {OPEN_TIMEOUT:?}"))
         })?
 }
 
@@ -144,57 +161,74 @@ async fn open_now(options: &PgConnectOptions) -> Result<(PgConnection, SessionKe
         if locked {
             return Ok((conn, SessionKey(key)));
         }
-        tracing::warn!(session = key, "session key locked by someone else; taking the next");
+        tracing::warn!(
+            session = key,
+            "session key locked by someone else; taking the next"
+        );
     }
 }
 
-/// Heartbeats on `conn`; when the session is lost, says so at once and opens a new one.
-/// Ends when nobody holds a [`Liveness`] handle any more.
+/// Heartbeats on `conn`, holding session `key`; when the session is lost, says so at
+/// once and opens a new one. Bumps `ended` when another session ended. Ends when
+/// nobody holds a [`Liveness`] handle any more.
 async fn keep(
     options: PgConnectOptions,
     mut conn: PgConnection,
+    mut key: SessionKey,
     current: watch::Sender<Option<SessionKey>>,
+    ended: watch::Sender<u64>,
 ) {
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen: Vec<i32> = Vec::new();
     loop {
         beat.tick().await;
         if current.is_closed() {
             let _ = conn.close().await;
             return;
         }
-        let answered = tokio::time::timeout(HEARTBEAT_TIMEOUT, conn.ping()).await;
+        let answered = tokio::time::timeout(
+            HEARTBEAT_TIMEOUT,
+            sqlx::query_scalar::<_, Vec<i32>>(HEARTBEAT_SQL).fetch_one(&mut conn),
+        )
+        .await;
         let failure = match answered {
-            Ok(Ok(())) => continue,
+            Ok(Ok(live)) if live.contains(&key.0) => {
+                if seen.iter().any(|k| !live.contains(k)) {
+                    ended.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                seen = live;
+                continue;
+            }
+            Ok(Ok(_)) => "the session lock is no longer held".to_string(),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {HEARTBEAT_TIMEOUT:?}"),
         };
         // First the fence, then everything else: from here on no page goes out for
         // the old session's claims.
-        let lost = current.send_replace(None);
+        current.send_replace(None);
         tracing::warn!(
-            session = lost.map_or(0, |k| k.0),
+            session = key.0,
             error = %failure,
             "fan-out liveness session lost: no more sending for its claims; opening a new one"
         );
         // Dropped, not closed: a close would wait for a server that may not answer.
         drop(conn);
-        conn = loop {
+        (conn, key) = loop {
             if current.is_closed() {
                 return;
             }
             match open(&options).await {
-                Ok((conn, key)) => {
-                    tracing::info!(session = key.0, "fan-out liveness session opened");
-                    current.send_replace(Some(key));
-                    break conn;
-                }
+                Ok(opened) => break opened,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open a fan-out liveness session");
                     tokio::time::sleep(RECONNECT_EVERY).await;
                 }
             }
         };
+        tracing::info!(session = key.0, "fan-out liveness session opened");
+        current.send_replace(Some(key));
+        seen.clear();
     }
 }
 
