@@ -17,9 +17,10 @@
 //! which counts them ([`Inbox`]). Everything is counted by (recipient, message id); ids
 //! are stable per job and subscription, so a resent notification is a duplicate.
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -33,6 +34,8 @@ use pubsubd_testkit::{
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::PgPool;
+
+use common::sink::{attach_sink, Inbox};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pubsubd");
 /// Generous: a cold CI machine can be slow to start a process and open a pool.
@@ -147,23 +150,9 @@ impl Pubsubd {
     }
 
     /// Another process on the same slot and database (or the same one, restarted).
-    /// Right after a kill, Prosody may not have noticed yet that the old stream is
-    /// gone and refuses the JID (`conflict`), which ends a starting pubsubd: try again,
-    /// as a service manager would.
     async fn another(&self, server: &XmppServer) -> anyhow::Result<PubsubdProcess> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut process = spawn(server, &self.slot, self.store.url(), &self.config)?;
-            match process.wait_for_log("component connected", READY).await {
-                Ok(()) => return Ok(process),
-                Err(e) if attempt < 20 && process.log_contents().contains("conflict") => {
-                    eprintln!("pubsubd start refused ({e:#}); trying again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        common::start_until_connected(|| spawn(server, &self.slot, self.store.url(), &self.config))
+            .await
     }
 
     fn jid(&self) -> &str {
@@ -530,85 +519,6 @@ async fn delete_node(db: &Db, node_pk: i64, node: &str) -> anyhow::Result<i64> {
 
 // ---------------------------------------------------------------------------------
 // Receiving
-
-/// Everything the sink received: ids per recipient, in arrival order.
-#[derive(Clone, Default)]
-struct Inbox {
-    by_recipient: Arc<Mutex<HashMap<String, Vec<String>>>>,
-    total: Arc<AtomicUsize>,
-}
-
-impl Inbox {
-    fn record(&self, to: &str, id: &str) {
-        if let Ok(mut m) = self.by_recipient.lock() {
-            m.entry(to.to_string()).or_default().push(id.to_string());
-        }
-        self.total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Messages received, duplicates included.
-    fn total(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    fn snapshot(&self) -> HashMap<String, Vec<String>> {
-        self.by_recipient
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default()
-    }
-
-    /// Distinct (recipient, id) pairs.
-    fn unique(&self) -> usize {
-        self.snapshot()
-            .values()
-            .map(|ids| {
-                let mut ids = ids.clone();
-                ids.sort();
-                ids.dedup();
-                ids.len()
-            })
-            .sum()
-    }
-
-    /// Waits until `unique() >= n`.
-    async fn wait_unique(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.unique() < n {
-            if Instant::now() > deadline {
-                bail!("only {} of {n} notifications arrived", self.unique());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
-    }
-}
-
-/// Connects the sink component on `slot` and counts every message it is routed into
-/// `inbox`, until the stream ends.
-async fn attach_sink(
-    server: &XmppServer,
-    slot: &ComponentSlot,
-    inbox: Inbox,
-) -> anyhow::Result<()> {
-    let mut conn = component_handshake(server.component_addr(), slot.jid(), slot.secret()).await?;
-    tokio::spawn(async move {
-        loop {
-            match conn.recv().await {
-                Ok(el) => {
-                    if el.name() == "message" && el.attr("type") != Some("error") {
-                        inbox.record(el.attr("to").unwrap_or(""), el.attr("id").unwrap_or(""));
-                    }
-                }
-                Err(e) => {
-                    eprintln!("sink stopped after {} notifications: {e}", inbox.total());
-                    return;
-                }
-            }
-        }
-    });
-    Ok(())
-}
 
 fn virtual_jid(n: i64, sink: &str) -> String {
     format!("v{n}@{sink}")

@@ -6,10 +6,12 @@
 //! fresh SQLite file, so every acceptance test runs against either backend.
 #![allow(dead_code)]
 
+pub mod sink;
+
 use std::time::Duration;
 
 use pubsubd_testkit::{
-    stanza, Client, ComponentSlot, Element, PubsubdProcess, TestStore, XmppServer,
+    stanza, Client, ComponentSlot, Element, PubsubdProcess, StoreKind, TestStore, XmppServer,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pubsubd");
@@ -33,6 +35,8 @@ pub struct Pubsubd {
     pub process: PubsubdProcess,
     pub slot: ComponentSlot,
     pub db: TestStore,
+    /// The command line it was started with.
+    args: Vec<String>,
     _config: Option<tempfile_path::TempPath>,
 }
 
@@ -40,6 +44,12 @@ impl Pubsubd {
     /// The service JID.
     pub fn jid(&self) -> &str {
         self.slot.jid()
+    }
+
+    /// Another pubsubd with the same command line: the same one restarted, or a second
+    /// instance on the same slot and store.
+    pub async fn another(&self) -> anyhow::Result<PubsubdProcess> {
+        start_until_connected(|| PubsubdProcess::spawn(BIN, &self.args, &[])).await
     }
 }
 
@@ -60,7 +70,16 @@ pub async fn start(server: &XmppServer) -> anyhow::Result<Pubsubd> {
 
 /// Starts pubsubd with `config` as the TOML file (e.g. a `[service]` table).
 pub async fn start_with(server: &XmppServer, config: &str) -> anyhow::Result<Pubsubd> {
-    let db = TestStore::create().await?;
+    start_with_store(server, config, StoreKind::from_env()?).await
+}
+
+/// As [`start_with`], on a store of `kind` whatever `PUBSUBD_TEST_STORE` says.
+pub async fn start_with_store(
+    server: &XmppServer,
+    config: &str,
+    kind: StoreKind,
+) -> anyhow::Result<Pubsubd> {
+    let db = TestStore::create_kind(kind).await?;
     let slot = server.lease_component();
     let mut args = slot.pubsubd_args(db.url());
     let config_file = if config.is_empty() {
@@ -78,8 +97,32 @@ pub async fn start_with(server: &XmppServer, config: &str) -> anyhow::Result<Pub
         process,
         slot,
         db,
+        args,
         _config: config_file,
     })
+}
+
+/// Starts a pubsubd with `spawn` and waits until it is connected. Right after a kill,
+/// Prosody may not have noticed yet that the old stream is gone and refuses the JID
+/// (`conflict`), which ends a starting pubsubd: it is started again, as a service manager
+/// would.
+pub async fn start_until_connected(
+    spawn: impl Fn() -> anyhow::Result<PubsubdProcess>,
+) -> anyhow::Result<PubsubdProcess> {
+    const ATTEMPTS: usize = 20;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut process = spawn()?;
+        match process.wait_for_log("component connected", READY).await {
+            Ok(()) => return Ok(process),
+            Err(e) if attempt < ATTEMPTS && process.log_contents().contains("conflict") => {
+                eprintln!("pubsubd start refused ({e:#}); trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A new user, logged in.

@@ -1,0 +1,527 @@
+//! Crash takeover: a fan-out claim is freed by its owner's death, not by its lease
+//! running out. Every test here leaves `fanout_lease_secs` at its default (30 s), so a
+//! takeover within a couple of seconds can only come from the death of the owner (on
+//! PostgreSQL, the end of its liveness session; on SQLite, the next start clearing the
+//! leases under the instance lock).
+//!
+//! Acceptance tests run pubsubd against a real Prosody and a real ejabberd, on the store
+//! `PUBSUBD_TEST_STORE` names (PostgreSQL by default); those about several instances or
+//! the liveness session are about PostgreSQL and say so. Subscribers are virtual JIDs on
+//! a sink component ([`common::sink`]); items are published over XMPP and acknowledged.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _};
+use pubsubd::store::fanout::{ClaimLimits, FanoutStore, LeaseOwner, SessionKey};
+use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
+use pubsubd::store::postgres::liveness::APPLICATION_NAME;
+use pubsubd::store::postgres::PgStore;
+use pubsubd_testkit::{both_servers, shared_ejabberd, Client, StoreKind, TestDb, TestStore};
+use sqlx::PgPool;
+
+use common::sink::{attach_sink, Inbox};
+use common::Pubsubd;
+
+/// The target: the first resumed delivery within this of the restart (or of the kill,
+/// for a second instance taking over).
+const TAKEOVER_WITHIN: Duration = Duration::from_secs(2);
+/// Longest wait for a whole fan-out of these tests (100,000 notifications through
+/// Prosody on a busy 2-core machine, debug build).
+const FANOUT_DONE: Duration = Duration::from_secs(180);
+/// What a killed process had written may still be routed to the sink for a moment;
+/// the restart waits until the sink has been quiet this long, so that whatever arrives
+/// after it comes from the new process.
+const QUIET_AFTER_KILL: Duration = Duration::from_millis(500);
+/// After everything was delivered, how long stragglers (duplicates) may still come.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Most notifications in one page of a walk: `fanout::PAGE_NOTIFICATIONS` (a page of a
+/// batch of k jobs has 4,096 / k subscriptions; at most 500 × k < 4,096 for k < 9).
+const PAGE_NOTIFICATIONS: usize = 4096;
+/// Pages a walk has in flight: page n waits for its barrier while page n + 1 is queued.
+/// A kill can leave both delivered but unconfirmed (and the cursor save after page n's
+/// barrier not yet committed), and whoever takes the claim over sends them again.
+const PAGES_IN_FLIGHT: usize = 2;
+/// The session lock class of `store::postgres::liveness` ("pslv").
+const SESSION_LOCK_CLASS: i64 = 0x7073_6c76;
+
+/// A publisher logged in, its node created, `subscribers` virtual subscribers on
+/// `sink`.
+async fn node_with_crowd(
+    server: &pubsubd_testkit::XmppServer,
+    ps: &Pubsubd,
+    node: &str,
+    sink: &str,
+    subscribers: i64,
+) -> anyhow::Result<Client> {
+    let mut publisher = common::user(server, "publisher").await?;
+    common::create(&mut publisher, ps, node, &[]).await?;
+    common::subscribe_crowd(&ps.db, node, "v", sink, subscribers).await?;
+    Ok(publisher)
+}
+
+/// Publishes `items` items to `node`, each acknowledged before the next.
+async fn publish_acknowledged(
+    publisher: &mut Client,
+    ps: &Pubsubd,
+    node: &str,
+    items: usize,
+) -> anyhow::Result<()> {
+    for n in 0..items {
+        let id = format!("i{n}");
+        let reply = common::publish(
+            publisher,
+            ps,
+            node,
+            Some(&id),
+            &common::atom_entry(&id, "takeover"),
+        )
+        .await?;
+        common::ok(&reply);
+    }
+    Ok(())
+}
+
+/// Checks that each of `subscribers` virtual subscribers got `items` distinct
+/// notifications, and that there are no more duplicates than `max_duplicates`.
+fn assert_all_delivered(
+    inbox: &Inbox,
+    sink: &str,
+    subscribers: i64,
+    items: usize,
+    max_duplicates: usize,
+) {
+    let got = inbox.snapshot();
+    let short: Vec<i64> = (1..=subscribers)
+        .filter(|n| {
+            let mut ids = got
+                .get(&format!("v{n}@{sink}"))
+                .cloned()
+                .unwrap_or_default();
+            ids.sort();
+            ids.dedup();
+            ids.len() != items
+        })
+        .collect();
+    assert!(
+        short.is_empty(),
+        "{} of {subscribers} subscribers did not get exactly {items} items (first: {:?})",
+        short.len(),
+        &short[..short.len().min(10)]
+    );
+    let duplicates = inbox.total() - inbox.unique();
+    assert!(
+        duplicates <= max_duplicates,
+        "{duplicates} duplicates, more than {max_duplicates}"
+    );
+}
+
+/// How many nodes have leased jobs (each is one claim's batch).
+async fn leased_nodes(store: &TestStore) -> anyhow::Result<i64> {
+    const SQL: &str =
+        "SELECT count(DISTINCT node_pk) FROM fanout_jobs WHERE lease_owner IS NOT NULL";
+    Ok(match store {
+        TestStore::Postgres(db) => {
+            sqlx::query_scalar(SQL)
+                .fetch_one(&PgPool::connect(db.url()).await?)
+                .await?
+        }
+        TestStore::Sqlite(file) => {
+            let pool = sqlx::SqlitePool::connect(file.url()).await?;
+            sqlx::query_scalar(SQL).fetch_one(&pool).await?
+        }
+    })
+}
+
+// SIGKILL in the middle of a fan-out of 50 acknowledged items to 2,000 subscribers,
+// restart at once: the new process resumes within 2 s, although the dead process's
+// lease (30 s) has most of its time left; every subscriber gets every item, with no
+// more duplicates than the pages the dead process had in flight.
+both_servers!(
+    sigkill_mid_fanout_then_restart_resumes_within_two_seconds,
+    |server| async move {
+        const SUBSCRIBERS: i64 = 2_000;
+        const ITEMS: usize = 50;
+        let total = SUBSCRIBERS as usize * ITEMS;
+        let mut ps = common::start(server).await?;
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        let mut publisher =
+            node_with_crowd(server, &ps, "takeover", sink.jid(), SUBSCRIBERS).await?;
+        publish_acknowledged(&mut publisher, &ps, "takeover", ITEMS).await?;
+
+        // In the middle: a tenth delivered, most still to come.
+        let deadline = Instant::now() + FANOUT_DONE;
+        while inbox.total() < total / 10 {
+            ensure!(Instant::now() < deadline, "the fan-out did not start");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ps.process.kill()?;
+        let at_kill = inbox.unique();
+        ensure!(
+            at_kill < total / 2,
+            "too late: {at_kill} of {total} delivered"
+        );
+        let claims = leased_nodes(&ps.db).await?;
+        ensure!(claims > 0, "the killed process held no claim");
+        inbox
+            .wait_quiet(QUIET_AFTER_KILL, Duration::from_secs(30))
+            .await?;
+        let before = inbox.total();
+
+        let restarted_at = Instant::now();
+        let _next = ps.another().await?;
+        let connected = restarted_at.elapsed();
+        let resumed = inbox.wait_beyond(before, FANOUT_DONE).await? - restarted_at;
+        eprintln!(
+            "{} on {:?}: killed with {at_kill} of {total} delivered ({claims} claim); \
+             restarted, connected after {connected:.2?}, first resumed delivery after {resumed:.2?}",
+            server.kind(),
+            ps.db.kind(),
+        );
+        assert!(
+            resumed < TAKEOVER_WITHIN,
+            "first resumed delivery {resumed:.2?} after the restart"
+        );
+        inbox.wait_unique(total, FANOUT_DONE).await?;
+        tokio::time::sleep(SETTLE).await;
+        let bound = claims as usize * PAGES_IN_FLIGHT * PAGE_NOTIFICATIONS;
+        eprintln!(
+            "{}: all {total} delivered, {} duplicates (bound {bound})",
+            server.kind(),
+            inbox.total() - inbox.unique()
+        );
+        assert_all_delivered(&inbox, sink.jid(), SUBSCRIBERS, ITEMS, bound);
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
+/// The live liveness sessions of a database: key and backend pid.
+async fn live_sessions(pool: &PgPool) -> anyhow::Result<Vec<(i32, i32)>> {
+    Ok(sqlx::query_as(
+        "SELECT objid::int, pid FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = $1::bigint::oid AND objsubid = 2 AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(SESSION_LOCK_CLASS)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Half-walked jobs and the session of their lease.
+async fn half_walked(pool: &PgPool) -> anyhow::Result<Vec<(i64, i32, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, lease_session, cursor FROM fanout_jobs
+         WHERE cursor > 0 AND lease_session IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Two pubsubd instances on one ejabberd JID and one PostgreSQL database (Prosody
+/// takes one connection per component JID). One is SIGKILLed while it holds
+/// half-walked jobs; the other, running, takes them over and moves their cursor within
+/// 2 s (its idle workers are woken by the end of the dead one's session, not by the 5 s
+/// poll), and every notification arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_instance_takes_over_a_killed_ones_claims_within_two_seconds(
+) -> anyhow::Result<()> {
+    const NODES: usize = 4;
+    const SUBSCRIBERS: i64 = 2_500;
+    const ITEMS: usize = 10;
+    let server = shared_ejabberd();
+    let ps = common::start_with_store(server, "", StoreKind::Postgres).await?;
+    let mut second = ps.another().await?;
+    let pool = match &ps.db {
+        TestStore::Postgres(db) => PgPool::connect(db.url()).await?,
+        TestStore::Sqlite(_) => bail!("this test needs PostgreSQL"),
+    };
+    let sink = server.lease_component();
+    let inbox = Inbox::default();
+    attach_sink(server, &sink, inbox.clone()).await?;
+    let mut publisher = common::user(server, "publisher").await?;
+    for n in 0..NODES {
+        let node = format!("shared{n}");
+        common::create(&mut publisher, &ps, &node, &[]).await?;
+        common::subscribe_crowd(&ps.db, &node, &format!("n{n}v"), sink.jid(), SUBSCRIBERS).await?;
+    }
+    for n in 0..NODES {
+        publish_acknowledged(&mut publisher, &ps, &format!("shared{n}"), ITEMS).await?;
+    }
+    let total = NODES * SUBSCRIBERS as usize * ITEMS;
+
+    // Both instances hold half-walked jobs; kill one.
+    let deadline = Instant::now() + FANOUT_DONE;
+    let held = loop {
+        let held = half_walked(&pool).await?;
+        let mut sessions: Vec<i32> = held.iter().map(|h| h.1).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        if sessions.len() >= 2 {
+            break held;
+        }
+        ensure!(
+            Instant::now() < deadline && inbox.unique() < total,
+            "the two instances never both held half-walked jobs"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let alive_before = live_sessions(&pool).await?;
+    second.kill()?;
+    let killed_at = Instant::now();
+    // The killed one's session is the one that ends.
+    let dead = loop {
+        let alive = live_sessions(&pool).await?;
+        if let Some(gone) = alive_before.iter().find(|s| !alive.contains(s)) {
+            break gone.0;
+        }
+        ensure!(
+            killed_at.elapsed() < TAKEOVER_WITHIN,
+            "the killed instance's session did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let session_ended = killed_at.elapsed();
+    // Each with its cursor at the kill: the last one the dead instance saved.
+    let now_held = half_walked(&pool).await?;
+    let orphans: Vec<(i64, i64)> = held
+        .iter()
+        .filter(|h| h.1 == dead)
+        .map(|h| {
+            let saved = now_held.iter().find(|n| n.0 == h.0 && n.1 == dead);
+            (h.0, saved.map_or(h.2, |n| n.2))
+        })
+        .collect();
+    ensure!(
+        !orphans.is_empty(),
+        "the killed instance held no half-walked job when killed"
+    );
+    // Taken over when every orphan is done, or leased by a live session with its
+    // cursor moved on: a page confirmed by the survivor.
+    loop {
+        let mut left = 0;
+        for (job, cursor) in &orphans {
+            let row: Option<(Option<i32>, i64)> =
+                sqlx::query_as("SELECT lease_session, cursor FROM fanout_jobs WHERE id = $1")
+                    .bind(job)
+                    .fetch_optional(&pool)
+                    .await?;
+            if let Some((session, now)) = row {
+                if session == Some(dead) || session.is_none() || now <= *cursor {
+                    left += 1;
+                }
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        ensure!(
+            killed_at.elapsed() < FANOUT_DONE,
+            "{left} jobs of the killed instance never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let taken_over = killed_at.elapsed();
+    eprintln!(
+        "ejabberd, two instances: killed one holding {} half-walked jobs; its session ended \
+         after {session_ended:.2?}, the survivor confirmed a page of each after {taken_over:.2?}",
+        orphans.len()
+    );
+    assert!(
+        taken_over < TAKEOVER_WITHIN,
+        "taken over after {taken_over:.2?}"
+    );
+    assert!(
+        ps.process
+            .log_contents()
+            .contains("another process's fan-out session ended"),
+        "the survivor was woken by the end of the session"
+    );
+    inbox.wait_unique(total, FANOUT_DONE).await?;
+    tokio::time::sleep(SETTLE).await;
+    eprintln!(
+        "ejabberd, two instances: all {total} delivered, {} duplicates",
+        inbox.total() - inbox.unique()
+    );
+    let got = inbox.snapshot();
+    let short = got.values().filter(|ids| {
+        let mut ids = (*ids).clone();
+        ids.sort();
+        ids.dedup();
+        ids.len() != ITEMS
+    });
+    assert_eq!(short.count(), 0, "a subscriber missed an item");
+    assert_eq!(got.len(), NODES * SUBSCRIBERS as usize);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// The liveness session at the store
+
+const LEASE: Duration = Duration::from_secs(30);
+/// A lost session is noticed within a heartbeat (250 ms), or a heartbeat's timeout
+/// (1 s) when the database does not answer at all; with room for a busy machine.
+const FENCED_WITHIN: Duration = Duration::from_millis(1500);
+const LIMITS: ClaimLimits = ClaimLimits {
+    max_jobs: 256,
+    max_bytes: 1 << 20,
+    max_nodes: 32,
+};
+
+/// A fan-out store on `db` with a liveness session of its own, as a process has.
+async fn process_store(db: &TestDb) -> anyhow::Result<PgStore> {
+    let store = PgStore::connect(db.url(), 2).await?;
+    store.migrate().await?;
+    Ok(store.with_liveness().await?)
+}
+
+fn job(node_pk: i64) -> NewJob {
+    NewJob {
+        node_pk,
+        kind: JobKind::Items,
+        payload_xml: "<event xmlns='http://jabber.org/protocol/pubsub#event'/>".into(),
+        headline: true,
+        target: JobTarget::Subscribers,
+    }
+}
+
+/// Waits until `store` has a session other than `old`.
+async fn new_session(store: &PgStore, old: SessionKey) -> anyhow::Result<SessionKey> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(key)) = store.liveness().for_claim() {
+            if key != old {
+                return Ok(key);
+            }
+        }
+        ensure!(Instant::now() < deadline, "no new session");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The fence: an administrator terminates a process's liveness backend (as a lost
+/// connection would end it). The process sees its session lost within a heartbeat, so
+/// it stops sending for the claims of that session; another claimer takes them over at
+/// once (from the saved cursor), although their lease has 30 s left; the
+/// old owner can neither renew, move the cursor nor complete them any more; and the
+/// process opens a new session under a new key, under which it claims again.
+#[tokio::test]
+async fn a_process_that_lost_its_session_is_fenced_and_its_claims_taken_over() -> anyhow::Result<()>
+{
+    let db = TestDb::create().await?;
+    let a = process_store(&db).await?;
+    let b = process_store(&db).await?;
+    let (owner_a, owner_b) = (
+        LeaseOwner::for_worker(uuid::Uuid::new_v4(), 0),
+        LeaseOwner::for_worker(uuid::Uuid::new_v4(), 0),
+    );
+    a.queue_jobs(&[job(1), job(2)]).await?;
+    let claimed = a.claim(owner_a, LEASE, LIMITS).await?.context("a claim")?;
+    let session = claimed.session.context("claimed under a session")?;
+    assert!(a.liveness().holds(Some(session)));
+    let ids = claimed.job_ids();
+    assert!(a.save_cursor(owner_a, &ids, 42, LEASE).await?);
+    // Node 1 is a's; b may take node 2 only.
+    let other = b.claim(owner_b, LEASE, LIMITS).await?.context("node 2")?;
+    assert_ne!(other.node_pk, claimed.node_pk);
+    assert!(b.claim(owner_b, LEASE, LIMITS).await?.is_none());
+
+    let mut admin = db.connect().await?;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+         JOIN pg_stat_activity s ON s.pid = l.pid AND s.application_name = $3
+         WHERE l.locktype = 'advisory' AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(SESSION_LOCK_CLASS)
+    .bind(i64::from(session.0))
+    .bind(APPLICATION_NAME)
+    .fetch_all(&mut admin)
+    .await?;
+    assert_eq!(terminated, [true], "a's liveness backend");
+    let cut = Instant::now();
+
+    // Timed apart: the lock goes with the backend at once, the owner learns of it at
+    // its next heartbeat.
+    let liveness = a.liveness();
+    let fence = tokio::spawn(async move {
+        tokio::time::timeout(FENCED_WITHIN, liveness.lost(Some(session)))
+            .await
+            .map(|()| cut.elapsed())
+    });
+    let taken = loop {
+        if let Some(taken) = b.claim(owner_b, LEASE, LIMITS).await? {
+            break taken;
+        }
+        ensure!(
+            cut.elapsed() < TAKEOVER_WITHIN,
+            "b could not take a's claim over"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let took_over = cut.elapsed();
+    let fenced = fence
+        .await?
+        .context("a did not notice that its session was lost")?;
+    eprintln!("session terminated: a fenced after {fenced:.2?}, b took over after {took_over:.2?}");
+    assert!(!a.liveness().holds(Some(session)));
+    assert_eq!(taken.job_ids(), ids);
+    assert_eq!(taken.cursor, 42, "continues from the saved cursor");
+    assert!(!a.renew(owner_a, &ids, LEASE).await?);
+    assert!(!a.save_cursor(owner_a, &ids, 99, LEASE).await?);
+    assert!(!a.complete(owner_a, &ids, claimed.node_pk, false).await?);
+
+    let renewed = new_session(&a, session).await?;
+    assert!(renewed.0 > session.0, "a new key, never the old one again");
+    assert!(
+        !a.liveness().holds(Some(session)),
+        "the old session stays lost"
+    );
+    a.queue_jobs(&[job(3)]).await?;
+    let again = a.claim(owner_a, LEASE, LIMITS).await?.context("node 3")?;
+    assert_eq!(again.session, Some(renewed));
+    Ok(())
+}
+
+/// A process that dies without a word (its connections simply close) frees its claims
+/// for the others at once, and the others' liveness tells them that a session ended, so
+/// that idle workers look without waiting for their poll.
+#[tokio::test]
+async fn a_dead_processs_claims_are_free_at_once_and_the_others_are_told() -> anyhow::Result<()> {
+    let db = TestDb::create().await?;
+    let survivor = process_store(&db).await?;
+    let mut told = survivor.liveness();
+    let owner = LeaseOwner::for_worker(uuid::Uuid::new_v4(), 0);
+    {
+        let dying = process_store(&db).await?;
+        dying.queue_jobs(&[job(1)]).await?;
+        dying
+            .claim(owner, LEASE, LIMITS)
+            .await?
+            .context("a claim")?;
+        assert!(survivor.claim(owner, LEASE, LIMITS).await?.is_none());
+        // Long enough for the survivor's heartbeats to have seen the session alive.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Dropping the store ends its session as a process's death does: the keeper
+        // sees no handle left at its next heartbeat and closes the connection.
+    }
+    let gone = Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), told.another_ended())
+        .await
+        .context("the survivor was not told that a session ended")?;
+    let taken = loop {
+        if let Some(taken) = survivor.claim(owner, LEASE, LIMITS).await? {
+            break taken;
+        }
+        ensure!(gone.elapsed() < TAKEOVER_WITHIN, "the claim stayed taken");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eprintln!(
+        "a dead process's claim taken over after {:.2?}",
+        gone.elapsed()
+    );
+    assert_eq!(taken.node_pk, 1);
+    Ok(())
+}
