@@ -18,7 +18,9 @@ use pubsubd::store::fanout::{ClaimLimits, FanoutStore, LeaseOwner, SessionKey};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd::store::postgres::liveness::APPLICATION_NAME;
 use pubsubd::store::postgres::PgStore;
-use pubsubd_testkit::{both_servers, shared_ejabberd, Client, StoreKind, TestDb, TestStore};
+use pubsubd_testkit::{
+    both_servers, shared_ejabberd, stanza, Client, StoreKind, TestDb, TestStore,
+};
 use sqlx::PgPool;
 
 use common::sink::{attach_sink, Inbox};
@@ -46,22 +48,56 @@ const PAGES_IN_FLIGHT: usize = 2;
 /// The session lock class of `store::postgres::liveness` ("pslv").
 const SESSION_LOCK_CLASS: i64 = 0x7073_6c76;
 
-/// A publisher logged in, its node created, `subscribers` virtual subscribers on
-/// `sink`.
-async fn node_with_crowd(
+/// Counts into `inbox` every event notification from the service `from` that reaches
+/// `client`, as it arrives, until the test ends.
+fn follow(mut client: Client, from: &str, inbox: Inbox) {
+    let from = from.to_owned();
+    tokio::spawn(async move {
+        let jid = client.bare_jid().to_owned();
+        loop {
+            let Some(msg) = client.recv_timeout(Duration::from_secs(1)).await else {
+                if client.closed_reason().is_some() {
+                    return;
+                }
+                continue;
+            };
+            if msg.name() == "message"
+                && msg.attr("from") == Some(from.as_str())
+                && msg.get_child("event", common::NS_EVENT).is_some()
+            {
+                inbox.record(&jid, msg.attr("id").unwrap_or(""));
+            }
+        }
+    });
+}
+
+/// A node whose walk order interleaves `watchers` real users with chunks of `chunk`
+/// virtual subscribers on `sink` (`c<i>v<n>@<sink>`): a chunk, a user, a chunk, ...
+/// The users' notifications, counted into `watched`, show the walk's progress as it
+/// happens; the sink, a single connection fed 100,000 notifications, lags the server by
+/// tens of seconds. Returns the publisher.
+async fn node_watched_along_its_walk(
     server: &pubsubd_testkit::XmppServer,
     ps: &Pubsubd,
     node: &str,
     sink: &str,
-    subscribers: i64,
+    (watchers, chunk): (usize, i64),
+    watched: &Inbox,
 ) -> anyhow::Result<Client> {
     let mut publisher = common::user(server, "publisher").await?;
     common::create(&mut publisher, ps, node, &[]).await?;
-    common::subscribe_crowd(&ps.db, node, "v", sink, subscribers).await?;
+    for i in 0..watchers {
+        common::subscribe_crowd(&ps.db, node, &format!("c{i}v"), sink, chunk).await?;
+        let mut watcher = common::user(server, "watcher").await?;
+        common::ok(&common::subscribe(&mut watcher, ps, node).await?);
+        follow(watcher, ps.jid(), watched.clone());
+    }
     Ok(publisher)
 }
 
-/// Publishes `items` items to `node`, each acknowledged before the next.
+/// Publishes `items` items to `node` at once (the requests all sent before the first
+/// answer, so that the fan-out finds them queued together, as after a burst of
+/// publishes), and checks that each was acknowledged.
 async fn publish_acknowledged(
     publisher: &mut Client,
     ps: &Pubsubd,
@@ -70,51 +106,49 @@ async fn publish_acknowledged(
 ) -> anyhow::Result<()> {
     for n in 0..items {
         let id = format!("i{n}");
-        let reply = common::publish(
-            publisher,
-            ps,
-            node,
-            Some(&id),
-            &common::atom_entry(&id, "takeover"),
-        )
-        .await?;
+        let mut iq = stanza::iq(
+            "set",
+            ps.jid(),
+            stanza::parse(&common::pubsub(&format!(
+                "<publish node='{node}'><item id='{id}'>{}</item></publish>",
+                common::atom_entry(&id, "takeover")
+            ))),
+        );
+        stanza::set_attr(&mut iq, "id", &format!("publish-{node}-{id}"));
+        publisher.send(iq)?;
+    }
+    for n in 0..items {
+        let id = format!("publish-{node}-i{n}");
+        let reply = publisher
+            .wait_for(|e| stanza::is_iq_response(e, &id), common::NOTIFY)
+            .await?;
         common::ok(&reply);
     }
     Ok(())
 }
 
-/// Checks that each of `subscribers` virtual subscribers got `items` distinct
-/// notifications, and that there are no more duplicates than `max_duplicates`.
-fn assert_all_delivered(
-    inbox: &Inbox,
-    sink: &str,
-    subscribers: i64,
-    items: usize,
-    max_duplicates: usize,
-) {
+/// Checks that each of `recipients` recipients in `inbox` got `items` distinct
+/// notifications.
+fn assert_each_got_every_item(inbox: &Inbox, recipients: usize, items: usize) {
     let got = inbox.snapshot();
-    let short: Vec<i64> = (1..=subscribers)
-        .filter(|n| {
-            let mut ids = got
-                .get(&format!("v{n}@{sink}"))
-                .cloned()
-                .unwrap_or_default();
+    let short = got
+        .values()
+        .filter(|ids| {
+            let mut ids = (*ids).clone();
             ids.sort();
             ids.dedup();
             ids.len() != items
         })
-        .collect();
-    assert!(
-        short.is_empty(),
-        "{} of {subscribers} subscribers did not get exactly {items} items (first: {:?})",
-        short.len(),
-        &short[..short.len().min(10)]
+        .count();
+    assert_eq!(
+        short, 0,
+        "recipients that did not get exactly {items} items"
     );
-    let duplicates = inbox.total() - inbox.unique();
-    assert!(
-        duplicates <= max_duplicates,
-        "{duplicates} duplicates, more than {max_duplicates}"
-    );
+    assert_eq!(got.len(), recipients, "recipients");
+}
+
+fn duplicates(inbox: &Inbox) -> usize {
+    inbox.total() - inbox.unique()
 }
 
 /// How many nodes have leased jobs (each is one claim's batch).
@@ -137,47 +171,61 @@ async fn leased_nodes(store: &TestStore) -> anyhow::Result<i64> {
 // SIGKILL in the middle of a fan-out of 50 acknowledged items to 2,000 subscribers,
 // restart at once: the new process resumes within 2 s, although the dead process's
 // lease (30 s) has most of its time left; every subscriber gets every item, with no
-// more duplicates than the pages the dead process had in flight.
+// more duplicates than the pages the dead process had in flight. "Resumed" is seen by
+// 40 real users spread along the walk (one after every 50 virtual subscribers, so one
+// in every page), which get their notifications as the server routes them.
 both_servers!(
     sigkill_mid_fanout_then_restart_resumes_within_two_seconds,
     |server| async move {
-        const SUBSCRIBERS: i64 = 2_000;
+        const WATCHERS: usize = 40;
+        const CHUNK: i64 = 50;
         const ITEMS: usize = 50;
-        let total = SUBSCRIBERS as usize * ITEMS;
+        let virtual_subscribers = WATCHERS * CHUNK as usize;
         let mut ps = common::start(server).await?;
         let sink = server.lease_component();
         let inbox = Inbox::default();
         attach_sink(server, &sink, inbox.clone()).await?;
-        let mut publisher =
-            node_with_crowd(server, &ps, "takeover", sink.jid(), SUBSCRIBERS).await?;
+        let watched = Inbox::default();
+        let mut publisher = node_watched_along_its_walk(
+            server,
+            &ps,
+            "takeover",
+            sink.jid(),
+            (WATCHERS, CHUNK),
+            &watched,
+        )
+        .await?;
         publish_acknowledged(&mut publisher, &ps, "takeover", ITEMS).await?;
 
-        // In the middle: a tenth delivered, most still to come.
+        // In the middle: a tenth of the walk done, most of it still to come.
+        let all_watched = WATCHERS * ITEMS;
         let deadline = Instant::now() + FANOUT_DONE;
-        while inbox.total() < total / 10 {
+        while watched.total() < all_watched / 10 {
             ensure!(Instant::now() < deadline, "the fan-out did not start");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         ps.process.kill()?;
-        let at_kill = inbox.unique();
+        let at_kill = watched.unique();
         ensure!(
-            at_kill < total / 2,
-            "too late: {at_kill} of {total} delivered"
+            at_kill < all_watched / 2,
+            "too late: {at_kill} of {all_watched} watched notifications delivered"
         );
         let claims = leased_nodes(&ps.db).await?;
         ensure!(claims > 0, "the killed process held no claim");
-        inbox
+        // What the killed process had handed to the server reaches the users now.
+        watched
             .wait_quiet(QUIET_AFTER_KILL, Duration::from_secs(30))
             .await?;
-        let before = inbox.total();
+        let before = watched.total();
 
         let restarted_at = Instant::now();
         let _next = ps.another().await?;
         let connected = restarted_at.elapsed();
-        let resumed = inbox.wait_beyond(before, FANOUT_DONE).await? - restarted_at;
+        let resumed = watched.wait_beyond(before, FANOUT_DONE).await? - restarted_at;
         eprintln!(
-            "{} on {:?}: killed with {at_kill} of {total} delivered ({claims} claim); \
-             restarted, connected after {connected:.2?}, first resumed delivery after {resumed:.2?}",
+            "{} on {:?}: killed with {at_kill} of {all_watched} watched notifications \
+             delivered ({claims} claim); restarted: connected after {connected:.2?}, \
+             first resumed delivery after {resumed:.2?}",
             server.kind(),
             ps.db.kind(),
         );
@@ -185,15 +233,21 @@ both_servers!(
             resumed < TAKEOVER_WITHIN,
             "first resumed delivery {resumed:.2?} after the restart"
         );
-        inbox.wait_unique(total, FANOUT_DONE).await?;
+        watched.wait_unique(all_watched, FANOUT_DONE).await?;
+        inbox
+            .wait_unique(virtual_subscribers * ITEMS, FANOUT_DONE)
+            .await?;
         tokio::time::sleep(SETTLE).await;
+        let found = duplicates(&inbox) + duplicates(&watched);
         let bound = claims as usize * PAGES_IN_FLIGHT * PAGE_NOTIFICATIONS;
         eprintln!(
-            "{}: all {total} delivered, {} duplicates (bound {bound})",
+            "{}: all {} delivered, {found} duplicates (bound {bound})",
             server.kind(),
-            inbox.total() - inbox.unique()
+            (virtual_subscribers + WATCHERS) * ITEMS,
         );
-        assert_all_delivered(&inbox, sink.jid(), SUBSCRIBERS, ITEMS, bound);
+        assert_each_got_every_item(&inbox, virtual_subscribers, ITEMS);
+        assert_each_got_every_item(&watched, WATCHERS, ITEMS);
+        assert!(found <= bound, "{found} duplicates, more than {bound}");
         Ok::<_, anyhow::Error>(())
     }
 );
@@ -343,17 +397,9 @@ async fn a_running_instance_takes_over_a_killed_ones_claims_within_two_seconds(
     tokio::time::sleep(SETTLE).await;
     eprintln!(
         "ejabberd, two instances: all {total} delivered, {} duplicates",
-        inbox.total() - inbox.unique()
+        duplicates(&inbox)
     );
-    let got = inbox.snapshot();
-    let short = got.values().filter(|ids| {
-        let mut ids = (*ids).clone();
-        ids.sort();
-        ids.dedup();
-        ids.len() != ITEMS
-    });
-    assert_eq!(short.count(), 0, "a subscriber missed an item");
-    assert_eq!(got.len(), NODES * SUBSCRIBERS as usize);
+    assert_each_got_every_item(&inbox, NODES * SUBSCRIBERS as usize, ITEMS);
     Ok(())
 }
 

@@ -24,7 +24,8 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    fn record(&self, to: &str, id: &str) {
+    /// Counts message `id` to `to`.
+    pub fn record(&self, to: &str, id: &str) {
         if let Ok(mut m) = self.by_recipient.lock() {
             m.entry(to.to_string()).or_default().push(id.to_string());
         }
