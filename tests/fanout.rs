@@ -653,23 +653,8 @@ async fn wait_in_progress(db: &Db, job: i64, part: i64, of: i64) -> anyhow::Resu
 /// The fan-out process id a pubsubd logged at start (its workers' lease owners share
 /// its first 32 hex digits).
 fn process_id(log: &str) -> Option<String> {
-    let line = log.lines().find(|l| l.contains("fan-out engine started"))?;
-    let mut plain = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip an ANSI colour sequence, ESC [ ... m.
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    let at = plain.find("process=")? + "process=".len();
-    Some(plain[at..].chars().take(36).collect())
+    let value = common::logged_field(log, "fan-out engine started", "process")?;
+    Some(value.chars().take(36).collect())
 }
 
 /// Whether `job` is still queued.

@@ -125,6 +125,28 @@ pub async fn start_until_connected(
     }
 }
 
+/// The value of field `field` in the first line of a pubsubd log that contains
+/// `message` (the log is coloured: ANSI sequences are skipped).
+pub fn logged_field(log: &str, message: &str, field: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains(message))?;
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip an ANSI colour sequence, ESC [ ... m.
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let at = plain.find(&format!("{field}="))? + field.len() + 1;
+    Some(plain[at..].split_whitespace().next()?.to_owned())
+}
+
 /// A new user, logged in.
 pub async fn user(server: &XmppServer, prefix: &str) -> anyhow::Result<Client> {
     let account = server.create_user(prefix).await?;
