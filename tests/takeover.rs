@@ -605,3 +605,33 @@ async fn a_dead_processs_claims_are_free_at_once_and_the_others_are_told() -> an
     assert_eq!(taken.node_pk, 1);
     Ok(())
 }
+
+/// SQLite (one process per file): the next start takes every lease over at once,
+/// under the instance lock, whatever time the dead process's leases had left; a store
+/// opened beside the service (an admin command) may not.
+#[tokio::test]
+async fn an_sqlite_start_takes_over_every_lease_a_dead_process_left() -> anyhow::Result<()> {
+    use pubsubd::store::sqlite::SqliteStore;
+    let file = pubsubd_testkit::TestSqlite::create()?;
+    let owner = LeaseOwner::for_worker(uuid::Uuid::new_v4(), 0);
+    {
+        let dead = SqliteStore::open(file.path(), 2).await?;
+        dead.migrate().await?;
+        dead.queue_jobs(&[job(1), job(2)]).await?;
+        let claimed = dead.claim_batches(owner, LEASE, LIMITS).await?;
+        assert_eq!(claimed.len(), 2);
+        assert!(dead.claim(owner, LEASE, LIMITS).await?.is_none());
+    }
+    let next = SqliteStore::open(file.path(), 2).await?;
+    next.migrate().await?;
+    let beside = SqliteStore::open_beside_service(file.path(), 1).await?;
+    assert!(beside.take_over_leases().await.is_err());
+    assert!(
+        next.claim(owner, LEASE, LIMITS).await?.is_none(),
+        "still leased"
+    );
+    assert_eq!(next.take_over_leases().await?, 2);
+    let taken = next.claim_batches(owner, LEASE, LIMITS).await?;
+    assert_eq!(taken.len(), 2, "both taken over at once");
+    Ok(())
+}
