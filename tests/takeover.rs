@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
 use pubsubd::store::fanout::{ClaimLimits, FanoutStore, LeaseOwner, SessionKey};
-use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd::store::postgres::liveness::APPLICATION_NAME;
 use pubsubd::store::postgres::PgStore;
 use pubsubd_testkit::{
@@ -23,6 +22,7 @@ use pubsubd_testkit::{
 };
 use sqlx::PgPool;
 
+use common::job;
 use common::sink::{attach_sink, Inbox};
 use common::Pubsubd;
 
@@ -455,16 +455,6 @@ async fn process_store(db: &TestDb) -> anyhow::Result<PgStore> {
     let store = PgStore::connect(db.url(), 2).await?;
     store.migrate().await?;
     Ok(store.with_liveness().await?)
-}
-
-fn job(node_pk: i64) -> NewJob {
-    NewJob {
-        node_pk,
-        kind: JobKind::Items,
-        payload_xml: "<event xmlns='http://jabber.org/protocol/pubsub#event'/>".into(),
-        headline: true,
-        target: JobTarget::Subscribers,
-    }
 }
 
 /// Waits until `store` has a session other than `old`.

@@ -147,6 +147,19 @@ pub fn logged_field(log: &str, message: &str, field: &str) -> Option<String> {
     Some(plain[at..].split_whitespace().next()?.to_owned())
 }
 
+/// A job to every subscriber of node `node_pk`, with an empty event: for tests of the
+/// fan-out store, which never look inside.
+pub fn job(node_pk: i64) -> pubsubd::store::jobs::NewJob {
+    use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
+    NewJob {
+        node_pk,
+        kind: JobKind::Items,
+        payload_xml: "<event xmlns='http://jabber.org/protocol/pubsub#event'/>".into(),
+        headline: true,
+        target: JobTarget::Subscribers,
+    }
+}
+
 /// A new user, logged in.
 pub async fn user(server: &XmppServer, prefix: &str) -> anyhow::Result<Client> {
     let account = server.create_user(prefix).await?;
