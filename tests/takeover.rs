@@ -264,6 +264,27 @@ async fn live_sessions(pool: &PgPool) -> anyhow::Result<Vec<(i32, i32)>> {
     .await?)
 }
 
+/// Ends the backend of liveness session `key` as an administrator (or a lost
+/// connection) would.
+async fn terminate_session(pool: &PgPool, key: i32) -> anyhow::Result<()> {
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+         JOIN pg_stat_activity s ON s.pid = l.pid AND s.application_name = $3
+         WHERE l.locktype = 'advisory' AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(SESSION_LOCK_CLASS)
+    .bind(i64::from(key))
+    .bind(APPLICATION_NAME)
+    .fetch_all(pool)
+    .await?;
+    ensure!(
+        terminated == [true],
+        "session {key}'s backend: {terminated:?}"
+    );
+    Ok(())
+}
+
 /// Half-walked jobs and the session of their lease.
 async fn half_walked(pool: &PgPool) -> anyhow::Result<Vec<(i64, i32, i64)>> {
     Ok(sqlx::query_as(
@@ -437,6 +458,97 @@ async fn a_running_instance_takes_over_a_killed_ones_claims_within_two_seconds(
     Ok(())
 }
 
+// PostgreSQL whatever `PUBSUBD_TEST_STORE` says: the liveness session is PostgreSQL's.
+// In the middle of a fan-out an administrator terminates pubsubd's liveness backend
+// (as a lost connection would end it): the worker walking the node stops sending for
+// that session's claim and gives it back, the process opens a new session, claims the
+// jobs again under it and finishes them from the saved cursor, well within the 30 s
+// lease (its half-walked jobs leased under another session within 2 s); nothing is
+// lost, and no more is sent twice than the pages in flight.
+both_servers!(
+    a_process_that_loses_its_session_stops_and_resumes_under_a_new_one,
+    |server| async move {
+        const WATCHERS: usize = 10;
+        const CHUNK: i64 = 200;
+        const ITEMS: usize = 50;
+        let virtual_subscribers = WATCHERS * CHUNK as usize;
+        let ps = common::start_with_store(server, "", StoreKind::Postgres).await?;
+        let TestStore::Postgres(db) = &ps.db else {
+            bail!("this test needs PostgreSQL");
+        };
+        let pool = PgPool::connect(db.url()).await?;
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        let watched = Inbox::default();
+        let mut publisher = node_watched_along_its_walk(
+            server,
+            &ps,
+            "fenced",
+            sink.jid(),
+            (WATCHERS, CHUNK),
+            &watched,
+        )
+        .await?;
+        publish_acknowledged(&mut publisher, &ps, "fenced", ITEMS).await?;
+        let all_watched = WATCHERS * ITEMS;
+        let deadline = Instant::now() + FANOUT_DONE;
+        let old = loop {
+            let held = half_walked(&pool).await?;
+            if let Some(h) = held.first() {
+                break h.1;
+            }
+            ensure!(
+                Instant::now() < deadline && watched.total() < all_watched,
+                "no half-walked job to fence"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        terminate_session(&pool, old).await?;
+        let cut = Instant::now();
+        while !ps.process.log_contents().contains("fan-out claim fenced") {
+            ensure!(
+                cut.elapsed() < TAKEOVER_WITHIN,
+                "no claim fenced\n{}",
+                ps.process.log_tail(30)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let fenced = cut.elapsed();
+        let resumed = loop {
+            let held = half_walked(&pool).await?;
+            if held.iter().any(|h| h.1 != old) {
+                break cut.elapsed();
+            }
+            ensure!(
+                cut.elapsed() < TAKEOVER_WITHIN && watched.unique() < all_watched,
+                "not resumed under a new session"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        eprintln!(
+            "{}: session {old} terminated; claim fenced after {fenced:.2?}, claimed again \
+             under a new session after {resumed:.2?}",
+            server.kind()
+        );
+        watched.wait_unique(all_watched, FANOUT_DONE).await?;
+        inbox
+            .wait_unique(virtual_subscribers * ITEMS, FANOUT_DONE)
+            .await?;
+        tokio::time::sleep(SETTLE).await;
+        let found = duplicates(&inbox) + duplicates(&watched);
+        let bound = PAGES_IN_FLIGHT * PAGE_NOTIFICATIONS;
+        eprintln!(
+            "{}: all delivered, {found} duplicates (bound {bound})",
+            server.kind()
+        );
+        assert_each_got_every_item(&inbox, virtual_subscribers, ITEMS);
+        assert_each_got_every_item(&watched, WATCHERS, ITEMS);
+        assert!(found <= bound, "{found} duplicates, more than {bound}");
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
 // ---------------------------------------------------------------------------------
 // The liveness session at the store
 
@@ -498,19 +610,7 @@ async fn a_process_that_lost_its_session_is_fenced_and_its_claims_taken_over() -
     assert_ne!(other.node_pk, claimed.node_pk);
     assert!(b.claim(owner_b, LEASE, LIMITS).await?.is_none());
 
-    let mut admin = db.connect().await?;
-    let terminated: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l
-         JOIN pg_stat_activity s ON s.pid = l.pid AND s.application_name = $3
-         WHERE l.locktype = 'advisory' AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .bind(SESSION_LOCK_CLASS)
-    .bind(i64::from(session.0))
-    .bind(APPLICATION_NAME)
-    .fetch_all(&mut admin)
-    .await?;
-    assert_eq!(terminated, [true], "a's liveness backend");
+    terminate_session(&PgPool::connect(db.url()).await?, session.0).await?;
     let cut = Instant::now();
 
     // Timed apart: the lock goes with the backend at once, the owner learns of it at
