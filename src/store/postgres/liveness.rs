@@ -100,8 +100,8 @@ const LOCK_SQL: &str = concat!(
 /// poll would take 5 s. A read of `pg_locks` four times a second is cheap.
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 /// A heartbeat not answered within this counts as a lost session: a database that
-/// cannot answer `SELECT 1` in a second is as good as gone for fencing, and the timer
-/// fence must act long before a lease (30 s by default) can run out.
+/// cannot read its lock table for us in a second is as good as gone for fencing, and
+/// the owner must stop long before its leases (30 s by default) can run out.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause between attempts to open a new session while the database is away.
 const RECONNECT_EVERY: Duration = Duration::from_millis(250);
