@@ -18,7 +18,8 @@ use pubsubd::store::fanout::{ClaimLimits, FanoutStore, LeaseOwner, SessionKey};
 use pubsubd::store::postgres::liveness::APPLICATION_NAME;
 use pubsubd::store::postgres::PgStore;
 use pubsubd_testkit::{
-    both_servers, shared_ejabberd, stanza, Client, StoreKind, TestDb, TestStore,
+    both_servers, shared_ejabberd, stanza, Client, ComponentSlot, StoreKind, TestDb, TestStore,
+    XmppServer,
 };
 use sqlx::PgPool;
 
@@ -71,28 +72,79 @@ fn follow(mut client: Client, from: &str, inbox: Inbox) {
     });
 }
 
-/// A node whose walk order interleaves `watchers` real users with chunks of `chunk`
-/// virtual subscribers on `sink` (`c<i>v<n>@<sink>`): a chunk, a user, a chunk, ...
-/// The users' notifications, counted into `watched`, show the walk's progress as it
-/// happens; the sink, a single connection fed 100,000 notifications, lags the server by
-/// tens of seconds. Returns the publisher.
-async fn node_watched_along_its_walk(
-    server: &pubsubd_testkit::XmppServer,
-    ps: &Pubsubd,
-    node: &str,
-    sink: &str,
-    (watchers, chunk): (usize, i64),
-    watched: &Inbox,
-) -> anyhow::Result<Client> {
-    let mut publisher = common::user(server, "publisher").await?;
-    common::create(&mut publisher, ps, node, &[]).await?;
-    for i in 0..watchers {
-        common::subscribe_crowd(&ps.db, node, &format!("c{i}v"), sink, chunk).await?;
-        let mut watcher = common::user(server, "watcher").await?;
-        common::ok(&common::subscribe(&mut watcher, ps, node).await?);
-        follow(watcher, ps.jid(), watched.clone());
+/// A fan-out of acknowledged items to a node whose walk order interleaves real users
+/// with chunks of virtual subscribers on a sink (`c<i>v<n>@<sink>`): a chunk, a user, a
+/// chunk, ... The users' notifications (`watched`) show the walk's progress as it
+/// happens; the sink (`inbox`), a single connection fed 100,000 notifications, lags the
+/// server by tens of seconds.
+struct WatchedFanout {
+    _sink: ComponentSlot,
+    inbox: Inbox,
+    watched: Inbox,
+    watchers: usize,
+    virtual_subscribers: usize,
+    items: usize,
+}
+
+impl WatchedFanout {
+    /// Sets the node up on `ps` with `watchers` users, each after `chunk` virtual
+    /// subscribers, and publishes `items` items to it at once.
+    async fn publish(
+        server: &XmppServer,
+        ps: &Pubsubd,
+        node: &str,
+        (watchers, chunk): (usize, i64),
+        items: usize,
+    ) -> anyhow::Result<WatchedFanout> {
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        let watched = Inbox::default();
+        let mut publisher = common::user(server, "publisher").await?;
+        common::create(&mut publisher, ps, node, &[]).await?;
+        for i in 0..watchers {
+            common::subscribe_crowd(&ps.db, node, &format!("c{i}v"), sink.jid(), chunk).await?;
+            let mut watcher = common::user(server, "watcher").await?;
+            common::ok(&common::subscribe(&mut watcher, ps, node).await?);
+            follow(watcher, ps.jid(), watched.clone());
+        }
+        publish_acknowledged(&mut publisher, ps, node, items).await?;
+        Ok(WatchedFanout {
+            _sink: sink,
+            inbox,
+            watched,
+            watchers,
+            virtual_subscribers: watchers * chunk as usize,
+            items,
+        })
     }
-    Ok(publisher)
+
+    /// Notifications the users get in all.
+    fn all_watched(&self) -> usize {
+        self.watchers * self.items
+    }
+
+    /// Waits until every recipient got every item, then for stragglers; fails if any
+    /// got less, or if there are more than `bound` duplicates.
+    async fn assert_complete(&self, server: &XmppServer, bound: usize) -> anyhow::Result<()> {
+        self.watched
+            .wait_unique(self.all_watched(), FANOUT_DONE)
+            .await?;
+        self.inbox
+            .wait_unique(self.virtual_subscribers * self.items, FANOUT_DONE)
+            .await?;
+        tokio::time::sleep(SETTLE).await;
+        let found = duplicates(&self.inbox) + duplicates(&self.watched);
+        eprintln!(
+            "{}: all {} delivered, {found} duplicates (bound {bound})",
+            server.kind(),
+            (self.virtual_subscribers + self.watchers) * self.items,
+        );
+        assert_each_got_every_item(&self.inbox, self.virtual_subscribers, self.items);
+        assert_each_got_every_item(&self.watched, self.watchers, self.items);
+        ensure!(found <= bound, "{found} duplicates, more than {bound}");
+        Ok(())
+    }
 }
 
 /// Publishes `items` items to `node` at once (the requests all sent before the first
@@ -180,25 +232,13 @@ both_servers!(
         const WATCHERS: usize = 40;
         const CHUNK: i64 = 50;
         const ITEMS: usize = 50;
-        let virtual_subscribers = WATCHERS * CHUNK as usize;
         let mut ps = common::start(server).await?;
-        let sink = server.lease_component();
-        let inbox = Inbox::default();
-        attach_sink(server, &sink, inbox.clone()).await?;
-        let watched = Inbox::default();
-        let mut publisher = node_watched_along_its_walk(
-            server,
-            &ps,
-            "takeover",
-            sink.jid(),
-            (WATCHERS, CHUNK),
-            &watched,
-        )
-        .await?;
-        publish_acknowledged(&mut publisher, &ps, "takeover", ITEMS).await?;
+        let fanout =
+            WatchedFanout::publish(server, &ps, "takeover", (WATCHERS, CHUNK), ITEMS).await?;
+        let watched = &fanout.watched;
 
         // In the middle: a tenth of the walk done, most of it still to come.
-        let all_watched = WATCHERS * ITEMS;
+        let all_watched = fanout.all_watched();
         let deadline = Instant::now() + FANOUT_DONE;
         while watched.total() < all_watched / 10 {
             ensure!(Instant::now() < deadline, "the fan-out did not start");
@@ -233,21 +273,8 @@ both_servers!(
             resumed < TAKEOVER_WITHIN,
             "first resumed delivery {resumed:.2?} after the restart"
         );
-        watched.wait_unique(all_watched, FANOUT_DONE).await?;
-        inbox
-            .wait_unique(virtual_subscribers * ITEMS, FANOUT_DONE)
-            .await?;
-        tokio::time::sleep(SETTLE).await;
-        let found = duplicates(&inbox) + duplicates(&watched);
         let bound = claims as usize * PAGES_IN_FLIGHT * PAGE_NOTIFICATIONS;
-        eprintln!(
-            "{}: all {} delivered, {found} duplicates (bound {bound})",
-            server.kind(),
-            (virtual_subscribers + WATCHERS) * ITEMS,
-        );
-        assert_each_got_every_item(&inbox, virtual_subscribers, ITEMS);
-        assert_each_got_every_item(&watched, WATCHERS, ITEMS);
-        assert!(found <= bound, "{found} duplicates, more than {bound}");
+        fanout.assert_complete(server, bound).await?;
         Ok::<_, anyhow::Error>(())
     }
 );
@@ -471,27 +498,14 @@ both_servers!(
         const WATCHERS: usize = 10;
         const CHUNK: i64 = 200;
         const ITEMS: usize = 50;
-        let virtual_subscribers = WATCHERS * CHUNK as usize;
         let ps = common::start_with_store(server, "", StoreKind::Postgres).await?;
         let TestStore::Postgres(db) = &ps.db else {
             bail!("this test needs PostgreSQL");
         };
         let pool = PgPool::connect(db.url()).await?;
-        let sink = server.lease_component();
-        let inbox = Inbox::default();
-        attach_sink(server, &sink, inbox.clone()).await?;
-        let watched = Inbox::default();
-        let mut publisher = node_watched_along_its_walk(
-            server,
-            &ps,
-            "fenced",
-            sink.jid(),
-            (WATCHERS, CHUNK),
-            &watched,
-        )
-        .await?;
-        publish_acknowledged(&mut publisher, &ps, "fenced", ITEMS).await?;
-        let all_watched = WATCHERS * ITEMS;
+        let fanout =
+            WatchedFanout::publish(server, &ps, "fenced", (WATCHERS, CHUNK), ITEMS).await?;
+        let (watched, all_watched) = (&fanout.watched, fanout.all_watched());
         let deadline = Instant::now() + FANOUT_DONE;
         let old = loop {
             let held = half_walked(&pool).await?;
@@ -531,20 +545,10 @@ both_servers!(
              under a new session after {resumed:.2?}",
             server.kind()
         );
-        watched.wait_unique(all_watched, FANOUT_DONE).await?;
-        inbox
-            .wait_unique(virtual_subscribers * ITEMS, FANOUT_DONE)
+        // One claim: one node.
+        fanout
+            .assert_complete(server, PAGES_IN_FLIGHT * PAGE_NOTIFICATIONS)
             .await?;
-        tokio::time::sleep(SETTLE).await;
-        let found = duplicates(&inbox) + duplicates(&watched);
-        let bound = PAGES_IN_FLIGHT * PAGE_NOTIFICATIONS;
-        eprintln!(
-            "{}: all delivered, {found} duplicates (bound {bound})",
-            server.kind()
-        );
-        assert_each_got_every_item(&inbox, virtual_subscribers, ITEMS);
-        assert_each_got_every_item(&watched, WATCHERS, ITEMS);
-        assert!(found <= bound, "{found} duplicates, more than {bound}");
         Ok::<_, anyhow::Error>(())
     }
 );
