@@ -507,10 +507,15 @@ both_servers!(
             WatchedFanout::publish(server, &ps, "fenced", (WATCHERS, CHUNK), ITEMS).await?;
         let (watched, all_watched) = (&fanout.watched, fanout.all_watched());
         let deadline = Instant::now() + FANOUT_DONE;
-        let old = loop {
+        let (old, orphans) = loop {
             let held = half_walked(&pool).await?;
             if let Some(h) = held.first() {
-                break h.1;
+                let orphans: Vec<(i64, i64)> = held
+                    .iter()
+                    .filter(|o| o.1 == h.1)
+                    .map(|o| (o.0, o.2))
+                    .collect();
+                break (h.1, orphans);
             }
             ensure!(
                 Instant::now() < deadline && watched.total() < all_watched,
@@ -529,26 +534,28 @@ both_servers!(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let fenced = cut.elapsed();
-        let resumed = loop {
-            let held = half_walked(&pool).await?;
-            if held.iter().any(|h| h.1 != old) {
-                break cut.elapsed();
-            }
-            ensure!(
-                cut.elapsed() < TAKEOVER_WITHIN && watched.unique() < all_watched,
-                "not resumed under a new session"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        };
+        // Done, or leased again under the new session.
+        let resumed = wait_for_orphans(&pool, &orphans, old, cut, |_| true).await?;
+        ensure!(
+            resumed < TAKEOVER_WITHIN,
+            "claimed again after {resumed:.2?}"
+        );
         eprintln!(
             "{}: session {old} terminated; claim fenced after {fenced:.2?}, claimed again \
              under a new session after {resumed:.2?}",
             server.kind()
         );
         // One claim: one node.
-        fanout
+        if let Err(e) = fanout
             .assert_complete(server, PAGES_IN_FLIGHT * PAGE_NOTIFICATIONS)
-            .await?;
+            .await
+        {
+            let left: Vec<(i64, i64, Option<i32>)> =
+                sqlx::query_as("SELECT id, cursor, lease_session FROM fanout_jobs ORDER BY id")
+                    .fetch_all(&pool)
+                    .await?;
+            bail!("{e:#}; jobs left (id, cursor, session): {left:?}");
+        }
         Ok::<_, anyhow::Error>(())
     }
 );
