@@ -11,11 +11,13 @@
 //! renewed alongside; if another process has taken the jobs over, the batch is abandoned.
 //!
 //! Fencing: a claim may be taken over as soon as the liveness session it was made under
-//! is gone, or once its lease has gone unrenewed for a lease period. The work on a claim
-//! is therefore stopped, and never polled again, as soon as the session is seen lost or
-//! a renewal is overdue ([`with_renewals`]); what was already queued on the connection
-//! still goes out (the page being sent), and whoever takes the claim over starts from
-//! the saved cursor, so this costs duplicates, never a loss.
+//! is gone, or once its lease has gone unrenewed for a lease period. A fence is therefore
+//! raised as soon as the session is seen lost or a renewal is overdue
+//! ([`with_renewals`]), and the work checks it before each page it sends: it finishes the
+//! store call or send it is in (cancelling one midway could leave a pooled connection
+//! mid-protocol), sends no new page, and gives the claim back. What was already queued
+//! on the connection still goes out, and whoever takes the claim over starts from the
+//! saved cursor, so this costs duplicates, never a loss.
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -80,14 +82,15 @@ async fn serve(
 ) {
     let ids = batch.job_ids();
     let lease = Lease { owner, ids: &ids };
+    let (fence, fenced) = watch::channel(None);
     let work = async {
         if batch.walks_subscribers() {
-            walk(ctx, &lease, batch, stop.clone()).await
+            walk(ctx, &lease, batch, stop.clone(), &fenced).await
         } else {
-            direct(ctx, &lease, batch, stop.clone()).await
+            direct(ctx, &lease, batch, stop.clone(), &fenced).await
         }
     };
-    match with_renewals(ctx, &lease, batch.session, held, work).await {
+    match with_renewals(ctx, &lease, batch.session, held, &fence, work).await {
         Outcome::Completed => tracing::debug!("fan-out batch done"),
         Outcome::LeaseLost => {
             tracing::warn!("fan-out lease lost: another process has taken these jobs over")
@@ -179,11 +182,14 @@ pub async fn serve_claim(
             .collect();
         let lease = Lease { owner, ids: &held };
         let span = tracing::debug_span!("nodes", nodes = small.len());
-        let work =
-            tracing::Instrument::instrument(send_whole(ctx, owner, &small, stop.clone()), span);
+        let (fence, fenced) = watch::channel(None);
+        let work = tracing::Instrument::instrument(
+            send_whole(ctx, owner, &small, stop.clone(), &fenced),
+            span,
+        );
         // One claim, one session.
         let session = first.session;
-        match with_renewals(ctx, &lease, session, &mut renewed_at, work).await {
+        match with_renewals(ctx, &lease, session, &mut renewed_at, &fence, work).await {
             Outcome::Completed => tracing::debug!(nodes = small.len(), "fan-out batches done"),
             Outcome::LeaseLost => {
                 tracing::warn!("fan-out lease lost: another process has taken these jobs over");
@@ -212,6 +218,7 @@ async fn send_whole(
     owner: LeaseOwner,
     small: &[(&ClaimedBatch, Option<Vec<Subscriber>>)],
     mut stop: watch::Receiver<bool>,
+    fenced: &Fenced,
 ) -> Outcome {
     let mut bare: Vec<String> = small
         .iter()
@@ -236,6 +243,9 @@ async fn send_whole(
         found
     };
     loop {
+        if let Some(why) = *fenced.borrow() {
+            return Outcome::Fenced(why);
+        }
         let link = ctx.next_link();
         let mut queued = 0;
         for (batch, page) in small {
@@ -283,17 +293,22 @@ async fn send_whole(
     complete_jobs(ctx, &Lease { owner, ids: &keep }, None, &mut stop).await
 }
 
-/// Runs `work` while renewing `lease` every third of its length, and stops it (the
-/// fence) as soon as the claim may be taken over by someone else: the liveness
-/// `session` it was made under is lost, or no renewal has succeeded for nearly a lease
-/// period since `held` (which each successful renewal moves to when it was sent).
-/// Checked before `work` is polled each time, so once either is seen nothing more of
-/// `work` runs.
+/// Whether the work on a claim must stop, and why: set by [`with_renewals`], checked
+/// by the work before each page it sends.
+type Fenced = watch::Receiver<Option<&'static str>>;
+
+/// Runs `work` while renewing `lease` every third of its length, and raises `fence` as
+/// soon as the claim may be taken over by someone else: the liveness `session` it was
+/// made under is lost, or no renewal has succeeded for nearly a lease period since
+/// `held` (which each successful renewal moves to when it was sent). The work checks
+/// the fence before each page and returns [`Outcome::Fenced`]; it is not cancelled in
+/// the middle of a store call or a send, which it finishes first.
 async fn with_renewals(
     ctx: &Context,
     lease: &Lease<'_>,
     session: Option<SessionKey>,
     held: &mut Instant,
+    fence: &watch::Sender<Option<&'static str>>,
     work: impl std::future::Future<Output = Outcome>,
 ) -> Outcome {
     tokio::pin!(work);
@@ -302,16 +317,21 @@ async fn with_renewals(
     let mut renew = tokio::time::interval(ctx.settings.renew_every());
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renew.tick().await;
+    let mut raised = false;
     loop {
         let overdue = *held + ctx.settings.unrenewed_limit();
         tokio::select! {
             biased;
-            () = &mut lost => return Outcome::Fenced("its liveness session was lost"),
-            () = tokio::time::sleep_until(overdue) => {
-                return Outcome::Fenced("its lease went unrenewed for nearly a lease period")
+            () = &mut lost, if !raised => {
+                raised = true;
+                fence.send_replace(Some("its liveness session was lost"));
+            }
+            () = tokio::time::sleep_until(overdue), if !raised => {
+                raised = true;
+                fence.send_replace(Some("its lease went unrenewed for nearly a lease period"));
             }
             outcome = &mut work => return outcome,
-            _ = renew.tick() => {
+            _ = renew.tick(), if !raised => {
                 let sent = Instant::now();
                 match ctx.store.renew(lease.owner, lease.ids, ctx.settings.lease).await {
                     Ok(true) => *held = sent,
@@ -332,6 +352,7 @@ async fn walk(
     lease: &Lease<'_>,
     batch: &ClaimedBatch,
     mut stop: watch::Receiver<bool>,
+    fenced: &Fenced,
 ) -> Outcome {
     let per_page = ctx.settings.subscriptions_per_page(batch.jobs.len());
     let mut confirmed = batch.cursor;
@@ -349,6 +370,10 @@ async fn walk(
         let mut in_flight: Option<Sent> = None;
         exhausted = false;
         loop {
+            // Before each page: pages already queued go out, no new one does.
+            if let Some(why) = *fenced.borrow() {
+                return Outcome::Fenced(why);
+            }
             let mut next = None;
             if !exhausted && !backoff::stopping(&stop) {
                 let link = ctx.link_for_page(pages);
@@ -648,8 +673,12 @@ async fn direct(
     lease: &Lease<'_>,
     batch: &ClaimedBatch,
     mut stop: watch::Receiver<bool>,
+    fenced: &Fenced,
 ) -> Outcome {
     loop {
+        if let Some(why) = *fenced.borrow() {
+            return Outcome::Fenced(why);
+        }
         let Some(queued) = queue_direct(ctx, &ctx.out, batch).await else {
             return Outcome::Stopped;
         };
