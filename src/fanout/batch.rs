@@ -264,7 +264,11 @@ async fn send_whole(
             };
             queued += sent;
         }
-        match link.out.barrier().await {
+        let barrier = tokio::select! {
+            answered = link.out.barrier() => answered,
+            why = raised(fenced) => return Outcome::Fenced(why),
+        };
+        match barrier {
             Ok(()) => {
                 metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => link.index.to_string())
                     .increment(queued);
@@ -297,6 +301,16 @@ async fn send_whole(
 /// by the work before each page it sends.
 type Fenced = watch::Receiver<Option<&'static str>>;
 
+/// Resolves with the reason once the fence is raised (never, if its sender is gone
+/// without raising it).
+async fn raised(fenced: &Fenced) -> &'static str {
+    let mut fenced = fenced.clone();
+    match fenced.wait_for(Option::is_some).await.map(|why| *why) {
+        Ok(Some(why)) => why,
+        _ => std::future::pending().await,
+    }
+}
+
 /// Runs `work` while renewing `lease` every third of its length, and raises `fence` as
 /// soon as the claim may be taken over by someone else: the liveness `session` it was
 /// made under is lost, or no renewal has succeeded for nearly a lease period since
@@ -317,21 +331,21 @@ async fn with_renewals(
     let mut renew = tokio::time::interval(ctx.settings.renew_every());
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renew.tick().await;
-    let mut raised = false;
+    let mut is_raised = false;
     loop {
         let overdue = *held + ctx.settings.unrenewed_limit();
         tokio::select! {
             biased;
-            () = &mut lost, if !raised => {
-                raised = true;
-                fence.send_replace(Some("its liveness session was lost"));
+            () = &mut lost, if !is_raised => {
+                is_raised = true;
+                raise(fence, "its liveness session was lost");
             }
-            () = tokio::time::sleep_until(overdue), if !raised => {
-                raised = true;
-                fence.send_replace(Some("its lease went unrenewed for nearly a lease period"));
+            () = tokio::time::sleep_until(overdue), if !is_raised => {
+                is_raised = true;
+                raise(fence, "its lease went unrenewed for nearly a lease period");
             }
             outcome = &mut work => return outcome,
-            _ = renew.tick(), if !raised => {
+            _ = renew.tick(), if !is_raised => {
                 let sent = Instant::now();
                 match ctx.store.renew(lease.owner, lease.ids, ctx.settings.lease).await {
                     Ok(true) => *held = sent,
@@ -400,11 +414,13 @@ async fn walk(
                 }
                 break 'resend;
             };
-            // A receipt task that ended without an answer counts as a lost stream.
-            let receipt = sent
-                .receipt
-                .await
-                .unwrap_or(Err(BarrierError::ConnectionLost));
+            // A receipt task that ended without an answer counts as a lost stream. A
+            // fenced walk does not wait for it: whoever serves the claim next starts
+            // from the saved cursor anyway.
+            let receipt = tokio::select! {
+                receipt = sent.receipt => receipt.unwrap_or(Err(BarrierError::ConnectionLost)),
+                why = raised(fenced) => return Outcome::Fenced(why),
+            };
             match receipt {
                 Ok(()) => {
                     recent.confirmed(confirmed, std::time::Instant::now());
@@ -682,7 +698,11 @@ async fn direct(
         let Some(queued) = queue_direct(ctx, &ctx.out, batch).await else {
             return Outcome::Stopped;
         };
-        match ctx.out.barrier().await {
+        let barrier = tokio::select! {
+            answered = ctx.out.barrier() => answered,
+            why = raised(fenced) => return Outcome::Fenced(why),
+        };
+        match barrier {
             Ok(()) => {
                 metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => ctx.links[0].index.to_string())
                     .increment(queued);
@@ -731,12 +751,18 @@ async fn complete_jobs(
     }
 }
 
+/// Raises the fence of a claim: from now on no new page goes out for it.
+fn raise(fence: &watch::Sender<Option<&'static str>>, why: &'static str) {
+    tracing::warn!("fan-out claim fenced, no new page for it: {why}");
+    fence.send_replace(Some(why));
+}
+
 /// Stops working a fenced claim: gives the lease back, if it is still ours, so that
 /// anyone (this process under its new session, too) may take it over at once.
 async fn give_up(ctx: &Context, lease: &Lease<'_>, why: &str) {
-    tracing::warn!(
+    tracing::info!(
         jobs = lease.ids.len(),
-        "fan-out claim fenced, no more sending for it: {why}; giving it back"
+        "giving a fenced fan-out claim back ({why})"
     );
     release(ctx, lease).await;
     // The process's other workers may take it over under the new session.
