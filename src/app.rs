@@ -92,8 +92,10 @@ pub async fn open_store(
             let store = PgStore::connect(url, pool).await?;
             store.migrate().await?;
             let pool = store.pool().clone();
+            // The engine's claims are tied to this process's liveness session, so that
+            // its death frees them at once.
             let fanout: Arc<dyn FanoutStore> = match fanout_pool {
-                Some(n) => Arc::new(store.sibling(n)),
+                Some(n) => Arc::new(store.sibling(n).with_liveness().await?),
                 None => Arc::new(store.clone()),
             };
             let store = Arc::new(store);
@@ -112,6 +114,13 @@ pub async fn open_store(
             };
             store.migrate().await?;
             if opener == Opener::Service {
+                let freed = store.take_over_leases().await?;
+                if freed > 0 {
+                    tracing::info!(
+                        jobs = freed,
+                        "took over the fan-out jobs a previous process left leased"
+                    );
+                }
                 tracing::info!(
                     file = %path.display(),
                     "storing data in SQLite: one pubsubd instance only; use PostgreSQL to run several"

@@ -20,8 +20,10 @@ const DEFAULT_FANOUT_WORKERS: usize = 4;
 /// cursor write, so bigger pages cost fewer of both; smaller pages mean less to send
 /// again after a dropped connection. Memory per worker is about a page of rows.
 const DEFAULT_FANOUT_PAGE_SIZE: usize = 500;
-/// Default fan-out lease, seconds: a crashed process's jobs are taken over this long
-/// after its last renewal (renewals run three times per lease).
+/// Default fan-out lease, seconds: the jobs of a process that is alive but cut off from
+/// the database are taken over this long after its last renewal (renewals run three
+/// times per lease); a dead process's are taken over at once, when its liveness session
+/// ends. Long, because a lease that runs out under a live owner costs duplicates.
 const DEFAULT_FANOUT_LEASE_SECS: usize = 30;
 /// Default number of request handlers. Stanzas from one sender always go to the same
 /// handler (so a client's requests are applied in the order it sent them); different

@@ -150,23 +150,9 @@ impl Pubsubd {
     }
 
     /// Another process on the same slot and database (or the same one, restarted).
-    /// Right after a kill, Prosody may not have noticed yet that the old stream is
-    /// gone and refuses the JID (`conflict`), which ends a starting pubsubd: try again,
-    /// as a service manager would.
     async fn another(&self, server: &XmppServer) -> anyhow::Result<PubsubdProcess> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut process = spawn(server, &self.slot, self.store.url(), &self.config)?;
-            match process.wait_for_log("component connected", READY).await {
-                Ok(()) => return Ok(process),
-                Err(e) if attempt < 20 && process.log_contents().contains("conflict") => {
-                    eprintln!("pubsubd start refused ({e:#}); trying again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        common::start_until_connected(|| spawn(server, &self.slot, self.store.url(), &self.config))
+            .await
     }
 
     fn jid(&self) -> &str {
@@ -667,23 +653,8 @@ async fn wait_in_progress(db: &Db, job: i64, part: i64, of: i64) -> anyhow::Resu
 /// The fan-out process id a pubsubd logged at start (its workers' lease owners share
 /// its first 32 hex digits).
 fn process_id(log: &str) -> Option<String> {
-    let line = log.lines().find(|l| l.contains("fan-out engine started"))?;
-    let mut plain = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip an ANSI colour sequence, ESC [ ... m.
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    let at = plain.find("process=")? + "process=".len();
-    Some(plain[at..].chars().take(36).collect())
+    let value = common::logged_field(log, "fan-out engine started", "process")?;
+    Some(value.chars().take(36).collect())
 }
 
 /// Whether `job` is still queued.

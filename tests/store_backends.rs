@@ -5,9 +5,12 @@
 //! presence, last items on presence). Plus what only SQLite needs: its in-process
 //! wake-up and writers that queue instead of failing.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::job;
 use pubsubd::domain::node_config::SendLastPublished;
 use pubsubd::domain::ShowValue;
 use pubsubd::domain::{
@@ -78,16 +81,6 @@ fn item(id: &str) -> NewItem {
         id: ItemId::parse(id).expect("valid id"),
         publisher: "owner@example.org/desk".into(),
         payload: Some(format!("<entry xmlns='urn:test'>{id}</entry>")),
-    }
-}
-
-fn job(node_pk: i64) -> NewJob {
-    NewJob {
-        node_pk,
-        kind: JobKind::Items,
-        payload_xml: "<event xmlns='http://jabber.org/protocol/pubsub#event'/>".into(),
-        headline: true,
-        target: JobTarget::Subscribers,
     }
 }
 

@@ -9,12 +9,24 @@
 //! before (a server going down may not have written them out yet): duplicates are
 //! possible, loss is not; ids are stable so clients can drop the duplicates. The lease is
 //! renewed alongside; if another process has taken the jobs over, the batch is abandoned.
+//!
+//! Fencing: a claim may be taken over as soon as the liveness session it was made under
+//! is gone, or once its lease has gone unrenewed for a lease period. A fence is therefore
+//! raised as soon as the session is seen lost or a renewal is overdue
+//! ([`with_renewals`]), and the work checks it before each page it sends: it finishes the
+//! store call or send it is in (cancelling one midway could leave a pooled connection
+//! mid-protocol), sends no new page, and gives the claim back. What was already queued
+//! on the connection still goes out, and whoever takes the claim over starts from the
+//! saved cursor, so this costs duplicates, never a loss.
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::{backoff, deliver, Context, Link};
-use crate::store::fanout::{ClaimedBatch, ClaimedJob, LeaseOwner, Resource, Subscriber};
+use crate::store::fanout::{
+    ClaimedBatch, ClaimedJob, LeaseOwner, Resource, SessionKey, Subscriber,
+};
 use crate::store::jobs::JobTarget;
 use crate::xmpp::{BarrierError, Outbound};
 
@@ -27,6 +39,8 @@ enum Outcome {
     LeaseLost,
     /// Shutdown: progress is saved (as far as confirmed) and the lease given back.
     Stopped,
+    /// The claim may be someone else's any moment (why): nothing more is sent for it.
+    Fenced(&'static str),
 }
 
 /// A page handed to the connection, waiting for its receipt.
@@ -57,28 +71,32 @@ struct Lease<'a> {
 }
 
 /// Serves `batch`, claimed by `owner`, to the end, or until its lease is lost or the
-/// engine stops.
-pub async fn serve(
+/// engine stops. `held` is when the lease was last known to run for a full period
+/// from (the claim or its last renewal was sent then); renewals move it.
+async fn serve(
     ctx: &Context,
     owner: LeaseOwner,
     batch: &ClaimedBatch,
+    held: &mut Instant,
     stop: &watch::Receiver<bool>,
 ) {
     let ids = batch.job_ids();
     let lease = Lease { owner, ids: &ids };
+    let (fence, fenced) = watch::channel(None);
     let work = async {
         if batch.walks_subscribers() {
-            walk(ctx, &lease, batch, stop.clone()).await
+            walk(ctx, &lease, batch, stop.clone(), &fenced).await
         } else {
-            direct(ctx, &lease, batch, stop.clone()).await
+            direct(ctx, &lease, batch, stop.clone(), &fenced).await
         }
     };
-    match with_renewals(ctx, &lease, work).await {
+    match with_renewals(ctx, &lease, batch.session, held, &fence, work).await {
         Outcome::Completed => tracing::debug!("fan-out batch done"),
         Outcome::LeaseLost => {
             tracing::warn!("fan-out lease lost: another process has taken these jobs over")
         }
         Outcome::Stopped => tracing::info!("fan-out batch interrupted by shutdown"),
+        Outcome::Fenced(why) => give_up(ctx, &lease, why).await,
     }
 }
 
@@ -86,16 +104,19 @@ pub async fn serve(
 /// those whose node is small enough to be sent whole (fewer subscriptions than a page)
 /// go out together: one subscriber read for all of them, one barrier, one completion.
 /// The first node too big for that is walked afterwards on its own; any other is given
-/// back at once, so that another worker can walk it meanwhile.
+/// back at once, so that another worker can walk it meanwhile. `claimed_at` is when
+/// the claim was sent (its lease runs a full period from then at least).
 pub async fn serve_claim(
     ctx: &Context,
     owner: LeaseOwner,
     batches: &[ClaimedBatch],
+    claimed_at: Instant,
     stop: &watch::Receiver<bool>,
 ) {
     let [first, ..] = batches else { return };
+    let mut renewed_at = claimed_at;
     if batches.len() == 1 {
-        return serve(ctx, owner, first, stop).await;
+        return serve(ctx, owner, first, &mut renewed_at, stop).await;
     }
     let mut stop = stop.clone();
     // Whole-node reads for fresh walks only: a walk that was interrupted (cursor past
@@ -161,9 +182,14 @@ pub async fn serve_claim(
             .collect();
         let lease = Lease { owner, ids: &held };
         let span = tracing::debug_span!("nodes", nodes = small.len());
-        let work =
-            tracing::Instrument::instrument(send_whole(ctx, owner, &small, stop.clone()), span);
-        match with_renewals(ctx, &lease, work).await {
+        let (fence, fenced) = watch::channel(None);
+        let work = tracing::Instrument::instrument(
+            send_whole(ctx, owner, &small, stop.clone(), &fenced),
+            span,
+        );
+        // One claim, one session.
+        let session = first.session;
+        match with_renewals(ctx, &lease, session, &mut renewed_at, &fence, work).await {
             Outcome::Completed => tracing::debug!(nodes = small.len(), "fan-out batches done"),
             Outcome::LeaseLost => {
                 tracing::warn!("fan-out lease lost: another process has taken these jobs over");
@@ -174,10 +200,14 @@ pub async fn serve_claim(
                 tracing::info!("fan-out batches interrupted by shutdown");
                 return;
             }
+            Outcome::Fenced(why) => {
+                give_up(ctx, &lease, why).await;
+                return;
+            }
         }
     }
     if let Some(walk) = kept {
-        serve(ctx, owner, walk, &stop).await;
+        serve(ctx, owner, walk, &mut renewed_at, &stop).await;
     }
 }
 
@@ -188,6 +218,7 @@ async fn send_whole(
     owner: LeaseOwner,
     small: &[(&ClaimedBatch, Option<Vec<Subscriber>>)],
     mut stop: watch::Receiver<bool>,
+    fenced: &Fenced,
 ) -> Outcome {
     let mut bare: Vec<String> = small
         .iter()
@@ -212,6 +243,9 @@ async fn send_whole(
         found
     };
     loop {
+        if let Some(why) = *fenced.borrow() {
+            return Outcome::Fenced(why);
+        }
         let link = ctx.next_link();
         let mut queued = 0;
         for (batch, page) in small {
@@ -230,7 +264,11 @@ async fn send_whole(
             };
             queued += sent;
         }
-        match link.out.barrier().await {
+        let barrier = tokio::select! {
+            answered = link.out.barrier() => answered,
+            why = raised(fenced) => return Outcome::Fenced(why),
+        };
+        match barrier {
             Ok(()) => {
                 metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => link.index.to_string())
                     .increment(queued);
@@ -259,26 +297,65 @@ async fn send_whole(
     complete_jobs(ctx, &Lease { owner, ids: &keep }, None, &mut stop).await
 }
 
-/// Runs `work` while renewing `lease` every third of its length.
+/// Whether the work on a claim must stop, and why: set by [`with_renewals`], checked
+/// by the work before each page it sends.
+type Fenced = watch::Receiver<Option<&'static str>>;
+
+/// Resolves with the reason once the fence is raised (never, if its sender is gone
+/// without raising it).
+async fn raised(fenced: &Fenced) -> &'static str {
+    let mut fenced = fenced.clone();
+    match fenced.wait_for(Option::is_some).await.map(|why| *why) {
+        Ok(Some(why)) => why,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs `work` while renewing `lease` every third of its length, and raises `fence` as
+/// soon as the claim may be taken over by someone else: the liveness `session` it was
+/// made under is lost, or no renewal has succeeded for nearly a lease period since
+/// `held` (which each successful renewal moves to when it was sent). The work checks
+/// the fence before each page and returns [`Outcome::Fenced`]; it is not cancelled in
+/// the middle of a store call or a send, which it finishes first.
 async fn with_renewals(
     ctx: &Context,
     lease: &Lease<'_>,
+    session: Option<SessionKey>,
+    held: &mut Instant,
+    fence: &watch::Sender<Option<&'static str>>,
     work: impl std::future::Future<Output = Outcome>,
 ) -> Outcome {
     tokio::pin!(work);
+    let lost = ctx.liveness.lost(session);
+    tokio::pin!(lost);
     let mut renew = tokio::time::interval(ctx.settings.renew_every());
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renew.tick().await;
+    let mut is_raised = false;
     loop {
+        let overdue = *held + ctx.settings.unrenewed_limit();
         tokio::select! {
+            biased;
+            () = &mut lost, if !is_raised => {
+                is_raised = true;
+                raise(fence, "its liveness session was lost");
+            }
+            () = tokio::time::sleep_until(overdue), if !is_raised => {
+                is_raised = true;
+                raise(fence, "its lease went unrenewed for nearly a lease period");
+            }
             outcome = &mut work => return outcome,
-            _ = renew.tick() => match ctx.store.renew(lease.owner, lease.ids, ctx.settings.lease).await {
-                Ok(true) => {}
-                Ok(false) => return Outcome::LeaseLost,
-                // The database is away: keep going; the next renewal or cursor save will
-                // tell whether the lease survived.
-                Err(e) => tracing::warn!(error = %e, "cannot renew the fan-out lease"),
-            },
+            _ = renew.tick(), if !is_raised => {
+                let sent = Instant::now();
+                match ctx.store.renew(lease.owner, lease.ids, ctx.settings.lease).await {
+                    Ok(true) => *held = sent,
+                    Ok(false) => return Outcome::LeaseLost,
+                    // The database is away: keep going; a later renewal or cursor save
+                    // tells whether the lease survived, and the fence above stops the
+                    // work before the lease can run out unrenewed.
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the fan-out lease"),
+                }
+            }
         }
     }
 }
@@ -289,6 +366,7 @@ async fn walk(
     lease: &Lease<'_>,
     batch: &ClaimedBatch,
     mut stop: watch::Receiver<bool>,
+    fenced: &Fenced,
 ) -> Outcome {
     let per_page = ctx.settings.subscriptions_per_page(batch.jobs.len());
     let mut confirmed = batch.cursor;
@@ -306,6 +384,10 @@ async fn walk(
         let mut in_flight: Option<Sent> = None;
         exhausted = false;
         loop {
+            // Before each page: pages already queued go out, no new one does.
+            if let Some(why) = *fenced.borrow() {
+                return Outcome::Fenced(why);
+            }
             let mut next = None;
             if !exhausted && !backoff::stopping(&stop) {
                 let link = ctx.link_for_page(pages);
@@ -332,11 +414,13 @@ async fn walk(
                 }
                 break 'resend;
             };
-            // A receipt task that ended without an answer counts as a lost stream.
-            let receipt = sent
-                .receipt
-                .await
-                .unwrap_or(Err(BarrierError::ConnectionLost));
+            // A receipt task that ended without an answer counts as a lost stream. A
+            // fenced walk does not wait for it: whoever serves the claim next starts
+            // from the saved cursor anyway.
+            let receipt = tokio::select! {
+                receipt = sent.receipt => receipt.unwrap_or(Err(BarrierError::ConnectionLost)),
+                why = raised(fenced) => return Outcome::Fenced(why),
+            };
             match receipt {
                 Ok(()) => {
                     recent.confirmed(confirmed, std::time::Instant::now());
@@ -605,12 +689,20 @@ async fn direct(
     lease: &Lease<'_>,
     batch: &ClaimedBatch,
     mut stop: watch::Receiver<bool>,
+    fenced: &Fenced,
 ) -> Outcome {
     loop {
+        if let Some(why) = *fenced.borrow() {
+            return Outcome::Fenced(why);
+        }
         let Some(queued) = queue_direct(ctx, &ctx.out, batch).await else {
             return Outcome::Stopped;
         };
-        match ctx.out.barrier().await {
+        let barrier = tokio::select! {
+            answered = ctx.out.barrier() => answered,
+            why = raised(fenced) => return Outcome::Fenced(why),
+        };
+        match barrier {
             Ok(()) => {
                 metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => ctx.links[0].index.to_string())
                     .increment(queued);
@@ -657,6 +749,24 @@ async fn complete_jobs(
         // sends the last confirmed pages again.
         None => Outcome::Stopped,
     }
+}
+
+/// Raises the fence of a claim: from now on no new page goes out for it.
+fn raise(fence: &watch::Sender<Option<&'static str>>, why: &'static str) {
+    tracing::warn!("fan-out claim fenced, no new page for it: {why}");
+    fence.send_replace(Some(why));
+}
+
+/// Stops working a fenced claim: gives the lease back, if it is still ours, so that
+/// anyone (this process under its new session, too) may take it over at once.
+async fn give_up(ctx: &Context, lease: &Lease<'_>, why: &str) {
+    tracing::info!(
+        jobs = lease.ids.len(),
+        "giving a fenced fan-out claim back ({why})"
+    );
+    release(ctx, lease).await;
+    // The process's other workers may take it over under the new session.
+    ctx.wake_idle_workers();
 }
 
 async fn release(ctx: &Context, lease: &Lease<'_>) {

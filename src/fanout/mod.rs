@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use xmpp_parsers::jid::BareJid;
 
 use crate::config::Config;
-use crate::store::fanout::{ClaimLimits, FanoutStore};
+use crate::store::fanout::{ClaimLimits, FanoutStore, Liveness};
 use crate::xmpp::multicast::Multicast;
 use crate::xmpp::{ConnectionState, Outbound};
 
@@ -49,6 +49,13 @@ const PAGE_NOTIFICATIONS: u32 = 4096;
 /// How often idle workers look for jobs without being woken: only matters when a
 /// notification was lost or a lease ran out, so it can be slow.
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// A worker stops sending for a claim whose lease has gone unrenewed for all but this
+/// share (1/n) of a lease period: the lease runs out, and others may take the claim
+/// over, a full period after its last renewal was sent, so the worker stops a sixth of
+/// a period before (5 s of the default 30), leaving room for the page in flight and for
+/// clocks that run at slightly different rates. Renewals come every third of a period,
+/// so this is reached only after two have failed.
+const UNRENEWED_MARGIN_PARTS: u32 = 6;
 
 /// How the engine runs; see the README's configuration table.
 #[derive(Debug, Clone)]
@@ -57,8 +64,9 @@ pub struct Settings {
     pub workers: usize,
     /// Subscriptions per page (for a batch of one job).
     pub page_size: u32,
-    /// How long a claim holds without renewal; a crashed process's jobs are taken over
-    /// after this.
+    /// How long a claim holds without renewal: what frees the jobs of a process that is
+    /// alive but cut off from the store (a dead one's are freed by the loss of its
+    /// liveness session, see [`crate::store::fanout::Liveness`]).
     pub lease: Duration,
     /// The slow poll.
     pub poll: Duration,
@@ -127,6 +135,11 @@ impl Settings {
     fn renew_every(&self) -> Duration {
         (self.lease / 3).max(Duration::from_millis(100))
     }
+
+    /// How long a claim may go unrenewed before its worker stops sending for it.
+    fn unrenewed_limit(&self) -> Duration {
+        self.lease - self.lease / UNRENEWED_MARGIN_PARTS
+    }
 }
 
 /// One component connection as the fan-out sees it: where to queue stanzas, and
@@ -153,6 +166,8 @@ struct Context {
     service: String,
     /// This process's identity; each worker's lease owner is derived from it.
     process: uuid::Uuid,
+    /// The store's liveness session, the fence of every claim.
+    liveness: Liveness,
     settings: Settings,
     /// Counts groups of small nodes, for [`Context::next_link`].
     turn: std::sync::atomic::AtomicUsize,
@@ -194,13 +209,21 @@ impl Fanout {
                     links,
                     service: service.to_string(),
                     process,
+                    liveness: store.liveness(),
                     settings: settings.clone(),
                     turn: Default::default(),
                     wake: wake.clone(),
                 })
             })
             .collect();
-        let mut tasks = vec![tokio::spawn(wakeup::run(store, wake, stop_rx.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(wakeup::on_sessions_ending(
+                store.liveness(),
+                wake.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(wakeup::run(store, wake, stop_rx.clone())),
+        ];
         if contexts.is_empty() {
             tracing::error!("fan-out engine has no connection to send on");
             return Fanout { stop, tasks };
@@ -258,5 +281,13 @@ mod tests {
         assert_eq!(s.subscriptions_per_page(256), 16);
         assert_eq!(s.subscriptions_per_page(100_000), 1);
         assert_eq!(settings(10_000).subscriptions_per_page(1), 10_000);
+    }
+
+    #[test]
+    fn a_claim_is_fenced_after_two_failed_renewals_and_before_its_lease_runs_out() {
+        let s = settings(500);
+        assert_eq!(s.unrenewed_limit(), Duration::from_secs(25));
+        assert!(s.unrenewed_limit() > 2 * s.renew_every());
+        assert!(s.unrenewed_limit() < s.lease);
     }
 }

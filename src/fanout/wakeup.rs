@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::backoff;
-use crate::store::fanout::FanoutStore;
+use crate::store::fanout::{FanoutStore, Liveness};
 
 /// Runs until `stop` turns true, bumping `wake` on every notification.
 pub async fn run(
@@ -50,6 +50,25 @@ pub async fn run(
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Runs until `stop` turns true, bumping `wake` whenever another process's liveness
+/// session ends: its claims are free at once, and nothing else would tell idle workers
+/// before their slow poll.
+pub async fn on_sessions_ending(
+    mut liveness: Liveness,
+    wake: Arc<watch::Sender<u64>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = liveness.another_ended() => {
+                tracing::info!("another process's fan-out session ended: looking for its jobs");
+                wake.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

@@ -27,6 +27,8 @@ pub async fn run(
     let mut failures = 0;
     while !backoff::stopping(&stop) {
         wake.borrow_and_update();
+        // Before the claim is sent: its lease runs a full period from then at least.
+        let asked = Instant::now();
         let claimed = ctx
             .store
             .claim_batches(owner, ctx.settings.lease, ctx.settings.limits)
@@ -45,7 +47,7 @@ pub async fn run(
                     node_name = b.node_name.as_deref().unwrap_or(""),
                     nodes = batches.len(),
                 );
-                batch::serve_claim(&ctx, owner, &batches, &stop)
+                batch::serve_claim(&ctx, owner, &batches, asked, &stop)
                     .instrument(span)
                     .await;
             }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
 use super::jobs::{JobKind, JobTarget, NewJob};
 use super::StoreError;
@@ -39,6 +40,99 @@ impl LeaseOwner {
 impl std::fmt::Display for LeaseOwner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// A liveness session of one process: while the backend holds it, the claims made
+/// under it are alive; once it is gone (the process died, or lost its connection) they
+/// are free for anyone to take over, without waiting for their lease to run out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey(pub i32);
+
+/// Whether this process's claims are still its own, as far as its liveness session
+/// tells: the fence the engine checks before it sends for a claim.
+///
+/// A backend that ties claims to the owner's life (PostgreSQL) publishes the current
+/// session here, and `None` while it has none (it lost the old one and is opening
+/// another). A claim made under a session may be served only while that very session
+/// is current: a process that lost its session must stop sending for the claims of
+/// that session, since others may already have taken them over. It also tells when
+/// another process's session ended, whose claims are free from then on. A backend
+/// without sessions (SQLite, where the next start clears every lease) or a store opened
+/// without one leaves leases to their timer alone: [`Liveness::timer_only`].
+#[derive(Debug, Clone)]
+pub struct Liveness(Option<Sessions>);
+
+#[derive(Debug, Clone)]
+struct Sessions {
+    current: watch::Receiver<Option<SessionKey>>,
+    /// Bumped whenever another session of the store was seen to end.
+    ended: watch::Receiver<u64>,
+}
+
+impl Liveness {
+    /// Claims need no session: only their lease timer frees them.
+    pub fn timer_only() -> Self {
+        Liveness(None)
+    }
+
+    /// Claims are tied to the session `current` publishes; `ended` is bumped whenever
+    /// another process's session ends.
+    pub fn sessions(
+        current: watch::Receiver<Option<SessionKey>>,
+        ended: watch::Receiver<u64>,
+    ) -> Self {
+        Liveness(Some(Sessions { current, ended }))
+    }
+
+    /// The session to record in a claim made now: `None` for timer-only leases, an
+    /// error while the process has no session (it must not claim then, or the claim
+    /// would be tied to nothing).
+    pub fn for_claim(&self) -> Result<Option<SessionKey>, StoreError> {
+        match &self.0 {
+            None => Ok(None),
+            Some(s) => match *s.current.borrow() {
+                Some(key) => Ok(Some(key)),
+                None => Err(StoreError::Unavailable(
+                    "no liveness session (re-establishing it)".into(),
+                )),
+            },
+        }
+    }
+
+    /// Whether a claim made under `session` may still be served.
+    pub fn holds(&self, session: Option<SessionKey>) -> bool {
+        match &self.0 {
+            None => true,
+            Some(s) => session.is_some() && *s.current.borrow() == session,
+        }
+    }
+
+    /// Resolves once a claim made under `session` may no longer be served (never for
+    /// timer-only leases). The session's keeper going away counts as losing it.
+    pub async fn lost(&self, session: Option<SessionKey>) {
+        match &self.0 {
+            None => std::future::pending().await,
+            Some(s) => {
+                let mut current = s.current.clone();
+                let _ = current
+                    .wait_for(|now| session.is_none() || *now != session)
+                    .await;
+            }
+        }
+    }
+
+    /// Resolves when another process's session has ended since the last call on this
+    /// handle (never for timer-only leases, nor once the keeper is gone): its claims
+    /// are free, and idle workers should look for them.
+    pub async fn another_ended(&mut self) {
+        let changed = match &mut self.0 {
+            Some(s) => s.ended.changed().await.is_ok(),
+            None => false,
+        };
+        if !changed {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -83,6 +177,9 @@ pub struct ClaimedBatch {
     pub cursor: i64,
     /// In id order (publish order).
     pub jobs: Vec<ClaimedJob>,
+    /// The liveness session the claim was made under (see [`Liveness`]); `None` for a
+    /// timer-only lease.
+    pub session: Option<SessionKey>,
 }
 
 impl ClaimedBatch {
@@ -155,18 +252,27 @@ pub trait JobListener: Send {
 
 /// The fan-out engine's persistence operations.
 ///
-/// Leases: a claim marks jobs with the owner and an expiry; only the owner's
-/// [`save_cursor`](Self::save_cursor), [`renew`](Self::renew) and
-/// [`complete`](Self::complete) take effect, and each reports `false` when the lease is
-/// no longer the caller's (it expired and another process took the jobs over).
+/// Leases: a claim marks jobs with the owner, an expiry and the owner's liveness
+/// session; only the owner's [`save_cursor`](Self::save_cursor), [`renew`](Self::renew)
+/// and [`complete`](Self::complete) take effect, and each reports `false` when the lease
+/// is no longer the caller's (its session died or it expired, and another process took
+/// the jobs over).
 #[async_trait]
 pub trait FanoutStore: Send + Sync + 'static {
+    /// This process's liveness session, which the engine checks before sending for a
+    /// claim. Timer-only unless the backend ties claims to a session.
+    fn liveness(&self) -> Liveness {
+        Liveness::timer_only()
+    }
+
     /// Claims batches of up to `limits.max_nodes` nodes in one transaction: for each,
     /// consecutive jobs from the head (lowest id) of a node that has no job under a
     /// live lease, oldest head first, within `limits` (per node, and for the claim as a
     /// whole; the first node's batch is taken whole). Jobs of one node are thereby never
     /// worked by two owners at once, and each node's jobs are served in id order. A
-    /// lease that ran out counts as free. Empty: nothing to do.
+    /// lease that ran out, or whose owner's liveness session is gone, counts as free.
+    /// The claim records [`liveness`](Self::liveness)'s current session. Empty:
+    /// nothing to do.
     ///
     /// Many nodes with a few subscribers each (a node per user or per device) cost one
     /// claim per group of nodes instead of one per node.

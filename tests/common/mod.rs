@@ -12,7 +12,7 @@ pub mod watched;
 use std::time::Duration;
 
 use pubsubd_testkit::{
-    stanza, Client, ComponentSlot, Element, PubsubdProcess, TestStore, XmppServer,
+    stanza, Client, ComponentSlot, Element, PubsubdProcess, StoreKind, TestStore, XmppServer,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pubsubd");
@@ -36,6 +36,8 @@ pub struct Pubsubd {
     pub process: PubsubdProcess,
     pub slot: ComponentSlot,
     pub db: TestStore,
+    /// The command line it was started with.
+    args: Vec<String>,
     _config: Option<tempfile_path::TempPath>,
 }
 
@@ -43,6 +45,12 @@ impl Pubsubd {
     /// The service JID.
     pub fn jid(&self) -> &str {
         self.slot.jid()
+    }
+
+    /// Another pubsubd with the same command line: the same one restarted, or a second
+    /// instance on the same slot and store.
+    pub async fn another(&self) -> anyhow::Result<PubsubdProcess> {
+        start_until_connected(|| PubsubdProcess::spawn(BIN, &self.args, &[])).await
     }
 }
 
@@ -63,7 +71,16 @@ pub async fn start(server: &XmppServer) -> anyhow::Result<Pubsubd> {
 
 /// Starts pubsubd with `config` as the TOML file (e.g. a `[service]` table).
 pub async fn start_with(server: &XmppServer, config: &str) -> anyhow::Result<Pubsubd> {
-    let db = TestStore::create().await?;
+    start_with_store(server, config, StoreKind::from_env()?).await
+}
+
+/// As [`start_with`], on a store of `kind` whatever `PUBSUBD_TEST_STORE` says.
+pub async fn start_with_store(
+    server: &XmppServer,
+    config: &str,
+    kind: StoreKind,
+) -> anyhow::Result<Pubsubd> {
+    let db = TestStore::create_kind(kind).await?;
     let slot = server.lease_component();
     let mut args = slot.pubsubd_args(db.url());
     let config_file = if config.is_empty() {
@@ -81,8 +98,67 @@ pub async fn start_with(server: &XmppServer, config: &str) -> anyhow::Result<Pub
         process,
         slot,
         db,
+        args,
         _config: config_file,
     })
+}
+
+/// Starts a pubsubd with `spawn` and waits until it is connected. Right after a kill,
+/// Prosody may not have noticed yet that the old stream is gone and refuses the JID
+/// (`conflict`), which ends a starting pubsubd: it is started again, as a service manager
+/// would.
+pub async fn start_until_connected(
+    spawn: impl Fn() -> anyhow::Result<PubsubdProcess>,
+) -> anyhow::Result<PubsubdProcess> {
+    const ATTEMPTS: usize = 20;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut process = spawn()?;
+        match process.wait_for_log("component connected", READY).await {
+            Ok(()) => return Ok(process),
+            Err(e) if attempt < ATTEMPTS && process.log_contents().contains("conflict") => {
+                eprintln!("pubsubd start refused ({e:#}); trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The value of field `field` in the first line of a pubsubd log that contains
+/// `message` (the log is coloured: ANSI sequences are skipped).
+pub fn logged_field(log: &str, message: &str, field: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains(message))?;
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip an ANSI colour sequence, ESC [ ... m.
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let at = plain.find(&format!("{field}="))? + field.len() + 1;
+    Some(plain[at..].split_whitespace().next()?.to_owned())
+}
+
+/// A job to every subscriber of node `node_pk`, with an empty event: for tests of the
+/// fan-out store, which never look inside.
+pub fn job(node_pk: i64) -> pubsubd::store::jobs::NewJob {
+    use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
+    NewJob {
+        node_pk,
+        kind: JobKind::Items,
+        payload_xml: "<event xmlns='http://jabber.org/protocol/pubsub#event'/>".into(),
+        headline: true,
+        target: JobTarget::Subscribers,
+    }
 }
 
 /// A new user, logged in.

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use pubsubd_testkit::{component_handshake, ComponentSlot, XmppServer};
 
+/// How often the waits below look at the count: fine enough to time a takeover to a
+/// few milliseconds.
+const LOOK_EVERY: Duration = Duration::from_millis(2);
+
 /// Everything the sink received: ids per recipient, in arrival order.
 #[derive(Clone, Default)]
 pub struct Inbox {
@@ -63,6 +67,35 @@ impl Inbox {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
+    }
+
+    /// Waits until nothing has arrived for `quiet` (what a killed sender had written
+    /// may still be routed for a while); fails after `timeout`.
+    pub async fn wait_quiet(&self, quiet: Duration, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let (mut seen, mut since) = (self.total(), Instant::now());
+        while since.elapsed() < quiet {
+            if Instant::now() > deadline {
+                bail!("messages kept arriving for {timeout:?}");
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+            if self.total() != seen {
+                (seen, since) = (self.total(), Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for a message beyond the first `count` and returns when it was seen.
+    pub async fn wait_beyond(&self, count: usize, timeout: Duration) -> anyhow::Result<Instant> {
+        let deadline = Instant::now() + timeout;
+        while self.total() <= count {
+            if Instant::now() > deadline {
+                bail!("nothing arrived within {timeout:?}");
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+        Ok(Instant::now())
     }
 }
 

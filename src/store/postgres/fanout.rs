@@ -13,11 +13,12 @@ use sqlx::postgres::{PgListener, PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 
 use super::jobs::{insert_job, JOBS_CHANNEL};
+use super::liveness::live_lease;
 use super::PgStore;
 use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
 use crate::store::fanout::{
     batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead,
-    JobListener, LastItem, LeaseOwner, Resource, Subscriber,
+    JobListener, LastItem, LeaseOwner, Liveness, Resource, SessionKey, Subscriber,
 };
 use crate::store::jobs::{JobKind, JobTarget, NewJob};
 use crate::store::StoreError;
@@ -29,14 +30,14 @@ const CLAIM_CANDIDATES: i64 = 16;
 /// First key of the advisory locks that serialise claims per node (the second key is
 /// the node). A fixed, arbitrary value ("psfd") that no other user of advisory locks in
 /// this database is expected to pick.
-const CLAIM_LOCK_CLASS: i32 = 0x7073_6664;
+pub(super) const CLAIM_LOCK_CLASS: i32 = 0x7073_6664;
 
 /// How many of the oldest jobs [`OLDEST_CANDIDATES_SQL`] looks at.
 const OLDEST_JOBS_SCANNED: i64 = 512;
 
 /// Nodes with pending jobs among the oldest [`OLDEST_JOBS_SCANNED`] jobs, oldest head
-/// first, skipping nodes that have a job under a live lease (probed through
-/// `fanout_jobs_leased`). A node's first job in id order is its head, so the order is
+/// first, skipping nodes that have a job under a live lease ([`live_lease!`], probed
+/// through `fanout_jobs_leased`). A node's first job in id order is its head, so the order is
 /// the same as [`CANDIDATES_SQL`]'s; the cost does not grow with the number of nodes
 /// that have jobs (10,000 nodes with a job each: one short index range instead of
 /// 10,000 probes per claim). Finds nothing when the oldest jobs all belong to leased
@@ -52,22 +53,27 @@ const OLDEST_JOBS_SCANNED: i64 = 512;
 /// of 20,000 publishes to 10,000 nodes (no autovacuum) grew it to 18,000 pages for 300
 /// live rows, and every claim read all of them: PostgreSQL used twice pubsubd's CPU.
 /// Planned afresh, the probe goes through `fanout_jobs_leased`, a few index pages.
-const OLDEST_CANDIDATES_SQL: &str = "
+const OLDEST_CANDIDATES_SQL: &str = concat!(
+    "
 SELECT o.node_pk
 FROM (SELECT id, node_pk FROM fanout_jobs ORDER BY id LIMIT $2) o
 WHERE NOT EXISTS (
     SELECT 1 FROM fanout_jobs l
-    WHERE l.node_pk = o.node_pk AND l.lease_owner IS NOT NULL AND l.lease_until > now()
+    WHERE l.node_pk = o.node_pk AND ",
+    live_lease!(),
+    "
 )
 GROUP BY o.node_pk
 ORDER BY min(o.id)
-LIMIT $1";
+LIMIT $1"
+);
 
 /// Nodes with pending jobs, each with its head (lowest id) job, oldest head first,
-/// skipping nodes that have a job under a live lease. The recursive part walks the
+/// skipping nodes that have a job under a live lease ([`live_lease!`]). The recursive part walks the
 /// distinct node_pks of `fanout_jobs_by_node` with one index probe each (a loose index
 /// scan), so a node with 20,000 queued jobs costs as much as a node with one.
-const CANDIDATES_SQL: &str = "
+const CANDIDATES_SQL: &str = concat!(
+    "
 WITH RECURSIVE pending(node_pk) AS (
     SELECT min(node_pk) FROM fanout_jobs
   UNION ALL
@@ -82,10 +88,13 @@ CROSS JOIN LATERAL (
 WHERE p.node_pk IS NOT NULL
   AND NOT EXISTS (
     SELECT 1 FROM fanout_jobs l
-    WHERE l.node_pk = p.node_pk AND l.lease_owner IS NOT NULL AND l.lease_until > now()
+    WHERE l.node_pk = p.node_pk AND ",
+    live_lease!(),
+    "
   )
 ORDER BY head.id
-LIMIT $1";
+LIMIT $1"
+);
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -135,6 +144,7 @@ impl PgStore {
         conn: &mut PgConnection,
         candidates: &[i64],
         owner: LeaseOwner,
+        session: Option<SessionKey>,
         lease: Duration,
         limits: ClaimLimits,
     ) -> Result<Vec<ClaimedBatch>, StoreError> {
@@ -170,10 +180,10 @@ impl PgStore {
             let nodes: Vec<i64> = rows.iter().map(|r| r.0).collect();
             // Under the locks, with a fresh snapshot: a claim committed since the
             // candidate query is visible now.
-            let busy: Vec<i64> = sqlx::query_scalar(
-                "SELECT DISTINCT node_pk FROM fanout_jobs WHERE node_pk = ANY($1)
-                 AND lease_owner IS NOT NULL AND lease_until > now()",
-            )
+            let busy: Vec<i64> = sqlx::query_scalar(concat!(
+                "SELECT DISTINCT l.node_pk FROM fanout_jobs l WHERE l.node_pk = ANY($1) AND ",
+                live_lease!()
+            ))
             .bind(&nodes)
             .fetch_all(&mut *conn)
             .await?;
@@ -253,13 +263,15 @@ impl PgStore {
         }
         let rows = sqlx::query(
             "UPDATE fanout_jobs
-             SET lease_owner = $1::uuid, lease_until = now() + make_interval(secs => $2)
+             SET lease_owner = $1::uuid, lease_until = now() + make_interval(secs => $2),
+                 lease_session = $4
              WHERE id = ANY($3)
              RETURNING id, node_pk, kind, payload_xml, message_type, target_jid, cursor",
         )
         .bind(owner.to_string())
         .bind(secs(lease))
         .bind(&ids)
+        .bind(session.map(|k| k.0))
         .fetch_all(&mut *conn)
         .await?;
         let mut leased: Vec<(i64, i64, ClaimedJob)> = Vec::with_capacity(rows.len());
@@ -317,6 +329,7 @@ impl PgStore {
                 config,
                 cursor,
                 jobs,
+                session,
             });
         }
         Ok(batches)
@@ -479,12 +492,18 @@ impl JobListener for PgJobListener {
 
 #[async_trait]
 impl FanoutStore for PgStore {
+    fn liveness(&self) -> Liveness {
+        self.liveness.clone()
+    }
+
     async fn claim_batches(
         &self,
         owner: LeaseOwner,
         lease: Duration,
         limits: ClaimLimits,
     ) -> Result<Vec<ClaimedBatch>, StoreError> {
+        // Before the transaction: a process between sessions claims nothing.
+        let session = self.liveness.for_claim()?;
         let mut tx = self.pool().begin().await?;
         // More candidates than nodes wanted: claimers racing for the same oldest nodes
         // each find free ones further down.
@@ -504,7 +523,8 @@ impl FanoutStore for PgStore {
                 .fetch_all(&mut *tx)
                 .await?;
         }
-        let batches = Self::claim_candidates(&mut tx, &candidates, owner, lease, limits).await?;
+        let batches =
+            Self::claim_candidates(&mut tx, &candidates, owner, session, lease, limits).await?;
         if batches.is_empty() {
             tx.rollback().await?;
         } else {
@@ -590,7 +610,7 @@ impl FanoutStore for PgStore {
 
     async fn release(&self, owner: LeaseOwner, jobs: &[i64]) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE fanout_jobs SET lease_owner = NULL, lease_until = NULL
+            "UPDATE fanout_jobs SET lease_owner = NULL, lease_until = NULL, lease_session = NULL
              WHERE id = ANY($2) AND lease_owner = $1::uuid",
         )
         .bind(owner.to_string())

@@ -15,10 +15,12 @@ pub mod fanout;
 pub mod item_seq;
 pub mod items;
 pub mod jobs;
+pub mod liveness;
 pub mod nodes;
 mod rows;
 pub mod subscriptions;
 
+use super::fanout::Liveness;
 use super::{status, NodeListing, ServiceStore, Stats, StoreError};
 
 /// The migrations, embedded at compile time so the binary carries its schema.
@@ -32,6 +34,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// What this store's fan-out claims are tied to ([`liveness`]); timer-only unless
+    /// started with [`with_liveness`](Self::with_liveness).
+    liveness: Liveness,
 }
 
 impl PgStore {
@@ -52,7 +57,10 @@ impl PgStore {
             .connect(url)
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            liveness: Liveness::timer_only(),
+        })
     }
 
     /// A second pool of at most `max_connections` to the same database, for a part of
@@ -63,7 +71,19 @@ impl PgStore {
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with((*self.pool.connect_options()).clone());
-        PgStore { pool }
+        PgStore {
+            pool,
+            liveness: Liveness::timer_only(),
+        }
+    }
+
+    /// This store with a liveness session of its own ([`liveness`]): its fan-out claims
+    /// are freed by the process's death, not only by their lease running out. For the
+    /// store the fan-out engine claims with; one per process. Returns once the first
+    /// session is held.
+    pub async fn with_liveness(self) -> Result<PgStore, StoreError> {
+        let liveness = liveness::start(&self.pool.connect_options()).await?;
+        Ok(PgStore { liveness, ..self })
     }
 
     /// Applies pending migrations; applying them twice is a no-op.

@@ -5,8 +5,10 @@
 //! the file's write lock up front (`BEGIN IMMEDIATE`), so a claim needs neither advisory
 //! locks nor `SKIP LOCKED`: inside its transaction nothing else writes, and "the oldest
 //! node whose jobs hold no live lease" cannot change under it. Leases still matter: they
-//! keep a node's jobs with one worker of the process at a time, and a killed process's
-//! leases, left in the file, run out so that the next start takes its jobs over.
+//! keep a node's jobs with one worker of the process at a time. A killed process's
+//! leases, left in the file, are cleared by the next start, all at once, as soon as it
+//! holds the instance lock ([`SqliteStore::take_over_leases`]): no other process can be
+//! working them then, so there is nothing to wait for.
 //!
 //! Wake-ups come from the store's own [`JobSignal`](super::jobs::JobSignal), poked after
 //! each commit that queued jobs; jobs queued by an admin command (another process) are
@@ -182,6 +184,9 @@ async fn claim_node(
         config,
         cursor,
         jobs,
+        // No liveness session: the next start clears the leases of a dead process
+        // ([`SqliteStore::take_over_leases`]).
+        session: None,
     }))
 }
 
@@ -195,6 +200,30 @@ fn subscriber(r: &SqliteRow) -> Result<Subscriber, StoreError> {
         subid,
         shares_bare_jid: r.try_get("shares_bare_jid")?,
     })
+}
+
+impl SqliteStore {
+    /// Clears every fan-out lease in the file, at start-up: the process holds the
+    /// instance lock, so any lease found was left by a process that is gone (killed, or
+    /// stopped without giving it back), and its jobs are taken over at once instead of
+    /// when their lease would run out. Returns how many jobs were freed. Refused for a
+    /// store opened [beside the service](SqliteStore::open_beside_service), whose
+    /// service may be working those jobs.
+    pub async fn take_over_leases(&self) -> Result<u64, StoreError> {
+        if self.lock_path().is_none() {
+            return Err(StoreError::Backend(
+                "fan-out leases are taken over only by the process holding the instance lock"
+                    .into(),
+            ));
+        }
+        let done = sqlx::query(
+            "UPDATE fanout_jobs SET lease_owner = NULL, lease_until = NULL, lease_session = NULL
+             WHERE lease_owner IS NOT NULL",
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 /// The store's in-process job signal as a [`JobListener`].

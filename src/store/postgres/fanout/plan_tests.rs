@@ -5,6 +5,9 @@
 //! statement (what sqlx runs after a few executions) and as a custom plan. The same
 //! reads written with `node_pk = …` are checked to go wrong under these statistics, so
 //! the setup is known to mislead the planner.
+//!
+//! And the claim's liveness test (`live_lease!`) stays one read of `pg_locks` per claim,
+//! however many leased rows it looks at.
 
 use pubsubd_testkit::TestDb;
 use serde_json::Value;
@@ -177,5 +180,93 @@ async fn small_nodes_are_read_through_their_index_under_stale_statistics() -> an
         strays(&misled),
         "these statistics no longer mislead the planner, so this test shows nothing: {misled:?}"
     );
+    Ok(())
+}
+
+/// Every `(function name, actual loops)` of the function scans of an analyzed plan.
+fn function_scans(plan: &Value, found: &mut Vec<(String, u64)>) {
+    match plan {
+        Value::Array(items) => items.iter().for_each(|v| function_scans(v, found)),
+        Value::Object(fields) => {
+            if fields.get("Node Type").and_then(Value::as_str) == Some("Function Scan") {
+                found.push((
+                    fields
+                        .get("Function Name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    fields
+                        .get("Actual Loops")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                ));
+            }
+            fields.values().for_each(|v| function_scans(v, found));
+        }
+        _ => {}
+    }
+}
+
+/// The claim's liveness test reads `pg_locks` once per statement, whatever the number
+/// of leased rows it looks at (a hashed subplan, not a scan per leased row), and never
+/// for unleased rows; and it tells live sessions from dead ones: a node leased under a
+/// session whose lock is gone is a candidate again, one under a held lock is not.
+#[tokio::test]
+async fn the_liveness_test_reads_pg_locks_once_per_claim() -> anyhow::Result<()> {
+    use super::{CANDIDATES_SQL, OLDEST_CANDIDATES_SQL};
+    let db = TestDb::create().await?;
+    PgStore::connect(db.url(), 1).await?.migrate().await?;
+    let mut conn = db.connect().await?;
+    // 300 nodes with a job each: nodes 1..=100 leased under session 7 (held below),
+    // 101..=200 under session 8 (no one holds it), 201..=300 free.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO fanout_jobs (node_pk, payload_xml, message_type, kind, lease_owner,
+                                  lease_until, lease_session)
+             SELECT g, '<x/>', 'headline', 'items',
+                    CASE WHEN g <= 200 THEN gen_random_uuid() END,
+                    CASE WHEN g <= 200 THEN now() + interval '30 seconds' END,
+                    CASE WHEN g <= 100 THEN 7 WHEN g <= 200 THEN 8 END
+             FROM generate_series(1, 300) g;
+         ANALYZE fanout_jobs;
+         SELECT pg_advisory_lock({}, 7);",
+        super::super::liveness::session_lock_class!()
+    )))
+    .execute(&mut conn)
+    .await?;
+    for (name, sql, args) in [
+        ("oldest", OLDEST_CANDIDATES_SQL, "1000, 512"),
+        ("every", CANDIDATES_SQL, "1000"),
+    ] {
+        let types = if name == "oldest" {
+            "bigint, bigint"
+        } else {
+            "bigint"
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PREPARE {name}({types}) AS {sql}"
+        )))
+        .execute(&mut conn)
+        .await?;
+        let candidates: Vec<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXECUTE {name}({args})")))
+                .fetch_all(&mut conn)
+                .await?;
+        let mut sorted = candidates.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (101..=300).collect::<Vec<i64>>(), "{name}");
+        let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({args})"
+        )))
+        .fetch_one(&mut conn)
+        .await?;
+        let mut found = Vec::new();
+        function_scans(&plan, &mut found);
+        let locks: Vec<u64> = found
+            .iter()
+            .filter(|(f, _)| f == "pg_lock_status")
+            .map(|(_, loops)| *loops)
+            .collect();
+        assert_eq!(locks, [1], "{name}: pg_locks read once: {found:?}");
+    }
     Ok(())
 }
