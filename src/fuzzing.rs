@@ -187,21 +187,24 @@ impl Drop for StreamHarness {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// Every file of the fuzz corpus still parses without a panic.
     #[test]
     fn fuzz_corpus_replays_without_panics() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request");
-        let mut n = 0;
-        for entry in std::fs::read_dir(&dir).expect("fuzz corpus") {
-            let bytes = std::fs::read(entry.expect("entry").path()).expect("corpus file");
-            if let Ok(text) = std::str::from_utf8(&bytes) {
+        let inputs = corpus("request");
+        for bytes in &inputs {
+            if let Ok(text) = std::str::from_utf8(bytes) {
                 let _ = parse_request(text);
             }
-            n += 1;
         }
-        assert!(n >= 20, "corpus has only {n} inputs");
+        assert!(
+            inputs.len() >= 20,
+            "corpus has only {} inputs",
+            inputs.len()
+        );
     }
 
     /// A bounded fuzzing pass that runs in every `cargo test` (CI included): random
@@ -210,18 +213,35 @@ mod tests {
     /// docs/reliability.md); this keeps every CI run probing beyond the stored inputs.
     #[test]
     fn mutated_corpus_inputs_never_panic() {
-        use rand::{Rng, SeedableRng};
-        const BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request");
-        let corpus: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        let runs = mutate_for(&corpus("request"), Duration::from_secs(5), |input| {
+            if let Ok(text) = std::str::from_utf8(input) {
+                let _ = parse_request(text);
+            }
+        });
+        eprintln!("{runs}");
+    }
+
+    /// The inputs stored under `fuzz/corpus/<target>`.
+    fn corpus(target: &str) -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/corpus")
+            .join(target);
+        std::fs::read_dir(&dir)
             .expect("fuzz corpus")
             .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
-            .collect();
+            .collect()
+    }
+
+    /// Hands `check` random mutations of `corpus` inputs (byte flips, insertions of XML
+    /// punctuation, deletions, splices of two inputs) for `budget`; says how many, with
+    /// the seed that replays them.
+    fn mutate_for(corpus: &[Vec<u8>], budget: Duration, mut check: impl FnMut(&[u8])) -> String {
+        use rand::{Rng, SeedableRng};
         let seed: u64 = rand::thread_rng().gen();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let started = std::time::Instant::now();
         let mut runs = 0u64;
-        while started.elapsed() < BUDGET {
+        while started.elapsed() < budget {
             let mut input = corpus[rng.gen_range(0..corpus.len())].clone();
             for _ in 0..rng.gen_range(1..8) {
                 match rng.gen_range(0..4) {
@@ -249,20 +269,10 @@ mod tests {
                     }
                 }
             }
-            if let Ok(text) = std::str::from_utf8(&input) {
-                let _ = parse_request(text);
-            }
+            check(&input);
             runs += 1;
         }
-        eprintln!("{runs} mutated inputs parsed without a panic (seed {seed})");
-    }
-
-    fn stream_corpus() -> Vec<Vec<u8>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/stream");
-        std::fs::read_dir(&dir)
-            .expect("stream fuzz corpus")
-            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
-            .collect()
+        format!("{runs} mutated inputs without a panic (seed {seed})")
     }
 
     /// The requests of a session, fed as raw bytes, are each answered.
@@ -291,9 +301,7 @@ mod tests {
     /// stream` (docs/reliability.md).
     #[test]
     fn mutated_stream_inputs_never_panic() {
-        use rand::{Rng, SeedableRng};
-        const BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
-        let corpus = stream_corpus();
+        let corpus = corpus("stream");
         assert!(
             corpus.len() >= 10,
             "stream corpus has {} inputs",
@@ -303,28 +311,10 @@ mod tests {
         for input in &corpus {
             harness.feed(input);
         }
-        let seed: u64 = rand::thread_rng().gen();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let started = std::time::Instant::now();
-        let mut runs = 0u64;
-        while started.elapsed() < BUDGET {
-            let mut input = corpus[rng.gen_range(0..corpus.len())].clone();
-            for _ in 0..rng.gen_range(1..6) {
-                let at = rng.gen_range(0..=input.len());
-                match rng.gen_range(0..3) {
-                    0 if at < input.len() => input[at] ^= 1 << rng.gen_range(0..8),
-                    1 => input.insert(at, b"<>/='\"&;x "[rng.gen_range(0..10)]),
-                    _ => {
-                        let other = &corpus[rng.gen_range(0..corpus.len())];
-                        let from = rng.gen_range(0..=other.len());
-                        input.splice(at..at, other[from..].iter().copied());
-                    }
-                }
-            }
-            harness.feed(&input);
-            runs += 1;
-        }
-        eprintln!("{runs} mutated streams read and handled without a panic (seed {seed})");
+        let runs = mutate_for(&corpus, Duration::from_secs(4), |input| {
+            harness.feed(input);
+        });
+        eprintln!("streams: {runs}");
     }
 
     #[test]

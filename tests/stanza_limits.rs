@@ -156,33 +156,18 @@ both_servers!(
         let reply = a.iq(ping).await?;
         ok(&reply);
         assert_eq!(reply.attr("id"), Some(long.as_str()));
-        let text = "é".repeat(100_000);
-        let reply = ask(
-            &mut a,
-            ps,
-            "set",
+        let publish_note = |text: &str| {
             inflate(
                 &pubsub(&format!(
                     "<publish node='n'><item id='text'><note xmlns='urn:x'>{MARK}</note></item></publish>"
                 )),
-                &text,
-            ),
-        )
-        .await?;
+                text,
+            )
+        };
+        let reply = ask(&mut a, ps, "set", publish_note(&"é".repeat(100_000))).await?;
         err(&reply, "modify", "not-acceptable", Some("payload-too-big"));
         let short_text = "é".repeat(20_000);
-        ok(&ask(
-            &mut a,
-            ps,
-            "set",
-            inflate(
-                &pubsub(&format!(
-                    "<publish node='n'><item id='text'><note xmlns='urn:x'>{MARK}</note></item></publish>"
-                )),
-                &short_text,
-            ),
-        )
-        .await?);
+        ok(&ask(&mut a, ps, "set", publish_note(&short_text)).await?);
         let items = ask(
             &mut a,
             ps,

@@ -56,6 +56,16 @@ impl Instance {
     }
 }
 
+/// Sends `payload` to `jid` in an iq set and returns the answer.
+async fn set(
+    client: &mut pubsubd_testkit::Client,
+    jid: &str,
+    payload: &str,
+) -> anyhow::Result<pubsubd_testkit::Element> {
+    let iq = pubsubd_testkit::stanza::iq("set", jid, pubsubd_testkit::stanza::parse(payload));
+    Ok(client.iq(iq).await?)
+}
+
 /// Creates and subscribes to a node until `stores` more stores have it (each process
 /// answers only the requests the server balances to it; one that has the node answers
 /// a create with `conflict`).
@@ -68,35 +78,17 @@ async fn on_every_store(
 ) -> anyhow::Result<()> {
     let mut created = 0;
     for _ in 0..60 {
-        let reply = client
-            .iq(pubsubd_testkit::stanza::iq(
-                "set",
-                jid,
-                pubsubd_testkit::stanza::parse(create),
-            ))
-            .await?;
+        let reply = set(client, jid, create).await?;
         if reply.attr("type") == Some("result") {
             created += 1;
         }
         // Subscribing again on a store that has it is a result too.
-        client
-            .iq(pubsubd_testkit::stanza::iq(
-                "set",
-                jid,
-                pubsubd_testkit::stanza::parse(subscribe),
-            ))
-            .await?;
+        set(client, jid, subscribe).await?;
         if created == stores {
             // Subscribing lands on one process at random too: enough times that every
             // store has it (each try misses a given one of three with p = 2/3).
             for _ in 0..25 {
-                client
-                    .iq(pubsubd_testkit::stanza::iq(
-                        "set",
-                        jid,
-                        pubsubd_testkit::stanza::parse(subscribe),
-                    ))
-                    .await?;
+                set(client, jid, subscribe).await?;
             }
             return Ok(());
         }
@@ -116,13 +108,7 @@ async fn publish_some(
         let payload = pubsub(&format!(
             "<publish node='{node}'><item id='i{i}'><x xmlns='urn:x'/></item></publish>"
         ));
-        client
-            .iq(pubsubd_testkit::stanza::iq(
-                "set",
-                jid,
-                pubsubd_testkit::stanza::parse(&payload),
-            ))
-            .await?;
+        set(client, jid, &payload).await?;
     }
     Ok(())
 }
@@ -142,20 +128,8 @@ async fn a_stranger_on_the_jid_is_noticed_by_both_and_siblings_are_not_on_ejabbe
     // Siblings first (PostgreSQL only: an SQLite file serves one process).
     let sibling = if ours.kind() == StoreKind::Postgres {
         let sibling = attach(&slot, &ours).await?;
-        ok(&user
-            .iq(pubsubd_testkit::stanza::iq(
-                "set",
-                &jid,
-                pubsubd_testkit::stanza::parse(&create),
-            ))
-            .await?);
-        ok(&user
-            .iq(pubsubd_testkit::stanza::iq(
-                "set",
-                &jid,
-                pubsubd_testkit::stanza::parse(&subscribe),
-            ))
-            .await?);
+        ok(&set(&mut user, &jid, &create).await?);
+        ok(&set(&mut user, &jid, &subscribe).await?);
         publish_some(&mut user, &jid, "n", 20).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         for i in [&a, &sibling] {
