@@ -89,11 +89,17 @@ async fn store_up(store: &dyn Store) -> bool {
     up
 }
 
+/// Whether a stranger shares the component JID now, kept in its gauge too.
+fn stranger_seen() -> bool {
+    let stranger = crate::xmpp::stranger::sharing_with_stranger();
+    metrics::gauge!(m::SHARED_WITH_STRANGER).set(if stranger { 1.0 } else { 0.0 });
+    stranger
+}
+
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
     let xmpp = s.connection.is_connected();
     let db = store_up(s.store.as_ref()).await;
-    let stranger = crate::xmpp::stranger::sharing_with_stranger();
-    metrics::gauge!(m::SHARED_WITH_STRANGER).set(if stranger { 1.0 } else { 0.0 });
+    let stranger = stranger_seen();
     let status = if xmpp && db && !stranger {
         StatusCode::OK
     } else {
@@ -119,8 +125,7 @@ fn up(b: bool) -> &'static str {
 }
 
 async fn metrics(State(s): State<AdminState>) -> (StatusCode, String) {
-    let stranger = crate::xmpp::stranger::sharing_with_stranger();
-    metrics::gauge!(m::SHARED_WITH_STRANGER).set(if stranger { 1.0 } else { 0.0 });
+    let stranger = stranger_seen();
     let Some(handle) = &s.metrics else {
         return (
             StatusCode::NOT_FOUND,
