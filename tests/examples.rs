@@ -25,8 +25,7 @@ const FEED: &str = "<feed xmlns='http://www.w3.org/2005/Atom'><title>News</title
     <entry><id>tag:example.org,2026:2</id><title>Second ✓</title><updated>2026-12-01T00:00:01Z</updated></entry>\
     </feed>";
 
-both_servers!(
-    atom_publisher_publishes_each_entry_once,
+both_servers!(postgres atom_publisher_publishes_each_entry_once,
     |server| async move {
         let ps = start(server).await?;
         let account = server.create_user("feeds").await?;
@@ -58,7 +57,7 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
-both_servers!(firehose_bot_counts_every_item, |server| async move {
+both_servers!(postgres firehose_bot_counts_every_item, |server| async move {
     let ps = start(server).await?;
     let mut publisher = user(server, "pub").await?;
     create(&mut publisher, &ps, "firehose", &[]).await?;
@@ -94,8 +93,7 @@ both_servers!(firehose_bot_counts_every_item, |server| async move {
     Ok::<_, anyhow::Error>(())
 });
 
-both_servers!(
-    command_bus_collects_one_result_per_online_agent,
+both_servers!(postgres command_bus_collects_one_result_per_online_agent,
     |server| async move {
         let ps = start(server).await?;
         let ctl = server.create_user("ctl").await?;

@@ -28,9 +28,9 @@ use pubsubd::domain::{ItemId, NodeId};
 use pubsubd::protocol::events::{self, EventItem};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd_testkit::{
-    both_servers, component_handshake, shared_ejabberd, shared_prosody, stanza, Account, Client,
-    ComponentSlot, Element, PubsubdProcess, StoreKind, TestStore, XmppServer, DOMAIN,
-    MULTICAST_JID,
+    both_servers, both_stores, component_handshake, shared_ejabberd, shared_prosody, stanza,
+    Account, Client, ComponentSlot, Element, PubsubdProcess, StoreKind, TestStore, XmppServer,
+    DOMAIN, MULTICAST_JID,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::PgPool;
@@ -125,7 +125,7 @@ impl Pubsubd {
     /// pubsubd on a fresh slot and store (of the kind `PUBSUBD_TEST_STORE` names),
     /// connected (and so migrated).
     async fn start(server: &XmppServer, extra_config: &str) -> anyhow::Result<Pubsubd> {
-        Self::start_on(StoreKind::from_env()?, server, extra_config).await
+        Self::start_on(StoreKind::current()?, server, extra_config).await
     }
 
     /// As [`start`](Self::start), on a store of `kind` whatever the environment says.
@@ -1128,8 +1128,7 @@ async fn database_outage(store: &TestStore, outage: Duration) -> anyhow::Result<
 }
 
 // PostgreSQL whatever `PUBSUBD_TEST_STORE` says: an SQLite file has no server to lose.
-both_servers!(
-    database_outage_mid_fanout_loses_nothing,
+both_servers!(postgres database_outage_mid_fanout_loses_nothing,
     |server| async move {
         const SUBSCRIBERS: i64 = 10_000;
         let ps = Pubsubd::start_on(StoreKind::Postgres, server, SMALL_PAGES).await?;
@@ -1209,7 +1208,6 @@ both_servers!(
 /// workers spread over them, each notification goes out exactly once (barrier pings the
 /// server balanced onto a sibling stream still confirm their pages), and requests that
 /// arrive on any stream are answered.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_connections_on_ejabberd_carry_the_fanout_exactly_once() -> anyhow::Result<()> {
     const NODES: i64 = 6;
     const PER_NODE: i64 = 2_000;
@@ -1262,6 +1260,7 @@ async fn several_connections_on_ejabberd_carry_the_fanout_exactly_once() -> anyh
     }
     Ok(())
 }
+both_stores!(several_connections_on_ejabberd_carry_the_fanout_exactly_once);
 
 // ---------------------------------------------------------------------------------
 // XEP-0033: notifications in groups through the server's multicast service
@@ -1389,7 +1388,6 @@ async fn each_notification_arrives_once_in_order_through_multicast(
 /// stand-in service on a component slot answers disco#info as a multicast service and
 /// bounces every group with `not-acceptable`: pubsubd sends those notifications again
 /// one by one, stops grouping for the stream, and every subscriber gets every one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_a_multicast_service_refuses_are_sent_again_one_by_one() -> anyhow::Result<()> {
     const VIRTUAL: i64 = 300;
     let server = shared_ejabberd();
@@ -1469,12 +1467,12 @@ async fn groups_a_multicast_service_refuses_are_sent_again_one_by_one() -> anyho
     }
     Ok(())
 }
+both_stores!(groups_a_multicast_service_refuses_are_sent_again_one_by_one);
 
 /// A `multicast` JID that is no multicast service (here the server's own domain, which
 /// answers disco#info without the XEP-0033 feature): the first answer says so, barrier
 /// pings go back to pubsubd's own JID, and notifications go one by one as without the
 /// setting.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multicast_jid_without_a_service_leaves_notifications_one_by_one_on_prosody(
 ) -> anyhow::Result<()> {
     const VIRTUAL: i64 = 200;
@@ -1501,6 +1499,7 @@ async fn a_multicast_jid_without_a_service_leaves_notifications_one_by_one_on_pr
     assert!(!log.contains("multicast on"));
     Ok(())
 }
+both_stores!(a_multicast_jid_without_a_service_leaves_notifications_one_by_one_on_prosody);
 
 /// The XEP-0033 module pubsubd ships for Prosody, on its own. A component's message with
 /// `to`, `cc` and `bcc` addresses reaches each address once, with the bcc addresses
@@ -1647,7 +1646,6 @@ async fn the_prosody_multicast_module_copies_to_each_address_and_refuses_what_it
 /// uses every connection: with a single worker and one node, both streams carry pages
 /// (the `connection` label of the notification counter), and the counts add up to the
 /// notifications delivered, each exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_nodes_pages_take_turns_over_the_connections_and_metrics_count_them(
 ) -> anyhow::Result<()> {
     const SUBSCRIBERS: i64 = 2_000;
@@ -1705,10 +1703,10 @@ async fn one_nodes_pages_take_turns_over_the_connections_and_metrics_count_them(
     assert_eq!(sample("pubsubd_xmpp_connected"), Some(2.0), "{metrics}");
     Ok(())
 }
+both_stores!(one_nodes_pages_take_turns_over_the_connections_and_metrics_count_them);
 
 /// Prosody accepts one stream per component: asking for more is a start-up error that
 /// says so, not a half-working service.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_connections_on_prosody_are_refused_at_start_up() -> anyhow::Result<()> {
     let server = shared_prosody();
     let slot = server.lease_component();
@@ -1727,6 +1725,7 @@ async fn several_connections_on_prosody_are_refused_at_start_up() -> anyhow::Res
     );
     Ok(())
 }
+both_stores!(several_connections_on_prosody_are_refused_at_start_up);
 
 /// ejabberd balances one component JID across connections: two pubsubd processes on
 /// one database share the work, each notification goes out once, and a killed
@@ -1995,8 +1994,7 @@ both_servers!(
 /// while pubsubd had every page confirmed).
 static ONE_BIG_FANOUT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-both_servers!(
-    fanout_to_100k_subscriptions_keeps_peak_rss_under_200_mb,
+both_servers!(postgres fanout_to_100k_subscriptions_keeps_peak_rss_under_200_mb,
     |server| async move {
         const SUBSCRIBERS: i64 = 100_000;
         const RSS_LIMIT_KB: u64 = 200 * 1024;

@@ -275,8 +275,7 @@ async fn try_publish(client: &mut Client, service: &str, node: &str, id: &str) -
     )
 }
 
-both_servers!(
-    sigkill_twenty_times_during_publishes_loses_no_acknowledged_item,
+both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledged_item,
     |server| async move {
         let mut svc = Service::start(server).await?;
         let sink_slot = server.lease_component();
@@ -357,7 +356,7 @@ both_servers!(
     }
 );
 
-both_servers!(dedicated component_port_refusing_for_a_minute_delays_but_loses_nothing, |server| async move {
+both_servers!(dedicated postgres component_port_refusing_for_a_minute_delays_but_loses_nothing, |server| async move {
     let mut server = server;
     let mut svc = Service::start(&server).await?;
     let mut owner_c = user(&server, "owner").await?;
@@ -426,8 +425,7 @@ async fn database_outage(db: &TestDb, outage: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-both_servers!(
-    publishes_during_a_30_s_database_outage_are_refused_never_lost,
+both_servers!(postgres publishes_during_a_30_s_database_outage_are_refused_never_lost,
     |server| async move {
         let svc = Service::start(server).await?;
         let sink_slot = server.lease_component();
@@ -504,8 +502,7 @@ both_servers!(
     }
 );
 
-both_servers!(
-    disk_full_errors_are_refusals_not_crashes,
+both_servers!(postgres disk_full_errors_are_refusals_not_crashes,
     |server| async move {
         let svc = Service::start(server).await?;
         let mut a = user(server, "a").await?;

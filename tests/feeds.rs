@@ -185,8 +185,7 @@ async fn wait_until(what: &str, check: impl Fn() -> bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-both_servers!(
-    feed_entries_appear_once_updates_overwrite_and_conditional_gets_are_used,
+both_servers!(postgres feed_entries_appear_once_updates_overwrite_and_conditional_gets_are_used,
     |server| async move {
         let feeds = Arc::new(Feeds::default());
         *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (
@@ -327,8 +326,7 @@ both_servers!(
     }
 );
 
-both_servers!(
-    hostile_feeds_leave_the_service_and_other_feeds_healthy,
+both_servers!(postgres hostile_feeds_leave_the_service_and_other_feeds_healthy,
     |server| async move {
         let feeds = Arc::new(Feeds::default());
         *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (

@@ -809,20 +809,6 @@ async fn http_publish_notifies_xmpp_subscriber(server: &'static XmppServer) -> a
     Ok(())
 }
 
-mod http_publish_notifies_xmpp_subscribers {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn prosody() {
-        http_publish_notifies_xmpp_subscriber(pubsubd_testkit::shared_prosody())
-            .await
-            .expect("notified");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn ejabberd() {
-        http_publish_notifies_xmpp_subscriber(pubsubd_testkit::shared_ejabberd())
-            .await
-            .expect("notified");
-    }
-}
+both_servers!(http_publish_notifies_xmpp_subscribers, |server| {
+    http_publish_notifies_xmpp_subscriber(server)
+});

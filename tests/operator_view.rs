@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use common::{create, ok, publish, user, Pubsubd, NOTIFY};
 use pubsubd_testkit::{
-    both_servers, component_handshake, shared_prosody, ComponentSlot, StoreKind, XmppServer,
+    both_servers, both_stores, component_handshake, shared_prosody, ComponentSlot, StoreKind,
+    XmppServer,
 };
 
 const DASHBOARD: &str = concat!(
@@ -323,11 +324,10 @@ fn element_text<'a>(dom: &'a str, id: &str) -> Option<&'a str> {
     Some(rest[start..end].trim())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secret(
 ) -> anyhow::Result<()> {
     let server = shared_prosody();
-    let store = StoreKind::from_env()?;
+    let store = StoreKind::current()?;
     let marker = format!("payload-marker-{}", uuid::Uuid::new_v4().simple());
     let feed_password = format!("feedpw{}", uuid::Uuid::new_v4().simple());
     let feed_token = format!("feedtoken{}", uuid::Uuid::new_v4().simple());
@@ -446,6 +446,7 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
     }
     Ok(())
 }
+both_stores!(status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secret);
 
 /// The value of the sample `series` (name and labels, exactly as exported).
 fn sample(exposition: &str, series: &str) -> Option<f64> {
@@ -458,7 +459,6 @@ fn sample(exposition: &str, series: &str) -> Option<f64> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_is_counted_as_a_disconnect_and_shown_on_the_page() -> anyhow::Result<()> {
     let mut server = XmppServer::start_new(pubsubd_testkit::ServerKind::Prosody)?;
     let (mut ps, port) = start_with_status(&server, "").await?;
@@ -515,3 +515,4 @@ async fn a_server_restart_is_counted_as_a_disconnect_and_shown_on_the_page() -> 
     );
     Ok(())
 }
+both_stores!(a_server_restart_is_counted_as_a_disconnect_and_shown_on_the_page);

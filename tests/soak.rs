@@ -65,7 +65,7 @@ both_servers!(
     |server| async move {
         let seed = seed()?;
         let total = env_number(REQUESTS_ENV, DEFAULT_REQUESTS)?;
-        let kind = StoreKind::from_env()?;
+        let kind = StoreKind::current()?;
         eprintln!(
             "{}, {kind:?}: soak seed {seed} ({SEED_ENV}={seed} replays it), {total} requests",
             server.kind()

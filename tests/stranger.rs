@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::*;
 use pubsubd_testkit::{
-    free_ports, shared_ejabberd, shared_prosody, ComponentSlot, PubsubdProcess, StoreKind,
-    TestStore, XmppServer,
+    both_stores, free_ports, shared_ejabberd, shared_prosody, ComponentSlot, PubsubdProcess,
+    StoreKind, TestStore, XmppServer,
 };
 
 /// Long enough for several barrier pings of each process to cross to the other.
@@ -113,7 +113,6 @@ async fn publish_some(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_on_the_jid_is_noticed_by_both_and_siblings_are_not_on_ejabberd(
 ) -> anyhow::Result<()> {
     let server: &XmppServer = shared_ejabberd();
@@ -192,10 +191,10 @@ async fn a_stranger_on_the_jid_is_noticed_by_both_and_siblings_are_not_on_ejabbe
     }
     Ok(())
 }
+both_stores!(a_stranger_on_the_jid_is_noticed_by_both_and_siblings_are_not_on_ejabberd);
 
 /// Prosody holds a component JID for one connection: a second process cannot attach,
 /// and the first goes on serving.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_prosody_a_second_process_on_the_jid_cannot_attach() -> anyhow::Result<()> {
     let server: &XmppServer = shared_prosody();
     let slot = server.lease_component();
@@ -215,3 +214,4 @@ async fn on_prosody_a_second_process_on_the_jid_cannot_attach() -> anyhow::Resul
     assert_eq!(a.readyz().await?.0, 200);
     Ok(())
 }
+both_stores!(on_prosody_a_second_process_on_the_jid_cannot_attach);

@@ -492,8 +492,7 @@ async fn a_running_instance_takes_over_a_killed_ones_claims_within_two_seconds(
 // jobs again under it and finishes them from the saved cursor, well within the 30 s
 // lease (its half-walked jobs leased under another session within 2 s); nothing is
 // lost, and no more is sent twice than the pages in flight.
-both_servers!(
-    a_process_that_loses_its_session_stops_and_resumes_under_a_new_one,
+both_servers!(postgres a_process_that_loses_its_session_stops_and_resumes_under_a_new_one,
     |server| async move {
         const WATCHERS: usize = 10;
         const CHUNK: i64 = 200;

@@ -38,4 +38,4 @@ pub use servers::{
     shared, shared_ejabberd, shared_prosody, ComponentSlot, ServerKind, XmppServer, ADMIN_USER,
     BUILTIN_PUBSUB_JID, DEBUG_ENV, DOMAIN, MULTICAST_JID, SLOT_COUNT,
 };
-pub use store::{StoreKind, TestSqlite, TestStore, STORE_ENV};
+pub use store::{on_store, StoreKind, TestSqlite, TestStore, STORE_ENV};

@@ -1,7 +1,10 @@
-//! The store a test runs pubsubd on, chosen by `PUBSUBD_TEST_STORE`: a fresh
-//! PostgreSQL database ([`TestDb`], the default) or a fresh SQLite file in a scratch
-//! directory ([`TestSqlite`]). The same acceptance tests thereby run against both
-//! backends.
+//! The store a test runs pubsubd on: a fresh PostgreSQL database ([`TestDb`]) or a
+//! fresh SQLite file in a scratch directory ([`TestSqlite`]).
+//!
+//! [`both_servers!`](crate::both_servers) and [`both_stores!`](crate::both_stores)
+//! run each test body once per backend, inside [`on_store`]; the harness asks
+//! [`StoreKind::current`] which one. `PUBSUBD_TEST_STORE=postgres` or `=sqlite` narrows a
+//! `cargo test` to one backend: the other's variants then pass without running.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +13,26 @@ use anyhow::bail;
 use crate::process::ScratchDir;
 use crate::TestDb;
 
-/// Selects the backend of [`TestStore::create`]: `postgres` (default) or `sqlite`.
+/// Narrows a run to one backend: `postgres` or `sqlite` (unset: both).
 pub const STORE_ENV: &str = "PUBSUBD_TEST_STORE";
+
+tokio::task_local! {
+    /// The backend of the test body being run by [`on_store`].
+    static CURRENT: StoreKind;
+}
+
+/// Runs `body` with `kind` as the [`StoreKind::current`] backend, or, when
+/// `PUBSUBD_TEST_STORE` names the other backend, does not run it and returns `None`.
+pub async fn on_store<F: std::future::Future>(kind: StoreKind, body: F) -> Option<F::Output> {
+    match StoreKind::selected() {
+        Ok(Some(only)) if only != kind => {
+            eprintln!("not run: {STORE_ENV} selects {only:?}");
+            None
+        }
+        Ok(_) => Some(CURRENT.scope(kind, body).await),
+        Err(e) => panic!("{e:#}"),
+    }
+}
 
 /// A pubsubd backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +42,22 @@ pub enum StoreKind {
 }
 
 impl StoreKind {
-    /// The kind `PUBSUBD_TEST_STORE` asks for; an unknown value is an error rather than
-    /// a silent PostgreSQL run.
-    pub fn from_env() -> anyhow::Result<StoreKind> {
+    /// The backend of the running test: the one [`on_store`] set, else the one
+    /// `PUBSUBD_TEST_STORE` names, else PostgreSQL (for tests about PostgreSQL alone).
+    pub fn current() -> anyhow::Result<StoreKind> {
+        if let Ok(kind) = CURRENT.try_with(|k| *k) {
+            return Ok(kind);
+        }
+        Ok(Self::selected()?.unwrap_or(StoreKind::Postgres))
+    }
+
+    /// The backend `PUBSUBD_TEST_STORE` narrows the run to, if any; an unknown value is
+    /// an error rather than a silent run on the wrong store.
+    pub fn selected() -> anyhow::Result<Option<StoreKind>> {
         match std::env::var(STORE_ENV).as_deref() {
-            Err(_) | Ok("") | Ok("postgres") | Ok("postgresql") => Ok(StoreKind::Postgres),
-            Ok("sqlite") => Ok(StoreKind::Sqlite),
+            Err(_) | Ok("") => Ok(None),
+            Ok("postgres") | Ok("postgresql") => Ok(Some(StoreKind::Postgres)),
+            Ok("sqlite") => Ok(Some(StoreKind::Sqlite)),
             Ok(other) => bail!("{STORE_ENV}={other}: expected `postgres` or `sqlite`"),
         }
     }
@@ -40,9 +71,9 @@ pub enum TestStore {
 }
 
 impl TestStore {
-    /// A store of the kind `PUBSUBD_TEST_STORE` names.
+    /// A store of the running test's kind ([`StoreKind::current`]).
     pub async fn create() -> anyhow::Result<TestStore> {
-        Self::create_kind(StoreKind::from_env()?).await
+        Self::create_kind(StoreKind::current()?).await
     }
 
     /// A store of `kind`, whatever the environment says.

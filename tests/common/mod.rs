@@ -71,7 +71,7 @@ pub async fn start(server: &XmppServer) -> anyhow::Result<Pubsubd> {
 
 /// Starts pubsubd with `config` as the TOML file (e.g. a `[service]` table).
 pub async fn start_with(server: &XmppServer, config: &str) -> anyhow::Result<Pubsubd> {
-    start_with_store(server, config, StoreKind::from_env()?).await
+    start_with_store(server, config, StoreKind::current()?).await
 }
 
 /// As [`start_with`], on a store of `kind` whatever `PUBSUBD_TEST_STORE` says.
