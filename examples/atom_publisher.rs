@@ -3,8 +3,8 @@
 //! so publishing the same feed again overwrites instead of duplicating.
 //!
 //! ```sh
-//! cargo run --example atom_publisher -- --server 127.0.0.1:5222 --jid feeds@localhost \
-//!     --password secret --service pubsub.localhost --node news feed.atom   # or - for stdin
+//! cargo run --example atom_publisher -- --jid alice@localhost --password secret \
+//!     --node news examples/hello.atom   # or - for stdin
 //! ```
 
 mod common;
@@ -67,19 +67,46 @@ pub async fn run(
     Ok(ids)
 }
 
+const USAGE: &str = "
+atom_publisher: publishes each entry of an Atom entry or feed to a node (created if
+missing); the item id comes from the entry's <id>, so publishing again overwrites.
+
+usage: atom_publisher --jid JID --password PASSWORD --node NODE [FILE | -]
+                      [--server HOST:PORT] [--service JID]
+
+  --jid, --password   the user to publish as (XMPP_JID, XMPP_PASSWORD)
+  --node              the node to publish to (PUBSUB_NODE)
+  FILE                the Atom document; - or nothing reads standard input
+  --server            the server's client port (XMPP_SERVER; default 127.0.0.1:5222)
+  --service           the pubsub service (PUBSUB_SERVICE; default pubsub.localhost)
+";
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let server: SocketAddr = required(&args, "--server", "XMPP_SERVER")?.parse()?;
-    let jid = required(&args, "--jid", "XMPP_JID")?;
-    let password = required(&args, "--password", "XMPP_PASSWORD")?;
-    let service = required(&args, "--service", "PUBSUB_SERVICE")?;
-    let node = required(&args, "--node", "PUBSUB_NODE")?;
-    let file = args
-        .last()
-        .filter(|a| !a.starts_with("--"))
-        .cloned()
-        .unwrap_or_else(|| "-".into());
+    help(&args, USAGE);
+    finish(publisher(&args).await);
+}
+
+async fn publisher(args: &[String]) -> anyhow::Result<()> {
+    let server: SocketAddr = arg(args, "--server", "XMPP_SERVER")
+        .unwrap_or_else(|| DEFAULT_SERVER.into())
+        .parse()?;
+    let jid = required(args, "--jid", "XMPP_JID")?;
+    let password = required(args, "--password", "XMPP_PASSWORD")?;
+    let service =
+        arg(args, "--service", "PUBSUB_SERVICE").unwrap_or_else(|| DEFAULT_SERVICE.into());
+    let node = required(args, "--node", "PUBSUB_NODE")?;
+    // The one argument that is neither a flag nor a flag's value.
+    let mut rest = args.iter().skip(1);
+    let mut file = "-".to_owned();
+    while let Some(a) = rest.next() {
+        if a.starts_with("--") {
+            rest.next();
+        } else {
+            file = a.clone();
+        }
+    }
     let mut xml = String::new();
     if file == "-" {
         std::io::stdin().read_to_string(&mut xml)?;
@@ -87,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         xml = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
     }
     for id in run(server, &jid, &password, &service, &node, &xml).await? {
-        println!("published {id}");
+        println!("published {id} to {node}");
     }
     Ok(())
 }

@@ -7,8 +7,8 @@
 //! must exist); `agent` and `controller` run one side each.
 //!
 //! ```sh
-//! cargo run --example command_bus -- demo --server 127.0.0.1:5222 --service pubsub.localhost \
-//!     --controller ctl@localhost:pw --agent a1@localhost:pw --agent a2@localhost:pw
+//! cargo run --example command_bus -- demo --controller alice@localhost:secret \
+//!     --agent bob@localhost:secret
 //! ```
 
 mod common;
@@ -157,17 +157,42 @@ fn split_login(s: &str) -> anyhow::Result<(String, String)> {
     Ok((j.to_owned(), p.to_owned()))
 }
 
+const USAGE: &str = "
+command_bus: a controller publishes a command to the node `commands`; every agent
+online runs it and publishes its output to `results/<agent>`; the controller prints
+who was online and each result.
+
+usage: command_bus demo --controller JID:PASSWORD --agent JID:PASSWORD [--agent ...]
+                        [--server HOST:PORT] [--service JID]
+
+  --controller        the account that publishes commands (BUS_CONTROLLER)
+  --agent             an account that runs them; repeat for more
+  --server            the server's client port (XMPP_SERVER; default 127.0.0.1:5222)
+  --service           the pubsub service (PUBSUB_SERVICE; default pubsub.localhost)
+";
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let server: SocketAddr = required(&args, "--server", "XMPP_SERVER")?.parse()?;
-    let service = required(&args, "--service", "PUBSUB_SERVICE")?;
-    let ctl = split_login(&required(&args, "--controller", "BUS_CONTROLLER")?)?;
+    help(&args, USAGE);
+    finish(bus(&args).await);
+}
+
+async fn bus(args: &[String]) -> anyhow::Result<()> {
+    let server: SocketAddr = arg(args, "--server", "XMPP_SERVER")
+        .unwrap_or_else(|| DEFAULT_SERVER.into())
+        .parse()?;
+    let service =
+        arg(args, "--service", "PUBSUB_SERVICE").unwrap_or_else(|| DEFAULT_SERVICE.into());
+    let ctl = split_login(&required(args, "--controller", "BUS_CONTROLLER")?)?;
     let agents: Vec<(String, String)> = args
         .windows(2)
         .filter(|w| w[0] == "--agent")
         .map(|w| split_login(&w[1]))
         .collect::<anyhow::Result<_>>()?;
+    if agents.is_empty() {
+        anyhow::bail!("give at least one --agent JID:PASSWORD; see --help");
+    }
     let round = demo(server, &service, (&ctl.0, &ctl.1), &agents, "uptime").await?;
     println!("online: {:?}", round.online);
     for (agent, out) in round.results {

@@ -1,9 +1,9 @@
 //! A firehose bot: logs in as a user, subscribes to a node, and counts (or prints) the
 //! notifications it receives. The first thing most users of a pubsub service write.
+//! The node must exist (create it with `pubsubd node create`, or by publishing to it).
 //!
 //! ```sh
-//! cargo run --example firehose_bot -- --server 127.0.0.1:5222 --jid bot@localhost \
-//!     --password secret --service pubsub.localhost --node firehose [--count 1000] [--print]
+//! cargo run --example firehose_bot -- --jid bob@localhost --password secret --node news --print
 //! ```
 
 mod common;
@@ -37,7 +37,17 @@ pub async fn run(
     print: bool,
 ) -> anyhow::Result<Report> {
     let mut client = login(server, jid, password).await?;
-    subscribe(&mut client, service, node).await?;
+    if let Err(e) = subscribe(&mut client, service, node).await {
+        if e.downcast_ref::<Refused>()
+            .is_some_and(|r| r.condition == "item-not-found")
+        {
+            anyhow::bail!(
+                "there is no node named {node} on {service}: create it first, e.g. \
+                 `pubsubd node create {node} --owner {jid}`, or publish to it"
+            );
+        }
+        return Err(e);
+    }
     eprintln!("subscribed {jid} to {node} on {service}");
     run_subscribed(&mut client, service, count, print, IDLE).await
 }
@@ -75,15 +85,37 @@ pub async fn run_subscribed(
     })
 }
 
+const USAGE: &str = "
+firehose_bot: subscribes a user to a node and counts (or prints) the items that arrive.
+
+usage: firehose_bot --jid JID --password PASSWORD --node NODE [--print] [--count N]
+                    [--server HOST:PORT] [--service JID]
+
+  --jid, --password   the user to log in as (XMPP_JID, XMPP_PASSWORD)
+  --node              the node to subscribe to; it must exist (PUBSUB_NODE)
+  --print             print each item's Atom title (or its XML) as it arrives
+  --count N           stop after N items (default: after 30 s without one)
+  --server            the server's client port (XMPP_SERVER; default 127.0.0.1:5222)
+  --service           the pubsub service (PUBSUB_SERVICE; default pubsub.localhost)
+";
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let server: SocketAddr = required(&args, "--server", "XMPP_SERVER")?.parse()?;
-    let jid = required(&args, "--jid", "XMPP_JID")?;
-    let password = required(&args, "--password", "XMPP_PASSWORD")?;
-    let service = required(&args, "--service", "PUBSUB_SERVICE")?;
-    let node = required(&args, "--node", "PUBSUB_NODE")?;
-    let count = arg(&args, "--count", "COUNT")
+    help(&args, USAGE);
+    finish(bot(&args).await);
+}
+
+async fn bot(args: &[String]) -> anyhow::Result<()> {
+    let server: SocketAddr = arg(args, "--server", "XMPP_SERVER")
+        .unwrap_or_else(|| DEFAULT_SERVER.into())
+        .parse()?;
+    let jid = required(args, "--jid", "XMPP_JID")?;
+    let password = required(args, "--password", "XMPP_PASSWORD")?;
+    let service =
+        arg(args, "--service", "PUBSUB_SERVICE").unwrap_or_else(|| DEFAULT_SERVICE.into());
+    let node = required(args, "--node", "PUBSUB_NODE")?;
+    let count = arg(args, "--count", "COUNT")
         .map(|c| c.parse())
         .transpose()?;
     let print = args.iter().any(|a| a == "--print");

@@ -20,7 +20,49 @@ pub async fn login(server: SocketAddr, jid: &str, password: &str) -> anyhow::Res
         .with_context(|| format!("cannot log in as {jid}"))
 }
 
-/// Sends a pubsub IQ to `service` and returns the result, or fails with the error.
+/// The server's default client port on this machine (`deploy/dev/prosody.sh`'s).
+pub const DEFAULT_SERVER: &str = "127.0.0.1:5222";
+/// The service `deploy/dev/prosody.sh` has a component slot for.
+pub const DEFAULT_SERVICE: &str = "pubsub.localhost";
+
+/// A refusal from the service, as one line: the error condition and the text the
+/// service gave with it, never the raw stanza.
+#[derive(Debug)]
+pub struct Refused {
+    pub service: String,
+    pub condition: String,
+    pub text: Option<String>,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} answered {}", self.service, self.condition)?;
+        if let Some(text) = &self.text {
+            write!(f, " ({text})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Refused {
+    /// The refusal carried by the error `reply` from `service`.
+    pub fn from_reply(service: &str, reply: &Element) -> Refused {
+        let text = reply
+            .children()
+            .find(|c| c.name() == "error")
+            .and_then(|e| e.children().find(|c| c.name() == "text"))
+            .map(Element::text);
+        Refused {
+            service: service.to_owned(),
+            condition: stanza::error_condition(reply).unwrap_or_else(|| "an error".into()),
+            text,
+        }
+    }
+}
+
+/// Sends a pubsub IQ to `service` and returns the result, or fails with [`Refused`].
 pub async fn pubsub_iq(
     client: &mut Client,
     service: &str,
@@ -30,7 +72,7 @@ pub async fn pubsub_iq(
     let payload = stanza::parse(&format!("<pubsub xmlns='{NS_PUBSUB}'>{inner}</pubsub>"));
     let reply = client.iq(stanza::iq(kind, service, payload)).await?;
     if reply.attr("type") != Some("result") {
-        bail!("{service} refused: {}", stanza::to_xml(&reply));
+        return Err(Refused::from_reply(service, &reply).into());
     }
     Ok(reply)
 }
@@ -46,7 +88,10 @@ pub async fn ensure_node(client: &mut Client, service: &str, node: &str) -> anyh
         stanza::error_condition(&reply).as_deref(),
     ) {
         (Some("result"), _) | (_, Some("conflict")) => Ok(()),
-        _ => bail!("cannot create {node}: {}", stanza::to_xml(&reply)),
+        _ => bail!(
+            "cannot create node {node}: {}",
+            Refused::from_reply(service, &reply)
+        ),
     }
 }
 
@@ -121,5 +166,22 @@ pub fn arg(args: &[String], name: &str, env: &str) -> Option<String> {
 
 /// Like [`arg`], but required.
 pub fn required(args: &[String], name: &str, env: &str) -> anyhow::Result<String> {
-    arg(args, name, env).with_context(|| format!("give {name} (or {env})"))
+    arg(args, name, env).with_context(|| format!("give {name} (or {env}); see --help"))
+}
+
+/// Prints `usage` and exits when the arguments ask for help.
+pub fn help(args: &[String], usage: &str) {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", usage.trim());
+        std::process::exit(0);
+    }
+}
+
+/// Ends the program with `outcome`: on an error, one line on stderr (the error and its
+/// causes, joined) and exit status 1.
+pub fn finish(outcome: anyhow::Result<()>) {
+    if let Err(e) = outcome {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }
