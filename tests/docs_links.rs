@@ -126,7 +126,10 @@ fn every_relative_link_in_the_markdown_resolves() {
 fn the_readme_stays_a_front_door() {
     let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README");
     let lines = readme.lines().count();
-    assert!(lines <= 200, "README.md has {lines} lines; move reference into docs/");
+    assert!(
+        lines <= 200,
+        "README.md has {lines} lines; move reference into docs/"
+    );
 }
 
 #[test]
