@@ -189,6 +189,8 @@ fn the_readme_try_it_commands_deliver_a_notification() {
     let (c2s, component) = (ports[0], ports[1]);
     let dir = std::env::temp_dir().join(format!("pubsubd-try-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a scratch directory");
+    // Declared before the terminals, so dropped after them: removed even on a failure.
+    let _scratch = Scratch(dir.clone());
     let env = [
         ("C2S_PORT", c2s.to_string()),
         ("COMPONENT_PORT", component.to_string()),
@@ -268,7 +270,15 @@ fn the_readme_try_it_commands_deliver_a_notification() {
     );
 
     drop((t3, t2, t1));
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
