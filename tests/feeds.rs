@@ -3,7 +3,7 @@
 //! client reads with a pubsub `<items/>` request. Always on PostgreSQL: feed ingestion
 //! has no SQLite tables yet.
 
-mod support;
+mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,8 +16,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use common::items::*;
+use common::*;
 use pubsubd_testkit::{both_servers, stanza};
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The body of the "huge" feeds: ten times the default 5 MB cap.
@@ -196,7 +197,7 @@ both_servers!(postgres feed_entries_appear_once_updates_overwrite_and_conditiona
             "\"v1\"".into(),
         );
         let addr = feed_server(feeds.clone()).await?;
-        let svc = start_postgres(
+        let svc = start_with(
             server,
             &format!(
                 "[feeds]\npublisher = 'feedbot@localhost'\ntimeout = 3\n{}{}",
@@ -347,7 +348,7 @@ both_servers!(postgres hostile_feeds_leave_the_service_and_other_feeds_healthy,
             extra.push_str(&feed_entry(&format!("http://{addr}/{path}"), node));
         }
         let started = tokio::time::Instant::now();
-        let mut svc = start_postgres(server, &extra).await?;
+        let mut svc = start_with(server, &extra).await?;
         let mut bob = user(server, "bob").await?;
         let jid = svc.jid().to_owned();
 
@@ -481,7 +482,7 @@ async fn feed_entries_are_notified(
         "\"n1\"".into(),
     );
     let addr = feed_server(feeds.clone()).await?;
-    let svc = start_postgres(
+    let svc = start_with(
         server,
         &format!(
             "[feeds]\npublisher = 'feedbot@localhost'\n{}",

@@ -1,20 +1,22 @@
 //! HTTP gateway acceptance tests: pubsubd with `[http]` attached to a real Prosody and
 //! ejabberd; HTTP clients and XMPP clients on the same nodes.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::gateway::*;
+use common::items::*;
+use common::*;
 use pubsubd_testkit::{both_servers, stanza, XmppServer};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// pubsubd with the gateway, tokens for alice and bob, and their XMPP sessions.
 struct Setup {
-    svc: Service,
+    svc: Pubsubd,
     alice: pubsubd_testkit::Client,
     bob: pubsubd_testkit::Client,
     alice_token: String,
@@ -31,7 +33,7 @@ async fn setup_with(server: &XmppServer, extra: &str) -> anyhow::Result<Setup> {
     let bob = user(server, "bob").await?;
     let (alice_token, alice_entry) = token(alice.bare_jid());
     let (bob_token, bob_entry) = token(bob.bare_jid());
-    let svc = start(
+    let svc = start_with(
         server,
         &format!(
             "max_payload_size = 4096\n{extra}\n[http]\nlisten = '127.0.0.1:0'\n{alice_entry}{bob_entry}"

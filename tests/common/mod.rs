@@ -6,6 +6,8 @@
 //! fresh SQLite file, so every acceptance test runs against either backend.
 #![allow(dead_code)]
 
+pub mod gateway;
+pub mod items;
 pub mod sink;
 pub mod watched;
 
@@ -36,15 +38,43 @@ pub struct Pubsubd {
     pub process: PubsubdProcess,
     pub slot: ComponentSlot,
     pub db: TestStore,
+    /// The HTTP gateway's address, when the config has `[http]` (with
+    /// `listen = "127.0.0.1:0"`: the port is read from the log).
+    pub http: Option<std::net::SocketAddr>,
     /// The command line it was started with.
     args: Vec<String>,
-    _config: Option<tempfile_path::TempPath>,
+    /// Its config file: the connection settings and the test's TOML.
+    config: tempfile_path::TempPath,
 }
 
 impl Pubsubd {
     /// The service JID.
     pub fn jid(&self) -> &str {
         self.slot.jid()
+    }
+
+    /// `http://ADDR` of the gateway.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.http.expect("the gateway is configured"))
+    }
+
+    /// The config file, which holds the JID, secret, server and database too.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config.0
+    }
+
+    /// Runs `pubsubd ARGS --config FILE` to completion: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 
     /// Another pubsubd with the same command line: the same one restarted, or a second
@@ -82,25 +112,45 @@ pub async fn start_with_store(
 ) -> anyhow::Result<Pubsubd> {
     let db = TestStore::create_kind(kind).await?;
     let slot = server.lease_component();
-    let mut args = slot.pubsubd_args(db.url());
-    let config_file = if config.is_empty() {
-        None
-    } else {
-        let path = std::env::temp_dir().join(format!("{}.toml", db.name()));
-        std::fs::write(&path, config)?;
-        args.push("--config".into());
-        args.push(path.display().to_string());
-        Some(tempfile_path::TempPath(path))
-    };
+    let path = std::env::temp_dir().join(format!("{}.toml", db.name()));
+    std::fs::write(
+        &path,
+        format!(
+            "jid = '{}'\nsecret = '{}'\nserver = '{}'\ndatabase = '{}'\n{config}\n",
+            slot.jid(),
+            slot.secret(),
+            server.component_addr(),
+            db.url()
+        ),
+    )?;
+    let file = tempfile_path::TempPath(path);
+    let args = vec![
+        "run".to_string(),
+        "--config".to_string(),
+        file.0.display().to_string(),
+    ];
     let mut process = PubsubdProcess::spawn(BIN, &args, &[])?;
     process.wait_for_log("component connected", READY).await?;
+    let http = if config_has_http(config) {
+        process
+            .wait_for_log("HTTP gateway listening", READY)
+            .await?;
+        Some(gateway::listening_addr(&process.log_contents())?)
+    } else {
+        None
+    };
     Ok(Pubsubd {
         process,
         slot,
         db,
+        http,
         args,
-        _config: config_file,
+        config: file,
     })
+}
+
+fn config_has_http(toml: &str) -> bool {
+    toml.lines().any(|l| l.trim() == "[http]")
 }
 
 /// Starts a pubsubd with `spawn` and waits until it is connected. Right after a kill,
