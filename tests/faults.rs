@@ -9,21 +9,16 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use common::{atom_entry, owner, pubsub, user, NS_EVENT};
-use pubsubd_testkit::{
-    both_servers, component_handshake, stanza, Client, ComponentSlot, Element, PubsubdProcess,
-    TestDb, XmppServer,
-};
+use anyhow::Context;
+use common::engine::{database_outage, subscribe_virtual};
+use common::sink::{event_item_ids, ItemSink};
+use common::{atom_entry, owner, pubsub, start_with_store, user, READY};
+use pubsubd_testkit::{both_servers, stanza, Client, Element, StoreKind};
 use rand::Rng;
-use sqlx::PgPool;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pubsubd");
-const READY: Duration = Duration::from_secs(30);
 /// Generous: 10,000 subscribers × dozens of items through Prosody takes a minute.
 const DELIVERED: Duration = Duration::from_secs(240);
 /// Short leases, so a killed process's jobs are taken over quickly.
@@ -34,216 +29,6 @@ const VIRTUAL_SUBSCRIBERS: i64 = 10_000;
 const PUBLISH_WAIT: Duration = Duration::from_secs(3);
 /// Items acknowledged in the burst.
 const BURST_ITEMS: usize = 12;
-
-/// pubsubd on its own slot and database, restartable.
-struct Service {
-    slot: ComponentSlot,
-    db: TestDb,
-    pool: PgPool,
-    config: std::path::PathBuf,
-    process: Option<PubsubdProcess>,
-}
-
-impl Service {
-    async fn start(server: &XmppServer) -> anyhow::Result<Service> {
-        let db = TestDb::create().await?;
-        let slot = server.lease_component();
-        let config = std::env::temp_dir().join(format!("{}-faults.toml", db.name()));
-        std::fs::write(&config, CONFIG)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))?;
-        }
-        let mut s = Service {
-            pool: PgPool::connect_lazy(db.url())?,
-            slot,
-            db,
-            config,
-            process: None,
-        };
-        s.restart(server).await?;
-        Ok(s)
-    }
-
-    /// Starts (again). Right after a kill, Prosody may still hold the old stream and
-    /// refuse the JID with `conflict`, which ends a starting pubsubd; try again, as a
-    /// service manager would.
-    async fn restart(&mut self, server: &XmppServer) -> anyhow::Result<()> {
-        for attempt in 1.. {
-            let mut p = PubsubdProcess::spawn(
-                BIN,
-                &[
-                    "run",
-                    "--config",
-                    &self.config.display().to_string(),
-                    "--jid",
-                    self.slot.jid(),
-                    "--secret",
-                    self.slot.secret(),
-                    "--server",
-                    &server.component_addr().to_string(),
-                    "--database",
-                    self.db.url(),
-                ],
-                &[("RUST_LOG", "info")],
-            )?;
-            match p.wait_for_log("component connected", READY).await {
-                Ok(()) => {
-                    self.process = Some(p);
-                    return Ok(());
-                }
-                Err(e) if attempt < 40 && p.log_contents().contains("conflict") => {
-                    drop(e);
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        unreachable!()
-    }
-
-    fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut p) = self.process.take() {
-            p.kill()?;
-        }
-        Ok(())
-    }
-
-    fn jid(&self) -> &str {
-        self.slot.jid()
-    }
-
-    fn log_tail(&self) -> String {
-        self.process
-            .as_ref()
-            .map(|p| p.log_tail(40))
-            .unwrap_or_default()
-    }
-
-    async fn stored_item_ids(&self, node: &str) -> anyhow::Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT i.item_id FROM items i JOIN nodes n ON n.pk = i.node_pk WHERE n.name = $1 AND NOT n.deleted",
-        )
-        .bind(node)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn jobs_left(&self) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar("SELECT count(*) FROM fanout_jobs")
-            .fetch_one(&self.pool)
-            .await?)
-    }
-
-    /// `count` subscriptions of virtual users of the sink domain, by SQL (registering
-    /// 10,000 real accounts would take minutes).
-    async fn subscribe_virtual(&self, node: &str, sink: &str, count: i64) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO subscriptions (node_pk, jid, bare_jid, subid, state)
-             SELECT n.pk, 'v' || g || '@' || $2, 'v' || g || '@' || $2, 'f-' || n.pk || '-' || g, 'subscribed'
-             FROM nodes n, generate_series(0, $3::bigint - 1) g WHERE n.name = $1 AND NOT n.deleted",
-        )
-        .bind(node)
-        .bind(sink)
-        .bind(count)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.config);
-    }
-}
-
-/// What a sink component received: item ids per recipient.
-#[derive(Clone, Default)]
-struct Sink {
-    got: Arc<Mutex<HashMap<String, HashSet<String>>>>,
-}
-
-impl Sink {
-    async fn attach(server: &XmppServer, slot: &ComponentSlot) -> anyhow::Result<Sink> {
-        let sink = Sink::default();
-        let mut conn =
-            component_handshake(server.component_addr(), slot.jid(), slot.secret()).await?;
-        let s = sink.clone();
-        tokio::spawn(async move {
-            loop {
-                let el = match conn.recv().await {
-                    Ok(el) => el,
-                    Err(e) => {
-                        eprintln!("sink stopped after {} notifications: {e}", s.pairs());
-                        return;
-                    }
-                };
-                if el.name() != "message" {
-                    continue;
-                }
-                let to = el.attr("to").unwrap_or("").to_owned();
-                for id in event_item_ids(&el) {
-                    if let Ok(mut m) = s.got.lock() {
-                        m.entry(to.clone()).or_default().insert(id);
-                    }
-                }
-            }
-        });
-        Ok(sink)
-    }
-
-    fn pairs(&self) -> usize {
-        self.got
-            .lock()
-            .map(|m| m.values().map(HashSet::len).sum())
-            .unwrap_or(0)
-    }
-
-    /// Waits until every one of `recipients` has every item of `ids`.
-    async fn wait_all(
-        &self,
-        recipients: &[String],
-        ids: &HashSet<String>,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
-        let want = recipients.len() * ids.len();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let missing = {
-                let m = self.got.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                recipients
-                    .iter()
-                    .map(|r| {
-                        ids.iter()
-                            .filter(|i| !m.get(r).is_some_and(|s| s.contains(*i)))
-                            .count()
-                    })
-                    .sum::<usize>()
-            };
-            if missing == 0 {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{missing} of {want} (subscriber, item) notifications never arrived");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn event_item_ids(msg: &Element) -> Vec<String> {
-    msg.get_child("event", NS_EVENT)
-        .and_then(|e| e.get_child("items", NS_EVENT))
-        .map(|items| {
-            items
-                .children()
-                .filter(|c| c.name() == "item")
-                .filter_map(|i| i.attr("id").map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// An IQ to the service at `jid`, answered.
 async fn iq(
@@ -277,9 +62,9 @@ async fn try_publish(client: &mut Client, service: &str, node: &str, id: &str) -
 
 both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledged_item,
     |server| async move {
-        let mut svc = Service::start(server).await?;
+        let mut svc = start_with_store(server, CONFIG, StoreKind::Postgres).await?;
         let sink_slot = server.lease_component();
-        let sink = Sink::attach(server, &sink_slot).await?;
+        let sink = ItemSink::attach(server, &sink_slot).await?;
         let mut publisher = user(server, "burst").await?;
         let reply = iq(
             &mut publisher,
@@ -293,8 +78,8 @@ both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledg
             "{}",
             stanza::to_xml(&reply)
         );
-        svc.subscribe_virtual("burst", sink_slot.jid(), VIRTUAL_SUBSCRIBERS)
-            .await?;
+        let pk = svc.sql.node_pk("burst").await?;
+        subscribe_virtual(&svc.sql, pk, sink_slot.jid(), 0, VIRTUAL_SUBSCRIBERS).await?;
 
         // Publish during the first kills, then keep killing while the 10,000-subscriber
         // fan-out of what was accepted is under way (about 12 items: 120,000 notifications,
@@ -319,8 +104,8 @@ both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledg
         for _ in 0..20 {
             let wait = rand::thread_rng().gen_range(150..900);
             tokio::time::sleep(Duration::from_millis(wait)).await;
-            svc.kill()?;
-            svc.restart(server).await?;
+            svc.process.kill()?;
+            svc.process = svc.another().await?;
         }
         // A few calm seconds: publishes land on a live service again.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -333,7 +118,7 @@ both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledg
         );
 
         // Every acknowledged item is stored (once: the id is the key)...
-        let stored: HashSet<String> = svc.stored_item_ids("burst").await?.into_iter().collect();
+        let stored: HashSet<String> = svc.sql.stored_item_ids("burst").await?.into_iter().collect();
         let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
         assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
         // ...and every stored item (acknowledged, or committed just before a kill took the
@@ -342,7 +127,7 @@ both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledg
         let started = Instant::now();
         sink.wait_all(&subscribers, &stored, DELIVERED)
             .await
-            .with_context(|| svc.log_tail())?;
+            .with_context(|| svc.process.log_tail(40))?;
         eprintln!(
         "{}: 20 kills; {} publishes acknowledged, {} refused, {} stored; {} notifications delivered, the last {:.1?} after the kills",
         server.kind(),
@@ -358,7 +143,7 @@ both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledg
 
 both_servers!(dedicated postgres component_port_refusing_for_a_minute_delays_but_loses_nothing, |server| async move {
     let mut server = server;
-    let mut svc = Service::start(&server).await?;
+    let mut svc = start_with_store(&server, CONFIG, StoreKind::Postgres).await?;
     let mut owner_c = user(&server, "owner").await?;
     // `normal` notifications: the server stores them for a subscriber who is offline.
     let create = format!(
@@ -377,13 +162,11 @@ both_servers!(dedicated postgres component_port_refusing_for_a_minute_delays_but
     server.stop()?;
     tokio::time::sleep(Duration::from_secs(60)).await;
     anyhow::ensure!(
-        svc.process.as_mut().is_some_and(|p| p.is_running()),
+        svc.process.is_running(),
         "pubsubd gave up during the outage"
     );
     server.start()?;
     svc.process
-        .as_mut()
-        .context("pubsubd")?
         .wait_for_log("reconnect", READY)
         .await?;
     // Delivered before the server went down, or (stored offline) after it came back.
@@ -398,7 +181,7 @@ both_servers!(dedicated postgres component_port_refusing_for_a_minute_delays_but
     let before = sub.drain().into_iter().any(|m| is_it(&m));
     let mut sub = Client::login(server.c2s_addr(), &account).await?;
     let after = sub.wait_for(is_it, if before { Duration::from_secs(3) } else { DELIVERED }).await.is_ok();
-    assert!(before || after, "the item never reached the subscriber\n{}", svc.log_tail());
+    assert!(before || after, "the item never reached the subscriber\n{}", svc.process.log_tail(40));
     // And the service works again.
     let mut owner_c = user(&server, "owner2").await?;
     let reply = iq(&mut owner_c, svc.jid(), "get", &pubsub("<items node='n'/>")).await?;
@@ -406,30 +189,11 @@ both_servers!(dedicated postgres component_port_refusing_for_a_minute_delays_but
     Ok::<_, anyhow::Error>(())
 });
 
-/// Makes the database refuse connections for `outage` and drops pubsubd's.
-async fn database_outage(db: &TestDb, outage: Duration) -> anyhow::Result<()> {
-    use sqlx::Connection as _;
-    let admin_url = std::env::var(pubsubd_testkit::ADMIN_URL_ENV)
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    let name = db.name();
-    let set =
-        |on: bool| sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {on}"));
-    sqlx::query(set(false)).execute(&mut admin).await?;
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(name)
-        .execute(&mut admin)
-        .await?;
-    tokio::time::sleep(outage).await;
-    sqlx::query(set(true)).execute(&mut admin).await?;
-    Ok(())
-}
-
 both_servers!(postgres publishes_during_a_30_s_database_outage_are_refused_never_lost,
     |server| async move {
-        let svc = Service::start(server).await?;
+        let svc = start_with_store(server, CONFIG, StoreKind::Postgres).await?;
         let sink_slot = server.lease_component();
-        let sink = Sink::attach(server, &sink_slot).await?;
+        let sink = ItemSink::attach(server, &sink_slot).await?;
         let mut publisher = user(server, "pub").await?;
         let reply = iq(
             &mut publisher,
@@ -443,7 +207,8 @@ both_servers!(postgres publishes_during_a_30_s_database_outage_are_refused_never
             "{}",
             stanza::to_xml(&reply)
         );
-        svc.subscribe_virtual("n", sink_slot.jid(), 100).await?;
+        let pk = svc.sql.node_pk("n").await?;
+        subscribe_virtual(&svc.sql, pk, sink_slot.jid(), 0, 100).await?;
         let db = &svc.db;
         let service = svc.jid().to_owned();
         let publishing = async {
@@ -486,12 +251,12 @@ both_servers!(postgres publishes_during_a_30_s_database_outage_are_refused_never
             errors.iter().all(|e| e == "internal-server-error"),
             "refusals other than internal-server-error: {errors:?}"
         );
-        let stored: HashSet<String> = svc.stored_item_ids("n").await?.into_iter().collect();
+        let stored: HashSet<String> = svc.sql.stored_item_ids("n").await?.into_iter().collect();
         let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
         assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
         sink.wait_all(&virtual_jids(sink_slot.jid(), 100), &stored, DELIVERED)
             .await
-            .with_context(|| svc.log_tail())?;
+            .with_context(|| svc.process.log_tail(40))?;
         eprintln!(
         "{}: {} acknowledged, {} refused with internal-server-error during the outage, all delivered",
         server.kind(),
@@ -504,7 +269,7 @@ both_servers!(postgres publishes_during_a_30_s_database_outage_are_refused_never
 
 both_servers!(postgres disk_full_errors_are_refusals_not_crashes,
     |server| async move {
-        let svc = Service::start(server).await?;
+        let svc = start_with_store(server, CONFIG, StoreKind::Postgres).await?;
         let mut a = user(server, "a").await?;
         let reply = iq(&mut a, svc.jid(), "set", &pubsub("<create node='n'/>")).await?;
         anyhow::ensure!(
@@ -517,10 +282,10 @@ both_servers!(postgres disk_full_errors_are_refusals_not_crashes,
         "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS
          $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$",
     )
-    .execute(&svc.pool)
+    .execute(svc.sql.pg()?)
     .await?;
         sqlx::query("CREATE TRIGGER full_disk BEFORE INSERT OR UPDATE ON items FOR EACH ROW EXECUTE FUNCTION full_disk()")
-        .execute(&svc.pool)
+        .execute(svc.sql.pg()?)
         .await?;
         for i in 0..5 {
             let reply = iq(
@@ -543,12 +308,12 @@ both_servers!(postgres disk_full_errors_are_refusals_not_crashes,
         let reply = iq(&mut a, svc.jid(), "get", &owner("<configure node='n'/>")).await?;
         assert_eq!(reply.attr("type"), Some("result"));
         assert_eq!(
-            svc.jobs_left().await?,
+            svc.sql.jobs_left().await?,
             0,
             "a job without its item was committed"
         );
         sqlx::query("DROP TRIGGER full_disk ON items")
-            .execute(&svc.pool)
+            .execute(svc.sql.pg()?)
             .await?;
         let reply = iq(
             &mut a,
@@ -558,11 +323,7 @@ both_servers!(postgres disk_full_errors_are_refusals_not_crashes,
         )
         .await?;
         assert_eq!(reply.attr("type"), Some("result"));
-        let log = svc
-            .process
-            .as_ref()
-            .map(|p| p.log_contents())
-            .unwrap_or_default();
+        let log = svc.process.log_contents();
         assert!(!log.contains("panicked"), "pubsubd panicked");
         assert!(
             log.contains("No space left on device"),

@@ -6,6 +6,7 @@
 //! fresh SQLite file, so every acceptance test runs against either backend.
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod gateway;
 pub mod items;
 pub mod sink;
@@ -41,8 +42,11 @@ pub struct Pubsubd {
     /// The HTTP gateway's address, when the config has `[http]` (with
     /// `listen = "127.0.0.1:0"`: the port is read from the log).
     pub http: Option<std::net::SocketAddr>,
-    /// The command line it was started with.
+    /// The test's own connection to the store, for SQL.
+    pub sql: engine::Db,
+    /// The command line it was started with, and its environment.
     args: Vec<String>,
+    env: Vec<(String, String)>,
     /// Its config file: the connection settings and the test's TOML.
     config: tempfile_path::TempPath,
 }
@@ -80,11 +84,34 @@ impl Pubsubd {
     /// Another pubsubd with the same command line: the same one restarted, or a second
     /// instance on the same slot and store.
     pub async fn another(&self) -> anyhow::Result<PubsubdProcess> {
-        start_until_connected(|| PubsubdProcess::spawn(BIN, &self.args, &[])).await
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        start_until_connected(|| PubsubdProcess::spawn(BIN, &self.args, &env)).await
+    }
+
+    /// Waits until no fan-out job is left (every notification confirmed by the server).
+    pub async fn wait_idle(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = self.sql.jobs_left().await?;
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "{left} fan-out jobs still pending after {timeout:?}\n{}",
+                    self.process.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
-mod tempfile_path {
+pub mod tempfile_path {
     /// A file removed when dropped.
     pub struct TempPath(pub std::path::PathBuf);
     impl Drop for TempPath {
@@ -104,33 +131,39 @@ pub async fn start_with(server: &XmppServer, config: &str) -> anyhow::Result<Pub
     start_with_store(server, config, StoreKind::current()?).await
 }
 
-/// As [`start_with`], on a store of `kind` whatever `PUBSUBD_TEST_STORE` says.
+/// As [`start_with`], on a store of `kind` whatever the test runs on.
 pub async fn start_with_store(
     server: &XmppServer,
     config: &str,
     kind: StoreKind,
 ) -> anyhow::Result<Pubsubd> {
+    start_logged(server, config, kind, "").await
+}
+
+/// As [`start_with_store`], with `RUST_LOG` set to `log` (unless empty).
+pub async fn start_logged(
+    server: &XmppServer,
+    config: &str,
+    kind: StoreKind,
+    log: &str,
+) -> anyhow::Result<Pubsubd> {
     let db = TestStore::create_kind(kind).await?;
     let slot = server.lease_component();
-    let path = std::env::temp_dir().join(format!("{}.toml", db.name()));
-    std::fs::write(
-        &path,
-        format!(
-            "jid = '{}'\nsecret = '{}'\nserver = '{}'\ndatabase = '{}'\n{config}\n",
-            slot.jid(),
-            slot.secret(),
-            server.component_addr(),
-            db.url()
-        ),
-    )?;
-    let file = tempfile_path::TempPath(path);
+    let file = write_config(server, &slot, &db, config)?;
     let args = vec![
         "run".to_string(),
         "--config".to_string(),
         file.0.display().to_string(),
     ];
-    let mut process = PubsubdProcess::spawn(BIN, &args, &[])?;
+    let env: Vec<(String, String)> = if log.is_empty() {
+        Vec::new()
+    } else {
+        vec![("RUST_LOG".to_string(), log.to_string())]
+    };
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut process = PubsubdProcess::spawn(BIN, &args, &env_refs)?;
     process.wait_for_log("component connected", READY).await?;
+    let sql = engine::Db::connect(&db).await?;
     let http = if config_has_http(config) {
         process
             .wait_for_log("HTTP gateway listening", READY)
@@ -144,9 +177,38 @@ pub async fn start_with_store(
         slot,
         db,
         http,
+        sql,
         args,
+        env,
         config: file,
     })
+}
+
+/// A config file for a pubsubd on `slot` and `store`: the connection settings, then
+/// `extra` (TOML). Removed when dropped.
+pub fn write_config(
+    server: &XmppServer,
+    slot: &ComponentSlot,
+    store: &TestStore,
+    extra: &str,
+) -> anyhow::Result<tempfile_path::TempPath> {
+    let path = std::env::temp_dir().join(format!("{}.toml", store.name()));
+    std::fs::write(
+        &path,
+        format!(
+            "jid = '{}'\nsecret = '{}'\nserver = '{}'\ndatabase = '{}'\n{extra}\n",
+            slot.jid(),
+            slot.secret(),
+            server.component_addr(),
+            store.url()
+        ),
+    )?;
+    // pubsubd warns about world-readable config files.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(tempfile_path::TempPath(path))
 }
 
 fn config_has_http(toml: &str) -> bool {

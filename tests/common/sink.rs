@@ -4,13 +4,15 @@
 //! (recipient, message id); ids are stable per job and subscription, so a resent
 //! notification is a duplicate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use pubsubd_testkit::{component_handshake, ComponentSlot, XmppServer};
+use pubsubd_testkit::{component_handshake, ComponentSlot, Element, XmppServer};
+
+use super::NS_EVENT;
 
 /// How often the waits below look at the count: fine enough to time a takeover to a
 /// few milliseconds.
@@ -123,4 +125,92 @@ pub async fn attach_sink(
         }
     });
     Ok(())
+}
+
+/// A sink that records item ids per recipient rather than message ids: for tests
+/// where a restarted process may send an item under another job.
+#[derive(Clone, Default)]
+pub struct ItemSink {
+    got: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+}
+
+impl ItemSink {
+    pub async fn attach(server: &XmppServer, slot: &ComponentSlot) -> anyhow::Result<ItemSink> {
+        let sink = ItemSink::default();
+        let mut conn =
+            component_handshake(server.component_addr(), slot.jid(), slot.secret()).await?;
+        let s = sink.clone();
+        tokio::spawn(async move {
+            loop {
+                let el = match conn.recv().await {
+                    Ok(el) => el,
+                    Err(e) => {
+                        eprintln!("sink stopped after {} notifications: {e}", s.pairs());
+                        return;
+                    }
+                };
+                if el.name() != "message" {
+                    continue;
+                }
+                let to = el.attr("to").unwrap_or("").to_owned();
+                for id in event_item_ids(&el) {
+                    if let Ok(mut m) = s.got.lock() {
+                        m.entry(to.clone()).or_default().insert(id);
+                    }
+                }
+            }
+        });
+        Ok(sink)
+    }
+
+    pub fn pairs(&self) -> usize {
+        self.got
+            .lock()
+            .map(|m| m.values().map(HashSet::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// Waits until every one of `recipients` has every item of `ids`.
+    pub async fn wait_all(
+        &self,
+        recipients: &[String],
+        ids: &HashSet<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let want = recipients.len() * ids.len();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let missing = {
+                let m = self.got.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                recipients
+                    .iter()
+                    .map(|r| {
+                        ids.iter()
+                            .filter(|i| !m.get(r).is_some_and(|s| s.contains(*i)))
+                            .count()
+                    })
+                    .sum::<usize>()
+            };
+            if missing == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{missing} of {want} (subscriber, item) notifications never arrived");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub fn event_item_ids(msg: &Element) -> Vec<String> {
+    msg.get_child("event", NS_EVENT)
+        .and_then(|e| e.get_child("items", NS_EVENT))
+        .map(|items| {
+            items
+                .children()
+                .filter(|c| c.name() == "item")
+                .filter_map(|i| i.attr("id").map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
