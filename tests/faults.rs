@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::engine::{database_outage, subscribe_virtual};
 use common::sink::{event_item_ids, ItemSink};
-use common::{atom_entry, owner, pubsub, start_with_store, user, READY};
+use common::{atom_entry, owner, pubsub, start_logged, user, READY};
 use pubsubd_testkit::{both_servers, stanza, Client, Element, StoreKind};
 use rand::Rng;
 
@@ -62,7 +62,7 @@ async fn try_publish(client: &mut Client, service: &str, node: &str, id: &str) -
 
 both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledged_item,
     |server| async move {
-        let mut svc = start_with_store(server, CONFIG, StoreKind::Postgres).await?;
+        let mut svc = start_logged(server, CONFIG, StoreKind::Postgres, "info").await?;
         let sink_slot = server.lease_component();
         let sink = ItemSink::attach(server, &sink_slot).await?;
         let mut publisher = user(server, "burst").await?;
@@ -143,7 +143,7 @@ both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledg
 
 both_servers!(dedicated postgres component_port_refusing_for_a_minute_delays_but_loses_nothing, |server| async move {
     let mut server = server;
-    let mut svc = start_with_store(&server, CONFIG, StoreKind::Postgres).await?;
+    let mut svc = start_logged(&server, CONFIG, StoreKind::Postgres, "info").await?;
     let mut owner_c = user(&server, "owner").await?;
     // `normal` notifications: the server stores them for a subscriber who is offline.
     let create = format!(
@@ -191,7 +191,7 @@ both_servers!(dedicated postgres component_port_refusing_for_a_minute_delays_but
 
 both_servers!(postgres publishes_during_a_30_s_database_outage_are_refused_never_lost,
     |server| async move {
-        let svc = start_with_store(server, CONFIG, StoreKind::Postgres).await?;
+        let svc = start_logged(server, CONFIG, StoreKind::Postgres, "info").await?;
         let sink_slot = server.lease_component();
         let sink = ItemSink::attach(server, &sink_slot).await?;
         let mut publisher = user(server, "pub").await?;
@@ -269,7 +269,7 @@ both_servers!(postgres publishes_during_a_30_s_database_outage_are_refused_never
 
 both_servers!(postgres disk_full_errors_are_refusals_not_crashes,
     |server| async move {
-        let svc = start_with_store(server, CONFIG, StoreKind::Postgres).await?;
+        let svc = start_logged(server, CONFIG, StoreKind::Postgres, "info").await?;
         let mut a = user(server, "a").await?;
         let reply = iq(&mut a, svc.jid(), "set", &pubsub("<create node='n'/>")).await?;
         anyhow::ensure!(

@@ -137,10 +137,14 @@ pub async fn start_with_store(
     config: &str,
     kind: StoreKind,
 ) -> anyhow::Result<Pubsubd> {
-    start_logged(server, config, kind, "").await
+    start_logged(server, config, kind, DEFAULT_LOG).await
 }
 
-/// As [`start_with_store`], with `RUST_LOG` set to `log` (unless empty).
+/// pubsubd's own debug lines (each stanza's span, batch completion), without every
+/// SQL statement of its dependencies: logging those costs more than the work.
+pub const DEFAULT_LOG: &str = "info,pubsubd=debug";
+
+/// As [`start_with_store`], with `RUST_LOG` set to `log`.
 pub async fn start_logged(
     server: &XmppServer,
     config: &str,
@@ -155,11 +159,7 @@ pub async fn start_logged(
         "--config".to_string(),
         file.0.display().to_string(),
     ];
-    let env: Vec<(String, String)> = if log.is_empty() {
-        Vec::new()
-    } else {
-        vec![("RUST_LOG".to_string(), log.to_string())]
-    };
+    let env = vec![("RUST_LOG".to_string(), log.to_string())];
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut process = PubsubdProcess::spawn(BIN, &args, &env_refs)?;
     process.wait_for_log("component connected", READY).await?;
