@@ -282,6 +282,33 @@ impl Drop for Scratch {
 }
 
 #[test]
+fn the_quickstart_runs_what_try_it_runs() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README");
+    let quick = &readme[readme
+        .find("\n## Quickstart\n")
+        .expect("a Quickstart section")..];
+    let run = quick
+        .lines()
+        .find(|l| l.starts_with("cargo run"))
+        .expect("a run command");
+    let try_it = read_try_it();
+    assert_eq!(
+        run.replace("--release ", ""),
+        try_it.terminals[1][0],
+        "the Quickstart's run command is the one Try it runs (tested there)"
+    );
+    let test = quick
+        .lines()
+        .find(|l| l.starts_with("cargo test"))
+        .expect("a test command");
+    let ci = std::fs::read_to_string(Path::new(ROOT).join(".ci/run")).expect(".ci/run");
+    assert!(
+        ci.lines().any(|l| l.trim() == test),
+        "`.ci/run` runs the README's test command `{test}`"
+    );
+}
+
+#[test]
 fn every_example_explains_itself_with_help() {
     for (example, flags) in [
         (
