@@ -14,6 +14,7 @@ pub mod job_events;
 pub mod jobs;
 pub mod postgres;
 pub mod records;
+pub mod sql;
 pub mod sqlite;
 pub mod status;
 

@@ -21,7 +21,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
-use super::jobs::{insert_jobs, JobWaiter};
+use super::jobs::JobWaiter;
 use super::{SqliteStore, NOW};
 use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
 use crate::store::fanout::{
@@ -511,7 +511,7 @@ impl FanoutStore for SqliteStore {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        let queued = insert_jobs(&mut tx, jobs).await?;
+        let queued = SqliteStore::insert_jobs(&mut tx, jobs).await?;
         self.commit(tx, queued).await?;
         Ok(())
     }
