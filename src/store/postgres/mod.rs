@@ -108,12 +108,26 @@ impl PgStore {
     ) -> Result<(), sqlx::Error> {
         tx.commit().await
     }
+
+    /// A list parameter for [`Backend::in_list`]: an array.
+    pub(crate) fn list<T>(values: &[T]) -> &[T] {
+        values
+    }
+
+    /// The lease parameter of [`Backend::LEASE_UNTIL`]: seconds.
+    pub(crate) fn lease_param(lease: Duration) -> f64 {
+        lease.as_secs_f64()
+    }
 }
 
 impl Backend for PgStore {
     type Db = Postgres;
     const NOW: &'static str = "now()";
-    const JSON_ELEMENTS: &'static str = "jsonb_array_elements_text";
+    fn in_list(param: &str) -> String {
+        format!("= ANY({param})")
+    }
+    const UUID: &'static str = "::uuid";
+    const LEASE_UNTIL: &'static str = "now() + make_interval(secs => $2)";
     const LOCK_ROW: &'static str = " FOR UPDATE";
     const NEXT_SEQ: &'static str = "SELECT nextval('item_seq')";
     const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(

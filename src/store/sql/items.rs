@@ -10,7 +10,6 @@
 macro_rules! item_store {
     ($store:ty, { $($extra:tt)* }) => {
         const _: () = {
-            use sqlx::types::Json;
             use sqlx::{AssertSqlSafe, Database, Row};
 
             use $crate::domain::ItemId;
@@ -115,14 +114,12 @@ macro_rules! item_store {
         let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
         let gone: Vec<String> = sqlx::query_scalar(
             AssertSqlSafe(format!(
-                "DELETE FROM items
-                 WHERE node_pk = $1 AND item_id IN (SELECT value FROM {}($2))
-                 RETURNING item_id",
-                <$store>::JSON_ELEMENTS
+                "DELETE FROM items WHERE node_pk = $1 AND item_id {} RETURNING item_id",
+                <$store>::in_list("$2")
             )),
         )
         .bind(node_pk)
-        .bind(Json(&wanted))
+        .bind(Self::list(&wanted))
         .fetch_all(&mut *tx)
         .await?;
         let queued = if gone.is_empty() {
@@ -163,11 +160,11 @@ macro_rules! item_store {
                 let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
                 let rows = sqlx::query(AssertSqlSafe(format!(
                     "SELECT {ITEM_COLUMNS} FROM items
-                     WHERE node_pk = $1 AND item_id IN (SELECT value FROM {elements}($2))",
-                    elements = <$store>::JSON_ELEMENTS
+                     WHERE node_pk = $1 AND item_id {ids}",
+                    ids = <$store>::in_list("$2")
                 )))
                 .bind(node_pk)
-                .bind(Json(&wanted))
+                .bind(Self::list(&wanted))
                 .fetch_all(pool)
                 .await?;
                 // In the order asked for.

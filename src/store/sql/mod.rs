@@ -10,10 +10,17 @@
 //! in-process signal), and PostgreSQL's one-statement publishes (DML inside `WITH`).
 //!
 //! Rows are decoded once, in [`rows`], generic over the row type.
+//!
+//! Besides [`Backend`], each backend has inherent methods of the same names that the
+//! macros call: `pool()`, `write_tx()` (`BEGIN`, or `BEGIN IMMEDIATE` on SQLite),
+//! `commit(tx, queued)` (which wakes SQLite's workers), `insert_jobs(conn, jobs)`
+//! (which notifies on PostgreSQL), `list(values)` (an array, or a JSON array) and
+//! `lease_param(lease)`.
 
 pub mod rows;
 
 pub mod affiliations;
+pub mod fanout;
 pub mod item_seq;
 pub mod items;
 pub mod nodes;
@@ -21,6 +28,7 @@ pub mod service;
 pub mod subscriptions;
 
 pub(crate) use affiliations::affiliation_store;
+pub(crate) use fanout::fanout_store;
 pub(crate) use item_seq::item_seq_store;
 pub(crate) use items::item_store;
 pub(crate) use nodes::node_store;
@@ -34,9 +42,15 @@ pub trait Backend {
     type Db: sqlx::Database;
     /// An expression for the current time, in the format of the time columns.
     const NOW: &'static str;
-    /// A table function with one `value` column: the text elements of a JSON array
-    /// parameter (lists of ids travel as one JSON array on both backends).
-    const JSON_ELEMENTS: &'static str;
+    /// Compares a column with every element of the list parameter `param` (bound with
+    /// the backend's `list`): `= ANY($n)` over an array on PostgreSQL, `IN` the
+    /// elements of a JSON array on SQLite, which has no arrays.
+    fn in_list(param: &str) -> String;
+    /// What makes the text parameter that follows a lease owner (a UUID).
+    const UUID: &'static str;
+    /// An expression for now plus the lease in `$2` (bound with the backend's
+    /// `lease_param`), in the format of the time columns.
+    const LEASE_UNTIL: &'static str;
     /// What makes a `SELECT` of one row lock it until the transaction ends (`""` where
     /// write transactions are serialised anyway).
     const LOCK_ROW: &'static str;

@@ -186,6 +186,17 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// A list parameter for [`Backend::in_list`]: a JSON array.
+    pub(crate) fn list<T: serde::Serialize>(values: &[T]) -> sqlx::types::Json<&[T]> {
+        sqlx::types::Json(values)
+    }
+
+    /// The lease parameter of [`Backend::LEASE_UNTIL`]: the SQLite date modifier that
+    /// adds `lease` to now (millisecond precision, like the column).
+    pub(crate) fn lease_param(lease: Duration) -> String {
+        format!("+{:.3} seconds", lease.as_secs_f64())
+    }
+
     /// Commits `tx`, then wakes the fan-out workers if it queued jobs (`queued` > 0):
     /// only after the commit can they see them.
     pub(crate) async fn commit(
@@ -229,7 +240,13 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, String> {
 impl Backend for SqliteStore {
     type Db = Sqlite;
     const NOW: &'static str = NOW;
-    const JSON_ELEMENTS: &'static str = "json_each";
+    fn in_list(param: &str) -> String {
+        format!("IN (SELECT value FROM json_each({param}))")
+    }
+    const UUID: &'static str = "";
+    // Now plus the lease, in the format of every time column (string order is time
+    // order); `$2` is a date modifier such as `+30.000 seconds`.
+    const LEASE_UNTIL: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', $2)";
     // Write transactions hold the file's write lock from their first statement.
     const LOCK_ROW: &'static str = "";
     // PostgreSQL's `nextval('item_seq')`: a one-row counter, taken inside the write
