@@ -114,9 +114,9 @@ impl PgStore {
         values
     }
 
-    /// The lease parameter of [`Backend::LEASE_UNTIL`]: seconds.
-    pub(crate) fn lease_param(lease: Duration) -> f64 {
-        lease.as_secs_f64()
+    /// The parameter of [`Backend::now_plus`]: seconds.
+    pub(crate) fn seconds(secs: f64) -> f64 {
+        secs
     }
 }
 
@@ -127,8 +127,11 @@ impl Backend for PgStore {
         format!("= ANY({param})")
     }
     const UUID: &'static str = "::uuid";
-    const LEASE_UNTIL: &'static str = "now() + make_interval(secs => $2)";
+    fn now_plus(param: &str) -> String {
+        format!("now() + make_interval(secs => {param})")
+    }
     const LOCK_ROW: &'static str = " FOR UPDATE";
+    const LOCK_ROW_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const NEXT_SEQ: &'static str = "SELECT nextval('item_seq')";
     const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state, 'options', s.options)

@@ -63,11 +63,11 @@ macro_rules! fanout_store {
                 ) -> Result<bool, StoreError> {
                     let done = sqlx::query(AssertSqlSafe(format!(
                         "UPDATE fanout_jobs SET lease_until = {} WHERE {}",
-                        <$store>::LEASE_UNTIL,
+                        <$store>::now_plus("$2"),
                         owned("$3")
                     )))
                     .bind(owner.to_string())
-                    .bind(Self::lease_param(lease))
+                    .bind(Self::seconds(lease.as_secs_f64()))
                     .bind(Self::list(jobs))
                     .execute(self.pool())
                     .await?;
@@ -83,11 +83,11 @@ macro_rules! fanout_store {
                 ) -> Result<bool, StoreError> {
                     let done = sqlx::query(AssertSqlSafe(format!(
                         "UPDATE fanout_jobs SET cursor = $4, lease_until = {} WHERE {}",
-                        <$store>::LEASE_UNTIL,
+                        <$store>::now_plus("$2"),
                         owned("$3")
                     )))
                     .bind(owner.to_string())
-                    .bind(Self::lease_param(lease))
+                    .bind(Self::seconds(lease.as_secs_f64()))
                     .bind(Self::list(jobs))
                     .bind(cursor)
                     .execute(self.pool())

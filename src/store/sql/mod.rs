@@ -15,7 +15,7 @@
 //! macros call: `pool()`, `write_tx()` (`BEGIN`, or `BEGIN IMMEDIATE` on SQLite),
 //! `commit(tx, queued)` (which wakes SQLite's workers), `insert_jobs(conn, jobs)`
 //! (which notifies on PostgreSQL), `list(values)` (an array, or a JSON array) and
-//! `lease_param(lease)`.
+//! `seconds(s)` (for [`Backend::now_plus`]).
 
 pub mod rows;
 
@@ -48,12 +48,15 @@ pub trait Backend {
     fn in_list(param: &str) -> String;
     /// What makes the text parameter that follows a lease owner (a UUID).
     const UUID: &'static str;
-    /// An expression for now plus the lease in `$2` (bound with the backend's
-    /// `lease_param`), in the format of the time columns.
-    const LEASE_UNTIL: &'static str;
+    /// An expression for now plus the seconds in parameter `param` (bound with the
+    /// backend's `seconds`), in the format of the time columns.
+    fn now_plus(param: &str) -> String;
     /// What makes a `SELECT` of one row lock it until the transaction ends (`""` where
     /// write transactions are serialised anyway).
     const LOCK_ROW: &'static str;
+    /// [`LOCK_ROW`](Self::LOCK_ROW) for a claim that skips rows another transaction
+    /// holds, instead of waiting for them (`""` on SQLite: one process per file).
+    const LOCK_ROW_SKIP_LOCKED: &'static str;
     /// A statement returning the next number of the global publish order.
     const NEXT_SEQ: &'static str;
     /// A JSON array of a subscription row `s`'s columns, as [`rows::SubscriptionJson`]

@@ -109,10 +109,10 @@ async fn claim_node(
         "UPDATE fanout_jobs SET lease_owner = ?1, lease_until = {}
          WHERE node_pk = ?3 AND id <= ?4
          RETURNING id, kind, payload_xml, message_type, target_jid, cursor",
-        SqliteStore::LEASE_UNTIL
+        SqliteStore::now_plus("?2")
     )))
     .bind(owner.to_string())
-    .bind(SqliteStore::lease_param(lease))
+    .bind(SqliteStore::seconds(lease.as_secs_f64()))
     .bind(node_pk)
     .bind(last)
     .fetch_all(&mut *conn)
@@ -307,14 +307,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lease_modifiers_are_sqlite_date_modifiers_in_seconds() {
-        assert_eq!(
-            SqliteStore::lease_param(Duration::from_secs(30)),
-            "+30.000 seconds"
-        );
-        assert_eq!(
-            SqliteStore::lease_param(Duration::from_millis(1500)),
-            "+1.500 seconds"
-        );
+    fn seconds_are_sqlite_date_modifiers() {
+        assert_eq!(SqliteStore::seconds(30.0), "+30.000 seconds");
+        assert_eq!(SqliteStore::seconds(1.5), "+1.500 seconds");
+        assert_eq!(SqliteStore::seconds(-86400.0), "-86400.000 seconds");
     }
 }

@@ -191,10 +191,10 @@ impl SqliteStore {
         sqlx::types::Json(values)
     }
 
-    /// The lease parameter of [`Backend::LEASE_UNTIL`]: the SQLite date modifier that
-    /// adds `lease` to now (millisecond precision, like the column).
-    pub(crate) fn lease_param(lease: Duration) -> String {
-        format!("+{:.3} seconds", lease.as_secs_f64())
+    /// The parameter of [`Backend::now_plus`]: the SQLite date modifier that adds
+    /// `secs` to now (millisecond precision, like the columns).
+    pub(crate) fn seconds(secs: f64) -> String {
+        format!("{secs:+.3} seconds")
     }
 
     /// Commits `tx`, then wakes the fan-out workers if it queued jobs (`queued` > 0):
@@ -244,11 +244,14 @@ impl Backend for SqliteStore {
         format!("IN (SELECT value FROM json_each({param}))")
     }
     const UUID: &'static str = "";
-    // Now plus the lease, in the format of every time column (string order is time
-    // order); `$2` is a date modifier such as `+30.000 seconds`.
-    const LEASE_UNTIL: &'static str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', $2)";
+    // In the format of every time column (string order is time order); the parameter
+    // is a date modifier such as `+30.000 seconds`.
+    fn now_plus(param: &str) -> String {
+        format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', {param})")
+    }
     // Write transactions hold the file's write lock from their first statement.
     const LOCK_ROW: &'static str = "";
+    const LOCK_ROW_SKIP_LOCKED: &'static str = "";
     // PostgreSQL's `nextval('item_seq')`: a one-row counter, taken inside the write
     // transaction.
     const NEXT_SEQ: &'static str =
