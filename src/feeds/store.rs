@@ -386,7 +386,7 @@ where
 {
     let pk: i64 = r.try_get("pk")?;
     let bad = |what: &str, e: String| {
-        StoreError::Backend(format!("feed {pk}: stored {what} is not valid: {e}"))
+        StoreError::Corrupt(format!("feed {pk}: stored {what} is not valid: {e}"))
     };
     let url: String = r.try_get("url")?;
     let node: String = r.try_get("node")?;

@@ -1,5 +1,5 @@
 //! Turning stored column values into records, for every backend. A value that does not
-//! parse (a JID or id that was valid when written but is not now) is a backend error,
+//! parse (a JID or id that was valid when written but is not now) is a [`StoreError::Corrupt`],
 //! never a panic. The backends only read their columns and hand them here.
 
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use crate::store::jobs::JobKind;
 use crate::store::{ItemRecord, NodeRecord, StoreError, SubscriptionRecord};
 
 fn bad(what: &str, value: &str) -> StoreError {
-    StoreError::Backend(format!("stored {what} `{value}` does not parse"))
+    StoreError::Corrupt(format!("stored {what} `{value}` does not parse"))
 }
 
 pub fn node_id(s: &str) -> Result<NodeId, StoreError> {
