@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, Database};
+use crate::feeds::store::FeedStore;
 use crate::protocol::Service;
 use crate::router::Router;
 use crate::store::fanout::FanoutStore;
@@ -15,7 +16,6 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::xmpp::{ConnectionState, Outbound, Supervisor};
 use crate::{shutdown, store::StoreError, xmpp::ConnectError};
-use sqlx::PgPool;
 
 /// How long shutdown waits for the connection to flush and close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -74,8 +74,10 @@ pub struct OpenStore {
     pub presence: Arc<dyn FanoutStore>,
     /// Commits that queued jobs (every publish), for the gateway's event streams.
     pub job_events: JobEvents,
-    /// The PostgreSQL pool, for feed ingestion (PostgreSQL only so far); `None` on SQLite.
-    pub postgres: Option<PgPool>,
+    /// The feed tables, for feed ingestion and `pubsubd feed`.
+    pub feeds: FeedStore,
+    /// Whether the store serves one instance only (SQLite).
+    pub single_instance: bool,
 }
 
 /// Opens the configured backend with a pool of `pool` connections and applies its
@@ -102,9 +104,10 @@ pub async fn open_store(
             Ok(OpenStore {
                 fanout,
                 presence: store.clone(),
+                feeds: FeedStore::postgres(store.as_ref().clone()),
                 store,
-                job_events: JobEvents::Postgres(pool.clone()),
-                postgres: Some(pool),
+                job_events: JobEvents::Postgres(pool),
+                single_instance: false,
             })
         }
         Database::Sqlite(path) => {
@@ -127,13 +130,15 @@ pub async fn open_store(
                 );
             }
             let job_events = JobEvents::Sqlite(store.job_signal().clone());
+            let feeds = FeedStore::sqlite(store.clone());
             let store = Arc::new(store);
             Ok(OpenStore {
                 fanout: store.clone(),
                 presence: store.clone(),
                 job_events,
                 store,
-                postgres: None,
+                feeds,
+                single_instance: true,
             })
         }
     }
@@ -169,7 +174,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         fanout: fanout_store,
         presence: presence_store,
         job_events,
-        postgres,
+        feeds,
+        single_instance,
     } = open_store(
         &cfg.database,
         cfg.db_pool,
@@ -180,7 +186,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
 
     let identity = crate::xmpp::stranger::StoreIdentity {
         tag: store.store_tag().await?,
-        single_instance: postgres.is_none(),
+        single_instance,
     };
     let store_for_retention = store.clone();
     // One outgoing queue per component connection. Answers, presence and admin traffic
@@ -268,7 +274,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 store: store_for_retention.clone(),
                 connection: connection_state.clone(),
                 multicast: multicast.clone(),
-                feeds: postgres.clone().map(crate::feeds::store::FeedStore::new),
+                feeds: Some(feeds.clone()),
                 metrics: metrics_handle.clone(),
             },
             stop_tx.subscribe(),
@@ -296,7 +302,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         None => None,
     };
     let (feeds_stop, feeds_stop_rx) = tokio::sync::watch::channel(false);
-    let feeds = start_feeds(&cfg.feeds, pubsub_for_edges, postgres, feeds_stop_rx)
+    let feeds = crate::feeds::start(&cfg.feeds, pubsub_for_edges, feeds, feeds_stop_rx)
         .await
         .map_err(|message| StartError::Config {
             file: cfg.source.as_ref().map_or_else(
@@ -366,27 +372,6 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     retention.abort();
     tracing::info!("pubsubd stopped");
     Ok(())
-}
-
-/// Feed ingestion keeps its tables in PostgreSQL only (no SQLite schema for them yet):
-/// on SQLite it is off, and configured feeds are a start-up error rather than ignored.
-async fn start_feeds(
-    cfg: &crate::feeds::FeedsConfig,
-    pubsub: Arc<crate::pubsub::Pubsub>,
-    postgres: Option<PgPool>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    match postgres {
-        Some(pool) => crate::feeds::start(cfg, pubsub, pool, stop).await,
-        None if !cfg.feeds.is_empty() => Err(
-            "`feed` entries are configured, but feed ingestion needs PostgreSQL: set `database` to a postgres:// URL"
-                .into(),
-        ),
-        None => {
-            tracing::info!("feed ingestion off: it needs PostgreSQL");
-            Ok(None)
-        }
-    }
 }
 
 async fn connection_ended(handles: &[tokio::task::JoinHandle<()>]) {

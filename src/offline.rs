@@ -15,7 +15,7 @@ use crate::cli::{FeedAction, PublishArgs};
 use crate::config::AdminConfig;
 use crate::domain::{ItemId, NodeId};
 use crate::feeds::config::{parse_duration, FeedSpec};
-use crate::feeds::store::{FeedStore, Source};
+use crate::feeds::store::Source;
 use crate::gateway::payload::{parse_payload, BodyKind};
 use crate::pubsub::items::Publication;
 use crate::pubsub::{Policy, Pubsub};
@@ -99,11 +99,7 @@ fn read_input(path: &std::path::Path) -> Result<Vec<u8>, String> {
 
 /// `pubsubd feed add|list|remove`.
 pub async fn feed(cfg: AdminConfig, action: FeedAction) -> Result<(), String> {
-    let pool = connect(&cfg)
-        .await?
-        .postgres
-        .ok_or("feeds need PostgreSQL: give --database postgres://…")?;
-    let store = FeedStore::new(pool);
+    let store = connect(&cfg).await?.feeds;
     match action {
         FeedAction::Add(a) => {
             let interval = a.interval.as_deref().map(parse_duration).transpose()?;

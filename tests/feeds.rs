@@ -1,7 +1,7 @@
 //! Feed ingestion acceptance tests: a local HTTP server in the test serves changing
 //! Atom and RSS feeds (and hostile ones); pubsubd polls them into nodes, which an XMPP
-//! client reads with a pubsub `<items/>` request. Always on PostgreSQL: feed ingestion
-//! has no SQLite tables yet.
+//! client reads with a pubsub `<items/>` request. On PostgreSQL and on SQLite (the
+//! default store): feed ingestion runs the same statements on both.
 
 mod common;
 
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::items::*;
 use common::*;
-use pubsubd_testkit::{both_servers, stanza};
+use pubsubd_testkit::{both_servers, both_stores, stanza};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The body of the "huge" feeds: ten times the default 5 MB cap.
@@ -186,7 +186,8 @@ async fn wait_until(what: &str, check: impl Fn() -> bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-both_servers!(postgres feed_entries_appear_once_updates_overwrite_and_conditional_gets_are_used,
+both_servers!(
+    feed_entries_appear_once_updates_overwrite_and_conditional_gets_are_used,
     |server| async move {
         let feeds = Arc::new(Feeds::default());
         *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (
@@ -327,7 +328,8 @@ both_servers!(postgres feed_entries_appear_once_updates_overwrite_and_conditiona
     }
 );
 
-both_servers!(postgres hostile_feeds_leave_the_service_and_other_feeds_healthy,
+both_servers!(
+    hostile_feeds_leave_the_service_and_other_feeds_healthy,
     |server| async move {
         let feeds = Arc::new(Feeds::default());
         *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (
@@ -420,16 +422,25 @@ both_servers!(postgres hostile_feeds_leave_the_service_and_other_feeds_healthy,
 );
 
 /// The lease: of many instances claiming at once, one gets a due feed; nobody gets it
-/// again until its lease is released and it is due again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// again until its lease is released and it is due again. (On SQLite the claimers are
+/// the pollers of one process.)
 async fn a_feed_is_leased_to_one_instance_at_a_time() -> anyhow::Result<()> {
     use pubsubd::feeds::config::FeedSpec;
     use pubsubd::feeds::store::{FeedStore, PollRecord, Source};
 
-    let db = pubsubd_testkit::TestDb::create().await?;
-    let pg = pubsubd::store::postgres::PgStore::connect(db.url(), 12).await?;
-    pg.migrate().await?;
-    let store = FeedStore::new(pg.pool().clone());
+    let db = pubsubd_testkit::TestStore::create().await?;
+    let store = match &db {
+        pubsubd_testkit::TestStore::Postgres(db) => {
+            let pg = pubsubd::store::postgres::PgStore::connect(db.url(), 12).await?;
+            pg.migrate().await?;
+            FeedStore::postgres(pg)
+        }
+        pubsubd_testkit::TestStore::Sqlite(db) => {
+            let lite = pubsubd::store::sqlite::SqliteStore::open(db.path(), 4).await?;
+            lite.migrate().await?;
+            FeedStore::sqlite(lite)
+        }
+    };
     let spec = FeedSpec::new(
         "http://127.0.0.1:9/feed",
         "leased",
@@ -470,6 +481,7 @@ async fn a_feed_is_leased_to_one_instance_at_a_time() -> anyhow::Result<()> {
     assert!(store.claim(uuid::Uuid::new_v4(), lease).await?.is_none());
     Ok(())
 }
+both_stores!(a_feed_is_leased_to_one_instance_at_a_time);
 
 /// After the fan-out merge: an XMPP subscriber of a feed's node is notified of new and
 /// updated entries.
@@ -527,55 +539,67 @@ async fn feed_entries_are_notified(
     Ok(())
 }
 
-mod feed_entries_are_notified_to_xmpp_subscribers {
-    use super::*;
+both_servers!(
+    feed_entries_are_notified_to_xmpp_subscribers,
+    |server| async move { feed_entries_are_notified(server).await }
+);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn prosody() {
-        feed_entries_are_notified(pubsubd_testkit::shared_prosody())
-            .await
-            .expect("notified");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn ejabberd() {
-        feed_entries_are_notified(pubsubd_testkit::shared_ejabberd())
-            .await
-            .expect("notified");
-    }
-}
-
-/// Feed ingestion keeps its tables in PostgreSQL only: on SQLite, configured feeds stop
-/// the start with one line that says so, instead of being silently ignored.
+/// Feeds on the default store: configured and runtime feeds are polled into nodes on
+/// SQLite, and `pubsubd feed list|add|remove` work beside the running service (they
+/// open the file without its instance lock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn configured_feeds_on_sqlite_refuse_to_start_with_one_line() -> anyhow::Result<()> {
-    let server = pubsubd_testkit::shared_prosody();
-    let db = pubsubd_testkit::TestSqlite::create()?;
-    let slot = server.lease_component();
-    let config = db.dir().join("feeds.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "jid = '{}'\nsecret = '{}'\nserver = '{}'\ndatabase = '{}'\n[feeds]\npublisher = 'feedbot@localhost'\n{}",
-            slot.jid(),
-            slot.secret(),
-            server.component_addr(),
-            db.url(),
-            feed_entry("http://127.0.0.1:9/atom", "feed-sqlite"),
-        ),
-    )?;
-    let mut process = pubsubd_testkit::PubsubdProcess::spawn(
-        BIN,
-        &["run".as_ref(), "--config".as_ref(), config.as_os_str()],
-        &[],
-    )?;
-    let status = process.wait_exit(READY).await?.expect("pubsubd must exit");
-    assert!(!status.success());
-    let log = process.log_contents();
-    let line = log
-        .lines()
-        .find(|l| l.starts_with("pubsubd: "))
-        .unwrap_or_else(|| panic!("a one-line error in:\n{log}"));
-    assert!(line.contains("feed ingestion needs PostgreSQL"), "{line}");
-    Ok(())
+async fn feeds_work_on_sqlite_configured_at_start_and_added_at_run_time() -> anyhow::Result<()> {
+    let outcome = pubsubd_testkit::on_store(pubsubd_testkit::StoreKind::Sqlite, async {
+        let server = pubsubd_testkit::shared_prosody();
+        let feeds = Arc::new(Feeds::default());
+        *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (
+            atom_feed(&[("urn:s:1", "On SQLite", "2024-01-01T00:00:00Z")]),
+            "\"s1\"".into(),
+        );
+        let addr = feed_server(feeds.clone()).await?;
+        let svc = start_with(
+            server,
+            &format!(
+                "[feeds]\npublisher = 'feedbot@localhost'\n{}",
+                feed_entry(&format!("http://{addr}/atom"), "feed-sqlite")
+            ),
+        )
+        .await?;
+        let mut bob = user(server, "bob").await?;
+        let jid = svc.jid().to_owned();
+        let items = wait_items(&mut bob, &jid, "feed-sqlite", WAIT, |i| i.len() == 1).await?;
+        assert_eq!(atom_title(&items[0]).as_deref(), Some("On SQLite"));
+
+        let url = format!("http://{addr}/rss");
+        let (ok, out, err) = svc.cli(&[
+            "feed",
+            "add",
+            "--url",
+            &url,
+            "--node",
+            "feed-sqlite-rss",
+            "--interval",
+            "1s",
+        ])?;
+        assert!(ok, "feed add: {out}{err}");
+        let items = wait_items(&mut bob, &jid, "feed-sqlite-rss", WAIT, |i| !i.is_empty()).await?;
+        assert!(!items.is_empty());
+        let (ok, out, err) = svc.cli(&["feed", "list"])?;
+        assert!(ok, "feed list: {out}{err}");
+        assert!(
+            out.contains("feed-sqlite\t") && out.contains("feed-sqlite-rss\t"),
+            "{out}"
+        );
+        let id = out
+            .lines()
+            .find(|l| l.contains("feed-sqlite-rss"))
+            .and_then(|l| l.split('\t').next())
+            .ok_or_else(|| anyhow::anyhow!("no id in {out}"))?
+            .to_owned();
+        let (ok, out, err) = svc.cli(&["feed", "remove", &id])?;
+        assert!(ok, "feed remove: {out}{err}");
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    outcome.unwrap_or(Ok(()))
 }

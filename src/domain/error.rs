@@ -131,7 +131,37 @@ pub enum DomainError {
     /// The change would leave the node without any owner.
     #[error("a node must keep at least one owner")]
     LastOwner,
-    /// Something failed inside the service; the text is for logs, never for the wire.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Something failed inside the service; `kind` says whether trying again later may
+    /// help, the details are for logs, never for the wire.
+    #[error("internal error ({kind:?}): {details}")]
+    Internal { kind: FailureKind, details: String },
+}
+
+impl DomainError {
+    /// An internal failure of no particular kind.
+    pub fn internal(details: impl Into<String>) -> DomainError {
+        DomainError::Internal {
+            kind: FailureKind::Other,
+            details: details.into(),
+        }
+    }
+}
+
+/// What kind of failure inside the service a [`DomainError::Internal`] is. The store
+/// classifies its errors so (`store::StoreError::kind`); the front ends answer by it:
+/// only [`Unavailable`](Self::Unavailable) tells the requester to try again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The database cannot be reached or answer in time (down, restarting, its pool
+    /// exhausted, SQLite's write lock held too long): the request changed nothing and
+    /// may succeed later.
+    Unavailable,
+    /// A concurrent change took a unique key first.
+    Conflict,
+    /// Another rule of the schema refused the change (foreign key, check, not null).
+    Constraint,
+    /// Stored data pubsubd cannot read.
+    Corrupt,
+    /// Anything else.
+    Other,
 }

@@ -2,8 +2,8 @@
 //! as Atom entries, through the same `Pubsub::publish` as any publisher.
 //!
 //! - [`config`]: `[feeds]` and `[[feed]]`.
-//! - [`store`]: the feed list, leases and per-entry state in PostgreSQL, shared by
-//!   every pubsubd attached to the database.
+//! - [`store`]: the feed list, leases and per-entry state in the store (PostgreSQL or
+//!   SQLite), shared by every pubsubd attached to the database.
 //! - [`fetch`]: the defensive HTTP client (conditional GET, caps, timeouts).
 //! - [`entry`]: feed entry → Atom item, with an item id derived from the entry id.
 //! - [`schedule`]: when to poll next (interval, max-age, backoff, Retry-After).
@@ -21,7 +21,6 @@ pub mod store;
 
 use std::sync::Arc;
 
-use sqlx::postgres::PgPool;
 use tokio::sync::watch;
 use xmpp_parsers::jid::{BareJid, Jid};
 
@@ -41,10 +40,9 @@ pub fn publisher(cfg: &FeedsConfig, pubsub: &Pubsub) -> Option<BareJid> {
 pub async fn start(
     cfg: &FeedsConfig,
     pubsub: Arc<Pubsub>,
-    pool: PgPool,
+    store: store::FeedStore,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    let store = store::FeedStore::new(pool);
     let Some(jid) = publisher(cfg, &pubsub) else {
         if !cfg.feeds.is_empty() {
             return Err(

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::error::FailureKind;
 use crate::domain::DomainError;
 
 /// What `WWW-Authenticate` says on a 401 (RFC 6750).
@@ -16,6 +17,10 @@ const BEARER_CHALLENGE: &str = "Bearer realm=\"pubsubd\"";
 /// `Retry-After` on a 429: token buckets refill continuously, so a second is enough
 /// for a well-behaved client to get a token back.
 const RETRY_AFTER_SECS: &str = "1";
+/// `Retry-After` on a 503 (the database is unavailable): the store gives up on a
+/// connection after 5 s, and a restarting database is usually back within a few
+/// seconds, so asking again sooner would only add load.
+const STORE_RETRY_AFTER_SECS: &str = "5";
 
 /// Why a gateway request failed.
 #[derive(Debug)]
@@ -86,7 +91,17 @@ pub fn status(error: &DomainError, anonymous: bool) -> StatusCode {
         | E::NotAcceptable(_) => StatusCode::BAD_REQUEST,
         // Rate limits (and other "try again later" refusals).
         E::ResourceConstraint => StatusCode::TOO_MANY_REQUESTS,
-        E::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+        // The database is down: try again later (with `Retry-After`). A concurrent
+        // change took a unique key first: a conflict. Anything else: a fault of ours.
+        E::Internal {
+            kind: FailureKind::Unavailable,
+            ..
+        } => StatusCode::SERVICE_UNAVAILABLE,
+        E::Internal {
+            kind: FailureKind::Conflict,
+            ..
+        } => StatusCode::CONFLICT,
+        E::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -101,7 +116,11 @@ fn condition(error: &DomainError) -> &'static str {
         E::NotAuthorized { .. } => "not-authorized",
         E::ClosedNode => "closed-node",
         E::PayloadTooBig => "payload-too-big",
-        E::Internal(_) => "unavailable",
+        E::Internal {
+            kind: FailureKind::Unavailable,
+            ..
+        } => "unavailable",
+        E::Internal { .. } => "internal",
         E::ResourceConstraint => "rate-limited",
         E::LastOwner => "last-owner",
         E::UnsupportedFeature(_) | E::UnsupportedAccessModel(_) => "unsupported",
@@ -126,7 +145,7 @@ impl IntoResponse for ApiError {
             ApiError::Domain { error, anonymous } => {
                 let status = status(&error, anonymous);
                 let message = match &error {
-                    DomainError::Internal(details) => {
+                    DomainError::Internal { details, .. } => {
                         tracing::warn!(error = %details, "gateway request failed");
                         "the service cannot answer right now; try again later".to_string()
                     }
@@ -136,11 +155,15 @@ impl IntoResponse for ApiError {
                 if status == StatusCode::UNAUTHORIZED {
                     challenge(&mut response);
                 }
-                if status == StatusCode::TOO_MANY_REQUESTS {
-                    response.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from_static(RETRY_AFTER_SECS),
-                    );
+                let retry_after = match status {
+                    StatusCode::TOO_MANY_REQUESTS => Some(RETRY_AFTER_SECS),
+                    StatusCode::SERVICE_UNAVAILABLE => Some(STORE_RETRY_AFTER_SECS),
+                    _ => None,
+                };
+                if let Some(secs) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
                 }
                 response
             }
@@ -207,8 +230,18 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            status(&DomainError::Internal("db down".into()), false),
+            status(
+                &DomainError::Internal {
+                    kind: FailureKind::Unavailable,
+                    details: "db down".into()
+                },
+                false
+            ),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(&DomainError::internal("bug"), false),
+            StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(
             status(&DomainError::ResourceConstraint, false),

@@ -175,7 +175,7 @@ pub async fn events(
                     f.done = true;
                     return Some((Ok(error_event(&DomainError::Forbidden)), f));
                 }
-                Err(DomainError::Internal(_)) => {
+                Err(DomainError::Internal { .. }) => {
                     // The database hiccuped: keep the stream, try again on the next wake.
                     f.behind = false;
                 }

@@ -12,6 +12,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
+use crate::domain::error::FailureKind;
 use crate::domain::{DomainError, NotAuthorizedReason};
 
 /// Language of the human-readable `<text/>` the service adds.
@@ -213,11 +214,21 @@ pub fn stanza_error(err: &DomainError, by: Option<Jid>) -> StanzaError {
         E::PolicyViolation(_) => (T::Modify, C::PolicyViolation, None),
         // §8.2.5.2 and §8.9.2.4: a change that would leave no owner is not-acceptable.
         E::LastOwner => (T::Modify, C::NotAcceptable, None),
-        E::Internal(_) => (T::Cancel, C::InternalServerError, None),
+        // RFC 6120 §8.3.3.6; a database that is down may be back soon: type wait, so
+        // the client retries (docs/reliability.md). Any other internal failure: cancel.
+        E::Internal {
+            kind: FailureKind::Unavailable,
+            ..
+        } => (T::Wait, C::InternalServerError, None),
+        E::Internal { .. } => (T::Cancel, C::InternalServerError, None),
     };
 
     let text = match err {
-        E::Internal(_) => "internal server error".to_owned(),
+        E::Internal {
+            kind: FailureKind::Unavailable,
+            ..
+        } => "the service's database is unavailable; try again later".to_owned(),
+        E::Internal { .. } => "internal server error".to_owned(),
         other => other.to_string(),
     };
     StanzaError {
@@ -570,8 +581,17 @@ mod tests {
             None,
         );
         assert_error(
-            DomainError::Internal("db down".into()),
+            DomainError::internal("bug"),
             "cancel",
+            "internal-server-error",
+            None,
+        );
+        assert_error(
+            DomainError::Internal {
+                kind: FailureKind::Unavailable,
+                details: "db down".into(),
+            },
+            "wait",
             "internal-server-error",
             None,
         );
@@ -595,7 +615,7 @@ mod tests {
             None,
         );
         assert!(error.texts["en"].contains("max_items too large"));
-        let internal = stanza_error(&DomainError::Internal("password=hunter2".into()), None);
+        let internal = stanza_error(&DomainError::internal("password=hunter2"), None);
         assert!(!internal.texts["en"].contains("hunter2"));
     }
 }

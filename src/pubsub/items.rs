@@ -219,7 +219,7 @@ impl Pubsub {
         self.commit_batch(&mut batch, &mut results).await;
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(DomainError::Internal("publish not run".into()))))
+            .map(|r| r.unwrap_or_else(|| Err(DomainError::internal("publish not run"))))
             .collect()
     }
 
@@ -299,7 +299,10 @@ impl Pubsub {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "batched publish failed");
-                    Err(DomainError::Internal(e.to_string()))
+                    Err(DomainError::Internal {
+                        kind: e.kind(),
+                        details: e.to_string(),
+                    })
                 }
             });
         }

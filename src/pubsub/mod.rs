@@ -104,8 +104,12 @@ pub(crate) fn context(
     }
 }
 
-/// A store failure as the requester sees it: an internal error, logged with details.
+/// A store failure as the requester sees it: an internal error of the store error's
+/// kind, logged with details.
 pub(crate) fn internal(e: StoreError) -> DomainError {
     tracing::error!(error = %e, "store operation failed");
-    DomainError::Internal(e.to_string())
+    DomainError::Internal {
+        kind: e.kind(),
+        details: e.to_string(),
+    }
 }

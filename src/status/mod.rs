@@ -61,7 +61,7 @@ pub struct Sources {
     pub store: Arc<dyn Store>,
     pub connection: ConnectionState,
     pub multicast: Option<Arc<Multicast>>,
-    /// The feed tables (PostgreSQL only); `None` where feed ingestion is off.
+    /// The feed tables; `None` where feed ingestion is off.
     pub feeds: Option<FeedStore>,
     pub metrics: Option<PrometheusHandle>,
 }
@@ -143,7 +143,7 @@ impl StatusPage {
             None => (None, Reading::Off("not counted yet")),
         };
         let feeds = match &s.feeds {
-            None => Reading::Off("feed ingestion is off: it needs PostgreSQL"),
+            None => Reading::Off("feed ingestion is off"),
             Some(feeds) => match read(feeds.most_failing(LIST_LIMIT)).await {
                 Reading::Got(rows) => Reading::Got(
                     rows.into_iter()

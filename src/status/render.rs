@@ -347,12 +347,12 @@ mod tests {
     fn failures_and_switched_off_parts_say_so() {
         let mut s = snapshot();
         s.backlog = Reading::Failed("database unavailable: <timeout>".into());
-        s.feeds = Reading::Off("feed ingestion needs PostgreSQL");
+        s.feeds = Reading::Off("feed ingestion is off");
         s.multicast = None;
         s.notifications_per_second = None;
         let html = page(&s);
         assert!(html.contains("unavailable: database unavailable: &lt;timeout&gt;"));
-        assert!(html.contains("feed ingestion needs PostgreSQL"));
+        assert!(html.contains("feed ingestion is off"));
         assert!(html.contains("multicast <span id=\"multicast\">off</span>"));
         assert!(html.contains("<span id=\"rate\">measuring</span>"));
         assert!(!html.contains("id=\"pending\""));

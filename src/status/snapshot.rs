@@ -13,7 +13,7 @@ pub enum Reading<T> {
     Got(T),
     /// The read failed or timed out; the message says why.
     Failed(String),
-    /// Not applicable here; the text says why (e.g. feeds need PostgreSQL).
+    /// Not applicable here; the text says why (e.g. feed ingestion is off).
     Off(&'static str),
 }
 

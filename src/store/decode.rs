@@ -1,17 +1,18 @@
 //! Turning stored column values into records, for every backend. A value that does not
-//! parse (a JID or id that was valid when written but is not now) is a backend error,
+//! parse (a JID or id that was valid when written but is not now) is a [`StoreError::Corrupt`],
 //! never a panic. The backends only read their columns and hand them here.
 
 use chrono::{DateTime, Utc};
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::domain::{
-    Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState,
+    Affiliation, ItemId, NodeConfig, NodeId, ShowValue, SubId, SubscribeOptions, SubscriptionState,
 };
+use crate::store::jobs::JobKind;
 use crate::store::{ItemRecord, NodeRecord, StoreError, SubscriptionRecord};
 
 fn bad(what: &str, value: &str) -> StoreError {
-    StoreError::Backend(format!("stored {what} `{value}` does not parse"))
+    StoreError::Corrupt(format!("stored {what} `{value}` does not parse"))
 }
 
 pub fn node_id(s: &str) -> Result<NodeId, StoreError> {
@@ -40,6 +41,34 @@ pub fn sub_id(s: &str) -> Result<SubId, StoreError> {
 
 pub fn subscription_state(s: &str) -> Result<SubscriptionState, StoreError> {
     SubscriptionState::parse(s).map_err(|_| bad("subscription state", s))
+}
+
+pub fn job_kind(s: &str) -> Result<JobKind, StoreError> {
+    JobKind::parse(s).ok_or_else(|| bad("job kind", s))
+}
+
+/// A stored `<show/>`; anything unknown counts as online.
+pub fn show(s: &str) -> ShowValue {
+    ShowValue::parse(s).unwrap_or(ShowValue::Online)
+}
+
+/// A node's configuration as the fan-out engine reads it: one unreadable row must not
+/// stop the delivery of a node's queue, so it falls back to the defaults, logged.
+/// (Requests read configurations with [`node`], where it is an error.)
+pub fn config_or_default(raw: &str, node_pk: i64) -> NodeConfig {
+    serde_json::from_str(raw).unwrap_or_else(|e| {
+        tracing::warn!(node_pk, error = %e, "unreadable node configuration; using defaults");
+        NodeConfig::default()
+    })
+}
+
+/// A subscription's options as the fan-out engine reads them, like
+/// [`config_or_default`].
+pub fn options_or_default(raw: &str, subid: &str) -> SubscribeOptions {
+    serde_json::from_str(raw).unwrap_or_else(|e| {
+        tracing::warn!(subid, error = %e, "unreadable subscription options; using defaults");
+        SubscribeOptions::default()
+    })
 }
 
 /// A node from its columns.

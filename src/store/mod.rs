@@ -14,12 +14,14 @@ pub mod job_events;
 pub mod jobs;
 pub mod postgres;
 pub mod records;
+pub mod sql;
 pub mod sqlite;
 pub mod status;
 
 use async_trait::async_trait;
 use xmpp_parsers::jid::{BareJid, Jid};
 
+use crate::domain::error::FailureKind;
 use crate::domain::{
     Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState,
 };
@@ -30,14 +32,25 @@ pub use records::{
     NodeRecord, Refusal, SubscriptionRecord,
 };
 
-/// What can go wrong in the store. The protocol layer turns every one of these into
-/// `internal-server-error` (or `wait` for a database that is down), never a panic.
+/// What can go wrong in the store, by kind ([`StoreError::kind`]): the front ends answer
+/// a database that is down with "try again later" (XMPP `wait`, HTTP 503 with
+/// `Retry-After`) and anything else as an internal error, never with a panic.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or the connection broke.
+    /// The database cannot be reached, the connection broke, or no connection (or
+    /// SQLite's write lock) came in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// A query failed or returned data pubsubd cannot read.
+    /// A unique key was taken by a concurrent change.
+    #[error("conflicting change: {0}")]
+    Conflict(String),
+    /// Another rule of the schema refused the change.
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    /// Stored data pubsubd cannot read.
+    #[error("stored data unreadable: {0}")]
+    Corrupt(String),
+    /// Any other failure of a statement.
     #[error("database error: {0}")]
     Backend(String),
     /// A migration failed.
@@ -49,17 +62,57 @@ pub enum StoreError {
     InUse(String),
 }
 
+impl StoreError {
+    /// The kind of failure, as the front ends answer it.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            StoreError::Unavailable(_) => FailureKind::Unavailable,
+            StoreError::Conflict(_) => FailureKind::Conflict,
+            StoreError::Constraint(_) => FailureKind::Constraint,
+            StoreError::Corrupt(_) => FailureKind::Corrupt,
+            StoreError::Backend(_) | StoreError::Migrate(_) | StoreError::InUse(_) => {
+                FailureKind::Other
+            }
+        }
+    }
+}
+
+/// PostgreSQL's SQLSTATE classes and codes that mean the server cannot serve now: class
+/// 08 (connection exception), 57P01-57P03 (terminated by an administrator, crashed,
+/// starting up), 53300 (too many connections), and 55000, which is what a new
+/// connection gets from a database that does not accept connections (`ALLOW_CONNECTIONS
+/// false`, during maintenance; no statement of pubsubd's can cause it otherwise).
+fn pg_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
+        use sqlx::error::ErrorKind;
+        let text = e.to_string();
+        match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(text),
             // SQLite's "database is locked": a writer waited longer than its busy
             // timeout. Like a pool timeout, it is worth trying again later.
-            ref busy if sqlite::is_busy(busy) => StoreError::Unavailable(e.to_string()),
-            other => StoreError::Backend(other.to_string()),
+            busy if sqlite::is_busy(busy) => StoreError::Unavailable(text),
+            sqlx::Error::Database(db) => match db.kind() {
+                _ if db.code().is_some_and(|c| pg_unavailable(&c)) => StoreError::Unavailable(text),
+                ErrorKind::UniqueViolation => StoreError::Conflict(text),
+                ErrorKind::ForeignKeyViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::CheckViolation => StoreError::Constraint(text),
+                _ => StoreError::Backend(text),
+            },
+            sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(text),
+            _ => StoreError::Backend(text),
         }
     }
 }
@@ -339,4 +392,22 @@ pub trait AffiliationStore: Send + Sync + 'static {
         node_pk: i64,
         changes: &[AffiliationChange],
     ) -> Result<Result<(), Refusal>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlx_errors_are_classified_by_whether_trying_again_can_help() {
+        let kind = |e: sqlx::Error| StoreError::from(e).kind();
+        assert_eq!(kind(sqlx::Error::PoolTimedOut), FailureKind::Unavailable);
+        assert_eq!(kind(sqlx::Error::PoolClosed), FailureKind::Unavailable);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(kind(sqlx::Error::Io(refused)), FailureKind::Unavailable);
+        assert_eq!(kind(sqlx::Error::Decode("bad".into())), FailureKind::Corrupt);
+        assert_eq!(kind(sqlx::Error::RowNotFound), FailureKind::Other);
+        assert!(pg_unavailable("08006") && pg_unavailable("57P01") && pg_unavailable("55000"));
+        assert!(!pg_unavailable("23505") && !pg_unavailable("42P01"));
+    }
 }

@@ -1,6 +1,6 @@
 //! What the store hands back and takes in: plain records of nodes, items, subscriptions
 //! and affiliations, already parsed into domain types (a row that does not parse is a
-//! [`super::StoreError::Backend`], never a panic).
+//! [`super::StoreError::Corrupt`], never a panic).
 
 use chrono::{DateTime, Utc};
 use xmpp_parsers::jid::{BareJid, Jid};

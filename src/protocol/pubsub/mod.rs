@@ -25,7 +25,7 @@ pub fn finish(req: &IqRequest, answer: Answer) -> String {
         Ok(payload) => reply::result(req, payload),
         Err(e) => {
             match &e {
-                DomainError::Internal(_) => {
+                DomainError::Internal { .. } => {
                     tracing::error!(from = %req.from, id = %req.id, error = %e, "request failed")
                 }
                 _ => tracing::info!(from = %req.from, id = %req.id, error = %e, "request refused"),

@@ -1,4 +1,4 @@
-//! [`FanoutStore`] for PostgreSQL: job claims under leases, the subscriber walk, and the
+//! [`FanoutStore`](crate::store::fanout::FanoutStore) for PostgreSQL: job claims under leases, the subscriber walk, and the
 //! shared presence table.
 //!
 //! Claiming is safe with several pubsubd processes on one database: candidate nodes are
@@ -9,18 +9,20 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{PgConnection, Row};
 
-use super::jobs::{insert_job, JOBS_CHANNEL};
+use super::jobs::JOBS_CHANNEL;
 use super::liveness::live_lease;
 use super::PgStore;
-use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
+use crate::domain::{NodeConfig, ShowValue};
+use crate::store::decode;
 use crate::store::fanout::{
-    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead,
-    JobListener, LastItem, LeaseOwner, Liveness, Resource, SessionKey, Subscriber,
+    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, JobHead, JobListener,
+    LeaseOwner, Liveness, SessionKey, Subscriber,
 };
-use crate::store::jobs::{JobKind, JobTarget, NewJob};
+use crate::store::jobs::JobTarget;
+use crate::store::sql::fanout::subscriber;
 use crate::store::StoreError;
 
 /// How many candidate nodes one claim looks at. Nodes are tried oldest head first; most
@@ -104,28 +106,6 @@ fn secs(d: Duration) -> f64 {
 /// nodes share a lock; that only makes a claimer skip a node it could have taken.
 fn node_lock_key(node_pk: i64) -> i32 {
     node_pk.rem_euclid(i64::from(i32::MAX)) as i32
-}
-
-fn parse_kind(s: &str) -> Result<JobKind, StoreError> {
-    JobKind::parse(s).ok_or_else(|| StoreError::Backend(format!("unknown job kind {s:?}")))
-}
-
-fn parse_options(raw: &str, subid: &str) -> SubscribeOptions {
-    serde_json::from_str(raw).unwrap_or_else(|e| {
-        tracing::warn!(subid, error = %e, "unreadable subscription options; using defaults");
-        SubscribeOptions::default()
-    })
-}
-
-fn parse_config(raw: &str, node_pk: i64) -> NodeConfig {
-    serde_json::from_str(raw).unwrap_or_else(|e| {
-        tracing::warn!(node_pk, error = %e, "unreadable node configuration; using defaults");
-        NodeConfig::default()
-    })
-}
-
-fn parse_show(s: &str) -> ShowValue {
-    ShowValue::parse(s).unwrap_or(ShowValue::Online)
 }
 
 /// The jobs at the head of one candidate node, as read under its lock.
@@ -221,7 +201,7 @@ impl PgStore {
             };
             node.ids.push(r.try_get("id")?);
             node.heads.push(JobHead {
-                kind: parse_kind(r.try_get("kind")?)?,
+                kind: decode::job_kind(r.try_get("kind")?)?,
                 to_subscribers: r.try_get("to_subscribers")?,
                 cursor: r.try_get("cursor")?,
                 payload_bytes: r.try_get::<i64, _>("bytes")?.max(0) as u64,
@@ -282,7 +262,7 @@ impl PgStore {
                 r.try_get("cursor")?,
                 ClaimedJob {
                     id: r.try_get("id")?,
-                    kind: parse_kind(r.try_get("kind")?)?,
+                    kind: decode::job_kind(r.try_get("kind")?)?,
                     payload_xml: r.try_get("payload_xml")?,
                     headline: r.try_get::<&str, _>("message_type")? == "headline",
                     target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
@@ -301,7 +281,7 @@ impl PgStore {
             found.push((
                 pk,
                 r.try_get::<String, _>("name")?,
-                parse_config(r.try_get("config")?, pk),
+                decode::config_or_default(r.try_get("config")?, pk),
             ));
         }
         let mut batches = Vec::with_capacity(node_pks.len());
@@ -334,19 +314,6 @@ impl PgStore {
         }
         Ok(batches)
     }
-}
-
-fn subscriber(r: &PgRow) -> Result<Subscriber, StoreError> {
-    let subid: String = r.try_get("subid")?;
-    Ok(Subscriber {
-        pk: r.try_get("pk")?,
-        jid: r.try_get("jid")?,
-        bare_jid: r.try_get("bare_jid")?,
-        options: parse_options(r.try_get("options")?, &subid),
-        subid,
-        // Filled in by the page's probe.
-        shares_bare_jid: false,
-    })
 }
 
 /// Sets `shares_bare_jid` on the subscriptions of a whole node whose bare JID has
@@ -490,8 +457,7 @@ impl JobListener for PgJobListener {
     }
 }
 
-#[async_trait]
-impl FanoutStore for PgStore {
+crate::store::sql::fanout_store!(PgStore, {
     fn liveness(&self) -> Liveness {
         self.liveness.clone()
     }
@@ -531,93 +497,6 @@ impl FanoutStore for PgStore {
             tx.commit().await?;
         }
         Ok(batches)
-    }
-
-    async fn renew(
-        &self,
-        owner: LeaseOwner,
-        jobs: &[i64],
-        lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE fanout_jobs SET lease_until = now() + make_interval(secs => $2)
-             WHERE id = ANY($3) AND lease_owner = $1::uuid",
-        )
-        .bind(owner.to_string())
-        .bind(secs(lease))
-        .bind(jobs)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == jobs.len() as u64)
-    }
-
-    async fn save_cursor(
-        &self,
-        owner: LeaseOwner,
-        jobs: &[i64],
-        cursor: i64,
-        lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE fanout_jobs SET cursor = $4, lease_until = now() + make_interval(secs => $2)
-             WHERE id = ANY($3) AND lease_owner = $1::uuid",
-        )
-        .bind(owner.to_string())
-        .bind(secs(lease))
-        .bind(jobs)
-        .bind(cursor)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == jobs.len() as u64)
-    }
-
-    async fn complete(
-        &self,
-        owner: LeaseOwner,
-        jobs: &[i64],
-        node_pk: i64,
-        delete_node: bool,
-    ) -> Result<bool, StoreError> {
-        const DELETE_JOBS: &str =
-            "DELETE FROM fanout_jobs WHERE id = ANY($2) AND lease_owner = $1::uuid";
-        if !delete_node {
-            // One statement, one round trip. A batch's jobs are leased, renewed and lost
-            // together, so either all of them are still ours or none is.
-            let done = sqlx::query(DELETE_JOBS)
-                .bind(owner.to_string())
-                .bind(jobs)
-                .execute(self.pool())
-                .await?;
-            return Ok(done.rows_affected() == jobs.len() as u64);
-        }
-        let mut tx = self.pool().begin().await?;
-        let done = sqlx::query(DELETE_JOBS)
-            .bind(owner.to_string())
-            .bind(jobs)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != jobs.len() as u64 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM nodes WHERE pk = $1")
-            .bind(node_pk)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn release(&self, owner: LeaseOwner, jobs: &[i64]) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE fanout_jobs SET lease_owner = NULL, lease_until = NULL, lease_session = NULL
-             WHERE id = ANY($2) AND lease_owner = $1::uuid",
-        )
-        .bind(owner.to_string())
-        .bind(jobs)
-        .execute(self.pool())
-        .await?;
-        Ok(())
     }
 
     async fn subscribers(
@@ -708,25 +587,6 @@ impl FanoutStore for PgStore {
         Ok(pages)
     }
 
-    async fn available_resources(&self, bare_jids: &[String]) -> Result<Vec<Resource>, StoreError> {
-        if bare_jids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query("SELECT jid, bare_jid, show FROM presence WHERE bare_jid = ANY($1)")
-            .bind(bare_jids)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Resource {
-                    jid: r.try_get("jid")?,
-                    bare_jid: r.try_get("bare_jid")?,
-                    show: parse_show(r.try_get("show")?),
-                })
-            })
-            .collect()
-    }
-
     async fn listen(&self) -> Result<Box<dyn JobListener>, StoreError> {
         let mut listener = PgListener::connect_with(self.pool()).await?;
         listener.listen(JOBS_CHANNEL).await?;
@@ -752,78 +612,7 @@ impl FanoutStore for PgStore {
         .await?;
         Ok(inserted)
     }
-
-    async fn resource_unavailable(&self, jid: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM presence WHERE jid = $1")
-            .bind(jid)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    async fn forget_presence(&self, bare_jid: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM presence WHERE bare_jid = $1")
-            .bind(bare_jid)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    async fn last_items_on_presence(
-        &self,
-        bare_jid: &str,
-        full_jid: &str,
-    ) -> Result<Vec<LastItem>, StoreError> {
-        // One row per node; a full-JID subscription wins over the bare one (its options
-        // are the more specific wish).
-        let rows = sqlx::query(
-            "SELECT DISTINCT ON (n.pk)
-                    n.pk, n.name, n.config::text AS config, s.subid, s.options::text AS options,
-                    i.item_id, i.publisher, i.payload, i.published_at
-             FROM subscriptions s
-             JOIN nodes n ON n.pk = s.node_pk AND NOT n.deleted
-             CROSS JOIN LATERAL (
-                 SELECT item_id, publisher, payload, published_at FROM items
-                 WHERE node_pk = n.pk ORDER BY seq DESC LIMIT 1
-             ) i
-             WHERE s.bare_jid = $1 AND (s.jid = $1 OR s.jid = $2) AND s.state = 'subscribed'
-               AND n.config->>'send_last_published_item' = 'on_sub_and_presence'
-             ORDER BY n.pk, (s.jid = $2) DESC",
-        )
-        .bind(bare_jid)
-        .bind(full_jid)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let node_pk: i64 = r.try_get("pk")?;
-                let subid: String = r.try_get("subid")?;
-                Ok(LastItem {
-                    node_pk,
-                    node_name: r.try_get("name")?,
-                    config: parse_config(r.try_get("config")?, node_pk),
-                    options: parse_options(r.try_get("options")?, &subid),
-                    item_id: r.try_get("item_id")?,
-                    publisher: r.try_get("publisher")?,
-                    payload: r.try_get("payload")?,
-                    published_at: r.try_get("published_at")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn queue_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool().begin().await?;
-        for job in jobs {
-            insert_job(&mut tx, job).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-}
+});
 
 #[cfg(test)]
 mod tests {

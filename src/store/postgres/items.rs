@@ -1,36 +1,12 @@
-//! Items in PostgreSQL: publish (with trimming to `max_items`), retract, purge and
-//! retrieval newest first, by the `items_by_seq (node_pk, seq DESC)` index.
+//! Items in PostgreSQL: what differs from the shared SQL ([`crate::store::sql`]) is
+//! the common publish in one round trip and a batch of publishes in one statement,
+//! both DML inside `WITH` with the wake-up notification in the same statement.
 
-use async_trait::async_trait;
-use sqlx::AssertSqlSafe;
-use sqlx::{PgConnection, PgPool, Row};
-
-use super::jobs::insert_jobs;
-use super::{rows, PgStore};
-use crate::domain::ItemId;
 use crate::store::jobs::{JobTarget, NewJob};
-use crate::store::{
-    BatchedPublish, ItemRecord, ItemStore, ItemsPage, ItemsQuery, NewItem, Refusal, StoreError,
-};
+use crate::store::{BatchedPublish, NewItem, Refusal, StoreError};
+use sqlx::PgPool;
 
-const ITEM_COLUMNS: &str = "item_id, publisher, payload, published_at, seq";
-
-/// Deletes all but the newest `keep` items of the node.
-pub(super) async fn trim(
-    conn: &mut PgConnection,
-    node_pk: i64,
-    keep: u32,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM items WHERE node_pk = $1 AND seq <= (
-             SELECT seq FROM items WHERE node_pk = $1 ORDER BY seq DESC OFFSET $2 LIMIT 1)",
-    )
-    .bind(node_pk)
-    .bind(i64::from(keep))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
+use super::PgStore;
 
 /// Deletes all but the newest `keeps[n]` items of each node `node_pks[n]`, in one
 /// statement. Unprepared, so planned for the table as it is: the generic plan a
@@ -101,17 +77,12 @@ async fn publish_one_round_trip(
     .await?;
     if full {
         let mut conn = store.pool().acquire().await?;
-        trim(&mut conn, node_pk, keep_items).await?;
+        PgStore::trim(&mut conn, node_pk, keep_items).await?;
     }
     Ok(Ok(()))
 }
 
-fn records(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<ItemRecord>, StoreError> {
-    rows.iter().map(rows::item).collect()
-}
-
-#[async_trait]
-impl ItemStore for PgStore {
+crate::store::sql::item_store!(PgStore, {
     async fn publish(
         &self,
         node_pk: i64,
@@ -122,26 +93,7 @@ impl ItemStore for PgStore {
         if let (Some(item), [job], true) = (&item, jobs.as_slice(), keep_items > 0) {
             return publish_one_round_trip(self, node_pk, item, keep_items, job).await;
         }
-        let mut tx = self.pool().begin().await?;
-        if let Some(item) = item {
-            // An overwrite takes a new sequence number: it is the newest item now.
-            sqlx::query(
-                "INSERT INTO items (node_pk, item_id, publisher, payload) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (node_pk, item_id) DO UPDATE
-                 SET seq = nextval('item_seq'), publisher = EXCLUDED.publisher,
-                     payload = EXCLUDED.payload, published_at = now()",
-            )
-            .bind(node_pk)
-            .bind(item.id.as_str())
-            .bind(&item.publisher)
-            .bind(&item.payload)
-            .execute(&mut *tx)
-            .await?;
-            trim(&mut tx, node_pk, keep_items).await?;
-        }
-        insert_jobs(&mut tx, &jobs).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        self.publish_in_tx(node_pk, item, keep_items, jobs).await
     }
 
     async fn publish_batch(&self, batch: &[BatchedPublish]) -> Result<(), StoreError> {
@@ -220,189 +172,4 @@ impl ItemStore for PgStore {
         }
         Ok(())
     }
-
-    async fn item_publisher(
-        &self,
-        node_pk: i64,
-        id: &ItemId,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT publisher FROM items WHERE node_pk = $1 AND item_id = $2")
-                .bind(node_pk)
-                .bind(id.as_str())
-                .fetch_optional(self.pool())
-                .await?,
-        )
-    }
-
-    async fn retract(
-        &self,
-        node_pk: i64,
-        ids: &[ItemId],
-        jobs: Vec<NewJob>,
-    ) -> Result<Vec<ItemId>, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
-        let gone: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM items WHERE node_pk = $1 AND item_id = ANY($2) RETURNING item_id",
-        )
-        .bind(node_pk)
-        .bind(&wanted)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !gone.is_empty() {
-            insert_jobs(&mut tx, &jobs).await?;
-        }
-        tx.commit().await?;
-        gone.iter().map(|s| rows::item_id(s)).collect()
-    }
-
-    async fn purge(&self, node_pk: i64, jobs: Vec<NewJob>) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM items WHERE node_pk = $1")
-            .bind(node_pk)
-            .execute(&mut *tx)
-            .await?;
-        insert_jobs(&mut tx, &jobs).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn items(&self, node_pk: i64, query: &ItemsQuery) -> Result<ItemsPage, StoreError> {
-        let pool = self.pool();
-        let count = self.item_count(node_pk).await?;
-        let (rows, first_index) = match query {
-            ItemsQuery::Latest { max } => {
-                let rows = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT $2"
-                )))
-                .bind(node_pk)
-                .bind(max.map_or(i64::MAX, i64::from))
-                .fetch_all(pool)
-                .await?;
-                (rows, Some(0))
-            }
-            ItemsQuery::Ids(ids) => {
-                let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
-                let mut rows = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND item_id = ANY($2)"
-                )))
-                .bind(node_pk)
-                .bind(&wanted)
-                .fetch_all(pool)
-                .await?;
-                // In the order asked for.
-                rows.sort_by_key(|r| {
-                    let id: String = r.try_get("item_id").unwrap_or_default();
-                    wanted.iter().position(|w| *w == id)
-                });
-                (rows, None)
-            }
-            ItemsQuery::Page {
-                max,
-                after,
-                before,
-                index,
-            } => {
-                let limit = i64::from(*max);
-                let anchor = |id: &str| {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT seq FROM items WHERE node_pk = $1 AND item_id = $2",
-                    )
-                    .bind(node_pk)
-                    .bind(id.to_owned())
-                    .fetch_optional(pool)
-                };
-                let rows = match (after, before, index) {
-                    (Some(after), _, _) => {
-                        let Some(seq) = anchor(after).await? else {
-                            return Ok(ItemsPage::missing_anchor(count));
-                        };
-                        sqlx::query(AssertSqlSafe(format!(
-                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq < $2
-                             ORDER BY seq DESC LIMIT $3"
-                        )))
-                        .bind(node_pk)
-                        .bind(seq)
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await?
-                    }
-                    (None, Some(before), _) => {
-                        // Newer than `before` (or the oldest page for an empty one):
-                        // read upwards, then turn the page newest first.
-                        let seq = if before.is_empty() {
-                            i64::MIN
-                        } else {
-                            match anchor(before).await? {
-                                Some(seq) => seq,
-                                None => return Ok(ItemsPage::missing_anchor(count)),
-                            }
-                        };
-                        let mut rows = sqlx::query(AssertSqlSafe(format!(
-                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq > $2
-                             ORDER BY seq ASC LIMIT $3"
-                        )))
-                        .bind(node_pk)
-                        .bind(seq)
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await?;
-                        rows.reverse();
-                        rows
-                    }
-                    (None, None, index) => {
-                        sqlx::query(AssertSqlSafe(format!(
-                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1
-                         ORDER BY seq DESC OFFSET $2 LIMIT $3"
-                        )))
-                        .bind(node_pk)
-                        .bind(i64::from(index.unwrap_or(0)))
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await?
-                    }
-                };
-                let first_index = match rows.first() {
-                    Some(first) => {
-                        let seq: i64 = first.try_get("seq")?;
-                        let newer: i64 = sqlx::query_scalar(
-                            "SELECT count(*) FROM items WHERE node_pk = $1 AND seq > $2",
-                        )
-                        .bind(node_pk)
-                        .bind(seq)
-                        .fetch_one(pool)
-                        .await?;
-                        Some(newer.max(0) as u64)
-                    }
-                    None => None,
-                };
-                (rows, first_index)
-            }
-        };
-        Ok(ItemsPage {
-            items: records(&rows)?,
-            count,
-            first_index,
-            anchor_missing: false,
-        })
-    }
-
-    async fn last_item(&self, node_pk: i64) -> Result<Option<ItemRecord>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT 1"
-        )))
-        .bind(node_pk)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(rows::item).transpose()
-    }
-
-    async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE node_pk = $1")
-            .bind(node_pk)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(n.max(0) as u64)
-    }
-}
+});

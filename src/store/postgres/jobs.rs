@@ -1,7 +1,9 @@
-//! Inserting fan-out jobs inside the caller's transaction.
+//! Inserting fan-out jobs inside the caller's transaction, with the wake-up
+//! notification in the same statement.
 
 use sqlx::PgConnection;
 
+use super::PgStore;
 use crate::store::jobs::{JobTarget, NewJob};
 
 /// The LISTEN/NOTIFY channel that wakes fan-out workers in every pubsubd process
@@ -33,10 +35,15 @@ pub async fn insert_job(conn: &mut PgConnection, job: &NewJob) -> Result<i64, sq
     .await
 }
 
-/// Queues every job of `jobs`, in order.
-pub async fn insert_jobs(conn: &mut PgConnection, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
-    for job in jobs {
-        insert_job(conn, job).await?;
+impl PgStore {
+    /// Queues every job of `jobs`, in order; returns how many.
+    pub(crate) async fn insert_jobs(
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+    ) -> Result<usize, sqlx::Error> {
+        for job in jobs {
+            insert_job(conn, job).await?;
+        }
+        Ok(jobs.len())
     }
-    Ok(())
 }

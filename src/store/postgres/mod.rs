@@ -5,23 +5,18 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Row};
-use xmpp_parsers::jid::BareJid;
+use sqlx::{Postgres, Transaction};
 
-pub mod affiliations;
 pub mod fanout;
-pub mod item_seq;
 pub mod items;
 pub mod jobs;
 pub mod liveness;
 pub mod nodes;
-mod rows;
-pub mod subscriptions;
 
 use super::fanout::Liveness;
-use super::{status, NodeListing, ServiceStore, Stats, StoreError};
+use super::sql::Backend;
+use super::{status, StoreError};
 
 /// The migrations, embedded at compile time so the binary carries its schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -98,23 +93,56 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Starts a write transaction (the shared SQL's name for `BEGIN`).
+    pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// Commits `tx`. The jobs it queued notified the workers in their own statements,
+    /// and PostgreSQL delivers those notifications on commit.
+    pub(crate) async fn commit(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        _queued: usize,
+    ) -> Result<(), sqlx::Error> {
+        tx.commit().await
+    }
+
+    /// A list parameter for [`Backend::in_list`]: an array.
+    pub(crate) fn list<T>(values: &[T]) -> &[T] {
+        values
+    }
+
+    /// The parameter of [`Backend::now_plus`]: seconds.
+    pub(crate) fn seconds(secs: f64) -> f64 {
+        secs
+    }
 }
 
-#[async_trait]
-impl ServiceStore for PgStore {
-    async fn health(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+impl Backend for PgStore {
+    type Db = Postgres;
+    const NOW: &'static str = "now()";
+    fn in_list(param: &str) -> String {
+        format!("= ANY({param})")
     }
-
-    async fn store_tag_with(&self, candidate: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query(crate::store::STORE_TAG_SQL)
-            .bind(candidate)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("tag")?)
+    const UUID: &'static str = "::uuid";
+    fn now_plus(param: &str) -> String {
+        format!("now() + make_interval(secs => {param})")
     }
+    const LOCK_ROW: &'static str = " FOR UPDATE";
+    const LOCK_ROW_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const NEXT_SEQ: &'static str = "SELECT nextval('item_seq')";
+    const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(
+        'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state, 'options', s.options)
+        ORDER BY s.pk), '[]')";
+}
 
+crate::store::sql::subscription_store!(PgStore);
+crate::store::sql::affiliation_store!(PgStore);
+crate::store::sql::item_seq_store!(PgStore);
+
+crate::store::sql::service_store!(PgStore, {
     async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
         // Workers of one process share the first 32 hex digits of their lease owner.
         let row = sqlx::query(
@@ -160,31 +188,6 @@ impl ServiceStore for PgStore {
         Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
     }
 
-    async fn stats(&self) -> Result<Stats, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM nodes WHERE NOT deleted) AS nodes,
-                    (SELECT count(*) FROM items) AS items,
-                    (SELECT count(*) FROM subscriptions WHERE state <> 'pending') AS subscriptions,
-                    (SELECT count(*) FROM subscriptions WHERE state = 'pending') AS pending,
-                    (SELECT count(*) FROM affiliations) AS affiliations",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let n = |col: &str| -> Result<u64, StoreError> {
-            Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
-        };
-        let (jobs_pending, oldest_job_age_seconds, _) = self.fanout_backlog().await?;
-        Ok(Stats {
-            nodes: n("nodes")?,
-            items: n("items")?,
-            subscriptions: n("subscriptions")?,
-            pending_subscriptions: n("pending")?,
-            affiliations: n("affiliations")?,
-            jobs_pending,
-            oldest_job_age_seconds,
-        })
-    }
-
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {
         // Only nodes with an item_expire setting are looked at; for each, the items
         // index by published_at finds the expired ones without scanning live items.
@@ -205,43 +208,4 @@ impl ServiceStore for PgStore {
         .await?;
         Ok(done.rows_affected())
     }
-
-    async fn list_nodes(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-        viewer: Option<&BareJid>,
-    ) -> Result<(Vec<NodeListing>, u64), StoreError> {
-        // The visibility rule, shared by the page and the count.
-        const VISIBLE: &str = "NOT n.deleted AND ($1::text IS NULL
-             OR n.config->>'access_model' IS DISTINCT FROM 'whitelist'
-             OR EXISTS (SELECT 1 FROM affiliations a WHERE a.node_pk = n.pk AND a.jid = $1
-                        AND a.affiliation <> 'outcast'))";
-        let viewer = viewer.map(|v| v.as_str());
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT n.name, n.config->>'title' AS title FROM nodes n
-             WHERE {VISIBLE} AND n.name > $2 ORDER BY n.name LIMIT $3"
-        )))
-        .bind(viewer)
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let nodes = rows
-            .into_iter()
-            .map(|r| {
-                Ok(NodeListing {
-                    name: r.try_get("name")?,
-                    title: r.try_get("title")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) FROM nodes n WHERE {VISIBLE}"
-        )))
-        .bind(viewer)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((nodes, total.max(0) as u64))
-    }
-}
+});

@@ -1,59 +1,15 @@
-//! Nodes in PostgreSQL: lookup with the requester's standing, creation, configuration,
-//! deletion.
+//! Nodes in PostgreSQL: the shared SQL ([`crate::store::sql`]), and `node_accesses`
+//! for a run of nodes in one statement (`unnest … WITH ORDINALITY`).
 
-use async_trait::async_trait;
-use sqlx::types::Json;
-use sqlx::AssertSqlSafe;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use xmpp_parsers::jid::BareJid;
 
-use super::jobs::insert_jobs;
-use super::{rows, PgStore};
-use crate::domain::{Affiliation, NodeConfig, NodeId};
-use crate::store::jobs::NewJob;
-use crate::store::{NodeAccess, NodeRecord, NodeStore, Refusal, StoreError};
+use super::PgStore;
+use crate::domain::NodeId;
+use crate::store::sql::nodes::{access_columns, node_access};
+use crate::store::{NodeAccess, StoreError};
 
-const NODE_COLUMNS: &str = "pk, name, config, creator, created_at";
-
-/// What node_access reads of node `n` for the requester `$2`: the node's columns, the
-/// requester's affiliation and its subscriptions (as JSON), in one row.
-const ACCESS_COLUMNS: &str = "n.pk, n.name, n.config, n.creator, n.created_at,
-    (SELECT a.affiliation FROM affiliations a
-      WHERE a.node_pk = n.pk AND a.jid = $2) AS affiliation,
-    (SELECT COALESCE(json_agg(json_build_object(
-                'pk', s.pk, 'jid', s.jid, 'subid', s.subid,
-                'state', s.state, 'options', s.options) ORDER BY s.pk), '[]')
-       FROM subscriptions s
-      WHERE s.bare_jid = $2 AND s.node_pk = n.pk) AS subscriptions";
-
-#[async_trait]
-impl NodeStore for PgStore {
-    async fn node(&self, name: &NodeId) -> Result<Option<NodeRecord>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {NODE_COLUMNS} FROM nodes WHERE name = $1 AND NOT deleted"
-        )))
-        .bind(name.as_str())
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(rows::node).transpose()
-    }
-
-    async fn node_access(
-        &self,
-        name: &NodeId,
-        requester: &BareJid,
-    ) -> Result<Option<NodeAccess>, StoreError> {
-        // One round trip: every permission check starts here.
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ACCESS_COLUMNS} FROM nodes n WHERE n.name = $1 AND NOT n.deleted"
-        )))
-        .bind(name.as_str())
-        .bind(requester.as_str())
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(node_access).transpose()
-    }
-
+crate::store::sql::node_store!(PgStore, {
     async fn node_accesses(
         &self,
         names: &[NodeId],
@@ -69,10 +25,11 @@ impl NodeStore for PgStore {
         // the connection as the table grows.
         let names: Vec<&str> = names.iter().map(NodeId::as_str).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT u.ord, {ACCESS_COLUMNS}
+            "SELECT u.ord, {}
              FROM unnest($1::text[]) WITH ORDINALITY AS u(name, ord)
              LEFT JOIN nodes n ON n.name = u.name AND NOT n.deleted
-             ORDER BY u.ord"
+             ORDER BY u.ord",
+            access_columns!(PgStore)
         )))
         .bind(&names)
         .bind(requester.as_str())
@@ -91,110 +48,4 @@ impl NodeStore for PgStore {
         }
         Ok(found)
     }
-
-    async fn create_node(
-        &self,
-        name: &NodeId,
-        config: &NodeConfig,
-        owner: &BareJid,
-    ) -> Result<Result<NodeRecord, Refusal>, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO nodes (name, config, creator) VALUES ($1, $2, $3)
-             ON CONFLICT (name) WHERE NOT deleted DO NOTHING
-             RETURNING {NODE_COLUMNS}"
-        )))
-        .bind(name.as_str())
-        .bind(Json(config))
-        .bind(owner.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Err(Refusal::NodeExists));
-        };
-        let node = rows::node(&row)?;
-        sqlx::query(
-            "INSERT INTO affiliations (node_pk, jid, affiliation) VALUES ($1, $2, 'owner')",
-        )
-        .bind(node.pk)
-        .bind(owner.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Ok(node))
-    }
-
-    async fn owned_nodes(&self, owner: &BareJid) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM affiliations a JOIN nodes n ON n.pk = a.node_pk
-             WHERE a.jid = $1 AND a.affiliation = 'owner' AND NOT n.deleted",
-        )
-        .bind(owner.as_str())
-        .fetch_one(self.pool())
-        .await?;
-        Ok(n.max(0) as u64)
-    }
-
-    async fn configure_node(
-        &self,
-        pk: i64,
-        config: &NodeConfig,
-        keep_items: u32,
-        jobs: Vec<NewJob>,
-    ) -> Result<Result<(), Refusal>, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let updated = sqlx::query("UPDATE nodes SET config = $2 WHERE pk = $1 AND NOT deleted")
-            .bind(pk)
-            .bind(Json(config))
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(Err(Refusal::NodeGone));
-        }
-        super::items::trim(&mut tx, pk, keep_items).await?;
-        insert_jobs(&mut tx, &jobs).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
-    }
-
-    async fn delete_node(&self, pk: i64, job: Option<NewJob>) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        match job {
-            // Subscribers are walked by the fan-out engine, which removes the row after.
-            Some(job) => {
-                sqlx::query("UPDATE nodes SET deleted = true WHERE pk = $1")
-                    .bind(pk)
-                    .execute(&mut *tx)
-                    .await?;
-                insert_jobs(&mut tx, std::slice::from_ref(&job)).await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM nodes WHERE pk = $1")
-                    .bind(pk)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-/// A [`NodeAccess`] from a row of node_access's read.
-fn node_access(row: &sqlx::postgres::PgRow) -> Result<NodeAccess, StoreError> {
-    let node = rows::node(row)?;
-    let affiliation = match row.try_get::<Option<String>, _>("affiliation")? {
-        Some(a) => rows::affiliation(&a)?,
-        None => Affiliation::None,
-    };
-    let Json(subs): Json<Vec<rows::SubscriptionJson>> = row.try_get("subscriptions")?;
-    let subscriptions = subs
-        .into_iter()
-        .map(|s| s.into_record(&node.name))
-        .collect::<Result<_, _>>()?;
-    Ok(NodeAccess {
-        node,
-        affiliation,
-        subscriptions,
-    })
-}
+});

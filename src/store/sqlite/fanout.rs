@@ -1,4 +1,4 @@
-//! [`FanoutStore`] for SQLite: job claims under leases, the subscriber walk, and the
+//! [`FanoutStore`](crate::store::fanout::FanoutStore) for SQLite: job claims under leases, the subscriber walk, and the
 //! presence table, with the semantics of [`crate::store::postgres`]'s.
 //!
 //! One process holds an SQLite file ([`super::instance_lock`]), and every write takes
@@ -17,18 +17,19 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
-use super::jobs::{insert_jobs, JobWaiter};
+use super::jobs::JobWaiter;
 use super::{SqliteStore, NOW};
-use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
+use crate::domain::{NodeConfig, ShowValue};
+use crate::store::decode;
 use crate::store::fanout::{
-    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, FanoutStore, JobHead,
-    JobListener, LastItem, LeaseOwner, Resource, Subscriber,
+    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, JobHead, JobListener,
+    LeaseOwner, Subscriber,
 };
-use crate::store::jobs::{JobKind, JobTarget, NewJob};
+use crate::store::jobs::JobTarget;
+use crate::store::sql::fanout::subscriber;
+use crate::store::sql::Backend;
 use crate::store::StoreError;
 
 /// The node whose head (lowest id) job is oldest among the nodes with no job under a
@@ -55,44 +56,6 @@ fn candidate_sql() -> String {
          ORDER BY head
          LIMIT 1"
     )
-}
-
-/// Now plus the lease, in the format of every time column (string order is time
-/// order); `?2` is the `+<seconds> seconds` modifier from [`lease_modifier`].
-const LEASE_UNTIL: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)";
-
-/// The SQLite date modifier that adds `lease` to now (millisecond precision, like the
-/// column).
-fn lease_modifier(lease: Duration) -> String {
-    format!("+{:.3} seconds", lease.as_secs_f64())
-}
-
-fn parse_kind(s: &str) -> Result<JobKind, StoreError> {
-    JobKind::parse(s).ok_or_else(|| StoreError::Backend(format!("unknown job kind {s:?}")))
-}
-
-fn parse_options(raw: &str, subid: &str) -> SubscribeOptions {
-    serde_json::from_str(raw).unwrap_or_else(|e| {
-        tracing::warn!(subid, error = %e, "unreadable subscription options; using defaults");
-        SubscribeOptions::default()
-    })
-}
-
-fn parse_config(raw: &str, node_pk: i64) -> NodeConfig {
-    serde_json::from_str(raw).unwrap_or_else(|e| {
-        tracing::warn!(node_pk, error = %e, "unreadable node configuration; using defaults");
-        NodeConfig::default()
-    })
-}
-
-fn parse_show(s: &str) -> ShowValue {
-    ShowValue::parse(s).unwrap_or(ShowValue::Online)
-}
-
-/// How many of `ids` a statement touched must equal `ids.len()`: then every job was
-/// still the owner's.
-fn all(touched: u64, ids: &[i64]) -> bool {
-    touched == ids.len() as u64
 }
 
 /// What a claim already holds, before its next node.
@@ -127,7 +90,7 @@ async fn claim_node(
     for r in &rows {
         ids.push(r.try_get::<i64, _>("id")?);
         heads.push(JobHead {
-            kind: parse_kind(r.try_get("kind")?)?,
+            kind: decode::job_kind(r.try_get("kind")?)?,
             to_subscribers: r.try_get("to_subscribers")?,
             cursor: r.try_get("cursor")?,
             payload_bytes: r.try_get::<i64, _>("bytes")?.max(0) as u64,
@@ -143,12 +106,13 @@ async fn claim_node(
     };
     // The batch is a prefix of the node's queue: its jobs are exactly those up to `last`.
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "UPDATE fanout_jobs SET lease_owner = ?1, lease_until = {LEASE_UNTIL}
+        "UPDATE fanout_jobs SET lease_owner = ?1, lease_until = {}
          WHERE node_pk = ?3 AND id <= ?4
-         RETURNING id, kind, payload_xml, message_type, target_jid, cursor"
+         RETURNING id, kind, payload_xml, message_type, target_jid, cursor",
+        SqliteStore::now_plus("?2")
     )))
     .bind(owner.to_string())
-    .bind(lease_modifier(lease))
+    .bind(SqliteStore::seconds(lease.as_secs_f64()))
     .bind(node_pk)
     .bind(last)
     .fetch_all(&mut *conn)
@@ -160,7 +124,7 @@ async fn claim_node(
         let target: Option<String> = r.try_get("target_jid")?;
         jobs.push(ClaimedJob {
             id: r.try_get("id")?,
-            kind: parse_kind(r.try_get("kind")?)?,
+            kind: decode::job_kind(r.try_get("kind")?)?,
             payload_xml: r.try_get("payload_xml")?,
             headline: r.try_get::<&str, _>("message_type")? == "headline",
             target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
@@ -174,7 +138,7 @@ async fn claim_node(
     let (node_name, config) = match node {
         Some(r) => (
             Some(r.try_get::<String, _>("name")?),
-            parse_config(r.try_get("config")?, node_pk),
+            decode::config_or_default(r.try_get("config")?, node_pk),
         ),
         None => (None, NodeConfig::default()),
     };
@@ -188,18 +152,6 @@ async fn claim_node(
         // ([`SqliteStore::take_over_leases`]).
         session: None,
     }))
-}
-
-fn subscriber(r: &SqliteRow) -> Result<Subscriber, StoreError> {
-    let subid: String = r.try_get("subid")?;
-    Ok(Subscriber {
-        pk: r.try_get("pk")?,
-        jid: r.try_get("jid")?,
-        bare_jid: r.try_get("bare_jid")?,
-        options: parse_options(r.try_get("options")?, &subid),
-        subid,
-        shares_bare_jid: r.try_get("shares_bare_jid")?,
-    })
 }
 
 impl SqliteStore {
@@ -236,8 +188,7 @@ impl JobListener for SqliteJobListener {
     }
 }
 
-#[async_trait]
-impl FanoutStore for SqliteStore {
+crate::store::sql::fanout_store!(SqliteStore, {
     async fn claim_batches(
         &self,
         owner: LeaseOwner,
@@ -287,87 +238,6 @@ impl FanoutStore for SqliteStore {
         Ok(batches)
     }
 
-    async fn renew(
-        &self,
-        owner: LeaseOwner,
-        jobs: &[i64],
-        lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE fanout_jobs SET lease_until = {LEASE_UNTIL}
-             WHERE id IN (SELECT value FROM json_each(?3)) AND lease_owner = ?1"
-        )))
-        .bind(owner.to_string())
-        .bind(lease_modifier(lease))
-        .bind(Json(jobs))
-        .execute(self.pool())
-        .await?;
-        Ok(all(done.rows_affected(), jobs))
-    }
-
-    async fn save_cursor(
-        &self,
-        owner: LeaseOwner,
-        jobs: &[i64],
-        cursor: i64,
-        lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE fanout_jobs SET cursor = ?4, lease_until = {LEASE_UNTIL}
-             WHERE id IN (SELECT value FROM json_each(?3)) AND lease_owner = ?1"
-        )))
-        .bind(owner.to_string())
-        .bind(lease_modifier(lease))
-        .bind(Json(jobs))
-        .bind(cursor)
-        .execute(self.pool())
-        .await?;
-        Ok(all(done.rows_affected(), jobs))
-    }
-
-    async fn complete(
-        &self,
-        owner: LeaseOwner,
-        jobs: &[i64],
-        node_pk: i64,
-        delete_node: bool,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let done = sqlx::query(
-            "DELETE FROM fanout_jobs
-             WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?1",
-        )
-        .bind(owner.to_string())
-        .bind(Json(jobs))
-        .execute(&mut *tx)
-        .await?;
-        if !all(done.rows_affected(), jobs) {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        if delete_node {
-            // Subscriptions, items and affiliations go with it (ON DELETE CASCADE).
-            sqlx::query("DELETE FROM nodes WHERE pk = ?1")
-                .bind(node_pk)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn release(&self, owner: LeaseOwner, jobs: &[i64]) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE fanout_jobs SET lease_owner = NULL, lease_until = NULL
-             WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?1",
-        )
-        .bind(owner.to_string())
-        .bind(Json(jobs))
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     async fn subscribers(
         &self,
         node_pk: i64,
@@ -391,26 +261,11 @@ impl FanoutStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(subscriber).collect()
-    }
-
-    async fn available_resources(&self, bare_jids: &[String]) -> Result<Vec<Resource>, StoreError> {
-        if bare_jids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT jid, bare_jid, show FROM presence
-             WHERE bare_jid IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(Json(bare_jids))
-        .fetch_all(self.pool())
-        .await?;
         rows.iter()
             .map(|r| {
-                Ok(Resource {
-                    jid: r.try_get("jid")?,
-                    bare_jid: r.try_get("bare_jid")?,
-                    show: parse_show(r.try_get("show")?),
+                Ok(Subscriber {
+                    shares_bare_jid: r.try_get("shares_bare_jid")?,
+                    ..subscriber(r)?
                 })
             })
             .collect()
@@ -445,88 +300,16 @@ impl FanoutStore for SqliteStore {
         tx.commit().await?;
         Ok(!known)
     }
-
-    async fn resource_unavailable(&self, jid: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM presence WHERE jid = ?1")
-            .bind(jid)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    async fn forget_presence(&self, bare_jid: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM presence WHERE bare_jid = ?1")
-            .bind(bare_jid)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    async fn last_items_on_presence(
-        &self,
-        bare_jid: &str,
-        full_jid: &str,
-    ) -> Result<Vec<LastItem>, StoreError> {
-        // SQLite has no DISTINCT ON: rows come node by node, the full-JID subscription
-        // first (its options are the more specific wish), and the first row of each
-        // node is kept. The newest item is a probe of items_by_seq.
-        let rows = sqlx::query(
-            "SELECT n.pk, n.name, n.config, s.subid, s.options,
-                    i.item_id, i.publisher, i.payload, i.published_at
-             FROM subscriptions s
-             JOIN nodes n ON n.pk = s.node_pk AND NOT n.deleted
-             JOIN items i ON i.node_pk = n.pk
-                         AND i.seq = (SELECT max(seq) FROM items WHERE node_pk = n.pk)
-             WHERE s.bare_jid = ?1 AND (s.jid = ?1 OR s.jid = ?2) AND s.state = 'subscribed'
-               AND n.config ->> '$.send_last_published_item' = 'on_sub_and_presence'
-             ORDER BY n.pk, (s.jid = ?2) DESC",
-        )
-        .bind(bare_jid)
-        .bind(full_jid)
-        .fetch_all(self.pool())
-        .await?;
-        let mut items: Vec<LastItem> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let node_pk: i64 = r.try_get("pk")?;
-            if items.last().is_some_and(|i| i.node_pk == node_pk) {
-                continue;
-            }
-            let subid: String = r.try_get("subid")?;
-            items.push(LastItem {
-                node_pk,
-                node_name: r.try_get("name")?,
-                config: parse_config(r.try_get("config")?, node_pk),
-                options: parse_options(r.try_get("options")?, &subid),
-                item_id: r.try_get("item_id")?,
-                publisher: r.try_get("publisher")?,
-                payload: r.try_get("payload")?,
-                published_at: r.try_get("published_at")?,
-            });
-        }
-        Ok(items)
-    }
-
-    async fn queue_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write_tx().await?;
-        let queued = insert_jobs(&mut tx, jobs).await?;
-        self.commit(tx, queued).await?;
-        Ok(())
-    }
-}
+});
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn lease_modifiers_are_sqlite_date_modifiers_in_seconds() {
-        assert_eq!(lease_modifier(Duration::from_secs(30)), "+30.000 seconds");
-        assert_eq!(
-            lease_modifier(Duration::from_millis(1500)),
-            "+1.500 seconds"
-        );
+    fn seconds_are_sqlite_date_modifiers() {
+        assert_eq!(SqliteStore::seconds(30.0), "+30.000 seconds");
+        assert_eq!(SqliteStore::seconds(1.5), "+1.500 seconds");
+        assert_eq!(SqliteStore::seconds(-86400.0), "-86400.000 seconds");
     }
 }

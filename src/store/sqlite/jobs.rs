@@ -38,15 +38,18 @@ pub async fn insert_job(conn: &mut SqliteConnection, job: &NewJob) -> Result<i64
     .await
 }
 
-/// Queues every job of `jobs`, in order; returns how many (for `SqliteStore::commit`).
-pub async fn insert_jobs(
-    conn: &mut SqliteConnection,
-    jobs: &[NewJob],
-) -> Result<usize, sqlx::Error> {
-    for job in jobs {
-        insert_job(conn, job).await?;
+impl super::SqliteStore {
+    /// Queues every job of `jobs`, in order; returns how many (for
+    /// `SqliteStore::commit`).
+    pub(crate) async fn insert_jobs(
+        conn: &mut SqliteConnection,
+        jobs: &[NewJob],
+    ) -> Result<usize, sqlx::Error> {
+        for job in jobs {
+            insert_job(conn, job).await?;
+        }
+        Ok(jobs.len())
     }
-    Ok(jobs.len())
 }
 
 /// "Jobs were committed": a counter that moves after every commit that queued jobs.

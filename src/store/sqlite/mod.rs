@@ -24,24 +24,18 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
-use xmpp_parsers::jid::BareJid;
+use sqlx::{Sqlite, Transaction};
 
-pub mod affiliations;
 pub mod fanout;
 pub mod instance_lock;
-pub mod item_seq;
 pub mod items;
 pub mod jobs;
-pub mod nodes;
-mod rows;
-pub mod subscriptions;
 
-use super::{status, NodeListing, ServiceStore, Stats, StoreError};
+use super::sql::Backend;
+use super::{status, StoreError};
 use instance_lock::InstanceLock;
 use jobs::JobSignal;
 
@@ -192,6 +186,17 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    /// A list parameter for [`Backend::in_list`]: a JSON array.
+    pub(crate) fn list<T: serde::Serialize>(values: &[T]) -> sqlx::types::Json<&[T]> {
+        sqlx::types::Json(values)
+    }
+
+    /// The parameter of [`Backend::now_plus`]: the SQLite date modifier that adds
+    /// `secs` to now (millisecond precision, like the columns).
+    pub(crate) fn seconds(secs: f64) -> String {
+        format!("{secs:+.3} seconds")
+    }
+
     /// Commits `tx`, then wakes the fan-out workers if it queued jobs (`queued` > 0):
     /// only after the commit can they see them.
     pub(crate) async fn commit(
@@ -232,21 +237,35 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(rest))
 }
 
-#[async_trait]
-impl ServiceStore for SqliteStore {
-    async fn health(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+impl Backend for SqliteStore {
+    type Db = Sqlite;
+    const NOW: &'static str = NOW;
+    fn in_list(param: &str) -> String {
+        format!("IN (SELECT value FROM json_each({param}))")
     }
-
-    async fn store_tag_with(&self, candidate: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query(crate::store::STORE_TAG_SQL)
-            .bind(candidate)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("tag")?)
+    const UUID: &'static str = "";
+    // In the format of every time column (string order is time order); the parameter
+    // is a date modifier such as `+30.000 seconds`.
+    fn now_plus(param: &str) -> String {
+        format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', {param})")
     }
+    // Write transactions hold the file's write lock from their first statement.
+    const LOCK_ROW: &'static str = "";
+    const LOCK_ROW_SKIP_LOCKED: &'static str = "";
+    // PostgreSQL's `nextval('item_seq')`: a one-row counter, taken inside the write
+    // transaction.
+    const NEXT_SEQ: &'static str =
+        "UPDATE item_seq SET last_value = last_value + 1 WHERE only_row = 1 RETURNING last_value";
+    const SUBSCRIPTIONS_JSON: &'static str = "json_group_array(json_object(
+        'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state,
+        'options', json(s.options)) ORDER BY s.pk)";
+}
 
+crate::store::sql::subscription_store!(SqliteStore);
+crate::store::sql::affiliation_store!(SqliteStore);
+crate::store::sql::item_seq_store!(SqliteStore);
+
+crate::store::sql::service_store!(SqliteStore, {
     async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT count(*) AS pending,
@@ -287,31 +306,6 @@ impl ServiceStore for SqliteStore {
         Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
     }
 
-    async fn stats(&self) -> Result<Stats, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM nodes WHERE NOT deleted) AS nodes,
-                    (SELECT count(*) FROM items) AS items,
-                    (SELECT count(*) FROM subscriptions WHERE state <> 'pending') AS subscriptions,
-                    (SELECT count(*) FROM subscriptions WHERE state = 'pending') AS pending,
-                    (SELECT count(*) FROM affiliations) AS affiliations",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let n = |col: &str| -> Result<u64, StoreError> {
-            Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
-        };
-        let (jobs_pending, oldest_job_age_seconds, _) = self.fanout_backlog().await?;
-        Ok(Stats {
-            nodes: n("nodes")?,
-            items: n("items")?,
-            subscriptions: n("subscriptions")?,
-            pending_subscriptions: n("pending")?,
-            affiliations: n("affiliations")?,
-            jobs_pending,
-            oldest_job_age_seconds,
-        })
-    }
-
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {
         // As for PostgreSQL: only nodes with a numeric item_expire are looked at, and
         // their expired items are found by the published_at index. The cut-off is
@@ -334,46 +328,7 @@ impl ServiceStore for SqliteStore {
         .await?;
         Ok(done.rows_affected())
     }
-
-    async fn list_nodes(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-        viewer: Option<&BareJid>,
-    ) -> Result<(Vec<NodeListing>, u64), StoreError> {
-        // The visibility rule, shared by the page and the count.
-        const VISIBLE: &str = "NOT n.deleted AND (?1 IS NULL
-             OR n.config ->> '$.access_model' IS NOT 'whitelist'
-             OR EXISTS (SELECT 1 FROM affiliations a WHERE a.node_pk = n.pk AND a.jid = ?1
-                        AND a.affiliation <> 'outcast'))";
-        let viewer = viewer.map(|v| v.as_str());
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT n.name, n.config ->> '$.title' AS title FROM nodes n
-             WHERE {VISIBLE} AND n.name > ?2 ORDER BY n.name LIMIT ?3"
-        )))
-        .bind(viewer)
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let nodes = rows
-            .into_iter()
-            .map(|r| {
-                Ok(NodeListing {
-                    name: r.try_get("name")?,
-                    title: r.try_get("title")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) FROM nodes n WHERE {VISIBLE}"
-        )))
-        .bind(viewer)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((nodes, total.max(0) as u64))
-    }
-}
+});
 
 #[cfg(test)]
 mod tests {

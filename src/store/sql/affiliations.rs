@@ -1,21 +1,26 @@
-//! Affiliations in SQLite. `none` is never stored: no row means none.
+//! [`AffiliationStore`](crate::store::AffiliationStore) in shared SQL. `none` is never
+//! stored: no row means none.
 
-use async_trait::async_trait;
-use sqlx::Row;
-use xmpp_parsers::jid::BareJid;
+/// Implements `AffiliationStore` for `$store`.
+macro_rules! affiliation_store {
+    ($store:ty) => {
+        const _: () = {
+            use sqlx::{AssertSqlSafe, Row};
+            use xmpp_parsers::jid::BareJid;
 
-use super::{rows, SqliteStore};
-use crate::domain::{Affiliation, NodeId};
-use crate::store::{AffiliationChange, AffiliationStore, Refusal, StoreError};
+            use $crate::domain::{Affiliation, NodeId};
+            use $crate::store::sql::Backend;
+            use $crate::store::{decode, AffiliationChange, AffiliationStore, Refusal, StoreError};
 
-#[async_trait]
-impl AffiliationStore for SqliteStore {
+
+            #[async_trait::async_trait]
+            impl AffiliationStore for $store {
     async fn node_affiliations(
         &self,
         node_pk: i64,
     ) -> Result<Vec<(BareJid, Affiliation)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT jid, affiliation FROM affiliations WHERE node_pk = ?1 ORDER BY jid",
+            "SELECT jid, affiliation FROM affiliations WHERE node_pk = $1 ORDER BY jid",
         )
         .bind(node_pk)
         .fetch_all(self.pool())
@@ -24,7 +29,7 @@ impl AffiliationStore for SqliteStore {
             .map(|r| {
                 let jid: String = r.try_get("jid")?;
                 let a: String = r.try_get("affiliation")?;
-                Ok((rows::bare_jid(&jid)?, rows::affiliation(&a)?))
+                Ok((decode::bare_jid(&jid)?, decode::affiliation(&a)?))
             })
             .collect()
     }
@@ -36,7 +41,7 @@ impl AffiliationStore for SqliteStore {
     ) -> Result<Vec<(NodeId, Affiliation)>, StoreError> {
         let rows = sqlx::query(
             "SELECT n.name, a.affiliation FROM affiliations a JOIN nodes n ON n.pk = a.node_pk
-             WHERE a.jid = ?1 AND (?2 IS NULL OR a.node_pk = ?2) AND NOT n.deleted
+             WHERE a.jid = $1 AND ($2 IS NULL OR a.node_pk = $2) AND NOT n.deleted
              ORDER BY n.name",
         )
         .bind(jid.as_str())
@@ -47,7 +52,7 @@ impl AffiliationStore for SqliteStore {
             .map(|r| {
                 let name: String = r.try_get("name")?;
                 let a: String = r.try_get("affiliation")?;
-                Ok((rows::node_id(&name)?, rows::affiliation(&a)?))
+                Ok((decode::node_id(&name)?, decode::affiliation(&a)?))
             })
             .collect()
     }
@@ -57,13 +62,16 @@ impl AffiliationStore for SqliteStore {
         node_pk: i64,
         changes: &[AffiliationChange],
     ) -> Result<Result<(), Refusal>, StoreError> {
-        // The write transaction holds SQLite's write lock from its first statement
-        // (BEGIN IMMEDIATE), which does what PostgreSQL's `FOR UPDATE` on the node row
-        // does: two owners each removing the other cannot both see an owner left.
+        // Serialise concurrent changes of one node's affiliations, so two owners each
+        // removing the other cannot leave the node ownerless: the node row is locked
+        // (`FOR UPDATE`) on PostgreSQL; SQLite's write transaction holds the write lock
+        // from its first statement (BEGIN IMMEDIATE), which does the same.
         let mut tx = self.write_tx().await?;
-        let live: Option<i64> =
-            sqlx::query_scalar("SELECT pk FROM nodes WHERE pk = ?1 AND NOT deleted")
-                .bind(node_pk)
+        let live: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT pk FROM nodes WHERE pk = $1 AND NOT deleted{}",
+            <$store>::LOCK_ROW
+        )))
+        .bind(node_pk)
                 .fetch_optional(&mut *tx)
                 .await?;
         if live.is_none() {
@@ -73,7 +81,7 @@ impl AffiliationStore for SqliteStore {
             let jid = change.jid.as_str();
             match change.affiliation {
                 Affiliation::None => {
-                    sqlx::query("DELETE FROM affiliations WHERE node_pk = ?1 AND jid = ?2")
+                    sqlx::query("DELETE FROM affiliations WHERE node_pk = $1 AND jid = $2")
                         .bind(node_pk)
                         .bind(jid)
                         .execute(&mut *tx)
@@ -81,7 +89,7 @@ impl AffiliationStore for SqliteStore {
                 }
                 a => {
                     sqlx::query(
-                        "INSERT INTO affiliations (node_pk, jid, affiliation) VALUES (?1, ?2, ?3)
+                        "INSERT INTO affiliations (node_pk, jid, affiliation) VALUES ($1, $2, $3)
                          ON CONFLICT (node_pk, jid) DO UPDATE SET affiliation = excluded.affiliation",
                     )
                     .bind(node_pk)
@@ -93,7 +101,7 @@ impl AffiliationStore for SqliteStore {
             }
             if change.affiliation == Affiliation::Outcast {
                 // XEP-0060 §8.9.2.4: an outcast's subscriptions are cancelled.
-                sqlx::query("DELETE FROM subscriptions WHERE node_pk = ?1 AND bare_jid = ?2")
+                sqlx::query("DELETE FROM subscriptions WHERE node_pk = $1 AND bare_jid = $2")
                     .bind(node_pk)
                     .bind(jid)
                     .execute(&mut *tx)
@@ -101,7 +109,7 @@ impl AffiliationStore for SqliteStore {
             }
         }
         let owners: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM affiliations WHERE node_pk = ?1 AND affiliation = 'owner'",
+            "SELECT count(*) FROM affiliations WHERE node_pk = $1 AND affiliation = 'owner'",
         )
         .bind(node_pk)
         .fetch_one(&mut *tx)
@@ -113,4 +121,8 @@ impl AffiliationStore for SqliteStore {
         self.commit(tx, 0).await?;
         Ok(Ok(()))
     }
+            }
+        };
+    };
 }
+pub(crate) use affiliation_store;

@@ -1,43 +1,45 @@
-//! Subscriptions in SQLite.
+//! [`SubscriptionStore`](crate::store::SubscriptionStore) in shared SQL.
 //!
-//! SQLite has no `INSERT`/`DELETE` inside `WITH`, so where PostgreSQL changes a row and
-//! reads it joined with its node in one statement, this reads and changes it in two,
-//! inside one write transaction (nothing can come between them).
+//! SQLite has no `INSERT`/`DELETE` inside `WITH`, so where a row is changed and read
+//! joined with its node, this reads and changes it in two statements, inside one write
+//! transaction (on SQLite nothing can come between them; on PostgreSQL the delete
+//! says whether it still found the row).
 
-use async_trait::async_trait;
-use sqlx::types::Json;
-use sqlx::AssertSqlSafe;
-use sqlx::SqlitePool;
-use xmpp_parsers::jid::{BareJid, Jid};
+/// Implements `SubscriptionStore` for `$store`.
+macro_rules! subscription_store {
+    ($store:ty) => {
+        const _: () = {
+            use sqlx::types::Json;
+            use sqlx::AssertSqlSafe;
+            use xmpp_parsers::jid::{BareJid, Jid};
 
-use super::jobs::insert_jobs;
-use super::rows::{self, SUBSCRIPTION_COLUMNS};
-use super::SqliteStore;
-use crate::domain::{SubId, SubscribeOptions, SubscriptionState};
-use crate::store::jobs::NewJob;
-use crate::store::{StoreError, SubscriptionRecord, SubscriptionStore};
+            use $crate::domain::{SubId, SubscribeOptions, SubscriptionState};
+            use $crate::store::jobs::NewJob;
+            use $crate::store::sql::rows::{self, SUBSCRIPTION_COLUMNS};
+            use $crate::store::{StoreError, SubscriptionRecord, SubscriptionStore};
 
 /// The subscriptions of a bare JID and all its full JIDs, optionally on one node, by
 /// the `subscriptions_by_bare_jid (bare_jid, node_pk)` index.
-pub(super) async fn of_bare_jid(
-    pool: &SqlitePool,
+async fn of_bare_jid(
+    store: &$store,
     jid: &BareJid,
     node_pk: Option<i64>,
 ) -> Result<Vec<SubscriptionRecord>, StoreError> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
-         WHERE s.bare_jid = ?1 AND (?2 IS NULL OR s.node_pk = ?2) AND NOT n.deleted
+         WHERE s.bare_jid = $1 AND ($2 IS NULL OR s.node_pk = $2) AND NOT n.deleted
          ORDER BY s.pk"
     )))
     .bind(jid.as_str())
     .bind(node_pk)
-    .fetch_all(pool)
+    .fetch_all(store.pool())
     .await?;
     rows.iter().map(rows::subscription).collect()
 }
 
-#[async_trait]
-impl SubscriptionStore for SqliteStore {
+
+            #[async_trait::async_trait]
+            impl SubscriptionStore for $store {
     async fn subscribe(
         &self,
         node_pk: i64,
@@ -50,7 +52,7 @@ impl SubscriptionStore for SqliteStore {
         let mut tx = self.write_tx().await?;
         let created: Option<i64> = sqlx::query_scalar(
             "INSERT INTO subscriptions (node_pk, jid, bare_jid, subid, state, options)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (node_pk, jid) DO NOTHING
              RETURNING pk",
         )
@@ -65,7 +67,7 @@ impl SubscriptionStore for SqliteStore {
         // The new row, or the one that was there.
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
-             WHERE s.node_pk = ?1 AND s.jid = ?2"
+             WHERE s.node_pk = $1 AND s.jid = $2"
         )))
         .bind(node_pk)
         .bind(jid.to_string())
@@ -73,7 +75,7 @@ impl SubscriptionStore for SqliteStore {
         .await?;
         let record = rows::subscription(&row)?;
         let queued = match created {
-            Some(_) => insert_jobs(&mut tx, &jobs).await?,
+            Some(_) => Self::insert_jobs(&mut tx, &jobs).await?,
             None => 0,
         };
         self.commit(tx, queued).await?;
@@ -90,21 +92,27 @@ impl SubscriptionStore for SqliteStore {
         let mut tx = self.write_tx().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
-             WHERE s.node_pk = ?1 AND s.jid = ?2 AND (?3 IS NULL OR s.subid = ?3)"
+             WHERE s.node_pk = $1 AND s.jid = $2 AND ($3 IS NULL OR s.subid = $3)"
         )))
         .bind(node_pk)
         .bind(jid.to_string())
         .bind(subid.map(SubId::as_str))
         .fetch_optional(&mut *tx)
         .await?;
-        let record = row.as_ref().map(rows::subscription).transpose()?;
+        let mut record = row.as_ref().map(rows::subscription).transpose()?;
         let queued = match &record {
             Some(r) => {
-                sqlx::query("DELETE FROM subscriptions WHERE pk = ?1")
+                let deleted = sqlx::query("DELETE FROM subscriptions WHERE pk = $1")
                     .bind(r.pk)
                     .execute(&mut *tx)
                     .await?;
-                insert_jobs(&mut tx, &jobs).await?
+                if deleted.rows_affected() == 0 {
+                    // Removed by a concurrent request (PostgreSQL) after the read.
+                    record = None;
+                    0
+                } else {
+                    Self::insert_jobs(&mut tx, &jobs).await?
+                }
             }
             None => 0,
         };
@@ -120,13 +128,13 @@ impl SubscriptionStore for SqliteStore {
         jobs: Vec<NewJob>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("UPDATE subscriptions SET state = ?2, options = ?3 WHERE pk = ?1")
+        sqlx::query("UPDATE subscriptions SET state = $2, options = $3 WHERE pk = $1")
             .bind(pk)
             .bind(state.as_str())
             .bind(Json(options))
             .execute(&mut *tx)
             .await?;
-        let queued = insert_jobs(&mut tx, &jobs).await?;
+        let queued = Self::insert_jobs(&mut tx, &jobs).await?;
         self.commit(tx, queued).await?;
         Ok(())
     }
@@ -138,7 +146,7 @@ impl SubscriptionStore for SqliteStore {
     ) -> Result<Vec<SubscriptionRecord>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
-             WHERE s.node_pk = ?1 ORDER BY s.pk LIMIT ?2"
+             WHERE s.node_pk = $1 ORDER BY s.pk LIMIT $2"
         )))
         .bind(node_pk)
         .bind(i64::from(limit))
@@ -152,11 +160,11 @@ impl SubscriptionStore for SqliteStore {
         jid: &BareJid,
         node_pk: Option<i64>,
     ) -> Result<Vec<SubscriptionRecord>, StoreError> {
-        of_bare_jid(self.pool(), jid, node_pk).await
+        of_bare_jid(self, jid, node_pk).await
     }
 
     async fn count_jid_subscriptions(&self, jid: &BareJid) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions WHERE bare_jid = ?1")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions WHERE bare_jid = $1")
             .bind(jid.as_str())
             .fetch_one(self.pool())
             .await?;
@@ -165,11 +173,15 @@ impl SubscriptionStore for SqliteStore {
 
     async fn count_subscribers(&self, node_pk: i64) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM subscriptions WHERE node_pk = ?1 AND state = 'subscribed'",
+            "SELECT count(*) FROM subscriptions WHERE node_pk = $1 AND state = 'subscribed'",
         )
         .bind(node_pk)
         .fetch_one(self.pool())
         .await?;
         Ok(n.max(0) as u64)
     }
+            }
+        };
+    };
 }
+pub(crate) use subscription_store;

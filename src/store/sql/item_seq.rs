@@ -1,0 +1,54 @@
+//! [`ItemSeqStore`](crate::store::ItemSeqStore) in shared SQL, by the `items_by_seq
+//! (node_pk, seq DESC)` index; `seq` is global and increasing on both backends (a
+//! sequence on PostgreSQL, the `item_seq` counter on SQLite).
+
+/// Implements `ItemSeqStore` for `$store`.
+macro_rules! item_seq_store {
+    ($store:ty) => {
+        const _: () = {
+            use sqlx::Row;
+
+            use $crate::store::item_seq::{ItemSeqStore, SeqItem};
+            use $crate::store::sql::rows;
+            use $crate::store::StoreError;
+
+            #[async_trait::async_trait]
+            impl ItemSeqStore for $store {
+                async fn items_after_seq(
+                    &self,
+                    node_pk: i64,
+                    after: i64,
+                    limit: u32,
+                ) -> Result<Vec<SeqItem>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT item_id, publisher, payload, published_at, seq FROM items
+             WHERE node_pk = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    )
+                    .bind(node_pk)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok(SeqItem {
+                                seq: row.try_get("seq")?,
+                                item: rows::item(row)?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn latest_seq(&self, node_pk: i64) -> Result<Option<i64>, StoreError> {
+                    Ok(
+                        sqlx::query_scalar("SELECT max(seq) FROM items WHERE node_pk = $1")
+                            .bind(node_pk)
+                            .fetch_one(self.pool())
+                            .await?,
+                    )
+                }
+            }
+        };
+    };
+}
+pub(crate) use item_seq_store;

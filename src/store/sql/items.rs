@@ -1,0 +1,288 @@
+//! [`ItemStore`](crate::store::ItemStore) in shared SQL: publish (with trimming to
+//! `max_items`), retract, purge and retrieval newest first, by the `items_by_seq
+//! (node_pk, seq DESC)` index. Lists of ids travel as one JSON array.
+//!
+//! `publish` itself is the backend's: PostgreSQL does the common publish in one
+//! statement (DML inside `WITH`); both fall back to [`item_store!`]'s `publish_in_tx`.
+
+/// Implements `ItemStore` for `$store` (with the inherent `trim` and `publish_in_tx`);
+/// `$extra` are the backend's own methods, at least `publish`.
+macro_rules! item_store {
+    ($store:ty, { $($extra:tt)* }) => {
+        const _: () = {
+            use sqlx::{AssertSqlSafe, Database, Row};
+
+            use $crate::domain::ItemId;
+            use $crate::store::jobs::NewJob;
+            use $crate::store::sql::rows::{self, ITEM_COLUMNS};
+            use $crate::store::sql::Backend;
+            use $crate::store::{
+                decode, ItemRecord, ItemStore, ItemsPage, ItemsQuery, NewItem, Refusal,
+                StoreError,
+            };
+
+            type Conn = <<$store as Backend>::Db as Database>::Connection;
+
+            fn records(
+                rows: &[<<$store as Backend>::Db as Database>::Row],
+            ) -> Result<Vec<ItemRecord>, StoreError> {
+                rows.iter().map(rows::item).collect()
+            }
+
+            impl $store {
+                /// Deletes all but the newest `keep` items of the node.
+                pub(crate) async fn trim(
+                    conn: &mut Conn,
+                    node_pk: i64,
+                    keep: u32,
+                ) -> Result<(), sqlx::Error> {
+                    // No `keep`-th newest item (NULL): nothing to delete.
+                    sqlx::query(
+                        "DELETE FROM items WHERE node_pk = $1 AND seq <= (
+                             SELECT seq FROM items WHERE node_pk = $1
+                             ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+                    )
+                    .bind(node_pk)
+                    .bind(i64::from(keep))
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                }
+
+                /// [`ItemStore::publish`] in one write transaction: stores the item,
+                /// trims the node, queues the jobs.
+                pub(crate) async fn publish_in_tx(
+                    &self,
+                    node_pk: i64,
+                    item: Option<NewItem>,
+                    keep_items: u32,
+                    jobs: Vec<NewJob>,
+                ) -> Result<Result<(), Refusal>, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    if let Some(item) = item {
+                        // An overwrite takes a new sequence number: it is the newest
+                        // item now.
+                        let seq: i64 = sqlx::query_scalar(<$store>::NEXT_SEQ)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        sqlx::query(AssertSqlSafe(format!(
+                            "INSERT INTO items (node_pk, item_id, seq, publisher, payload)
+                             VALUES ($1, $2, $3, $4, $5)
+                             ON CONFLICT (node_pk, item_id) DO UPDATE
+                             SET seq = excluded.seq, publisher = excluded.publisher,
+                                 payload = excluded.payload, published_at = {}",
+                            <$store>::NOW
+                        )))
+                        .bind(node_pk)
+                        .bind(item.id.as_str())
+                        .bind(seq)
+                        .bind(&item.publisher)
+                        .bind(&item.payload)
+                        .execute(&mut *tx)
+                        .await?;
+                        Self::trim(&mut tx, node_pk, keep_items).await?;
+                    }
+                    let queued = Self::insert_jobs(&mut tx, &jobs).await?;
+                    self.commit(tx, queued).await?;
+                    Ok(Ok(()))
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl ItemStore for $store {
+    async fn item_publisher(
+        &self,
+        node_pk: i64,
+        id: &ItemId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT publisher FROM items WHERE node_pk = $1 AND item_id = $2")
+                .bind(node_pk)
+                .bind(id.as_str())
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    async fn retract(
+        &self,
+        node_pk: i64,
+        ids: &[ItemId],
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<ItemId>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
+        let gone: Vec<String> = sqlx::query_scalar(
+            AssertSqlSafe(format!(
+                "DELETE FROM items WHERE node_pk = $1 AND item_id {} RETURNING item_id",
+                <$store>::in_list("$2")
+            )),
+        )
+        .bind(node_pk)
+        .bind(Self::list(&wanted))
+        .fetch_all(&mut *tx)
+        .await?;
+        let queued = if gone.is_empty() {
+            0
+        } else {
+            Self::insert_jobs(&mut tx, &jobs).await?
+        };
+        self.commit(tx, queued).await?;
+        gone.iter().map(|s| decode::item_id(s)).collect()
+    }
+
+    async fn purge(&self, node_pk: i64, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM items WHERE node_pk = $1")
+            .bind(node_pk)
+            .execute(&mut *tx)
+            .await?;
+        let queued = Self::insert_jobs(&mut tx, &jobs).await?;
+        self.commit(tx, queued).await?;
+        Ok(())
+    }
+
+    async fn items(&self, node_pk: i64, query: &ItemsQuery) -> Result<ItemsPage, StoreError> {
+        let pool = self.pool();
+        let count = self.item_count(node_pk).await?;
+        let (items, first_index) = match query {
+            ItemsQuery::Latest { max } => {
+                let rows = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT $2"
+                )))
+                .bind(node_pk)
+                .bind(max.map_or(i64::MAX, i64::from))
+                .fetch_all(pool)
+                .await?;
+                (records(&rows)?, Some(0))
+            }
+            ItemsQuery::Ids(ids) => {
+                let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
+                let rows = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {ITEM_COLUMNS} FROM items
+                     WHERE node_pk = $1 AND item_id {ids}",
+                    ids = <$store>::in_list("$2")
+                )))
+                .bind(node_pk)
+                .bind(Self::list(&wanted))
+                .fetch_all(pool)
+                .await?;
+                // In the order asked for.
+                let mut items = records(&rows)?;
+                items.sort_by_key(|i| wanted.iter().position(|w| *w == i.id.as_str()));
+                (items, None)
+            }
+            ItemsQuery::Page {
+                max,
+                after,
+                before,
+                index,
+            } => {
+                let limit = i64::from(*max);
+                let anchor = |id: &str| {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT seq FROM items WHERE node_pk = $1 AND item_id = $2",
+                    )
+                    .bind(node_pk)
+                    .bind(id.to_owned())
+                    .fetch_optional(pool)
+                };
+                let rows = match (after, before, index) {
+                    (Some(after), _, _) => {
+                        let Some(seq) = anchor(after).await? else {
+                            return Ok(ItemsPage::missing_anchor(count));
+                        };
+                        sqlx::query(AssertSqlSafe(format!(
+                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq < $2
+                             ORDER BY seq DESC LIMIT $3"
+                        )))
+                        .bind(node_pk)
+                        .bind(seq)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?
+                    }
+                    (None, Some(before), _) => {
+                        // Newer than `before` (or the oldest page for an empty one):
+                        // read upwards, then turn the page newest first.
+                        let seq = if before.is_empty() {
+                            i64::MIN
+                        } else {
+                            match anchor(before).await? {
+                                Some(seq) => seq,
+                                None => return Ok(ItemsPage::missing_anchor(count)),
+                            }
+                        };
+                        let mut rows = sqlx::query(AssertSqlSafe(format!(
+                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq > $2
+                             ORDER BY seq ASC LIMIT $3"
+                        )))
+                        .bind(node_pk)
+                        .bind(seq)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?;
+                        rows.reverse();
+                        rows
+                    }
+                    (None, None, index) => {
+                        sqlx::query(AssertSqlSafe(format!(
+                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1
+                             ORDER BY seq DESC LIMIT $3 OFFSET $2"
+                        )))
+                        .bind(node_pk)
+                        .bind(i64::from(index.unwrap_or(0)))
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?
+                    }
+                };
+                let first_index = match rows.first() {
+                    Some(first) => {
+                        let seq: i64 = first.try_get("seq")?;
+                        let newer: i64 = sqlx::query_scalar(
+                            "SELECT count(*) FROM items WHERE node_pk = $1 AND seq > $2",
+                        )
+                        .bind(node_pk)
+                        .bind(seq)
+                        .fetch_one(pool)
+                        .await?;
+                        Some(newer.max(0) as u64)
+                    }
+                    None => None,
+                };
+                (records(&rows)?, first_index)
+            }
+        };
+        Ok(ItemsPage {
+            items,
+            count,
+            first_index,
+            anchor_missing: false,
+        })
+    }
+
+    async fn last_item(&self, node_pk: i64) -> Result<Option<ItemRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT 1"
+        )))
+        .bind(node_pk)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(rows::item).transpose()
+    }
+
+    async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE node_pk = $1")
+            .bind(node_pk)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+            $($extra)*
+            }
+        };
+    };
+}
+pub(crate) use item_store;

@@ -1,0 +1,65 @@
+//! The one SQL layer: every statement PostgreSQL and SQLite agree on, written once.
+//!
+//! sqlx binds `$1`, `$2`, … positionally on both backends (SQLite reads `$N` as the
+//! N-th argument), so most statements are literally shared. Where the dialects differ
+//! in a word (the current time, the rows of a JSON array, a row lock, the next item
+//! number), the statement takes the word from [`Backend`]. Each `*_store!` macro here
+//! expands to the trait implementation for one backend type; the backend folders keep
+//! only what really differs: fan-out claims and leases (advisory locks and
+//! `SKIP LOCKED` versus `BEGIN IMMEDIATE`), waking workers (`LISTEN/NOTIFY` versus the
+//! in-process signal), and PostgreSQL's one-statement publishes (DML inside `WITH`).
+//!
+//! Rows are decoded once, in [`rows`], generic over the row type.
+//!
+//! Besides [`Backend`], each backend has inherent methods of the same names that the
+//! macros call: `pool()`, `write_tx()` (`BEGIN`, or `BEGIN IMMEDIATE` on SQLite),
+//! `commit(tx, queued)` (which wakes SQLite's workers), `insert_jobs(conn, jobs)`
+//! (which notifies on PostgreSQL), `list(values)` (an array, or a JSON array) and
+//! `seconds(s)` (for [`Backend::now_plus`]).
+
+pub mod rows;
+
+pub mod affiliations;
+pub mod fanout;
+pub mod item_seq;
+pub mod items;
+pub mod nodes;
+pub mod service;
+pub mod subscriptions;
+
+pub(crate) use affiliations::affiliation_store;
+pub(crate) use fanout::fanout_store;
+pub(crate) use item_seq::item_seq_store;
+pub(crate) use items::item_store;
+pub(crate) use nodes::node_store;
+pub(crate) use service::service_store;
+pub(crate) use subscriptions::subscription_store;
+
+/// What a backend tells the shared statements about its dialect and transactions.
+/// Implemented by [`super::postgres::PgStore`] and [`super::sqlite::SqliteStore`].
+pub trait Backend {
+    /// The sqlx database.
+    type Db: sqlx::Database;
+    /// An expression for the current time, in the format of the time columns.
+    const NOW: &'static str;
+    /// Compares a column with every element of the list parameter `param` (bound with
+    /// the backend's `list`): `= ANY($n)` over an array on PostgreSQL, `IN` the
+    /// elements of a JSON array on SQLite, which has no arrays.
+    fn in_list(param: &str) -> String;
+    /// What makes the text parameter that follows a lease owner (a UUID).
+    const UUID: &'static str;
+    /// An expression for now plus the seconds in parameter `param` (bound with the
+    /// backend's `seconds`), in the format of the time columns.
+    fn now_plus(param: &str) -> String;
+    /// What makes a `SELECT` of one row lock it until the transaction ends (`""` where
+    /// write transactions are serialised anyway).
+    const LOCK_ROW: &'static str;
+    /// [`LOCK_ROW`](Self::LOCK_ROW) for a claim that skips rows another transaction
+    /// holds, instead of waiting for them (`""` on SQLite: one process per file).
+    const LOCK_ROW_SKIP_LOCKED: &'static str;
+    /// A statement returning the next number of the global publish order.
+    const NEXT_SEQ: &'static str;
+    /// A JSON array of a subscription row `s`'s columns, as [`rows::SubscriptionJson`]
+    /// reads them, for the subscriptions matching the `WHERE` that follows.
+    const SUBSCRIPTIONS_JSON: &'static str;
+}

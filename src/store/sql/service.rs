@@ -1,0 +1,103 @@
+//! The statements of [`ServiceStore`](crate::store::ServiceStore) both backends share:
+//! health, the store tag, counts, node listing. The backlog and retention read time
+//! and leases differently and stay with each backend.
+
+/// Implements `ServiceStore` for `$store`; `$extra` are the backend's own methods
+/// (`fanout_backlog`, `status_backlog`, `largest_nodes`, `expire_items`).
+macro_rules! service_store {
+    ($store:ty, { $($extra:tt)* }) => {
+        const _: () = {
+            use sqlx::{AssertSqlSafe, Row};
+            use xmpp_parsers::jid::BareJid;
+
+            use $crate::store::{NodeListing, ServiceStore, Stats, StoreError};
+
+            #[async_trait::async_trait]
+            impl ServiceStore for $store {
+                async fn health(&self) -> Result<(), StoreError> {
+                    sqlx::query("SELECT 1").execute(self.pool()).await?;
+                    Ok(())
+                }
+
+                async fn store_tag_with(
+                    &self,
+                    candidate: i64,
+                ) -> Result<i64, StoreError> {
+                    let row = sqlx::query($crate::store::STORE_TAG_SQL)
+                        .bind(candidate)
+                        .fetch_one(self.pool())
+                        .await?;
+                    Ok(row.try_get("tag")?)
+                }
+
+                async fn stats(&self) -> Result<Stats, StoreError> {
+                    let row = sqlx::query(
+                        "SELECT (SELECT count(*) FROM nodes WHERE NOT deleted) AS nodes,
+                                (SELECT count(*) FROM items) AS items,
+                                (SELECT count(*) FROM subscriptions WHERE state <> 'pending') AS subscriptions,
+                                (SELECT count(*) FROM subscriptions WHERE state = 'pending') AS pending,
+                                (SELECT count(*) FROM affiliations) AS affiliations",
+                    )
+                    .fetch_one(self.pool())
+                    .await?;
+                    let n = |col: &str| -> Result<u64, StoreError> {
+                        Ok(row.try_get::<i64, _>(col)?.max(0) as u64)
+                    };
+                    let (jobs_pending, oldest_job_age_seconds, _) =
+                        self.fanout_backlog().await?;
+                    Ok(Stats {
+                        nodes: n("nodes")?,
+                        items: n("items")?,
+                        subscriptions: n("subscriptions")?,
+                        pending_subscriptions: n("pending")?,
+                        affiliations: n("affiliations")?,
+                        jobs_pending,
+                        oldest_job_age_seconds,
+                    })
+                }
+
+                async fn list_nodes(
+                    &self,
+                    after: Option<&str>,
+                    limit: u32,
+                    viewer: Option<&BareJid>,
+                ) -> Result<(Vec<NodeListing>, u64), StoreError> {
+                    // The visibility rule, shared by the page and the count.
+                    const VISIBLE: &str = "NOT n.deleted AND ($1 IS NULL
+                         OR n.config ->> 'access_model' IS DISTINCT FROM 'whitelist'
+                         OR EXISTS (SELECT 1 FROM affiliations a WHERE a.node_pk = n.pk
+                                    AND a.jid = $1 AND a.affiliation <> 'outcast'))";
+                    let viewer = viewer.map(|v| v.as_str());
+                    let rows = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT n.name, n.config ->> 'title' AS title FROM nodes n
+                         WHERE {VISIBLE} AND n.name > $2 ORDER BY n.name LIMIT $3"
+                    )))
+                    .bind(viewer)
+                    .bind(after.unwrap_or(""))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await?;
+                    let nodes = rows
+                        .into_iter()
+                        .map(|r| {
+                            Ok(NodeListing {
+                                name: r.try_get("name")?,
+                                title: r.try_get("title")?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                    let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                        "SELECT count(*) FROM nodes n WHERE {VISIBLE}"
+                    )))
+                    .bind(viewer)
+                    .fetch_one(self.pool())
+                    .await?;
+                    Ok((nodes, total.max(0) as u64))
+                }
+
+                $($extra)*
+            }
+        };
+    };
+}
+pub(crate) use service_store;
