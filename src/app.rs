@@ -273,14 +273,14 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             },
             stop_tx.subscribe(),
         );
-        let state = crate::http_admin::AdminState {
+        let state = crate::status::http::OpsState {
             store: store_for_retention.clone(),
             connection: connection_state,
             out: out_for_admin,
             metrics: metrics_handle,
             status,
         };
-        crate::http_admin::serve(addr, state, stop_tx.subscribe())
+        crate::status::http::serve(addr, state, stop_tx.subscribe())
             .await
             .map_err(|source| StartError::MetricsListen { addr, source })?;
     }

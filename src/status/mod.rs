@@ -1,5 +1,5 @@
 //! The operator's status page, served at `/` of `metrics_listen` by
-//! [`crate::http_admin`]: who this service is, its component connections, the fan-out
+//! [`http`]: who this service is, its component connections, the fan-out
 //! backlog and rate, the largest nodes, feeds, and the instances sharing the store.
 //!
 //! It reads the store through [`crate::store::ServiceStore`] on the general pool (never
@@ -14,6 +14,7 @@
 //! It must not change anything: no write, no lock beyond its own cache.
 
 pub mod exposition;
+pub mod http;
 pub mod render;
 pub mod snapshot;
 

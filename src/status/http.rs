@@ -17,8 +17,8 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::broadcast;
 
+use super::StatusPage;
 use crate::metrics as m;
-use crate::status::StatusPage;
 use crate::store::Store;
 use crate::xmpp::{ConnectionState, Outbound};
 
@@ -27,7 +27,7 @@ const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the handlers look at.
 #[derive(Clone)]
-pub struct AdminState {
+pub struct OpsState {
     pub store: Arc<dyn Store>,
     pub connection: ConnectionState,
     pub out: Outbound,
@@ -43,7 +43,7 @@ const STATUS_PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'"
 /// (it is a configuration error).
 pub async fn serve(
     addr: SocketAddr,
-    state: AdminState,
+    state: OpsState,
     mut shutdown: broadcast::Receiver<()>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -67,7 +67,7 @@ pub async fn serve(
     }))
 }
 
-async fn status_page(State(s): State<AdminState>) -> impl IntoResponse {
+async fn status_page(State(s): State<OpsState>) -> impl IntoResponse {
     let page = s.status.html().await;
     (
         [
@@ -96,7 +96,7 @@ fn stranger_seen() -> bool {
     stranger
 }
 
-async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
+async fn readyz(State(s): State<OpsState>) -> (StatusCode, String) {
     let xmpp = s.connection.is_connected();
     let db = store_up(s.store.as_ref()).await;
     let stranger = stranger_seen();
@@ -124,7 +124,7 @@ fn up(b: bool) -> &'static str {
     }
 }
 
-async fn metrics(State(s): State<AdminState>) -> (StatusCode, String) {
+async fn metrics(State(s): State<OpsState>) -> (StatusCode, String) {
     let stranger = stranger_seen();
     let Some(handle) = &s.metrics else {
         return (
