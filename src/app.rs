@@ -143,7 +143,7 @@ pub async fn open_store(
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     // Before anything can say "connected": a SIGTERM from then on is a clean shutdown.
     let signals = shutdown::listen();
-    tracing::info!(jid = %cfg.jid, server = %cfg.server, "starting pubsubd");
+    tracing::info!(jid = %cfg.xmpp.jid, server = %cfg.xmpp.server, "starting pubsubd");
     let policy = crate::pubsub::Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(
         |message| StartError::Config {
             file: cfg.source.as_ref().map_or_else(
@@ -173,7 +173,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     } = open_store(
         &cfg.database,
         cfg.db_pool,
-        Some(cfg.fanout_db_pool),
+        Some(cfg.fanout.db_pool),
         Opener::Service,
     )
     .await?;
@@ -185,22 +185,22 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let store_for_retention = store.clone();
     // One outgoing queue per component connection. Answers, presence and admin traffic
     // use the first; the fan-out workers are spread over all of them.
-    let (outs, queues): (Vec<Outbound>, Vec<_>) = (0..cfg.connections)
-        .map(|_| Outbound::channel(cfg.outgoing_queue))
+    let (outs, queues): (Vec<Outbound>, Vec<_>) = (0..cfg.xmpp.connections)
+        .map(|_| Outbound::channel(cfg.xmpp.outgoing_queue))
         .unzip();
     let out = outs[0].clone();
     let out_for_admin = out.clone();
     let outs_for_fanout = outs;
     let presence =
-        crate::fanout::presence::Presence::new(presence_store, out.clone(), cfg.jid.clone());
+        crate::fanout::presence::Presence::new(presence_store, out.clone(), cfg.xmpp.jid.clone());
     let pubsub = Arc::new(crate::pubsub::Pubsub {
-        jid: cfg.jid.clone(),
+        jid: cfg.xmpp.jid.clone(),
         store,
         policy,
     });
     let pubsub_for_edges = pubsub.clone();
     let service = Arc::new(Service {
-        jid: cfg.jid.clone(),
+        jid: cfg.xmpp.jid.clone(),
         pubsub,
         out,
         limits: crate::protocol::rate_limit::RateLimiter::new(rates.clone()),
@@ -208,7 +208,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     });
     let router = Arc::new(Router::start(service, cfg.request_handlers));
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let multicast = cfg.multicast.as_ref().map(|m| {
+    let multicast = cfg.xmpp.multicast.as_ref().map(|m| {
         Arc::new(crate::xmpp::multicast::Multicast::new(
             m.jid.clone(),
             m.limit,
@@ -218,9 +218,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         .into_iter()
         .map(|queue| {
             Supervisor::new(
-                cfg.server.clone(),
-                cfg.jid.clone(),
-                cfg.secret.clone(),
+                cfg.xmpp.server.to_string(),
+                cfg.xmpp.jid.clone(),
+                cfg.xmpp.secret.clone(),
                 router.clone(),
                 queue,
                 drain_rx.clone(),
@@ -228,7 +228,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             .with_multicast(multicast.clone())
             .with_identity(identity)
             .with_limits(stanza_reader::Limits {
-                max_stanza_bytes: cfg.max_stanza_size,
+                max_stanza_bytes: cfg.xmpp.max_stanza_size,
                 ..stanza_reader::Limits::default()
             })
         })
@@ -241,7 +241,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             Err(e) if k > 0 => {
                 return Err(StartError::ExtraConnection {
                     n: k + 1,
-                    of: cfg.connections,
+                    of: cfg.xmpp.connections,
                     source: e,
                 })
             }
@@ -260,7 +260,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     if let Some(addr) = cfg.metrics_listen {
         let status = crate::status::StatusPage::start(
             crate::status::Sources {
-                jid: cfg.jid.to_string(),
+                jid: cfg.xmpp.jid.to_string(),
                 store_name: match cfg.database {
                     Database::Postgres(_) => "PostgreSQL",
                     Database::Sqlite(_) => "SQLite",
@@ -314,8 +314,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let fanout = crate::fanout::Fanout::start(
         fanout_store,
         fanout_links,
-        &cfg.jid,
-        crate::fanout::Settings::from_config(&cfg, multicast),
+        &cfg.xmpp.jid,
+        crate::fanout::Settings::new(&cfg.fanout, multicast),
     );
     let retention = tokio::spawn(crate::retention::run(
         store_for_retention,

@@ -13,6 +13,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod fanout;
 pub mod feeds;
 pub mod fuzzing;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use pubsubd::domain::{ItemId, NodeId};
-use pubsubd::protocol::events::{self, EventItem};
+use pubsubd::events::{self, EventItem};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd_testkit::{
     both_servers, both_stores, component_handshake, shared_ejabberd, shared_prosody, stanza,

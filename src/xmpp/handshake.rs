@@ -16,7 +16,7 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
 use super::render::escape;
-use crate::config::Secret;
+use super::settings::Secret;
 
 /// How long the server may take to answer the stream header or the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -16,9 +16,9 @@ use super::handshake::{self, ConnectError};
 use super::multicast::Multicast;
 use super::outbound::OutboundQueue;
 use super::session::{self, SessionEnd};
+use super::settings::Secret;
 use super::stranger::StoreIdentity;
 use super::Inbound;
-use crate::config::Secret;
 
 /// First reconnect delay: short, since most drops are server restarts that are over
 /// within a second or two.
