@@ -47,6 +47,9 @@ const DEFAULT_DB_POOL: u32 = 16;
 /// limit only when it is configured (its default for a component is 20 and is then
 /// assumed); 100 keeps a stanza of `bcc` addresses a few kilobytes long.
 const DEFAULT_MULTICAST_LIMIT: usize = 100;
+/// Default bound on a whole shutdown, from the signal to the exit: under systemd's and
+/// Kubernetes' 30 s before they kill the process, with room to spare.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 /// Default largest item payload accepted, in bytes (XEP-0060 `pubsub#max_payload_size`).
 const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
 
@@ -104,6 +107,8 @@ pub struct FileConfig {
     pub max_payload_size: Option<usize>,
     pub max_stanza_size: Option<usize>,
     pub metrics_listen: Option<String>,
+    /// Seconds (`25`) or a duration (`"25s"`, `"1m"`).
+    pub shutdown_timeout: Option<DurationSetting>,
     #[serde(default)]
     pub service: Option<toml::Table>,
     #[serde(default)]
@@ -115,6 +120,37 @@ pub struct FileConfig {
     /// `[[feed]]`: feeds polled into nodes.
     #[serde(default)]
     pub feed: Vec<FeedFile>,
+}
+
+/// A duration in the file: whole seconds, or a number with a unit (s, m, h, d).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationSetting {
+    fn parse(&self, key: &'static str, origin: &str) -> Result<Duration, ConfigError> {
+        let d = match self {
+            DurationSetting::Seconds(n) => Duration::from_secs(*n),
+            DurationSetting::Text(t) => {
+                crate::feeds::config::parse_duration(t).map_err(|message| ConfigError::Invalid {
+                    key,
+                    origin: origin.to_string(),
+                    message,
+                })?
+            }
+        };
+        if d.is_zero() {
+            return Err(ConfigError::Invalid {
+                key,
+                origin: origin.to_string(),
+                message: "must be at least 1s".into(),
+            });
+        }
+        Ok(d)
+    }
 }
 
 /// Values given on the command line (or through their `PUBSUBD_*` variables).
@@ -157,6 +193,8 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     /// Feed ingestion settings and the `[[feed]]` entries.
     pub feeds: FeedsConfig,
+    /// The bound on a whole shutdown, from SIGTERM to the exit.
+    pub shutdown_timeout: Duration,
     /// Where the file came from, for error messages.
     pub source: Option<PathBuf>,
 }
@@ -358,6 +396,10 @@ impl Config {
             &origin.file(),
         )?;
         let metrics_listen = metrics_listen(&f, &o, origin)?;
+        let shutdown_timeout = match &f.shutdown_timeout {
+            Some(d) => d.parse("shutdown_timeout", &origin.file())?,
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
+        };
         let (http, feeds) = edges(f.http, f.feeds, f.feed, origin)?;
         Ok(Config {
             xmpp,
@@ -372,6 +414,7 @@ impl Config {
             rate_limits: f.rate_limits.unwrap_or_default(),
             http,
             feeds,
+            shutdown_timeout,
             source: path.map(Path::to_path_buf),
         })
     }
@@ -740,6 +783,22 @@ mod tests {
         let f = file(include_str!("../examples/pubsubd.toml"));
         assert_eq!(f.fanout_page_size, Some(500));
         assert_eq!(f.fanout_lease_secs, Some(30));
+    }
+
+    #[test]
+    fn shutdown_timeout_is_seconds_or_a_duration_and_defaults_to_25s() {
+        let base = "jid = 'a.example'\nsecret = 's'\nserver = 'h:1'\n";
+        let merge = |extra: &str| {
+            Config::merge(file(&format!("{base}{extra}")), Overrides::default(), None)
+        };
+        let secs = |extra: &str| merge(extra).expect(extra).shutdown_timeout.as_secs();
+        assert_eq!(secs(""), 25);
+        assert_eq!(secs("shutdown_timeout = 10"), 10);
+        assert_eq!(secs("shutdown_timeout = '1m'"), 60);
+        for bad in ["shutdown_timeout = 0", "shutdown_timeout = 'soon'"] {
+            let msg = merge(bad).expect_err(bad).to_string();
+            assert!(msg.contains("shutdown_timeout"), "{bad}: {msg}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod store;
 use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::pubsub::Pubsub;
@@ -42,7 +42,7 @@ pub async fn start(
     cfg: &FeedsConfig,
     pubsub: Arc<Pubsub>,
     pool: PgPool,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
     let store = store::FeedStore::new(pool);
     let Some(jid) = publisher(cfg, &pubsub) else {

@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use super::StatusPage;
 use crate::metrics as m;
@@ -44,7 +44,7 @@ const STATUS_PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'"
 pub async fn serve(
     addr: SocketAddr,
     state: OpsState,
-    mut shutdown: broadcast::Receiver<()>,
+    shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics and health endpoints listening");
@@ -55,9 +55,7 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .with_state(state);
     Ok(tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.recv().await;
-        };
+        let stop = async move { shutdown.cancelled().await };
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await
