@@ -1,9 +1,17 @@
 //! Start-up and shutdown of the whole service: connects the store, runs migrations,
 //! connects to the XMPP server, starts the router and the workers, and stops them in
 //! order on SIGINT/SIGTERM.
+//!
+//! Shutdown is one [`CancellationToken`] and one [`TaskTracker`] under one deadline
+//! (`shutdown_timeout`, 25 s by default). The token's child `draining` stops the intake
+//! (the XMPP readers, the HTTP gateway, feed polling); then the requests in flight are
+//! answered and fan-out gives its leases back while the streams are still up (its last
+//! pages need their barriers); then the token itself closes the streams, after
+//! everything queued is written, and stops the background tasks, which the tracker
+//! waits for. Whatever is not done by the deadline is left: the process exits, and
+//! what fan-out still held is taken over by the next start or another instance.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::{Config, Database};
 use crate::feeds::store::FeedStore;
@@ -16,9 +24,13 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::xmpp::{ConnectionState, Outbound, Supervisor};
 use crate::{shutdown, store::StoreError, xmpp::ConnectError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// How long shutdown waits for the connection to flush and close.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// The part of `shutdown_timeout` kept for closing the streams after the intake has
+/// drained and fan-out has stopped: writing what is queued and the closing footer takes
+/// well under a second on a live connection.
+const CLOSE_SHARE: u32 = 5;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +160,7 @@ pub async fn open_store(
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     // Before anything can say "connected": a SIGTERM from then on is a clean shutdown.
     let signals = shutdown::listen();
-    tracing::info!(jid = %cfg.jid, server = %cfg.server, "starting pubsubd");
+    tracing::info!(jid = %cfg.xmpp.jid, server = %cfg.xmpp.server, "starting pubsubd");
     let policy = crate::pubsub::Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(
         |message| StartError::Config {
             file: cfg.source.as_ref().map_or_else(
@@ -179,7 +191,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     } = open_store(
         &cfg.database,
         cfg.db_pool,
-        Some(cfg.fanout_db_pool),
+        Some(cfg.fanout.db_pool),
         Opener::Service,
     )
     .await?;
@@ -191,30 +203,34 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let store_for_retention = store.clone();
     // One outgoing queue per component connection. Answers, presence and admin traffic
     // use the first; the fan-out workers are spread over all of them.
-    let (outs, queues): (Vec<Outbound>, Vec<_>) = (0..cfg.connections)
-        .map(|_| Outbound::channel(cfg.outgoing_queue))
+    let (outs, queues): (Vec<Outbound>, Vec<_>) = (0..cfg.xmpp.connections)
+        .map(|_| Outbound::channel(cfg.xmpp.outgoing_queue))
         .unzip();
     let out = outs[0].clone();
     let out_for_admin = out.clone();
     let outs_for_fanout = outs;
     let presence =
-        crate::fanout::presence::Presence::new(presence_store, out.clone(), cfg.jid.clone());
+        crate::fanout::presence::Presence::new(presence_store, out.clone(), cfg.xmpp.jid.clone());
     let pubsub = Arc::new(crate::pubsub::Pubsub {
-        jid: cfg.jid.clone(),
+        jid: cfg.xmpp.jid.clone(),
         store,
         policy,
     });
     let pubsub_for_edges = pubsub.clone();
     let service = Arc::new(Service {
-        jid: cfg.jid.clone(),
+        jid: cfg.xmpp.jid.clone(),
         pubsub,
         out,
         limits: crate::protocol::rate_limit::RateLimiter::new(rates.clone()),
         presence: Some(presence),
     });
     let router = Arc::new(Router::start(service, cfg.request_handlers));
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
-    let multicast = cfg.multicast.as_ref().map(|m| {
+    // Cancelling `stop` closes the streams and stops everything; its child `draining`,
+    // cancelled first, only stops the intake.
+    let stop = CancellationToken::new();
+    let draining = stop.child_token();
+    let tracker = TaskTracker::new();
+    let multicast = cfg.xmpp.multicast.as_ref().map(|m| {
         Arc::new(crate::xmpp::multicast::Multicast::new(
             m.jid.clone(),
             m.limit,
@@ -224,17 +240,17 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         .into_iter()
         .map(|queue| {
             Supervisor::new(
-                cfg.server.clone(),
-                cfg.jid.clone(),
-                cfg.secret.clone(),
+                cfg.xmpp.server.to_string(),
+                cfg.xmpp.jid.clone(),
+                cfg.xmpp.secret.clone(),
                 router.clone(),
                 queue,
-                drain_rx.clone(),
+                draining.clone(),
             )
             .with_multicast(multicast.clone())
             .with_identity(identity)
             .with_limits(stanza_reader::Limits {
-                max_stanza_bytes: cfg.max_stanza_size,
+                max_stanza_bytes: cfg.xmpp.max_stanza_size,
                 ..stanza_reader::Limits::default()
             })
         })
@@ -247,7 +263,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             Err(e) if k > 0 => {
                 return Err(StartError::ExtraConnection {
                     n: k + 1,
-                    of: cfg.connections,
+                    of: cfg.xmpp.connections,
                     source: e,
                 })
             }
@@ -262,11 +278,10 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         .map(|(index, (out, up))| crate::fanout::Link { out, up, index })
         .collect();
 
-    let (stop_tx, stop_rx) = shutdown::channel();
     if let Some(addr) = cfg.metrics_listen {
         let status = crate::status::StatusPage::start(
             crate::status::Sources {
-                jid: cfg.jid.to_string(),
+                jid: cfg.xmpp.jid.to_string(),
                 store_name: match cfg.database {
                     Database::Postgres(_) => "PostgreSQL",
                     Database::Sqlite(_) => "SQLite",
@@ -277,16 +292,16 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 feeds: Some(feeds.clone()),
                 metrics: metrics_handle.clone(),
             },
-            stop_tx.subscribe(),
+            stop.clone(),
         );
-        let state = crate::http_admin::AdminState {
+        let state = crate::status::http::OpsState {
             store: store_for_retention.clone(),
             connection: connection_state,
             out: out_for_admin,
             metrics: metrics_handle,
             status,
         };
-        crate::http_admin::serve(addr, state, stop_tx.subscribe())
+        crate::status::http::serve(addr, state, stop.clone())
             .await
             .map_err(|source| StartError::MetricsListen { addr, source })?;
     }
@@ -301,8 +316,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         ),
         None => None,
     };
-    let (feeds_stop, feeds_stop_rx) = tokio::sync::watch::channel(false);
-    let feeds = crate::feeds::start(&cfg.feeds, pubsub_for_edges, feeds, feeds_stop_rx)
+    let feeds = crate::feeds::start(&cfg.feeds, pubsub_for_edges, feeds, draining.clone())
         .await
         .map_err(|message| StartError::Config {
             file: cfg.source.as_ref().map_or_else(
@@ -311,71 +325,55 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             ),
             message,
         })?;
-    let connections: Vec<_> = supervisors
-        .into_iter()
-        .zip(firsts)
-        .map(|(supervisor, first)| tokio::spawn(supervisor.run(first, stop_rx.resubscribe())))
-        .collect();
-    drop(stop_rx);
+    for (supervisor, first) in supervisors.into_iter().zip(firsts) {
+        // A connection that ends by itself (its queue closed) shuts the service down.
+        let (stop, ended) = (stop.clone(), draining.clone());
+        tracker.spawn(async move {
+            supervisor.run(first, stop).await;
+            ended.cancel();
+        });
+    }
     let fanout = crate::fanout::Fanout::start(
         fanout_store,
         fanout_links,
-        &cfg.jid,
-        crate::fanout::Settings::from_config(&cfg, multicast),
+        &cfg.xmpp.jid,
+        crate::fanout::Settings::new(&cfg.fanout, multicast),
     );
-    let retention = tokio::spawn(crate::retention::run(
-        store_for_retention,
-        stop_tx.subscribe(),
-    ));
+    tracker.spawn(crate::retention::run(store_for_retention, stop.clone()));
     tokio::select! {
         _ = signals.recv() => {}
-        _ = connection_ended(&connections) => {}
+        _ = draining.cancelled() => tracing::warn!("a component connection ended; shutting down"),
     }
-    // Shutdown in order: stop reading, let handlers answer what they have, then close
-    // the stream (the writer sends everything queued before `</stream:stream>`).
-    let _ = drain_tx.send(true);
-    // The HTTP and feed front ends stop taking new work with the XMPP reader.
-    let _ = feeds_stop.send(true);
-    if let Some(g) = gateway {
-        if tokio::time::timeout(SHUTDOWN_GRACE, g.stop())
-            .await
-            .is_err()
-        {
-            tracing::warn!("HTTP gateway did not stop in time");
+    let deadline = tokio::time::Instant::now() + cfg.shutdown_timeout;
+    let close_by = deadline - cfg.shutdown_timeout / CLOSE_SHARE;
+    draining.cancel();
+    let drain = async {
+        // The intake stops: HTTP, feeds (the XMPP readers stopped with `draining`).
+        if let Some(g) = gateway {
+            g.stop().await;
         }
-    }
-    if let Some(f) = feeds {
-        if tokio::time::timeout(SHUTDOWN_GRACE, f).await.is_err() {
-            tracing::warn!("feed poller did not stop in time");
+        if let Some(f) = feeds {
+            let _ = f.await;
         }
+        // Requests in flight are answered; fan-out stops while the streams are up.
+        router.idle().await;
+        fanout.stop().await;
+    };
+    if tokio::time::timeout_at(close_by, drain).await.is_err() {
+        tracing::warn!(
+            timeout_secs = cfg.shutdown_timeout.as_secs(),
+            "requests or fan-out still running at shutdown_timeout; closing anyway (leases left are taken over by the next start or another instance)"
+        );
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, router.idle())
+    // The streams close after writing what is queued; background tasks stop.
+    stop.cancel();
+    tracker.close();
+    if tokio::time::timeout_at(deadline, tracker.wait())
         .await
         .is_err()
     {
-        tracing::warn!("request handlers did not finish in time");
+        tracing::warn!("connections did not close within shutdown_timeout; exiting anyway");
     }
-    // Fan-out stops while the connection is still up: its last pages need their barriers.
-    if tokio::time::timeout(SHUTDOWN_GRACE, fanout.stop())
-        .await
-        .is_err()
-    {
-        tracing::warn!("fan-out workers did not stop in time");
-    }
-    let _ = stop_tx.send(());
-    if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(connections))
-        .await
-        .is_err()
-    {
-        tracing::warn!("connection did not close in time");
-    }
-    retention.abort();
     tracing::info!("pubsubd stopped");
     Ok(())
-}
-
-async fn connection_ended(handles: &[tokio::task::JoinHandle<()>]) {
-    while !handles.iter().any(|h| h.is_finished()) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }

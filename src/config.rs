@@ -13,6 +13,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use xmpp_parsers::jid::BareJid;
 
+use crate::fanout::Tuning as FanoutTuning;
+use crate::feeds::config::{FeedFile, FeedsConfig, FeedsFile};
+use crate::gateway::config::{HttpConfig, HttpFile};
+pub use crate::telemetry::LogFormat;
+pub use crate::xmpp::Secret;
+use crate::xmpp::{MulticastSettings, ServerAddr, Settings as XmppSettings};
+
 /// Default number of fan-out workers: each drives one job at a time, and the XMPP
 /// server (not pubsubd) is the bottleneck, so a handful keeps the link saturated.
 const DEFAULT_FANOUT_WORKERS: usize = 4;
@@ -40,6 +47,9 @@ const DEFAULT_DB_POOL: u32 = 16;
 /// limit only when it is configured (its default for a component is 20 and is then
 /// assumed); 100 keeps a stanza of `bcc` addresses a few kilobytes long.
 const DEFAULT_MULTICAST_LIMIT: usize = 100;
+/// Default bound on a whole shutdown, from the signal to the exit: under systemd's and
+/// Kubernetes' 30 s before they kill the process, with room to spare.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 /// Default largest item payload accepted, in bytes (XEP-0060 `pubsub#max_payload_size`).
 const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
 
@@ -73,17 +83,6 @@ pub enum ConfigError {
     },
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Human,
-    /// One JSON object per line.
-    Json,
-}
-
 /// The TOML file as written by the operator. Every key is optional here; [`Config::load`]
 /// decides what is required.
 #[derive(Debug, Default, Deserialize)]
@@ -108,17 +107,50 @@ pub struct FileConfig {
     pub max_payload_size: Option<usize>,
     pub max_stanza_size: Option<usize>,
     pub metrics_listen: Option<String>,
+    /// Seconds (`25`) or a duration (`"25s"`, `"1m"`).
+    pub shutdown_timeout: Option<DurationSetting>,
     #[serde(default)]
     pub service: Option<toml::Table>,
     #[serde(default)]
     pub rate_limits: Option<toml::Table>,
     /// `[http]`: the HTTP gateway (off without `listen`).
-    pub http: Option<crate::gateway::config::HttpFile>,
+    pub http: Option<HttpFile>,
     /// `[feeds]`: how feeds are fetched and published.
-    pub feeds: Option<crate::feeds::config::FeedsFile>,
+    pub feeds: Option<FeedsFile>,
     /// `[[feed]]`: feeds polled into nodes.
     #[serde(default)]
-    pub feed: Vec<crate::feeds::config::FeedFile>,
+    pub feed: Vec<FeedFile>,
+}
+
+/// A duration in the file: whole seconds, or a number with a unit (s, m, h, d).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationSetting {
+    fn parse(&self, key: &'static str, origin: &str) -> Result<Duration, ConfigError> {
+        let d = match self {
+            DurationSetting::Seconds(n) => Duration::from_secs(*n),
+            DurationSetting::Text(t) => {
+                crate::feeds::config::parse_duration(t).map_err(|message| ConfigError::Invalid {
+                    key,
+                    origin: origin.to_string(),
+                    message,
+                })?
+            }
+        };
+        if d.is_zero() {
+            return Err(ConfigError::Invalid {
+                key,
+                origin: origin.to_string(),
+                message: "must be at least 1s".into(),
+            });
+        }
+        Ok(d)
+    }
 }
 
 /// Values given on the command line (or through their `PUBSUBD_*` variables).
@@ -134,39 +166,22 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
 }
 
-/// The validated configuration pubsubd runs with.
+/// The validated configuration pubsubd runs with: one small settings struct per layer,
+/// each built here and handed to its layer, which never sees the rest.
 #[derive(Clone)]
 pub struct Config {
-    /// The component JID the service answers as, e.g. `pubsub.example.org`.
-    pub jid: BareJid,
-    /// The XEP-0114 shared secret.
-    pub secret: Secret,
-    /// The XMPP server's component port, `host:port`.
-    pub server: String,
+    /// The component connections (`jid`, `secret`, `server`, `connections`,
+    /// `outgoing_queue`, `max_stanza_size`, `multicast`).
+    pub xmpp: XmppSettings,
+    /// The fan-out engine's tuning (`fanout_*`).
+    pub fanout: FanoutTuning,
     /// Where the data lives: PostgreSQL, or an SQLite file (the default).
     pub database: Database,
-    pub log_format: LogFormat,
-    pub fanout_workers: usize,
-    /// Subscriptions per fan-out page.
-    pub fanout_page_size: u32,
-    /// How long a fan-out claim holds without renewal.
-    pub fanout_lease: Duration,
-    pub request_handlers: usize,
-    pub outgoing_queue: usize,
+    /// Connections of the request handlers (and the gateway, feeds and presence).
     pub db_pool: u32,
-    /// PostgreSQL connections of the fan-out workers, a pool of their own so that a
-    /// flood of requests cannot starve delivery (SQLite: shared with requests).
-    pub fanout_db_pool: u32,
-    /// Component connections to open for the JID (ejabberd balances several; Prosody
-    /// accepts one).
-    pub connections: usize,
-    /// The server's XEP-0033 multicast service, through which fan-out addresses one
-    /// notification to many recipients once the service has shown it takes them.
-    pub multicast: Option<Multicast>,
+    pub log_format: LogFormat,
+    pub request_handlers: usize,
     pub max_payload_size: usize,
-    /// Largest stanza read whole from the server, in bytes; a larger one is skipped and
-    /// answered with an error, and the stream goes on.
-    pub max_stanza_size: usize,
     /// Where to serve the status page (`/`), `/metrics`, `/healthz` and `/readyz`; off
     /// when `None`.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -175,9 +190,11 @@ pub struct Config {
     /// The `[rate_limits]` table, handed to the rate limiter as it is.
     pub rate_limits: toml::Table,
     /// The HTTP gateway; off when `None`.
-    pub http: Option<crate::gateway::config::HttpConfig>,
+    pub http: Option<HttpConfig>,
     /// Feed ingestion settings and the `[[feed]]` entries.
-    pub feeds: crate::feeds::config::FeedsConfig,
+    pub feeds: FeedsConfig,
+    /// The bound on a whole shutdown, from SIGTERM to the exit.
+    pub shutdown_timeout: Duration,
     /// Where the file came from, for error messages.
     pub source: Option<PathBuf>,
 }
@@ -196,23 +213,11 @@ pub struct AdminConfig {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("jid", &self.jid)
-            .field("secret", &self.secret)
-            .field("server", &self.server)
+            .field("xmpp", &self.xmpp)
             .field("database", &self.database)
-            .field("fanout_workers", &self.fanout_workers)
+            .field("fanout", &self.fanout)
             .finish_non_exhaustive()
     }
-}
-
-/// The `multicast` and `multicast_limit` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Multicast {
-    /// The service's JID, e.g. `multicast.example.org` (ejabberd's `mod_multicast`).
-    pub jid: String,
-    /// The most recipients one stanza may address; the service's advertised limit
-    /// applies when it is lower.
-    pub limit: usize,
 }
 
 /// A JID made of a domain only, as a service's JID is.
@@ -302,27 +307,6 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// A secret that never shows up in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself; call only where it is sent to the server.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Hides the password of a `postgres://user:password@host/db` URL.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -387,182 +371,259 @@ impl Config {
         Self::merge(file_cfg, over, file)
     }
 
+    /// The file's values under the flags', section by section.
     fn merge(f: FileConfig, o: Overrides, path: Option<&Path>) -> Result<Config, ConfigError> {
-        let origin = |from_flag: bool| match (from_flag, path) {
-            (false, Some(p)) => format!(" in {}", p.display()),
-            _ => String::new(),
-        };
-        let jid_from_flag = o.jid.is_some();
-        let jid_str = o.jid.or(f.jid).ok_or(ConfigError::Missing {
-            key: "jid",
-            flag: "jid",
-            env: "PUBSUBD_JID",
-        })?;
-        let jid: BareJid = jid_str.parse().map_err(|e| ConfigError::Invalid {
-            key: "jid",
-            origin: origin(jid_from_flag),
-            message: format!("`{jid_str}` is not a valid JID: {e}"),
-        })?;
-        if jid.node().is_some() {
-            return Err(ConfigError::Invalid {
-                key: "jid",
-                origin: origin(jid_from_flag),
-                message: format!("a component JID is a bare domain, not `{jid}`"),
-            });
-        }
-        // A secret given directly beats a secret file at the same level; flags beat the file.
-        let secret = match (o.secret, o.secret_file, f.secret, f.secret_file) {
-            (Some(s), _, _, _) => s,
-            (None, Some(p), _, _) => read_secret(&p)?,
-            (None, None, Some(s), _) => s,
-            (None, None, None, Some(p)) => read_secret(&p)?,
-            (None, None, None, None) => {
-                return Err(ConfigError::Missing {
-                    key: "secret",
-                    flag: "secret",
-                    env: "PUBSUBD_SECRET",
-                })
-            }
-        };
-        let server_from_flag = o.server.is_some();
-        let server = o.server.or(f.server).ok_or(ConfigError::Missing {
-            key: "server",
-            flag: "server",
-            env: "PUBSUBD_SERVER",
-        })?;
-        if !server.contains(':') {
-            return Err(ConfigError::Invalid {
-                key: "server",
-                origin: origin(server_from_flag),
-                message: format!("expected HOST:PORT, got `{server}`"),
-            });
-        }
-        let database = Database::from_setting(o.database, f.database, path)?;
-        let fanout_workers = positive(
-            "fanout_workers",
-            o.fanout_workers.or(f.fanout_workers),
-            DEFAULT_FANOUT_WORKERS,
-            &origin(false),
-        )?;
-        let fanout_page_size = positive(
-            "fanout_page_size",
-            f.fanout_page_size,
-            DEFAULT_FANOUT_PAGE_SIZE,
-            &origin(false),
-        )?
-        .min(u32::MAX as usize) as u32;
-        let fanout_lease = Duration::from_secs(positive(
-            "fanout_lease_secs",
-            f.fanout_lease_secs,
-            DEFAULT_FANOUT_LEASE_SECS,
-            &origin(false),
-        )? as u64);
-        let request_handlers = positive(
-            "request_handlers",
-            f.request_handlers,
-            DEFAULT_REQUEST_HANDLERS,
-            &origin(false),
-        )?;
-        let outgoing_queue = positive(
-            "outgoing_queue",
-            f.outgoing_queue,
-            DEFAULT_OUTGOING_QUEUE,
-            &origin(false),
-        )?;
-        let db_pool = positive(
-            "db_pool",
-            f.db_pool.map(|v| v as usize),
-            DEFAULT_DB_POOL as usize,
-            &origin(false),
-        )? as u32;
-        // Each worker uses at most two connections at once (its page or cursor write,
-        // and a lease renewal); one more is held by the LISTEN connection.
-        let fanout_db_pool = positive(
-            "fanout_db_pool",
-            f.fanout_db_pool.map(|v| v as usize),
-            2 * fanout_workers + 1,
-            &origin(false),
-        )? as u32;
-        let connections = positive("connections", f.connections, 1, &origin(false))?;
-        let multicast_limit = positive(
-            "multicast_limit",
-            f.multicast_limit,
-            DEFAULT_MULTICAST_LIMIT,
-            &origin(false),
-        )?;
-        let multicast = match f.multicast {
-            None => None,
-            Some(jid) => Some(Multicast {
-                jid: domain_jid("multicast", &jid, &origin(false))?,
-                limit: multicast_limit,
-            }),
-        };
+        let origin = Origin(path);
         let max_payload_size = positive(
             "max_payload_size",
             f.max_payload_size,
             DEFAULT_MAX_PAYLOAD,
-            &origin(false),
+            &origin.file(),
         )?;
-        let max_stanza_size = positive(
-            "max_stanza_size",
-            f.max_stanza_size,
-            stanza_reader::DEFAULT_MAX_STANZA_BYTES,
-            &origin(false),
+        let xmpp = xmpp_settings(&f, &o, origin, max_payload_size)?;
+        let fanout = fanout_tuning(&f, &o, origin)?;
+        let database = Database::from_setting(o.database.clone(), f.database.clone(), path)?;
+        let db_pool = positive(
+            "db_pool",
+            f.db_pool.map(|v| v as usize),
+            DEFAULT_DB_POOL as usize,
+            &origin.file(),
+        )? as u32;
+        let request_handlers = positive(
+            "request_handlers",
+            f.request_handlers,
+            DEFAULT_REQUEST_HANDLERS,
+            &origin.file(),
         )?;
-        if max_stanza_size <= max_payload_size {
-            return Err(ConfigError::Invalid {
-                key: "max_stanza_size",
-                origin: origin(false),
-                message: format!(
-                    "must be larger than max_payload_size ({max_payload_size}), or no payload of that size could arrive"
-                ),
-            });
-        }
-        let metrics_from_flag = o.metrics_listen.is_some();
-        let metrics_listen = match o.metrics_listen.or(f.metrics_listen) {
-            None => None,
-            Some(s) => Some(s.parse().map_err(|e| ConfigError::Invalid {
-                key: "metrics_listen",
-                origin: origin(metrics_from_flag),
-                message: format!("expected IP:PORT, got `{s}`: {e}"),
-            })?),
+        let metrics_listen = metrics_listen(&f, &o, origin)?;
+        let shutdown_timeout = match &f.shutdown_timeout {
+            Some(d) => d.parse("shutdown_timeout", &origin.file())?,
+            None => DEFAULT_SHUTDOWN_TIMEOUT,
         };
-        let invalid = |(key, message): (&'static str, String)| ConfigError::Invalid {
-            key,
-            origin: origin(false),
-            message,
-        };
-        let http = match f.http {
-            Some(h) => h.validate().map_err(invalid)?,
-            None => None,
-        };
-        let feeds =
-            crate::feeds::config::FeedsConfig::from_file(f.feeds, f.feed).map_err(invalid)?;
+        let (http, feeds) = edges(f.http, f.feeds, f.feed, origin)?;
         Ok(Config {
-            jid,
-            secret: Secret(secret),
-            server,
+            xmpp,
+            fanout,
             database,
-            log_format: o.log_format.or(f.log_format).unwrap_or_default(),
-            fanout_workers,
-            fanout_page_size,
-            fanout_lease,
-            request_handlers,
-            outgoing_queue,
             db_pool,
-            fanout_db_pool,
-            connections,
-            multicast,
+            log_format: o.log_format.or(f.log_format).unwrap_or_default(),
+            request_handlers,
             max_payload_size,
-            max_stanza_size,
             metrics_listen,
             service: f.service.unwrap_or_default(),
             rate_limits: f.rate_limits.unwrap_or_default(),
             http,
             feeds,
+            shutdown_timeout,
             source: path.map(Path::to_path_buf),
         })
     }
+}
+
+/// Where a value came from, for error messages: the file, unless a flag gave it.
+#[derive(Clone, Copy)]
+struct Origin<'a>(Option<&'a Path>);
+
+impl Origin<'_> {
+    /// " in FILE" for a value read from the file.
+    fn file(self) -> String {
+        self.of(false)
+    }
+
+    /// " in FILE" unless the value came from a flag (or its variable).
+    fn of(self, from_flag: bool) -> String {
+        match (from_flag, self.0) {
+            (false, Some(p)) => format!(" in {}", p.display()),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The component connections: who we are, how we authenticate, where the server is.
+fn xmpp_settings(
+    f: &FileConfig,
+    o: &Overrides,
+    origin: Origin,
+    max_payload_size: usize,
+) -> Result<XmppSettings, ConfigError> {
+    let jid_from_flag = o.jid.is_some();
+    let jid_str = o
+        .jid
+        .clone()
+        .or(f.jid.clone())
+        .ok_or(ConfigError::Missing {
+            key: "jid",
+            flag: "jid",
+            env: "PUBSUBD_JID",
+        })?;
+    let jid: BareJid = jid_str.parse().map_err(|e| ConfigError::Invalid {
+        key: "jid",
+        origin: origin.of(jid_from_flag),
+        message: format!("`{jid_str}` is not a valid JID: {e}"),
+    })?;
+    if jid.node().is_some() {
+        return Err(ConfigError::Invalid {
+            key: "jid",
+            origin: origin.of(jid_from_flag),
+            message: format!("a component JID is a bare domain, not `{jid}`"),
+        });
+    }
+    // A secret given directly beats a secret file at the same level; flags beat the file.
+    let secret = match (&o.secret, &o.secret_file, &f.secret, &f.secret_file) {
+        (Some(s), _, _, _) => s.clone(),
+        (None, Some(p), _, _) => read_secret(p)?,
+        (None, None, Some(s), _) => s.clone(),
+        (None, None, None, Some(p)) => read_secret(p)?,
+        (None, None, None, None) => {
+            return Err(ConfigError::Missing {
+                key: "secret",
+                flag: "secret",
+                env: "PUBSUBD_SECRET",
+            })
+        }
+    };
+    let server_from_flag = o.server.is_some();
+    let server_str = o
+        .server
+        .clone()
+        .or(f.server.clone())
+        .ok_or(ConfigError::Missing {
+            key: "server",
+            flag: "server",
+            env: "PUBSUBD_SERVER",
+        })?;
+    let server: ServerAddr =
+        server_str
+            .parse()
+            .map_err(
+                |e: crate::xmpp::settings::ServerAddrError| ConfigError::Invalid {
+                    key: "server",
+                    origin: origin.of(server_from_flag),
+                    message: e.to_string(),
+                },
+            )?;
+    let connections = positive("connections", f.connections, 1, &origin.file())?;
+    let outgoing_queue = positive(
+        "outgoing_queue",
+        f.outgoing_queue,
+        DEFAULT_OUTGOING_QUEUE,
+        &origin.file(),
+    )?;
+    let multicast_limit = positive(
+        "multicast_limit",
+        f.multicast_limit,
+        DEFAULT_MULTICAST_LIMIT,
+        &origin.file(),
+    )?;
+    let multicast = match &f.multicast {
+        None => None,
+        Some(jid) => Some(MulticastSettings {
+            jid: domain_jid("multicast", jid, &origin.file())?,
+            limit: multicast_limit,
+        }),
+    };
+    let max_stanza_size = positive(
+        "max_stanza_size",
+        f.max_stanza_size,
+        stanza_reader::DEFAULT_MAX_STANZA_BYTES,
+        &origin.file(),
+    )?;
+    if max_stanza_size <= max_payload_size {
+        return Err(ConfigError::Invalid {
+            key: "max_stanza_size",
+            origin: origin.file(),
+            message: format!(
+                "must be larger than max_payload_size ({max_payload_size}), or no payload of that size could arrive"
+            ),
+        });
+    }
+    Ok(XmppSettings {
+        jid,
+        secret: Secret::new(secret),
+        server,
+        connections,
+        outgoing_queue,
+        max_stanza_size,
+        multicast,
+    })
+}
+
+/// The fan-out engine's `fanout_*` settings.
+fn fanout_tuning(
+    f: &FileConfig,
+    o: &Overrides,
+    origin: Origin,
+) -> Result<FanoutTuning, ConfigError> {
+    let workers = positive(
+        "fanout_workers",
+        o.fanout_workers.or(f.fanout_workers),
+        DEFAULT_FANOUT_WORKERS,
+        &origin.of(o.fanout_workers.is_some()),
+    )?;
+    let page_size = positive(
+        "fanout_page_size",
+        f.fanout_page_size,
+        DEFAULT_FANOUT_PAGE_SIZE,
+        &origin.file(),
+    )?
+    .min(u32::MAX as usize) as u32;
+    let lease = Duration::from_secs(positive(
+        "fanout_lease_secs",
+        f.fanout_lease_secs,
+        DEFAULT_FANOUT_LEASE_SECS,
+        &origin.file(),
+    )? as u64);
+    // Each worker uses at most two connections at once (its page or cursor write,
+    // and a lease renewal); one more is held by the LISTEN connection.
+    let db_pool = positive(
+        "fanout_db_pool",
+        f.fanout_db_pool.map(|v| v as usize),
+        2 * workers + 1,
+        &origin.file(),
+    )? as u32;
+    Ok(FanoutTuning {
+        workers,
+        page_size,
+        lease,
+        db_pool,
+    })
+}
+
+/// `metrics_listen`: an IP address and a port.
+fn metrics_listen(
+    f: &FileConfig,
+    o: &Overrides,
+    origin: Origin,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let from_flag = o.metrics_listen.is_some();
+    match o.metrics_listen.clone().or(f.metrics_listen.clone()) {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|e| ConfigError::Invalid {
+            key: "metrics_listen",
+            origin: origin.of(from_flag),
+            message: format!("expected IP:PORT, got `{s}`: {e}"),
+        }),
+    }
+}
+
+/// The front ends beside XMPP: `[http]`, `[feeds]` and `[[feed]]`.
+fn edges(
+    http: Option<HttpFile>,
+    feeds: Option<FeedsFile>,
+    feed: Vec<FeedFile>,
+    origin: Origin,
+) -> Result<(Option<HttpConfig>, FeedsConfig), ConfigError> {
+    let invalid = |(key, message): (&'static str, String)| ConfigError::Invalid {
+        key,
+        origin: origin.file(),
+        message,
+    };
+    let http = match http {
+        Some(h) => h.validate().map_err(invalid)?,
+        None => None,
+    };
+    let feeds = FeedsConfig::from_file(feeds, feed).map_err(invalid)?;
+    Ok((http, feeds))
 }
 
 fn positive(
@@ -637,8 +698,8 @@ mod tests {
             ..Default::default()
         };
         let c = Config::merge(f, o, None).expect("valid");
-        assert_eq!(c.jid.to_string(), "b.example");
-        assert_eq!(c.secret.expose(), "s1");
+        assert_eq!(c.xmpp.jid.to_string(), "b.example");
+        assert_eq!(c.xmpp.secret.expose(), "s1");
     }
 
     #[test]
@@ -647,12 +708,17 @@ mod tests {
         let merge = |extra: &str| {
             Config::merge(file(&format!("{base}{extra}")), Overrides::default(), None)
         };
-        assert_eq!(merge("").expect("valid").multicast, None, "off by default");
+        assert_eq!(
+            merge("").expect("valid").xmpp.multicast,
+            None,
+            "off by default"
+        );
         assert_eq!(
             merge("multicast = 'multicast.a.example'")
                 .expect("valid")
+                .xmpp
                 .multicast,
-            Some(Multicast {
+            Some(MulticastSettings {
                 jid: "multicast.a.example".into(),
                 limit: DEFAULT_MULTICAST_LIMIT,
             })
@@ -660,6 +726,7 @@ mod tests {
         assert_eq!(
             merge("multicast = 'multicast.a.example'\nmulticast_limit = 20")
                 .expect("valid")
+                .xmpp
                 .multicast
                 .map(|m| m.limit),
             Some(20)
@@ -716,6 +783,22 @@ mod tests {
         let f = file(include_str!("../examples/pubsubd.toml"));
         assert_eq!(f.fanout_page_size, Some(500));
         assert_eq!(f.fanout_lease_secs, Some(30));
+    }
+
+    #[test]
+    fn shutdown_timeout_is_seconds_or_a_duration_and_defaults_to_25s() {
+        let base = "jid = 'a.example'\nsecret = 's'\nserver = 'h:1'\n";
+        let merge = |extra: &str| {
+            Config::merge(file(&format!("{base}{extra}")), Overrides::default(), None)
+        };
+        let secs = |extra: &str| merge(extra).expect(extra).shutdown_timeout.as_secs();
+        assert_eq!(secs(""), 25);
+        assert_eq!(secs("shutdown_timeout = 10"), 10);
+        assert_eq!(secs("shutdown_timeout = '1m'"), 60);
+        for bad in ["shutdown_timeout = 0", "shutdown_timeout = 'soon'"] {
+            let msg = merge(bad).expect_err(bad).to_string();
+            assert!(msg.contains("shutdown_timeout"), "{bad}: {msg}");
+        }
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use stanza_reader::{Item, Limits, StanzaReader};
 use xmpp_parsers::jid::BareJid;
 
-use crate::protocol::pubsub::{parse, Command};
 use crate::protocol::rate_limit::{RateLimiter, Rates};
 use crate::protocol::stanza::{classify, Incoming};
+use crate::protocol::xep0060::{parse, Command};
 use crate::protocol::Service;
 use crate::pubsub::{Policy, Pubsub};
 use crate::router::Router;

@@ -9,18 +9,16 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod fanout;
 pub mod feeds;
 pub mod fuzzing;
 pub mod gateway;
-pub mod http_admin;
 pub mod metrics;
-pub mod offline;
 pub mod protocol;
 pub mod pubsub;
 pub mod retention;

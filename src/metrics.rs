@@ -1,5 +1,5 @@
 //! Metric names and the Prometheus recorder. Code anywhere records through the
-//! `metrics` macros with the names below; [`crate::http_admin`] renders them.
+//! `metrics` macros with the names below; [`crate::status::http`] renders them.
 //!
 //! Names follow Prometheus conventions: `_total` for counters, base units (seconds).
 

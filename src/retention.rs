@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
@@ -18,11 +18,11 @@ const BATCH: u32 = 1000;
 const BATCH_PAUSE: Duration = Duration::from_millis(50);
 
 /// Runs until shutdown.
-pub async fn run(store: Arc<dyn Store>, mut shutdown: broadcast::Receiver<()>) {
+pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         tokio::select! {
-            _ = shutdown.recv() => return,
+            _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         let mut total = 0u64;

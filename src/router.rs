@@ -11,12 +11,10 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use minidom::Element;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::protocol::Service;
 use crate::xmpp::Inbound;
@@ -30,21 +28,19 @@ const HANDLER_QUEUE: usize = 256;
 /// answer of a group does not wait long for the last.
 const MAX_GROUP: usize = 32;
 
-/// How often [`Router::idle`] looks at the in-flight count while draining.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
-
 /// Routes stanzas to handler tasks.
 pub struct Router {
     service: Arc<Service>,
     lanes: Vec<mpsc::Sender<Element>>,
     /// Stanzas handed to a lane and not yet fully handled.
-    in_flight: Arc<AtomicUsize>,
+    /// A count that can be waited on: [`Router::idle`] wakes when it reaches zero.
+    in_flight: Arc<watch::Sender<usize>>,
 }
 
 impl Router {
     /// Starts `handlers` tasks serving `service`. They end when the router is dropped.
     pub fn start(service: Arc<Service>, handlers: usize) -> Router {
-        let in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(watch::Sender::new(0usize));
         let lanes = (0..handlers.max(1))
             .map(|_| {
                 let (tx, mut rx) = mpsc::channel::<Element>(HANDLER_QUEUE);
@@ -63,7 +59,7 @@ impl Router {
                         }
                         let n = group.len();
                         svc.handle_all(group).await;
-                        in_flight.fetch_sub(n, Ordering::AcqRel);
+                        in_flight.send_modify(|c| *c = c.saturating_sub(n));
                     }
                 });
                 tx
@@ -79,9 +75,8 @@ impl Router {
     /// Waits until every stanza handed over so far has been handled (its answer is in
     /// the outgoing queue). Used at shutdown, after reading has stopped.
     pub async fn idle(&self) {
-        while self.in_flight.load(Ordering::Acquire) > 0 {
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
+        let mut count = self.in_flight.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
     }
 
     fn lane_for(&self, el: &Element) -> usize {
@@ -102,23 +97,23 @@ impl Inbound for Router {
             return;
         }
         let lane = self.lane_for(&stanza);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.send_modify(|c| *c += 1);
         let stanza = match self.lanes[lane].try_send(stanza) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(stanza)) => stanza,
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.in_flight.send_modify(|c| *c = c.saturating_sub(1));
                 tracing::error!(lane, "handler task is gone; stanza dropped");
                 return;
             }
         };
         if let Some(answer) = Service::refuse_busy(&stanza) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.in_flight.send_modify(|c| *c = c.saturating_sub(1));
             self.service.out.reply(answer).await;
             return;
         }
         if self.lanes[lane].send(stanza).await.is_err() {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.in_flight.send_modify(|c| *c = c.saturating_sub(1));
             tracing::error!(lane, "handler task is gone; stanza dropped");
         }
     }

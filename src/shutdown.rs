@@ -1,12 +1,5 @@
-//! Shutdown signalling: SIGINT or SIGTERM becomes one broadcast that every long-running
-//! task listens to.
-
-use tokio::sync::broadcast;
-
-/// Creates the shutdown broadcast.
-pub fn channel() -> (broadcast::Sender<()>, broadcast::Receiver<()>) {
-    broadcast::channel(1)
-}
+//! Shutdown signals: SIGINT or SIGTERM, caught from start-up on. What they start is in
+//! `app::run`: one cancellation token, one task tracker, one deadline.
 
 /// SIGINT and SIGTERM, caught from the moment [`listen`] returns. Until a process has
 /// called it, either signal kills it outright, so it is called before pubsubd connects

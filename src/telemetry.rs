@@ -1,9 +1,19 @@
 //! Logging set-up: human-readable or JSON lines on stderr, filtered by `RUST_LOG`
 //! (default `info`).
 
+use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Installs the global subscriber. Safe to call once per process. `quiet` (the admin
 /// commands) logs only warnings unless `RUST_LOG` says otherwise.

@@ -136,3 +136,167 @@ fn admin_command_on_a_missing_sqlite_file_is_an_error_not_a_new_database() -> an
     assert!(!db.path().exists());
     Ok(())
 }
+
+/// The flags that only `run` uses.
+const RUN_ONLY: [&str; 6] = [
+    "--secret",
+    "--secret-file",
+    "--server",
+    "--log-format",
+    "--fanout-workers",
+    "--metrics-listen",
+];
+
+/// `pubsubd <args> --help`, as printed.
+fn help(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(BIN).args(args).arg("--help").output()?;
+    anyhow::ensure!(out.status.success(), "{args:?} --help failed");
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The long flags a help text lists in its options.
+fn flags(help: &str) -> Vec<String> {
+    help.lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let l = l.strip_prefix("-h, ").unwrap_or(l);
+            l.starts_with("--")
+                .then(|| l.split([' ', ',']).next().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn each_subcommand_help_lists_only_the_flags_it_uses() -> anyhow::Result<()> {
+    let admin = ["--config", "--database", "--jid", "--json", "--help"];
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["stats"], &["--config", "--database", "--json", "--help"]),
+        (&["node", "list"], &admin),
+        (&["node", "show"], &admin),
+        (
+            &["node", "create"],
+            &[
+                "--config",
+                "--database",
+                "--jid",
+                "--json",
+                "--owner",
+                "--set",
+                "--help",
+            ],
+        ),
+        (&["subscriptions", "import"], &admin),
+        (&["affiliations", "set"], &admin),
+        (
+            &["migrate"],
+            &["--config", "--database", "--log-format", "--help"],
+        ),
+        (&["feed", "list"], &["--config", "--database", "--help"]),
+        (
+            &["publish"],
+            &[
+                "--config",
+                "--database",
+                "--jid",
+                "--node",
+                "--id",
+                "--as",
+                "--payload-json",
+                "--help",
+            ],
+        ),
+    ];
+    for (args, expected) in cases {
+        let text = help(args)?;
+        let mut listed = flags(&text);
+        let mut expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed, expected, "pubsubd {args:?} --help:\n{text}");
+    }
+    let run = flags(&help(&["run"])?);
+    for flag in RUN_ONLY.iter().chain(&["--jid", "--config", "--database"]) {
+        assert!(
+            run.iter().any(|f| f == flag),
+            "run --help lacks {flag}: {run:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn every_positional_argument_has_a_description() -> anyhow::Result<()> {
+    for args in [
+        &["node", "show"][..],
+        &["node", "create"],
+        &["node", "delete"],
+        &["node", "purge"],
+        &["node", "config"],
+        &["subscriptions", "list"],
+        &["subscriptions", "remove"],
+        &["subscriptions", "import"],
+        &["affiliations", "set"],
+        &["affiliations", "list"],
+        &["publish"],
+        &["feed", "remove"],
+    ] {
+        let text = help(args)?;
+        let Some((_, positionals)) = text.split_once("Arguments:\n") else {
+            continue;
+        };
+        for line in positionals.lines().take_while(|l| !l.trim().is_empty()) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert!(
+                words.len() > 1,
+                "pubsubd {args:?}: `{line}` has no description"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn publish_names_every_missing_setting_at_once() -> anyhow::Result<()> {
+    let db = pubsubd_testkit::TestSqlite::create()?;
+    let out = Command::new(BIN)
+        .args(["publish", "--database", db.url()])
+        .env_remove("PUBSUBD_JID")
+        .env_remove("PUBSUBD_CONFIG")
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for flag in ["--node", "--jid", "--as", "FILE"] {
+        assert!(stderr.contains(flag), "{flag} not named: {stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn admin_messages_read_as_plain_english() -> anyhow::Result<()> {
+    let db = pubsubd_testkit::TestSqlite::create()?;
+    let run = |args: &[&str]| -> anyhow::Result<(bool, String)> {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--database", db.url()])
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let (ok, _) = run(&["migrate"])?;
+    assert!(ok);
+    let (ok, stderr) = run(&["node", "show", "nosuch"])?;
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "pubsubd: no node named nosuch");
+    let (ok, _) = run(&["node", "create", "ops", "--owner", "alice@example.org"])?;
+    assert!(ok);
+    let (_, stderr) = run(&["node", "create", "ops", "--owner", "alice@example.org"])?;
+    assert_eq!(stderr.trim(), "pubsubd: a node named ops already exists");
+    let (_, stderr) = run(&["affiliations", "set", "ops", "alice@example.org", "none"])?;
+    assert!(stderr.contains("ops would have no owner left"), "{stderr}");
+    let (_, stderr) = run(&["affiliations", "set", "ops", "bob@example.org", "boss"])?;
+    assert!(stderr.contains("`boss` is not an affiliation"), "{stderr}");
+    Ok(())
+}

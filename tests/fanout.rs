@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use pubsubd::domain::{ItemId, NodeId};
-use pubsubd::protocol::events::{self, EventItem};
+use pubsubd::events::{self, EventItem};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd_testkit::{both_servers, stanza, Client, Element, StoreKind};
 

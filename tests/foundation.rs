@@ -214,6 +214,49 @@ both_servers!(
 );
 
 both_servers!(
+    unknown_component_jid_fails_at_startup_naming_the_missing_slot,
+    |server: &'static XmppServer| async move {
+        let db = TestStore::create().await?;
+        let slot = server.lease_component();
+        let addr = server.component_addr().to_string();
+        let stranger = "nowhere.invalid";
+        let mut process = PubsubdProcess::spawn(
+            BIN,
+            &[
+                "run",
+                "--jid",
+                stranger,
+                "--secret",
+                slot.secret(),
+                "--server",
+                &addr,
+                "--database",
+                db.url(),
+            ],
+            &[],
+        )?;
+        let status = process
+            .wait_exit(READY)
+            .await?
+            .expect("pubsubd must exit when the server has no slot for its JID");
+        assert!(!status.success());
+        let log = process.log_contents();
+        let line = log
+            .lines()
+            .find(|l| l.starts_with("pubsubd: "))
+            .expect("a one-line error");
+        // Prosody says host-unknown; ejabberd, having no secret for the JID, says
+        // not-authorized, which pubsubd cannot tell from a wrong secret.
+        assert!(
+            line.contains(&format!("the server at {addr} "))
+                && line.contains(&format!("no component configured for {stranger}")),
+            "{line}"
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
+both_servers!(
     refused_port_fails_at_startup,
     |server: &'static XmppServer| async move {
         let db = TestStore::create().await?;

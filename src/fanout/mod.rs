@@ -26,7 +26,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use xmpp_parsers::jid::BareJid;
 
-use crate::config::Config;
 use crate::store::fanout::{ClaimLimits, FanoutStore, Liveness};
 use crate::xmpp::multicast::Multicast;
 use crate::xmpp::{ConnectionState, Outbound};
@@ -106,13 +105,27 @@ impl Context {
     }
 }
 
+/// What the operator tunes of the engine (`fanout_*` settings), built by `config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tuning {
+    /// Worker tasks (`fanout_workers`).
+    pub workers: usize,
+    /// Subscriptions per page (`fanout_page_size`).
+    pub page_size: u32,
+    /// How long a claim holds without renewal (`fanout_lease_secs`).
+    pub lease: Duration,
+    /// PostgreSQL connections of the workers, a pool of their own so that a flood of
+    /// requests cannot starve delivery (`fanout_db_pool`; SQLite: shared with requests).
+    pub db_pool: u32,
+}
+
 impl Settings {
-    /// The settings from the configuration, with the engine's fixed limits.
-    pub fn from_config(cfg: &Config, multicast: Option<Arc<Multicast>>) -> Self {
+    /// The operator's tuning, with the engine's fixed limits.
+    pub fn new(tuning: &Tuning, multicast: Option<Arc<Multicast>>) -> Self {
         Settings {
-            workers: cfg.fanout_workers,
-            page_size: cfg.fanout_page_size,
-            lease: cfg.fanout_lease,
+            workers: tuning.workers,
+            page_size: tuning.page_size,
+            lease: tuning.lease,
             poll: POLL_INTERVAL,
             limits: ClaimLimits {
                 max_jobs: MAX_BATCH_JOBS,

@@ -17,7 +17,7 @@ use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::domain::{ItemId, ItemReply, NodeId, NotificationType, ShowValue};
-use crate::protocol::events::{self, EventItem};
+use crate::events::{self, EventItem};
 use crate::store::fanout::{FanoutStore, LastItem};
 use crate::store::jobs::{JobKind, JobTarget, NewJob};
 use crate::xmpp::render::escape;

@@ -21,7 +21,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::pubsub::Pubsub;
@@ -41,7 +41,7 @@ pub async fn start(
     cfg: &FeedsConfig,
     pubsub: Arc<Pubsub>,
     store: store::FeedStore,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
     let Some(jid) = publisher(cfg, &pubsub) else {
         if !cfg.feeds.is_empty() {

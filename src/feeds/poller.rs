@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -92,9 +92,9 @@ impl Poller {
         })
     }
 
-    /// Polls until `stop` becomes true; polls in flight are abandoned at shutdown
+    /// Polls until `stop` is cancelled; polls in flight are abandoned at shutdown
     /// (their leases expire and another process, or the next start, redoes them).
-    pub fn spawn(self, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         let me = Arc::new(self);
         tokio::spawn(async move {
             let mut polls = JoinSet::new();
@@ -121,7 +121,7 @@ impl Poller {
                         }
                     }
                     _ = tokio::time::sleep(pause) => {}
-                    _ = stop.wait_for(|s| *s) => break,
+                    _ = stop.cancelled() => break,
                 }
             }
             polls.shutdown().await;

@@ -8,8 +8,8 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::ns;
 use xmpp_parsers::rsm::{First, SetResult};
 
-use super::pubsub::{finish, Answer};
 use super::stanza::{IqKind, IqRequest};
+use super::xep0060::{finish, Answer};
 use super::{features, Service};
 use crate::domain::{DomainError, NodeFacts, NodeId};
 use crate::store::ItemsQuery;

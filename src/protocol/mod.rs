@@ -8,14 +8,13 @@
 
 pub mod disco;
 pub mod errors;
-pub mod events;
 pub mod features;
 pub mod ping;
-pub mod pubsub;
 pub mod rate_limit;
 pub mod reply;
 pub mod stanza;
 pub mod version;
+pub mod xep0060;
 
 use std::sync::Arc;
 
@@ -28,8 +27,8 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use crate::pubsub::Pubsub;
 use crate::xmpp::refused::RefusedRequest;
 use crate::xmpp::Outbound;
-use pubsub::Command;
 use stanza::{Incoming, IqRequest};
+use xep0060::Command;
 
 /// A `resource-constraint` (type `wait`) error answering `el`, when `el` is a request
 /// (an `iq` get or set with an id and addresses).
@@ -81,7 +80,7 @@ impl Service {
         for el in els {
             metrics::counter!(crate::metrics::STANZAS_RECEIVED, "kind" => stanza_kind(&el))
                 .increment(1);
-            match pubsub::plain_publish(stanza::classify(el)) {
+            match xep0060::plain_publish(stanza::classify(el)) {
                 Ok(publish) => run.push(publish),
                 Err(other) => {
                     self.publish_run(std::mem::take(&mut run)).await;
@@ -98,7 +97,7 @@ impl Service {
             return;
         }
         let started = std::time::Instant::now();
-        let answers = pubsub::publish_run(&self.pubsub, &self.limits, run)
+        let answers = xep0060::publish_run(&self.pubsub, &self.limits, run)
             .instrument(tracing::debug_span!("publishes"))
             .await;
         let per_request = started.elapsed().as_secs_f64() / answers.len().max(1) as f64;
@@ -179,10 +178,10 @@ impl Service {
             ns::PING => ping::answer(req),
             ns::VERSION => version::answer(req),
             ns::PUBSUB => {
-                pubsub::answer(&self.pubsub, &self.limits, pubsub::Namespace::Pubsub, req).await
+                xep0060::answer(&self.pubsub, &self.limits, xep0060::Namespace::Pubsub, req).await
             }
             ns::PUBSUB_OWNER => {
-                pubsub::answer(&self.pubsub, &self.limits, pubsub::Namespace::Owner, req).await
+                xep0060::answer(&self.pubsub, &self.limits, xep0060::Namespace::Owner, req).await
             }
             other => {
                 tracing::info!(ns = other, name = req.payload.name(), "unsupported request");

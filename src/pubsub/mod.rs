@@ -5,7 +5,7 @@
 //! the requester may, applies the change through the store (the change and its
 //! notification jobs in one transaction) and returns typed results or a
 //! [`DomainError`]. It never sees XML stanzas; the notification payloads it queues are
-//! rendered by [`crate::protocol::events`].
+//! rendered by [`crate::events`].
 //!
 //! - [`nodes`]: create, configure, default configuration, delete, purge, metadata.
 //! - [`items`]: publish, retract, retrieve.

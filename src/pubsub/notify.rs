@@ -6,7 +6,7 @@ use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::domain::{ItemId, ItemReply, NodeConfig, NotificationType, SubId, SubscriptionState};
-use crate::protocol::events::{self, EventItem};
+use crate::events::{self, EventItem};
 use crate::store::jobs::{JobKind, JobTarget, NewJob};
 use crate::store::{ItemRecord, NodeRecord};
 

@@ -1,5 +1,5 @@
 //! The operator's status page, served at `/` of `metrics_listen` by
-//! [`crate::http_admin`]: who this service is, its component connections, the fan-out
+//! [`http`]: who this service is, its component connections, the fan-out
 //! backlog and rate, the largest nodes, feeds, and the instances sharing the store.
 //!
 //! It reads the store through [`crate::store::ServiceStore`] on the general pool (never
@@ -14,6 +14,7 @@
 //! It must not change anything: no write, no lock beyond its own cache.
 
 pub mod exposition;
+pub mod http;
 pub mod render;
 pub mod snapshot;
 
@@ -22,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::feeds::store::FeedStore;
 use crate::metrics as m;
@@ -81,7 +82,7 @@ struct Cache {
 
 impl StatusPage {
     /// A page over `sources`; samples the notification counter until `shutdown`.
-    pub fn start(sources: Sources, shutdown: broadcast::Receiver<()>) -> Arc<StatusPage> {
+    pub fn start(sources: Sources, shutdown: CancellationToken) -> Arc<StatusPage> {
         let rate = Arc::new(Mutex::new(RateWindow::new(RATE_WINDOW)));
         if let Some(handle) = sources.metrics.clone() {
             tokio::spawn(sample_rate(handle, rate.clone(), shutdown));
@@ -213,12 +214,12 @@ async fn read<T>(query: impl Future<Output = Result<T, StoreError>>) -> Reading<
 async fn sample_rate(
     handle: PrometheusHandle,
     rate: Arc<Mutex<RateWindow>>,
-    mut shutdown: broadcast::Receiver<()>,
+    shutdown: CancellationToken,
 ) {
     let mut every = tokio::time::interval(RATE_SAMPLE_EVERY);
     loop {
         tokio::select! {
-            _ = shutdown.recv() => return,
+            _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
         // Before the first notification the series does not exist: that is a rate of 0.
@@ -242,7 +243,7 @@ mod tests {
         ));
         let store = SqliteStore::open(&path, 2).await?;
         store.migrate().await?;
-        let (_keep, shutdown) = broadcast::channel(1);
+        let shutdown = CancellationToken::new();
         let page = StatusPage::start(
             Sources {
                 jid: "pubsub.example.org".into(),

@@ -16,7 +16,7 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
 use super::render::escape;
-use crate::config::Secret;
+use super::settings::Secret;
 
 /// How long the server may take to answer the stream header or the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,8 +35,11 @@ pub enum ConnectError {
     },
     #[error("timed out connecting to {server}")]
     Timeout { server: String },
-    #[error("the server at {server} refused the component secret for {jid} (check the secret and that the server declares this component)")]
+    /// ejabberd answers an unknown component JID this way too: it has no secret for it.
+    #[error("the server at {server} refused the component secret for {jid}: the secret is wrong, or the server has no component configured for {jid} (add it to the server's config)")]
     NotAuthorized { server: String, jid: BareJid },
+    #[error("the server at {server} has no component configured for {jid}: add it to the server's config (Prosody: Component \"{jid}\"; ejabberd: a listener with ejabberd_service and hosts: {jid})")]
+    HostUnknown { server: String, jid: BareJid },
     #[error("the server at {server} closed the stream: {reason}")]
     StreamError { server: String, reason: String },
     #[error("XML stream error with {server}: {source}")]
@@ -54,7 +57,10 @@ pub enum ConnectError {
 impl ConnectError {
     /// Whether retrying can help without an operator changing something.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, ConnectError::NotAuthorized { .. })
+        !matches!(
+            self,
+            ConnectError::NotAuthorized { .. } | ConnectError::HostUnknown { .. }
+        )
     }
 }
 
@@ -121,17 +127,22 @@ async fn connect_inner(
         .write_all(header.as_bytes())
         .await
         .map_err(stream_err)?;
+    let mut header_without_id = false;
     let stream_id = loop {
         match reader.next().await.map_err(read_err)? {
-            Item::Header(attrs) => {
-                break attrs
-                    .into_iter()
-                    .find(|(name, _)| name == "id")
-                    .map(|(_, id)| id)
-                    .ok_or_else(|| ConnectError::StreamError {
-                        server: server.to_string(),
-                        reason: "stream header without id (is this a component port?)".into(),
-                    })?;
+            Item::Header(attrs) => match attrs.into_iter().find(|(name, _)| name == "id") {
+                Some((_, id)) => break id,
+                // A server refusing the `to` sends a header without id, then its error.
+                None => header_without_id = true,
+            },
+            Item::Stanza(el) if el.name() == "error" && el.ns() == ns::STREAM => {
+                return Err(stream_error(server, jid, &el));
+            }
+            Item::Footer if header_without_id => {
+                return Err(ConnectError::StreamError {
+                    server: server.to_string(),
+                    reason: "stream header without id (is this a component port?)".into(),
+                })
             }
             other => tracing::debug!(?other, "ignoring input before the stream header"),
         }
@@ -151,22 +162,7 @@ async fn connect_inner(
                 return Ok(Connected { reader, writer })
             }
             Ok(Item::Stanza(el)) if el.name() == "error" && el.ns() == ns::STREAM => {
-                let condition = el
-                    .children()
-                    .find(|c| c.ns() == ns::XMPP_STREAMS && c.name() != "text")
-                    .map(|c| c.name().to_string())
-                    .unwrap_or_else(|| "unknown".into());
-                return Err(if condition == "not-authorized" {
-                    ConnectError::NotAuthorized {
-                        server: server.to_string(),
-                        jid: jid.clone(),
-                    }
-                } else {
-                    ConnectError::StreamError {
-                        server: server.to_string(),
-                        reason: condition,
-                    }
-                });
+                return Err(stream_error(server, jid, &el));
             }
             Ok(Item::Stanza(el)) => {
                 tracing::debug!(name = el.name(), "ignoring element before handshake reply");
@@ -184,5 +180,28 @@ async fn connect_inner(
             }
             Err(e) => return Err(read_err(e)),
         }
+    }
+}
+
+/// A `<stream:error/>` received while opening the stream, as the operator's problem.
+fn stream_error(server: &str, jid: &BareJid, el: &Element) -> ConnectError {
+    let condition = el
+        .children()
+        .find(|c| c.ns() == ns::XMPP_STREAMS && c.name() != "text")
+        .map(|c| c.name().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    match condition.as_str() {
+        "not-authorized" => ConnectError::NotAuthorized {
+            server: server.to_string(),
+            jid: jid.clone(),
+        },
+        "host-unknown" => ConnectError::HostUnknown {
+            server: server.to_string(),
+            jid: jid.clone(),
+        },
+        _ => ConnectError::StreamError {
+            server: server.to_string(),
+            reason: condition,
+        },
     }
 }

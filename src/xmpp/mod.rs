@@ -22,11 +22,13 @@ pub mod outbound;
 pub mod refused;
 pub mod render;
 pub mod session;
+pub mod settings;
 pub mod stranger;
 pub mod supervisor;
 
 pub use handshake::ConnectError;
 pub use outbound::{BarrierError, Outbound, OutboundQueue};
+pub use settings::{MulticastSettings, Secret, ServerAddr, Settings};
 pub use supervisor::{ConnectionState, Supervisor};
 
 /// Where the connection hands every stanza it reads (except the answers to its own

@@ -10,7 +10,8 @@ use minidom::Element;
 use stanza_reader::{Item, ReadError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::ns;
 
@@ -151,8 +152,8 @@ pub struct Peers<I> {
     pub inbound: Arc<I>,
     /// The multicast service pings go to, if one is configured.
     pub multicast: Option<Arc<Multicast>>,
-    /// Turns true once shutdown has begun: read nothing new.
-    pub draining: watch::Receiver<bool>,
+    /// Cancelled once shutdown has begun: read nothing new.
+    pub draining: CancellationToken,
     /// The store's tag, carried by every ping, and whether the store is single-instance.
     pub identity: StoreIdentity,
     /// The component JID, named when a stranger is seen on it.
@@ -166,7 +167,7 @@ pub async fn run<I: Inbound>(
     queue: &mut OutboundQueue,
     carry_over: Vec<String>,
     peers: Peers<I>,
-    shutdown: &mut broadcast::Receiver<()>,
+    shutdown: &CancellationToken,
 ) -> SessionEnd {
     let Peers {
         inbound,
@@ -246,7 +247,7 @@ impl Writer {
         queue: &mut OutboundQueue,
         carry_over: Vec<String>,
         reader_done: &mut oneshot::Receiver<LostReason>,
-        shutdown: &mut broadcast::Receiver<()>,
+        shutdown: &CancellationToken,
     ) -> SessionEnd {
         for stanza in carry_over {
             self.push_stanza(stanza);
@@ -264,7 +265,7 @@ impl Writer {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.recv() => {
+                _ = shutdown.cancelled() => {
                     // Everything already queued is sent before the stream is closed.
                     while let Ok(item) = queue.try_recv() {
                         self.push(item);
@@ -422,13 +423,13 @@ async fn read_loop<I: Inbound>(
     inbound: Arc<I>,
     mut pings: Pings,
     done: oneshot::Sender<LostReason>,
-    mut draining: watch::Receiver<bool>,
+    draining: CancellationToken,
 ) {
     let mut accepting = true;
     let reason = loop {
         let next = tokio::select! {
             next = tokio::time::timeout(READ_SILENCE, reader.next()) => next,
-            _ = async { drop(draining.wait_for(|d| *d).await) }, if accepting => {
+            _ = draining.cancelled(), if accepting => {
                 // Shutting down: hand nothing new to the router, but keep reading so
                 // barrier answers and the server's closing footer still arrive.
                 accepting = false;

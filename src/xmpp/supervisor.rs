@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::BareJid;
 
 use stanza_reader::Limits;
@@ -16,9 +17,9 @@ use super::handshake::{self, ConnectError};
 use super::multicast::Multicast;
 use super::outbound::OutboundQueue;
 use super::session::{self, SessionEnd};
+use super::settings::Secret;
 use super::stranger::StoreIdentity;
 use super::Inbound;
-use crate::config::Secret;
 
 /// First reconnect delay: short, since most drops are server restarts that are over
 /// within a second or two.
@@ -72,7 +73,7 @@ pub struct Supervisor<I: Inbound> {
     pub inbound: Arc<I>,
     pub queue: OutboundQueue,
     state: watch::Sender<bool>,
-    draining: watch::Receiver<bool>,
+    draining: CancellationToken,
     multicast: Option<Arc<Multicast>>,
     limits: Limits,
     identity: StoreIdentity,
@@ -80,15 +81,16 @@ pub struct Supervisor<I: Inbound> {
 
 impl<I: Inbound> Supervisor<I> {
     /// Prepares a supervisor; nothing connects until [`Supervisor::connect_first`].
-    /// Once `draining` turns true the connection stops reading new stanzas (shutdown
-    /// has begun); it keeps writing until the shutdown broadcast closes the stream.
+    /// Once `draining` is cancelled the connection stops reading new stanzas (shutdown
+    /// has begun); it keeps writing until the token given to [`Supervisor::run`] is
+    /// cancelled, which closes the stream.
     pub fn new(
         server: String,
         jid: BareJid,
         secret: Secret,
         inbound: Arc<I>,
         queue: OutboundQueue,
-        draining: watch::Receiver<bool>,
+        draining: CancellationToken,
     ) -> Self {
         let (state, _) = watch::channel(false);
         Supervisor {
@@ -139,7 +141,7 @@ impl<I: Inbound> Supervisor<I> {
     }
 
     /// Runs the connection until shutdown, reconnecting whenever it drops.
-    pub async fn run(mut self, first: handshake::Connected, mut shutdown: broadcast::Receiver<()>) {
+    pub async fn run(mut self, first: handshake::Connected, shutdown: CancellationToken) {
         let mut conn = first;
         let mut carry_over = Vec::new();
         loop {
@@ -157,7 +159,7 @@ impl<I: Inbound> Supervisor<I> {
                     identity: self.identity,
                     jid: self.jid.clone(),
                 },
-                &mut shutdown,
+                &shutdown,
             )
             .await;
             let _ = self.state.send(false);
@@ -174,7 +176,7 @@ impl<I: Inbound> Supervisor<I> {
                     carry_over = unsent;
                 }
             }
-            match self.reconnect(&mut shutdown).await {
+            match self.reconnect(&shutdown).await {
                 Some(c) => conn = c,
                 None => return,
             }
@@ -182,10 +184,7 @@ impl<I: Inbound> Supervisor<I> {
     }
 
     /// Tries until connected (`Some`) or shut down (`None`).
-    async fn reconnect(
-        &self,
-        shutdown: &mut broadcast::Receiver<()>,
-    ) -> Option<handshake::Connected> {
+    async fn reconnect(&self, shutdown: &CancellationToken) -> Option<handshake::Connected> {
         let mut attempt: u32 = 0;
         loop {
             let delay = backoff(attempt);
@@ -196,7 +195,7 @@ impl<I: Inbound> Supervisor<I> {
                 "reconnecting to the XMPP server"
             );
             tokio::select! {
-                _ = shutdown.recv() => return None,
+                _ = shutdown.cancelled() => return None,
                 _ = tokio::time::sleep(delay) => {}
             }
             match handshake::connect(&self.server, &self.jid, &self.secret, self.limits).await {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use pubsubd::domain::{ItemId, NodeId};
-use pubsubd::protocol::events::{self, EventItem};
+use pubsubd::events::{self, EventItem};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd_testkit::{Account, Client, Element, StoreKind, TestStore, XmppServer};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};

@@ -4,13 +4,15 @@ use serde_json::{json, Value};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use xmpp_parsers::jid::BareJid;
 
-use super::{node_id, refused, Ctx, NodeCommand};
+use super::{node_id, Ctx, NodeCommand};
+use crate::cli::messages::refused;
+use crate::cli::CliError;
 use crate::domain::{NodeConfig, NODE_CONFIG_FORM_TYPE};
 
 /// Nodes read per page while listing.
 const PAGE: u32 = 500;
 
-pub(crate) async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<(), String> {
+pub(crate) async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<(), CliError> {
     let admin = ctx.admin();
     match cmd {
         NodeCommand::List => list(ctx).await,
@@ -18,7 +20,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<(), String> {
         NodeCommand::Create { node, owner, set } => {
             let owner: BareJid = owner
                 .parse()
-                .map_err(|e| format!("invalid owner JID `{owner}`: {e}"))?;
+                .map_err(|e| CliError::Input(format!("`{owner}` is not a valid owner JID: {e}")))?;
             let form = if set.is_empty() {
                 None
             } else {
@@ -28,7 +30,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<(), String> {
                 .pubsub
                 .create_node(&ctx.admin_as(&owner), Some(node_id(&node)?), form.as_ref())
                 .await
-                .map_err(refused)?;
+                .map_err(refused(&node))?;
             ctx.out
                 .done(&format!("created {} (owner {owner})", created.name));
             Ok(())
@@ -37,16 +39,23 @@ pub(crate) async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<(), String> {
             ctx.pubsub
                 .delete_node(&admin, &node_id(&node)?, redirect.as_deref())
                 .await
-                .map_err(refused)?;
+                .map_err(refused(&node))?;
             ctx.out
                 .done(&format!("deleted {node}; subscribers are being notified"));
             Ok(())
         }
         NodeCommand::Purge { node } => {
             let id = node_id(&node)?;
-            let info = ctx.pubsub.node_info(&admin, &id).await.map_err(refused)?;
+            let info = ctx
+                .pubsub
+                .node_info(&admin, &id)
+                .await
+                .map_err(refused(&node))?;
             eprintln!("purging {} items of {node} ...", info.items);
-            ctx.pubsub.purge_node(&admin, &id).await.map_err(refused)?;
+            ctx.pubsub
+                .purge_node(&admin, &id)
+                .await
+                .map_err(refused(&node))?;
             ctx.out
                 .done(&format!("purged {} items of {node}", info.items));
             Ok(())
@@ -54,12 +63,15 @@ pub(crate) async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<(), String> {
         NodeCommand::Config { node, set } => {
             let id = node_id(&node)?;
             let config = if set.is_empty() {
-                ctx.pubsub.node_config(&admin, &id).await.map_err(refused)?
+                ctx.pubsub
+                    .node_config(&admin, &id)
+                    .await
+                    .map_err(refused(&node))?
             } else {
                 ctx.pubsub
                     .configure_node(&admin, &id, &form(&set)?)
                     .await
-                    .map_err(refused)?
+                    .map_err(refused(&node))?
             };
             print_config(ctx, &config);
             Ok(())
@@ -69,13 +81,13 @@ pub(crate) async fn run(ctx: &Ctx, cmd: NodeCommand) -> Result<(), String> {
 
 /// `--set field=value` pairs as a submitted configuration form, validated exactly as
 /// an owner's form is.
-fn form(set: &[String]) -> Result<DataForm, String> {
+fn form(set: &[String]) -> Result<DataForm, CliError> {
     let fields = set
         .iter()
         .map(|pair| {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("--set expects FIELD=VALUE, got `{pair}`"))?;
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                CliError::Input(format!("--set expects FIELD=VALUE, got `{pair}`"))
+            })?;
             let var = if k.starts_with("pubsub#") {
                 k.to_owned()
             } else {
@@ -83,7 +95,7 @@ fn form(set: &[String]) -> Result<DataForm, String> {
             };
             Ok(Field::new(&var, FieldType::TextSingle).with_value(v))
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, CliError>>()?;
     Ok(DataForm::new(
         DataFormType::Submit,
         NODE_CONFIG_FORM_TYPE,
@@ -104,28 +116,22 @@ fn print_config(ctx: &Ctx, config: &NodeConfig) {
     ctx.out.record(pairs);
 }
 
-async fn list(ctx: &Ctx) -> Result<(), String> {
+async fn list(ctx: &Ctx) -> Result<(), CliError> {
     let store = &ctx.pubsub.store;
     let mut rows = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let (page, _) = store
-            .list_nodes(after.as_deref(), PAGE, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (page, _) = store.list_nodes(after.as_deref(), PAGE, None).await?;
         let last = page.last().map(|n| n.name.clone());
         for listing in page {
             let Ok(id) = crate::domain::NodeId::parse(&listing.name) else {
                 continue;
             };
-            let Some(node) = store.node(&id).await.map_err(|e| e.to_string())? else {
+            let Some(node) = store.node(&id).await? else {
                 continue;
             };
-            let subscribers = store
-                .count_subscribers(node.pk)
-                .await
-                .map_err(|e| e.to_string())?;
-            let items = store.item_count(node.pk).await.map_err(|e| e.to_string())?;
+            let subscribers = store.count_subscribers(node.pk).await?;
+            let items = store.item_count(node.pk).await?;
             rows.push(vec![
                 listing.name,
                 node.config.access_model.to_string(),
@@ -144,12 +150,12 @@ async fn list(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-async fn show(ctx: &Ctx, node: &str) -> Result<(), String> {
+async fn show(ctx: &Ctx, node: &str) -> Result<(), CliError> {
     let info = ctx
         .pubsub
         .node_info(&ctx.admin(), &node_id(node)?)
         .await
-        .map_err(refused)?;
+        .map_err(refused(node))?;
     let jids = |l: &[BareJid]| Value::Array(l.iter().map(|j| json!(j.to_string())).collect());
     let c = &info.node.config;
     ctx.out.record(vec![
@@ -176,8 +182,8 @@ async fn show(ctx: &Ctx, node: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) async fn stats(ctx: &Ctx) -> Result<(), String> {
-    let s = ctx.pubsub.store.stats().await.map_err(|e| e.to_string())?;
+pub(crate) async fn stats(ctx: &Ctx) -> Result<(), CliError> {
+    let s = ctx.pubsub.store.stats().await?;
     ctx.out.record(vec![
         ("nodes", json!(s.nodes)),
         ("items", json!(s.items)),

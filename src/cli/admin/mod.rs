@@ -13,18 +13,41 @@ mod subscriptions;
 use clap::{Args, Subcommand};
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use crate::cli::Common;
-use crate::config::Config;
+use super::{
+    admin_config, CliError, IgnoredJid, IgnoredLogFormat, IgnoredRunFlags, JidFlag, StoreFlags,
+};
 use crate::pubsub::{Policy, Pubsub, Requester};
 
-/// Options every admin command takes.
+/// Options every admin command that changes nodes takes.
 #[derive(Debug, Args, Clone)]
 pub struct AdminArgs {
     #[command(flatten)]
-    pub common: Common,
+    pub store: StoreFlags,
+    #[command(flatten)]
+    pub jid: JidFlag,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    #[command(flatten)]
+    ignored: IgnoredRunFlags,
+    #[command(flatten)]
+    ignored_log: IgnoredLogFormat,
+}
+
+/// `pubsubd stats`: only reads counts, so no service JID.
+#[derive(Debug, Args, Clone)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    ignored: IgnoredRunFlags,
+    #[command(flatten)]
+    ignored_log: IgnoredLogFormat,
+    #[command(flatten)]
+    ignored_jid: IgnoredJid,
 }
 
 /// `pubsubd node …`.
@@ -33,9 +56,13 @@ pub enum NodeCommand {
     /// List nodes with their access model, subscriber and item counts.
     List,
     /// Show a node's configuration, owners and counts.
-    Show { node: String },
+    Show {
+        /// The node's name.
+        node: String,
+    },
     /// Create a node owned by OWNER, optionally configured with --set.
     Create {
+        /// The new node's name.
         node: String,
         /// The owner's bare JID.
         #[arg(long)]
@@ -46,16 +73,22 @@ pub enum NodeCommand {
     },
     /// Delete a node; subscribers are notified.
     Delete {
+        /// The node's name.
         node: String,
         /// Redirect URI given to subscribers.
         #[arg(long)]
         redirect: Option<String>,
     },
     /// Delete every item of a node; subscribers are notified.
-    Purge { node: String },
+    Purge {
+        /// The node's name.
+        node: String,
+    },
     /// Show the configuration, or change it with --set.
     Config {
+        /// The node's name.
         node: String,
+        /// A configuration field to change, e.g. --set max_items=10 (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         set: Vec<String>,
     },
@@ -65,9 +98,13 @@ pub enum NodeCommand {
 #[derive(Debug, Subcommand, Clone)]
 pub enum SubscriptionsCommand {
     /// List a node's subscriptions (all of them, in subscription order).
-    List { node: String },
+    List {
+        /// The node's name.
+        node: String,
+    },
     /// Remove a JID's subscription to a node.
     Remove {
+        /// The node's name.
         node: String,
         /// The subscribed JID (bare or full, as subscribed).
         #[arg(value_name = "JID")]
@@ -75,7 +112,12 @@ pub enum SubscriptionsCommand {
     },
     /// Subscribe every JID in FILE (one per line; `-` for stdin) to a node, with
     /// progress on stderr.
-    Import { node: String, file: String },
+    Import {
+        /// The node's name.
+        node: String,
+        /// The file of JIDs, or `-` for standard input.
+        file: String,
+    },
 }
 
 /// `pubsubd affiliations …`.
@@ -83,14 +125,19 @@ pub enum SubscriptionsCommand {
 pub enum AffiliationsCommand {
     /// Set a JID's affiliation (owner, publisher, publish-only, member, none, outcast).
     Set {
+        /// The node's name.
         node: String,
         /// The bare JID whose affiliation changes.
         #[arg(value_name = "JID")]
         entity: String,
+        /// owner, publisher, publish-only, member, none or outcast.
         affiliation: String,
     },
     /// List a node's affiliations.
-    List { node: String },
+    List {
+        /// The node's name.
+        node: String,
+    },
 }
 
 /// One admin command, ready to run.
@@ -99,7 +146,6 @@ pub enum AdminCommand {
     Node(NodeCommand),
     Subscriptions(SubscriptionsCommand),
     Affiliations(AffiliationsCommand),
-    Stats,
 }
 
 /// What the commands share: the service and how to print.
@@ -125,41 +171,53 @@ impl Ctx {
     }
 }
 
-/// Runs an admin command; errors are one line for the operator.
-pub async fn run(args: AdminArgs, cmd: AdminCommand) -> Result<(), String> {
-    let cfg = Config::for_admin(args.common.config.as_deref(), args.common.overrides())
-        .map_err(|e| e.to_string())?;
-    let policy =
-        Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(|e| match &cfg.source {
+/// Opens the store as an administrator, acting as the service `jid`.
+async fn context(store: &StoreFlags, jid: Option<&JidFlag>, json: bool) -> Result<Ctx, CliError> {
+    let cfg = admin_config(store, jid)?;
+    let policy = Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(|e| {
+        CliError::Input(match &cfg.source {
             Some(p) => format!("{}: {e}", p.display()),
             None => e,
-        })?;
+        })
+    })?;
     let store = crate::app::open_store(&cfg.database, 4, None, crate::app::Opener::Admin)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .store;
-    let jid = cfg
-        .jid
-        .or_else(|| "pubsubd.invalid".parse().ok())
-        .ok_or("cannot make a service JID")?;
-    let ctx = Ctx {
-        pubsub: Pubsub { jid, store, policy },
-        out: output::Output { json: args.json },
+    // Read-only commands need no service JID; a change without one is notified as
+    // coming from this placeholder, which no client trusts.
+    let jid = match cfg.jid {
+        Some(jid) => jid,
+        None => PLACEHOLDER_JID
+            .parse()
+            .map_err(|e| CliError::Input(format!("{PLACEHOLDER_JID}: {e}")))?,
     };
+    Ok(Ctx {
+        pubsub: Pubsub { jid, store, policy },
+        out: output::Output { json },
+    })
+}
+
+/// The service JID of an admin command given none.
+const PLACEHOLDER_JID: &str = "pubsubd.invalid";
+
+/// Runs an admin command.
+pub async fn run(args: AdminArgs, cmd: AdminCommand) -> Result<(), CliError> {
+    let ctx = context(&args.store, Some(&args.jid), args.json).await?;
     match cmd {
         AdminCommand::Node(c) => nodes::run(&ctx, c).await,
         AdminCommand::Subscriptions(c) => subscriptions::run(&ctx, c).await,
         AdminCommand::Affiliations(c) => subscriptions::affiliations(&ctx, c).await,
-        AdminCommand::Stats => nodes::stats(&ctx).await,
     }
 }
 
-/// Parses a node name given on the command line.
-pub(crate) fn node_id(s: &str) -> Result<crate::domain::NodeId, String> {
-    crate::domain::NodeId::parse(s).map_err(|e| format!("invalid node name `{s}`: {e}"))
+/// `pubsubd stats`.
+pub async fn stats(args: StatsArgs) -> Result<(), CliError> {
+    let ctx = context(&args.store, None, args.json).await?;
+    nodes::stats(&ctx).await
 }
 
-/// A domain refusal as one line.
-pub(crate) fn refused(e: crate::domain::DomainError) -> String {
-    format!("refused: {e}")
+/// Parses a node name given on the command line.
+pub(crate) fn node_id(s: &str) -> Result<crate::domain::NodeId, CliError> {
+    crate::domain::NodeId::parse(s)
+        .map_err(|e| CliError::Input(format!("`{s}` is not a valid node name: {e}")))
 }

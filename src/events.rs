@@ -4,6 +4,9 @@
 //! Each function returns finished XML text: the `<event/>` element, and for a delayed
 //! delivery (last published item) the XEP-0203 `<delay/>` beside it. The fan-out engine
 //! wraps that text in one `<message/>` per recipient without parsing it again.
+//!
+//! A layer of its own, below both `pubsub` (which decides which events a change
+//! queues) and `protocol` and `fanout`: it depends only on `domain` and the XML writer.
 
 use chrono::{DateTime, Utc};
 use minidom::Element;

@@ -15,10 +15,10 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
+use super::StatusPage;
 use crate::metrics as m;
-use crate::status::StatusPage;
 use crate::store::Store;
 use crate::xmpp::{ConnectionState, Outbound};
 
@@ -27,7 +27,7 @@ const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the handlers look at.
 #[derive(Clone)]
-pub struct AdminState {
+pub struct OpsState {
     pub store: Arc<dyn Store>,
     pub connection: ConnectionState,
     pub out: Outbound,
@@ -43,8 +43,8 @@ const STATUS_PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'"
 /// (it is a configuration error).
 pub async fn serve(
     addr: SocketAddr,
-    state: AdminState,
-    mut shutdown: broadcast::Receiver<()>,
+    state: OpsState,
+    shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics and health endpoints listening");
@@ -55,9 +55,7 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .with_state(state);
     Ok(tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.recv().await;
-        };
+        let stop = async move { shutdown.cancelled().await };
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await
@@ -67,7 +65,7 @@ pub async fn serve(
     }))
 }
 
-async fn status_page(State(s): State<AdminState>) -> impl IntoResponse {
+async fn status_page(State(s): State<OpsState>) -> impl IntoResponse {
     let page = s.status.html().await;
     (
         [
@@ -96,7 +94,7 @@ fn stranger_seen() -> bool {
     stranger
 }
 
-async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
+async fn readyz(State(s): State<OpsState>) -> (StatusCode, String) {
     let xmpp = s.connection.is_connected();
     let db = store_up(s.store.as_ref()).await;
     let stranger = stranger_seen();
@@ -124,7 +122,7 @@ fn up(b: bool) -> &'static str {
     }
 }
 
-async fn metrics(State(s): State<AdminState>) -> (StatusCode, String) {
+async fn metrics(State(s): State<OpsState>) -> (StatusCode, String) {
     let stranger = stranger_seen();
     let Some(handle) = &s.metrics else {
         return (

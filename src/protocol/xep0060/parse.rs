@@ -14,7 +14,7 @@ use xmpp_parsers::rsm::SetQuery;
 use super::command::Command;
 use super::request;
 use crate::domain::{Affiliation, DomainError, ItemId, NodeId, SubId, SubscriptionState};
-use crate::protocol::events::state_str;
+use crate::events::state_str;
 use crate::protocol::stanza::{IqKind, IqRequest};
 use crate::pubsub::items::Publication;
 use crate::pubsub::owner::SubscriptionChange;

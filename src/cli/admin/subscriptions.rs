@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use xmpp_parsers::jid::Jid;
 
-use super::{node_id, refused, AffiliationsCommand, Ctx, SubscriptionsCommand};
+use super::{node_id, AffiliationsCommand, Ctx, SubscriptionsCommand};
+use crate::cli::messages::{refusal, refused};
+use crate::cli::CliError;
 use crate::domain::{Affiliation, SubscriptionState};
 use crate::pubsub::owner::SubscriptionChange;
 use crate::store::AffiliationChange;
@@ -13,7 +15,7 @@ use crate::store::AffiliationChange;
 /// How often `import` reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-pub(crate) async fn run(ctx: &Ctx, cmd: SubscriptionsCommand) -> Result<(), String> {
+pub(crate) async fn run(ctx: &Ctx, cmd: SubscriptionsCommand) -> Result<(), CliError> {
     let admin = ctx.admin();
     match cmd {
         SubscriptionsCommand::List { node } => {
@@ -22,15 +24,13 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SubscriptionsCommand) -> Result<(), Stri
                 .pubsub
                 .store
                 .node(&id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no node `{node}`"))?;
+                .await?
+                .ok_or_else(|| refusal(&node, crate::domain::DomainError::NodeNotFound))?;
             let subs = ctx
                 .pubsub
                 .store
                 .node_subscriptions(access.pk, u32::MAX)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let rows = subs
                 .into_iter()
                 .map(|s| vec![s.jid.to_string(), s.state.to_string(), s.subid.to_string()])
@@ -41,7 +41,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SubscriptionsCommand) -> Result<(), Stri
         SubscriptionsCommand::Remove { node, subscriber } => {
             let jid: Jid = subscriber
                 .parse()
-                .map_err(|e| format!("invalid JID `{subscriber}`: {e}"))?;
+                .map_err(|e| CliError::Input(format!("`{subscriber}` is not a valid JID: {e}")))?;
             ctx.pubsub
                 .modify_subscriptions(
                     &admin,
@@ -53,7 +53,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SubscriptionsCommand) -> Result<(), Stri
                     }],
                 )
                 .await
-                .map_err(refused)?;
+                .map_err(refused(&node))?;
             ctx.out.done(&format!("removed {jid} from {node}"));
             Ok(())
         }
@@ -61,19 +61,19 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SubscriptionsCommand) -> Result<(), Stri
     }
 }
 
-async fn import(ctx: &Ctx, node: &str, file: &str) -> Result<(), String> {
+async fn import(ctx: &Ctx, node: &str, file: &str) -> Result<(), CliError> {
     let id = node_id(node)?;
     let reader: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(file).map_err(|e| format!("cannot read {file}: {e}"))?,
-        ))
+        Box::new(std::io::BufReader::new(std::fs::File::open(file).map_err(
+            |e| CliError::Input(format!("cannot read {file}: {e}")),
+        )?))
     };
     let (mut done, mut bad) = (0u64, 0u64);
     let mut last = Instant::now();
     for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("reading {file}: {e}"))?;
+        let line = line.map_err(|e| CliError::Input(format!("cannot read {file}: {e}")))?;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -88,7 +88,7 @@ async fn import(ctx: &Ctx, node: &str, file: &str) -> Result<(), String> {
         ctx.pubsub
             .subscribe(&who, &id, &jid, None)
             .await
-            .map_err(|e| format!("line {}: {}", n + 1, refused(e)))?;
+            .map_err(|e| CliError::Refused(format!("line {}: {}", n + 1, refusal(node, e))))?;
         done += 1;
         if last.elapsed() >= PROGRESS_EVERY {
             eprintln!("{done} subscribed ...");
@@ -101,7 +101,7 @@ async fn import(ctx: &Ctx, node: &str, file: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) async fn affiliations(ctx: &Ctx, cmd: AffiliationsCommand) -> Result<(), String> {
+pub(crate) async fn affiliations(ctx: &Ctx, cmd: AffiliationsCommand) -> Result<(), CliError> {
     let admin = ctx.admin();
     match cmd {
         AffiliationsCommand::Set {
@@ -111,8 +111,12 @@ pub(crate) async fn affiliations(ctx: &Ctx, cmd: AffiliationsCommand) -> Result<
         } => {
             let jid: Jid = entity
                 .parse()
-                .map_err(|e| format!("invalid JID `{entity}`: {e}"))?;
-            let affiliation = Affiliation::parse(&affiliation).map_err(refused)?;
+                .map_err(|e| CliError::Input(format!("`{entity}` is not a valid JID: {e}")))?;
+            let affiliation = Affiliation::parse(&affiliation).map_err(|_| {
+                CliError::Input(format!(
+                    "`{affiliation}` is not an affiliation: give owner, publisher, publish-only, member, none or outcast"
+                ))
+            })?;
             ctx.pubsub
                 .modify_affiliations(
                     &admin,
@@ -123,7 +127,7 @@ pub(crate) async fn affiliations(ctx: &Ctx, cmd: AffiliationsCommand) -> Result<
                     }],
                 )
                 .await
-                .map_err(refused)?;
+                .map_err(refused(&node))?;
             ctx.out
                 .done(&format!("{} is now {affiliation} of {node}", jid.to_bare()));
             Ok(())
@@ -133,7 +137,7 @@ pub(crate) async fn affiliations(ctx: &Ctx, cmd: AffiliationsCommand) -> Result<
                 .pubsub
                 .node_affiliations(&admin, &node_id(&node)?)
                 .await
-                .map_err(refused)?;
+                .map_err(refused(&node))?;
             let rows = affs
                 .into_iter()
                 .map(|(j, a)| vec![j.to_string(), a.to_string()])

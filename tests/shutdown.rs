@@ -1,0 +1,96 @@
+//! Shutdown under load: SIGTERM in the middle of a fan-out to thousands of subscribers.
+//! The process answers what it has, gives its fan-out leases back, closes its stream and
+//! exits within `shutdown_timeout`; a restarted instance delivers the rest, and every
+//! subscriber ends up with every item.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use common::sink::{attach_sink, Inbox};
+use common::*;
+use pubsubd_testkit::both_servers;
+
+/// Virtual subscribers on the sink: a walk of several pages per item.
+const SUBSCRIBERS: i64 = 3_000;
+/// Items published before the signal: a fan-out of 90,000 notifications.
+const ITEMS: usize = 30;
+/// The bound given to pubsubd, shorter than the default so the test is quick.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 8;
+/// What the exit may take beyond `shutdown_timeout`: the signal's delivery and the
+/// process's own teardown.
+const EXIT_SLACK: Duration = Duration::from_secs(3);
+/// Generous for a shared 2-core machine.
+const DELIVERED_WITHIN: Duration = Duration::from_secs(180);
+
+both_servers!(
+    sigterm_mid_fanout_exits_within_the_deadline_and_a_restart_delivers_the_rest,
+    |server| async move {
+        let ps = start_with(
+            server,
+            &format!("shutdown_timeout = {SHUTDOWN_TIMEOUT_SECS}\n"),
+        )
+        .await?;
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        let mut owner = user(server, "owner").await?;
+        create(&mut owner, &ps, "news", &[]).await?;
+        subscribe_crowd(&ps.db, "news", "v", sink.jid(), SUBSCRIBERS).await?;
+        let expected = SUBSCRIBERS as usize * ITEMS;
+        for n in 0..ITEMS {
+            let id = format!("i{n}");
+            ok(&publish(
+                &mut owner,
+                &ps,
+                "news",
+                Some(&id),
+                &atom_entry(&id, "shutdown"),
+            )
+            .await?);
+        }
+        // In the middle of the walk.
+        let started = Instant::now();
+        while inbox.unique() < expected / 20 {
+            ensure!(
+                started.elapsed() < DELIVERED_WITHIN,
+                "the fan-out did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut ps = ps;
+        let signalled = Instant::now();
+        let status = ps.process.terminate().await?;
+        let took = signalled.elapsed();
+        let at_exit = inbox.unique();
+        eprintln!(
+            "{} on {:?}: SIGTERM with {at_exit} of {expected} delivered; exited after {took:.2?} ({status})",
+            server.kind(),
+            ps.db.kind()
+        );
+        assert!(status.success(), "exit status {status}");
+        assert!(
+            took < Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + EXIT_SLACK,
+            "exited {took:.2?} after SIGTERM; shutdown_timeout is {SHUTDOWN_TIMEOUT_SECS} s"
+        );
+        let log = ps.process.log_contents();
+        assert!(log.contains("pubsubd stopped"), "no clean stop in the log");
+
+        let _restarted = ps.another().await?;
+        inbox.wait_unique(expected, DELIVERED_WITHIN).await?;
+        let got = inbox.snapshot();
+        assert_eq!(got.len(), SUBSCRIBERS as usize, "recipients");
+        let short = got
+            .values()
+            .filter(|ids| {
+                let mut ids = (*ids).clone();
+                ids.sort();
+                ids.dedup();
+                ids.len() != ITEMS
+            })
+            .count();
+        assert_eq!(short, 0, "recipients without exactly {ITEMS} items");
+        Ok::<_, anyhow::Error>(())
+    }
+);
