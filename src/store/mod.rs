@@ -405,7 +405,10 @@ mod tests {
         assert_eq!(kind(sqlx::Error::PoolClosed), FailureKind::Unavailable);
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(kind(sqlx::Error::Io(refused)), FailureKind::Unavailable);
-        assert_eq!(kind(sqlx::Error::Decode("bad".into())), FailureKind::Corrupt);
+        assert_eq!(
+            kind(sqlx::Error::Decode("bad".into())),
+            FailureKind::Corrupt
+        );
         assert_eq!(kind(sqlx::Error::RowNotFound), FailureKind::Other);
         assert!(pg_unavailable("08006") && pg_unavailable("57P01") && pg_unavailable("55000"));
         assert!(!pg_unavailable("23505") && !pg_unavailable("42P01"));
