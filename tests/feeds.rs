@@ -483,23 +483,37 @@ async fn a_feed_is_leased_to_one_instance_at_a_time() -> anyhow::Result<()> {
 }
 both_stores!(a_feed_is_leased_to_one_instance_at_a_time);
 
-/// After the fan-out merge: an XMPP subscriber of a feed's node is notified of new and
-/// updated entries.
-async fn feed_entries_are_notified(
+/// The test's feed server with one entry in its Atom feed, and pubsubd (on the test's
+/// store) polling that feed into `node`.
+async fn polling_one_entry(
     server: &'static pubsubd_testkit::XmppServer,
-) -> anyhow::Result<()> {
+    entry: (&str, &str, &str),
+    node: &str,
+) -> anyhow::Result<(Arc<Feeds>, SocketAddr, Service)> {
     let feeds = Arc::new(Feeds::default());
-    *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (
-        atom_feed(&[("urn:n:1", "Before subscribing", "2024-01-01T00:00:00Z")]),
-        "\"n1\"".into(),
-    );
+    *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? =
+        (atom_feed(&[entry]), "\"v1\"".into());
     let addr = feed_server(feeds.clone()).await?;
     let svc = start_with(
         server,
         &format!(
             "[feeds]\npublisher = 'feedbot@localhost'\n{}",
-            feed_entry(&format!("http://{addr}/atom"), "feed-notify")
+            feed_entry(&format!("http://{addr}/atom"), node)
         ),
+    )
+    .await?;
+    Ok((feeds, addr, svc))
+}
+
+/// After the fan-out merge: an XMPP subscriber of a feed's node is notified of new and
+/// updated entries.
+async fn feed_entries_are_notified(
+    server: &'static pubsubd_testkit::XmppServer,
+) -> anyhow::Result<()> {
+    let (feeds, _, svc) = polling_one_entry(
+        server,
+        ("urn:n:1", "Before subscribing", "2024-01-01T00:00:00Z"),
+        "feed-notify",
     )
     .await?;
     let mut bob = user(server, "bob").await?;
@@ -551,18 +565,10 @@ both_servers!(
 async fn feeds_work_on_sqlite_configured_at_start_and_added_at_run_time() -> anyhow::Result<()> {
     let outcome = pubsubd_testkit::on_store(pubsubd_testkit::StoreKind::Sqlite, async {
         let server = pubsubd_testkit::shared_prosody();
-        let feeds = Arc::new(Feeds::default());
-        *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = (
-            atom_feed(&[("urn:s:1", "On SQLite", "2024-01-01T00:00:00Z")]),
-            "\"s1\"".into(),
-        );
-        let addr = feed_server(feeds.clone()).await?;
-        let svc = start_with(
+        let (_, addr, svc) = polling_one_entry(
             server,
-            &format!(
-                "[feeds]\npublisher = 'feedbot@localhost'\n{}",
-                feed_entry(&format!("http://{addr}/atom"), "feed-sqlite")
-            ),
+            ("urn:s:1", "On SQLite", "2024-01-01T00:00:00Z"),
+            "feed-sqlite",
         )
         .await?;
         let mut bob = user(server, "bob").await?;

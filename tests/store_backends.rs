@@ -15,10 +15,12 @@ use pubsubd::domain::{
     AccessModel, Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions,
     SubscriptionState,
 };
+use pubsubd::store::postgres::PgStore;
 use pubsubd::store::{
-    AffiliationChange, AffiliationStore as _, BatchedPublish, ItemStore as _, Refusal,
+    AffiliationChange, AffiliationStore as _, BatchedPublish, ItemStore as _, ItemsQuery, Refusal,
     SubscriptionStore as _,
 };
+use pubsubd_testkit::TestDb;
 use store_common::*;
 use xmpp_parsers::jid::Jid;
 
@@ -431,5 +433,73 @@ async fn sqlite_writers_queue_for_the_write_lock_instead_of_failing() -> anyhow:
     assert_eq!(store.item_count(pk).await?, 64);
     assert_eq!(pending_jobs(store.as_ref()).await?, 128);
     assert_eq!(store.node_affiliations(pk).await?.len(), 65);
+    Ok(())
+}
+
+/// A database failure carries its kind on both backends: a unique key taken is a
+/// conflict, another schema rule a constraint (the front ends answer by kind; see
+/// docs/reliability.md).
+#[tokio::test]
+async fn schema_refusals_are_conflicts_and_constraints_on_both_backends() -> anyhow::Result<()> {
+    use pubsubd::domain::error::FailureKind;
+    use pubsubd::store::StoreError;
+
+    const TAG: &str = "INSERT INTO store_identity (singleton, tag) VALUES (TRUE, 7)";
+    const NO_NAME: &str = "INSERT INTO nodes (name, config, creator) VALUES (NULL, '{}', 'x')";
+    // The kinds of: the tag given twice, a node without a name.
+    macro_rules! kinds {
+        ($pool:expr) => {{
+            sqlx::query(TAG).execute($pool).await?;
+            let twice = sqlx::query(TAG).execute($pool).await.expect_err("unique");
+            let unnamed = sqlx::query(NO_NAME)
+                .execute($pool)
+                .await
+                .expect_err("not null");
+            [
+                StoreError::from(twice).kind(),
+                StoreError::from(unnamed).kind(),
+            ]
+        }};
+    }
+    let db = TestDb::create().await?;
+    let pg = PgStore::connect(db.url(), 2).await?;
+    pg.migrate().await?;
+    let (sqlite, _file) = fresh_sqlite().await?;
+    let expected = [FailureKind::Conflict, FailureKind::Constraint];
+    assert_eq!(kinds!(pg.pool()), expected, "postgres");
+    assert_eq!(kinds!(sqlite.pool()), expected, "sqlite");
+    Ok(())
+}
+
+/// XEP-0059 pages of items, newest first, by position and after an item, the same on
+/// both backends.
+#[tokio::test]
+async fn item_pages_walk_newest_first_by_position_and_after_an_item() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let pk = node(b.store.as_ref(), "paged", NodeConfig::default()).await?;
+        for n in 1..=7 {
+            b.store
+                .publish(pk, Some(item(&format!("i{n}"))), 100, vec![])
+                .await?
+                .map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        }
+        let page = |after: Option<&str>, index: Option<u32>| ItemsQuery::Page {
+            max: 3,
+            after: after.map(str::to_owned),
+            before: None,
+            index,
+        };
+        let ids = |p: &pubsubd::store::ItemsPage| -> Vec<String> {
+            p.items.iter().map(|i| i.id.as_str().to_owned()).collect()
+        };
+        let first = b.store.items(pk, &page(None, None)).await?;
+        assert_eq!(ids(&first), ["i7", "i6", "i5"], "{}", b.name);
+        assert_eq!((first.count, first.first_index), (7, Some(0)), "{}", b.name);
+        let next = b.store.items(pk, &page(Some("i5"), None)).await?;
+        assert_eq!(ids(&next), ["i4", "i3", "i2"], "{}", b.name);
+        let third = b.store.items(pk, &page(None, Some(6))).await?;
+        assert_eq!(ids(&third), ["i1"], "{}", b.name);
+        assert_eq!(third.first_index, Some(6), "{}", b.name);
+    }
     Ok(())
 }

@@ -90,197 +90,197 @@ macro_rules! item_store {
 
             #[async_trait::async_trait]
             impl ItemStore for $store {
-    async fn item_publisher(
-        &self,
-        node_pk: i64,
-        id: &ItemId,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT publisher FROM items WHERE node_pk = $1 AND item_id = $2")
-                .bind(node_pk)
-                .bind(id.as_str())
-                .fetch_optional(self.pool())
-                .await?,
-        )
-    }
+                async fn item_publisher(
+                    &self,
+                    node_pk: i64,
+                    id: &ItemId,
+                ) -> Result<Option<String>, StoreError> {
+                    Ok(
+                        sqlx::query_scalar("SELECT publisher FROM items WHERE node_pk = $1 AND item_id = $2")
+                            .bind(node_pk)
+                            .bind(id.as_str())
+                            .fetch_optional(self.pool())
+                            .await?,
+                    )
+                }
 
-    async fn retract(
-        &self,
-        node_pk: i64,
-        ids: &[ItemId],
-        jobs: Vec<NewJob>,
-    ) -> Result<Vec<ItemId>, StoreError> {
-        let mut tx = self.write_tx().await?;
-        let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
-        let gone: Vec<String> = sqlx::query_scalar(
-            AssertSqlSafe(format!(
-                "DELETE FROM items WHERE node_pk = $1 AND item_id {} RETURNING item_id",
-                <$store>::in_list("$2")
-            )),
-        )
-        .bind(node_pk)
-        .bind(Self::list(&wanted))
-        .fetch_all(&mut *tx)
-        .await?;
-        let queued = if gone.is_empty() {
-            0
-        } else {
-            Self::insert_jobs(&mut tx, &jobs).await?
-        };
-        self.commit(tx, queued).await?;
-        gone.iter().map(|s| decode::item_id(s)).collect()
-    }
-
-    async fn purge(&self, node_pk: i64, jobs: Vec<NewJob>) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query("DELETE FROM items WHERE node_pk = $1")
-            .bind(node_pk)
-            .execute(&mut *tx)
-            .await?;
-        let queued = Self::insert_jobs(&mut tx, &jobs).await?;
-        self.commit(tx, queued).await?;
-        Ok(())
-    }
-
-    async fn items(&self, node_pk: i64, query: &ItemsQuery) -> Result<ItemsPage, StoreError> {
-        let pool = self.pool();
-        let count = self.item_count(node_pk).await?;
-        let (items, first_index) = match query {
-            ItemsQuery::Latest { max } => {
-                let rows = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT $2"
-                )))
-                .bind(node_pk)
-                .bind(max.map_or(i64::MAX, i64::from))
-                .fetch_all(pool)
-                .await?;
-                (records(&rows)?, Some(0))
-            }
-            ItemsQuery::Ids(ids) => {
-                let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
-                let rows = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {ITEM_COLUMNS} FROM items
-                     WHERE node_pk = $1 AND item_id {ids}",
-                    ids = <$store>::in_list("$2")
-                )))
-                .bind(node_pk)
-                .bind(Self::list(&wanted))
-                .fetch_all(pool)
-                .await?;
-                // In the order asked for.
-                let mut items = records(&rows)?;
-                items.sort_by_key(|i| wanted.iter().position(|w| *w == i.id.as_str()));
-                (items, None)
-            }
-            ItemsQuery::Page {
-                max,
-                after,
-                before,
-                index,
-            } => {
-                let limit = i64::from(*max);
-                let anchor = |id: &str| {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT seq FROM items WHERE node_pk = $1 AND item_id = $2",
+                async fn retract(
+                    &self,
+                    node_pk: i64,
+                    ids: &[ItemId],
+                    jobs: Vec<NewJob>,
+                ) -> Result<Vec<ItemId>, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
+                    let gone: Vec<String> = sqlx::query_scalar(
+                        AssertSqlSafe(format!(
+                            "DELETE FROM items WHERE node_pk = $1 AND item_id {} RETURNING item_id",
+                            <$store>::in_list("$2")
+                        )),
                     )
                     .bind(node_pk)
-                    .bind(id.to_owned())
-                    .fetch_optional(pool)
-                };
-                let rows = match (after, before, index) {
-                    (Some(after), _, _) => {
-                        let Some(seq) = anchor(after).await? else {
-                            return Ok(ItemsPage::missing_anchor(count));
-                        };
-                        sqlx::query(AssertSqlSafe(format!(
-                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq < $2
-                             ORDER BY seq DESC LIMIT $3"
-                        )))
+                    .bind(Self::list(&wanted))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let queued = if gone.is_empty() {
+                        0
+                    } else {
+                        Self::insert_jobs(&mut tx, &jobs).await?
+                    };
+                    self.commit(tx, queued).await?;
+                    gone.iter().map(|s| decode::item_id(s)).collect()
+                }
+
+                async fn purge(&self, node_pk: i64, jobs: Vec<NewJob>) -> Result<(), StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    sqlx::query("DELETE FROM items WHERE node_pk = $1")
                         .bind(node_pk)
-                        .bind(seq)
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await?
-                    }
-                    (None, Some(before), _) => {
-                        // Newer than `before` (or the oldest page for an empty one):
-                        // read upwards, then turn the page newest first.
-                        let seq = if before.is_empty() {
-                            i64::MIN
-                        } else {
-                            match anchor(before).await? {
-                                Some(seq) => seq,
-                                None => return Ok(ItemsPage::missing_anchor(count)),
-                            }
-                        };
-                        let mut rows = sqlx::query(AssertSqlSafe(format!(
-                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq > $2
-                             ORDER BY seq ASC LIMIT $3"
-                        )))
-                        .bind(node_pk)
-                        .bind(seq)
-                        .bind(limit)
-                        .fetch_all(pool)
+                        .execute(&mut *tx)
                         .await?;
-                        rows.reverse();
-                        rows
-                    }
-                    (None, None, index) => {
-                        sqlx::query(AssertSqlSafe(format!(
-                            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1
-                             ORDER BY seq DESC LIMIT $3 OFFSET $2"
-                        )))
+                    let queued = Self::insert_jobs(&mut tx, &jobs).await?;
+                    self.commit(tx, queued).await?;
+                    Ok(())
+                }
+
+                async fn items(&self, node_pk: i64, query: &ItemsQuery) -> Result<ItemsPage, StoreError> {
+                    let pool = self.pool();
+                    let count = self.item_count(node_pk).await?;
+                    let (items, first_index) = match query {
+                        ItemsQuery::Latest { max } => {
+                            let rows = sqlx::query(AssertSqlSafe(format!(
+                                "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT $2"
+                            )))
+                            .bind(node_pk)
+                            .bind(max.map_or(i64::MAX, i64::from))
+                            .fetch_all(pool)
+                            .await?;
+                            (records(&rows)?, Some(0))
+                        }
+                        ItemsQuery::Ids(ids) => {
+                            let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
+                            let rows = sqlx::query(AssertSqlSafe(format!(
+                                "SELECT {ITEM_COLUMNS} FROM items
+                                 WHERE node_pk = $1 AND item_id {ids}",
+                                ids = <$store>::in_list("$2")
+                            )))
+                            .bind(node_pk)
+                            .bind(Self::list(&wanted))
+                            .fetch_all(pool)
+                            .await?;
+                            // In the order asked for.
+                            let mut items = records(&rows)?;
+                            items.sort_by_key(|i| wanted.iter().position(|w| *w == i.id.as_str()));
+                            (items, None)
+                        }
+                        ItemsQuery::Page {
+                            max,
+                            after,
+                            before,
+                            index,
+                        } => {
+                            let limit = i64::from(*max);
+                            let anchor = |id: &str| {
+                                sqlx::query_scalar::<_, i64>(
+                                    "SELECT seq FROM items WHERE node_pk = $1 AND item_id = $2",
+                                )
+                                .bind(node_pk)
+                                .bind(id.to_owned())
+                                .fetch_optional(pool)
+                            };
+                            let rows = match (after, before, index) {
+                                (Some(after), _, _) => {
+                                    let Some(seq) = anchor(after).await? else {
+                                        return Ok(ItemsPage::missing_anchor(count));
+                                    };
+                                    sqlx::query(AssertSqlSafe(format!(
+                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq < $2
+                                         ORDER BY seq DESC LIMIT $3"
+                                    )))
+                                    .bind(node_pk)
+                                    .bind(seq)
+                                    .bind(limit)
+                                    .fetch_all(pool)
+                                    .await?
+                                }
+                                (None, Some(before), _) => {
+                                    // Newer than `before` (or the oldest page for an empty one):
+                                    // read upwards, then turn the page newest first.
+                                    let seq = if before.is_empty() {
+                                        i64::MIN
+                                    } else {
+                                        match anchor(before).await? {
+                                            Some(seq) => seq,
+                                            None => return Ok(ItemsPage::missing_anchor(count)),
+                                        }
+                                    };
+                                    let mut rows = sqlx::query(AssertSqlSafe(format!(
+                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq > $2
+                                         ORDER BY seq ASC LIMIT $3"
+                                    )))
+                                    .bind(node_pk)
+                                    .bind(seq)
+                                    .bind(limit)
+                                    .fetch_all(pool)
+                                    .await?;
+                                    rows.reverse();
+                                    rows
+                                }
+                                (None, None, index) => {
+                                    sqlx::query(AssertSqlSafe(format!(
+                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1
+                                         ORDER BY seq DESC LIMIT $3 OFFSET $2"
+                                    )))
+                                    .bind(node_pk)
+                                    .bind(i64::from(index.unwrap_or(0)))
+                                    .bind(limit)
+                                    .fetch_all(pool)
+                                    .await?
+                                }
+                            };
+                            let first_index = match rows.first() {
+                                Some(first) => {
+                                    let seq: i64 = first.try_get("seq")?;
+                                    let newer: i64 = sqlx::query_scalar(
+                                        "SELECT count(*) FROM items WHERE node_pk = $1 AND seq > $2",
+                                    )
+                                    .bind(node_pk)
+                                    .bind(seq)
+                                    .fetch_one(pool)
+                                    .await?;
+                                    Some(newer.max(0) as u64)
+                                }
+                                None => None,
+                            };
+                            (records(&rows)?, first_index)
+                        }
+                    };
+                    Ok(ItemsPage {
+                        items,
+                        count,
+                        first_index,
+                        anchor_missing: false,
+                    })
+                }
+
+                async fn last_item(&self, node_pk: i64) -> Result<Option<ItemRecord>, StoreError> {
+                    let row = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT 1"
+                    )))
+                    .bind(node_pk)
+                    .fetch_optional(self.pool())
+                    .await?;
+                    row.as_ref().map(rows::item).transpose()
+                }
+
+                async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {
+                    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE node_pk = $1")
                         .bind(node_pk)
-                        .bind(i64::from(index.unwrap_or(0)))
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await?
-                    }
-                };
-                let first_index = match rows.first() {
-                    Some(first) => {
-                        let seq: i64 = first.try_get("seq")?;
-                        let newer: i64 = sqlx::query_scalar(
-                            "SELECT count(*) FROM items WHERE node_pk = $1 AND seq > $2",
-                        )
-                        .bind(node_pk)
-                        .bind(seq)
-                        .fetch_one(pool)
+                        .fetch_one(self.pool())
                         .await?;
-                        Some(newer.max(0) as u64)
-                    }
-                    None => None,
-                };
-                (records(&rows)?, first_index)
-            }
-        };
-        Ok(ItemsPage {
-            items,
-            count,
-            first_index,
-            anchor_missing: false,
-        })
-    }
+                    Ok(n.max(0) as u64)
+                }
 
-    async fn last_item(&self, node_pk: i64) -> Result<Option<ItemRecord>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT 1"
-        )))
-        .bind(node_pk)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(rows::item).transpose()
-    }
-
-    async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE node_pk = $1")
-            .bind(node_pk)
-            .fetch_one(self.pool())
-            .await?;
-        Ok(n.max(0) as u64)
-    }
-
-            $($extra)*
+                        $($extra)*
             }
         };
     };

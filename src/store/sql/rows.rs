@@ -12,8 +12,9 @@ use crate::store::{decode, ItemRecord, NodeRecord, StoreError, SubscriptionRecor
 /// The SELECT list matching [`node`], for a query over `nodes`.
 pub const NODE_COLUMNS: &str = "pk, name, config, creator, created_at";
 
-/// The SELECT list matching [`item`], for a query over `items`.
-pub const ITEM_COLUMNS: &str = "item_id, publisher, payload, published_at";
+/// The SELECT list matching [`item`], for a query over `items` (with `seq`, the
+/// position a page of items is counted from).
+pub const ITEM_COLUMNS: &str = "item_id, publisher, payload, published_at, seq";
 
 /// The SELECT list matching [`subscription`], for a query over `subscriptions s JOIN
 /// nodes n`.
