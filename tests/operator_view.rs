@@ -334,15 +334,12 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
     // A node name with markup in it, which the page must show as text.
     let node = "ops<b>view</b>&crowd";
     let node_attr = "ops&lt;b&gt;view&lt;/b&gt;&amp;crowd";
-    // Feeds need PostgreSQL; a closed port makes the poll fail at once, with an error
-    // that quotes the URL, credentials and all.
+    // A closed port makes the poll fail at once, with an error that quotes the URL,
+    // credentials and all.
     let feed_port = pubsubd_testkit::free_ports(1)?[0];
-    let feed = match store {
-        StoreKind::Postgres => format!(
-            "[feeds]\npublisher = 'opsfeeds@localhost'\n[[feed]]\nurl = 'http://opsbot:{feed_password}@127.0.0.1:{feed_port}/atom.xml?token={feed_token}'\nnode = 'ops-feed'\ninterval = 1\n"
-        ),
-        StoreKind::Sqlite => String::new(),
-    };
+    let feed = format!(
+        "[feeds]\npublisher = 'opsfeeds@localhost'\n[[feed]]\nurl = 'http://opsbot:{feed_password}@127.0.0.1:{feed_port}/atom.xml?token={feed_token}'\nnode = 'ops-feed'\ninterval = 1\n"
+    );
     let (ps, port) = start_with_status(
         server,
         &format!("fanout_workers = 1\nfanout_page_size = 25\n{feed}"),
@@ -438,12 +435,10 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
             "{what} shows the database URL"
         );
     }
-    if matches!(store, StoreKind::Postgres) {
-        assert!(
-            dom.contains(&format!("http://127.0.0.1:{feed_port}/atom.xml?…")),
-            "the feed is not listed by its public URL\n{dom}"
-        );
-    }
+    assert!(
+        dom.contains(&format!("http://127.0.0.1:{feed_port}/atom.xml?…")),
+        "the feed is not listed by its public URL\n{dom}"
+    );
     Ok(())
 }
 both_stores!(status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secret);
