@@ -89,13 +89,12 @@ async fn main() {
 }
 
 async fn publisher(args: &[String]) -> anyhow::Result<()> {
-    let server: SocketAddr = arg(args, "--server", "XMPP_SERVER")
-        .unwrap_or_else(|| DEFAULT_SERVER.into())
-        .parse()?;
-    let jid = required(args, "--jid", "XMPP_JID")?;
-    let password = required(args, "--password", "XMPP_PASSWORD")?;
-    let service =
-        arg(args, "--service", "PUBSUB_SERVICE").unwrap_or_else(|| DEFAULT_SERVICE.into());
+    let Login {
+        server,
+        jid,
+        password,
+        service,
+    } = Login::from_args(args)?;
     let node = required(args, "--node", "PUBSUB_NODE")?;
     // The one argument that is neither a flag nor a flag's value.
     let mut rest = args.iter().skip(1);

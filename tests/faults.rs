@@ -107,8 +107,9 @@ both_servers!(postgres sigkill_twenty_times_during_publishes_loses_no_acknowledg
             svc.process.kill()?;
             svc.process = svc.another().await?;
         }
-        // A few calm seconds: publishes land on a live service again.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Calm seconds: publishes land on a live service again (a publish that reached a
+        // killed process waits PUBLISH_WAIT for its answer first).
+        tokio::time::sleep(Duration::from_secs(8)).await;
         let _ = stop_tx.send(true);
         let (acked, refused) = publishing.await?;
         anyhow::ensure!(

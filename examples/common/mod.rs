@@ -169,6 +169,31 @@ pub fn required(args: &[String], name: &str, env: &str) -> anyhow::Result<String
     arg(args, name, env).with_context(|| format!("give {name} (or {env}); see --help"))
 }
 
+/// Where and as whom an example logs in, and the service it talks to: `--server`
+/// (default [`DEFAULT_SERVER`]), `--jid`, `--password`, `--service` (default
+/// [`DEFAULT_SERVICE`]), each also from its environment variable.
+pub struct Login {
+    pub server: SocketAddr,
+    pub jid: String,
+    pub password: String,
+    pub service: String,
+}
+
+impl Login {
+    pub fn from_args(args: &[String]) -> anyhow::Result<Login> {
+        Ok(Login {
+            server: arg(args, "--server", "XMPP_SERVER")
+                .unwrap_or_else(|| DEFAULT_SERVER.into())
+                .parse()
+                .context("--server is HOST:PORT, e.g. 127.0.0.1:5222")?,
+            jid: required(args, "--jid", "XMPP_JID")?,
+            password: required(args, "--password", "XMPP_PASSWORD")?,
+            service: arg(args, "--service", "PUBSUB_SERVICE")
+                .unwrap_or_else(|| DEFAULT_SERVICE.into()),
+        })
+    }
+}
+
 /// Prints `usage` and exits when the arguments ask for help.
 pub fn help(args: &[String], usage: &str) {
     if args.iter().any(|a| a == "--help" || a == "-h") {

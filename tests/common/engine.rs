@@ -477,18 +477,7 @@ pub fn duplicates(inbox: &Inbox) -> usize {
 }
 
 /// The ids of the items of a notification.
-pub fn item_ids(msg: &Element) -> Vec<String> {
-    msg.get_child("event", NS_EVENT)
-        .and_then(|e| e.get_child("items", NS_EVENT))
-        .map(|items| {
-            items
-                .children()
-                .filter(|c| c.name() == "item")
-                .filter_map(|i| i.attr("id").map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use super::sink::event_item_ids as item_ids;
 
 pub fn is_event(el: &Element) -> bool {
     el.name() == "message" && el.get_child("event", NS_EVENT).is_some()

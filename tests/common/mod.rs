@@ -222,16 +222,16 @@ fn config_has_http(toml: &str) -> bool {
 pub async fn start_until_connected(
     spawn: impl Fn() -> anyhow::Result<PubsubdProcess>,
 ) -> anyhow::Result<PubsubdProcess> {
-    const ATTEMPTS: usize = 20;
+    const ATTEMPTS: usize = 40;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut process = spawn()?;
         match process.wait_for_log("component connected", READY).await {
             Ok(()) => return Ok(process),
-            Err(e) if attempt < ATTEMPTS && process.log_contents().contains("conflict") => {
-                eprintln!("pubsubd start refused ({e:#}); trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            Err(_) if attempt < ATTEMPTS && process.log_contents().contains("conflict") => {
+                eprintln!("pubsubd start {attempt} refused with `conflict`; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e) => return Err(e),
         }

@@ -202,6 +202,7 @@ impl ItemSink {
     }
 }
 
+/// The ids of the items of an event notification.
 pub fn event_item_ids(msg: &Element) -> Vec<String> {
     msg.get_child("event", NS_EVENT)
         .and_then(|e| e.get_child("items", NS_EVENT))
