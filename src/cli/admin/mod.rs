@@ -16,7 +16,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use super::{
     admin_config, CliError, IgnoredJid, IgnoredLogFormat, IgnoredRunFlags, JidFlag, StoreFlags,
 };
-use crate::pubsub::{Policy, Pubsub, Requester};
+use crate::pubsub::{Pubsub, Requester};
 
 /// Options every admin command that changes nodes takes.
 #[derive(Debug, Args, Clone)]
@@ -174,12 +174,7 @@ impl Ctx {
 /// Opens the store as an administrator, acting as the service `jid`.
 async fn context(store: &StoreFlags, jid: Option<&JidFlag>, json: bool) -> Result<Ctx, CliError> {
     let cfg = admin_config(store, jid)?;
-    let policy = Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(|e| {
-        CliError::Input(match &cfg.source {
-            Some(p) => format!("{}: {e}", p.display()),
-            None => e,
-        })
-    })?;
+    let policy = cfg.policy;
     let store = crate::app::open_store(&cfg.database, 4, None, crate::app::Opener::Admin)
         .await?
         .store;
