@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::Args;
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use super::{admin_config, CliError, IgnoredLogFormat, IgnoredRunFlags, JidFlag, StoreFlags};
+use super::{admin_config, CliError, IgnoredFlags, JidFlag, StoreFlags};
 use crate::app::{open_store, Opener};
 use crate::domain::{ItemId, NodeId};
 use crate::gateway::payload::{parse_payload, BodyKind};
@@ -51,9 +51,7 @@ pub struct PublishArgs {
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     #[command(flatten)]
-    ignored: IgnoredRunFlags,
-    #[command(flatten)]
-    ignored_log: IgnoredLogFormat,
+    ignored: IgnoredFlags,
 }
 
 /// `pubsubd publish`.

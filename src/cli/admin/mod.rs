@@ -13,9 +13,7 @@ mod subscriptions;
 use clap::{Args, Subcommand};
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use super::{
-    admin_config, CliError, IgnoredJid, IgnoredLogFormat, IgnoredRunFlags, JidFlag, StoreFlags,
-};
+use super::{admin_config, CliError, IgnoredFlags, IgnoredFlagsAndJid, JidFlag, StoreFlags};
 use crate::pubsub::{Pubsub, Requester};
 
 /// Options every admin command that changes nodes takes.
@@ -29,9 +27,7 @@ pub struct AdminArgs {
     #[arg(long, global = true)]
     pub json: bool,
     #[command(flatten)]
-    ignored: IgnoredRunFlags,
-    #[command(flatten)]
-    ignored_log: IgnoredLogFormat,
+    ignored: IgnoredFlags,
 }
 
 /// `pubsubd stats`: only reads counts, so no service JID.
@@ -43,11 +39,7 @@ pub struct StatsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    ignored: IgnoredRunFlags,
-    #[command(flatten)]
-    ignored_log: IgnoredLogFormat,
-    #[command(flatten)]
-    ignored_jid: IgnoredJid,
+    ignored: IgnoredFlagsAndJid,
 }
 
 /// `pubsubd node …`.
