@@ -161,25 +161,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     // Before anything can say "connected": a SIGTERM from then on is a clean shutdown.
     let signals = shutdown::listen();
     tracing::info!(jid = %cfg.xmpp.jid, server = %cfg.xmpp.server, "starting pubsubd");
-    let policy = crate::pubsub::Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(
-        |message| StartError::Config {
-            file: cfg.source.as_ref().map_or_else(
-                || "the configuration".to_string(),
-                |p| p.display().to_string(),
-            ),
-            message,
-        },
-    )?;
-    let rates =
-        crate::protocol::rate_limit::Rates::from_table(&cfg.rate_limits).map_err(|message| {
-            StartError::Config {
-                file: cfg.source.as_ref().map_or_else(
-                    || "the configuration".to_string(),
-                    |p| p.display().to_string(),
-                ),
-                message,
-            }
-        })?;
+    let (policy, rates) = (cfg.policy.clone(), cfg.rates.clone());
     let metrics_handle = cfg.metrics_listen.and_then(|_| crate::metrics::install());
     let OpenStore {
         store,

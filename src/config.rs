@@ -16,6 +16,8 @@ use xmpp_parsers::jid::BareJid;
 use crate::fanout::Tuning as FanoutTuning;
 use crate::feeds::config::{FeedFile, FeedsConfig, FeedsFile};
 use crate::gateway::config::{HttpConfig, HttpFile};
+use crate::protocol::rate_limit::Rates;
+use crate::pubsub::Policy;
 pub use crate::telemetry::LogFormat;
 pub use crate::xmpp::Secret;
 use crate::xmpp::{MulticastSettings, ServerAddr, Settings as XmppSettings};
@@ -75,6 +77,10 @@ pub enum ConfigError {
         flag: &'static str,
         env: &'static str,
     },
+    /// A table checked as a whole (`[service]`, `[rate_limits]`): the message names
+    /// the key, e.g. `service.create_nodes`.
+    #[error("{file}: {message}")]
+    Table { file: String, message: String },
     #[error("setting `{key}`{origin}: {message}")]
     Invalid {
         key: &'static str,
@@ -185,10 +191,10 @@ pub struct Config {
     /// Where to serve the status page (`/`), `/metrics`, `/healthz` and `/readyz`; off
     /// when `None`.
     pub metrics_listen: Option<std::net::SocketAddr>,
-    /// The `[service]` table, handed to the pubsub policy as it is.
-    pub service: toml::Table,
-    /// The `[rate_limits]` table, handed to the rate limiter as it is.
-    pub rate_limits: toml::Table,
+    /// The `[service]` policy (who may create nodes, administrators, limits), checked.
+    pub policy: Policy,
+    /// The `[rate_limits]` rates, checked.
+    pub rates: Rates,
     /// The HTTP gateway; off when `None`.
     pub http: Option<HttpConfig>,
     /// Feed ingestion settings and the `[[feed]]` entries.
@@ -205,8 +211,8 @@ pub struct Config {
 pub struct AdminConfig {
     pub database: Database,
     pub jid: Option<BareJid>,
-    pub max_payload_size: usize,
-    pub service: toml::Table,
+    /// The `[service]` policy (with `max_payload_size`), checked.
+    pub policy: Policy,
     pub source: Option<PathBuf>,
 }
 
@@ -356,8 +362,11 @@ impl Config {
         Ok(AdminConfig {
             database,
             jid,
-            max_payload_size: file_cfg.max_payload_size.unwrap_or(DEFAULT_MAX_PAYLOAD),
-            service: file_cfg.service.unwrap_or_default(),
+            policy: policy(
+                file_cfg.service.as_ref(),
+                file_cfg.max_payload_size.unwrap_or(DEFAULT_MAX_PAYLOAD),
+                Origin(file),
+            )?,
             source: file.map(Path::to_path_buf),
         })
     }
@@ -410,8 +419,13 @@ impl Config {
             request_handlers,
             max_payload_size,
             metrics_listen,
-            service: f.service.unwrap_or_default(),
-            rate_limits: f.rate_limits.unwrap_or_default(),
+            policy: policy(f.service.as_ref(), max_payload_size, origin)?,
+            rates: Rates::from_table(&f.rate_limits.unwrap_or_default()).map_err(|message| {
+                ConfigError::Table {
+                    file: origin.name(),
+                    message,
+                }
+            })?,
             http,
             feeds,
             shutdown_timeout,
@@ -425,6 +439,14 @@ impl Config {
 struct Origin<'a>(Option<&'a Path>);
 
 impl Origin<'_> {
+    /// The file, or "the configuration" when there is none.
+    fn name(self) -> String {
+        self.0.map_or_else(
+            || "the configuration".to_string(),
+            |p| p.display().to_string(),
+        )
+    }
+
     /// " in FILE" for a value read from the file.
     fn file(self) -> String {
         self.of(false)
@@ -437,6 +459,21 @@ impl Origin<'_> {
             _ => String::new(),
         }
     }
+}
+
+/// The `[service]` table as the policy the commands apply.
+fn policy(
+    table: Option<&toml::Table>,
+    max_payload_size: usize,
+    origin: Origin,
+) -> Result<Policy, ConfigError> {
+    let empty = toml::Table::new();
+    Policy::from_table(table.unwrap_or(&empty), max_payload_size).map_err(|message| {
+        ConfigError::Table {
+            file: origin.name(),
+            message,
+        }
+    })
 }
 
 /// The component connections: who we are, how we authenticate, where the server is.
@@ -776,6 +813,72 @@ mod tests {
         );
         let f = file(&format!("{base}[feeds]\npublisher = 'a@@b'"));
         assert!(Config::merge(f, Overrides::default(), None).is_err());
+    }
+
+    #[test]
+    fn service_and_rate_limits_are_checked_at_load_naming_key_and_file() {
+        let base = "jid = 'a.example'\nsecret = 's'\nserver = 'h:1'\n";
+        let path = Path::new("/etc/pubsubd/pubsubd.toml");
+        let merge = |extra: &str| {
+            Config::merge(
+                file(&format!("{base}{extra}")),
+                Overrides::default(),
+                Some(path),
+            )
+        };
+        let c = merge("[service]\nadmins = ['root@a.example']\n[rate_limits]\npublish_per_jid = 5")
+            .expect("valid");
+        assert_eq!(c.policy.admins.len(), 1);
+        for (bad, key) in [
+            (
+                "[service]\ncreate_nodes = 'sometimes'",
+                "service.create_nodes",
+            ),
+            ("[service]\nadmin = []", "service.admin"),
+            (
+                "[rate_limits]\npublish_per_user = 1",
+                "rate_limits.publish_per_user",
+            ),
+            (
+                "[rate_limits]\npublish_per_jid = -1",
+                "rate_limits.publish_per_jid",
+            ),
+        ] {
+            let msg = merge(bad).expect_err(bad).to_string();
+            assert!(
+                msg.contains(key) && msg.contains("pubsubd.toml"),
+                "{bad}: {msg}"
+            );
+        }
+        let admin = Config::for_admin(None, Overrides::default()).expect("defaults");
+        assert!(admin.policy.admins.is_empty());
+    }
+
+    #[test]
+    fn server_must_be_host_and_port() {
+        let base = "jid = 'a.example'\nsecret = 's'\n";
+        for bad in [
+            "server = 'h'",
+            "server = 'h:0'",
+            "server = 'h:99999'",
+            "server = ':5347'",
+        ] {
+            let msg = Config::merge(
+                file(&format!("{base}{bad}")),
+                Overrides::default(),
+                Some(Path::new("p.toml")),
+            )
+            .expect_err(bad)
+            .to_string();
+            assert!(msg.contains("`server` in p.toml"), "{bad}: {msg}");
+        }
+        let c = Config::merge(
+            file(&format!("{base}server = 'xmpp.example.org:5347'")),
+            Overrides::default(),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(c.xmpp.server.port, 5347);
     }
 
     #[test]

@@ -192,22 +192,28 @@ both_servers!(
     }
 );
 
+/// Waits for a pubsubd that must fail at start-up to exit, and returns its one-line
+/// error (`pubsubd: …`).
+async fn failure_line(process: &mut PubsubdProcess) -> anyhow::Result<String> {
+    let status = process
+        .wait_exit(READY)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("pubsubd must exit at start-up"))?;
+    anyhow::ensure!(!status.success(), "exit status {status}");
+    let log = process.log_contents();
+    log.lines()
+        .find(|l| l.starts_with("pubsubd: "))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no one-line error in\n{log}"))
+}
+
 both_servers!(
     wrong_secret_fails_at_startup_with_one_line,
     |server: &'static XmppServer| async move {
         let db = TestStore::create().await?;
         let slot = server.lease_component();
         let mut process = spawn(server, &slot, "not-the-secret", db.url())?;
-        let status = process
-            .wait_exit(READY)
-            .await?
-            .expect("pubsubd must exit on a wrong secret");
-        assert!(!status.success());
-        let log = process.log_contents();
-        let line = log
-            .lines()
-            .find(|l| l.starts_with("pubsubd: "))
-            .expect("a one-line error");
+        let line = failure_line(&mut process).await?;
         assert!(line.contains("refused the component secret"), "{line}");
         Ok::<_, anyhow::Error>(())
     }
@@ -235,16 +241,7 @@ both_servers!(
             ],
             &[],
         )?;
-        let status = process
-            .wait_exit(READY)
-            .await?
-            .expect("pubsubd must exit when the server has no slot for its JID");
-        assert!(!status.success());
-        let log = process.log_contents();
-        let line = log
-            .lines()
-            .find(|l| l.starts_with("pubsubd: "))
-            .expect("a one-line error");
+        let line = failure_line(&mut process).await?;
         // Prosody says host-unknown; ejabberd, having no secret for the JID, says
         // not-authorized, which pubsubd cannot tell from a wrong secret.
         assert!(

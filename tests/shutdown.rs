@@ -1,10 +1,11 @@
-//! Shutdown under load: SIGTERM in the middle of a fan-out to thousands of subscribers.
+//! Shutdown under load: SIGTERM in the middle of a fan-out to 2,000 subscribers.
 //! The process answers what it has, gives its fan-out leases back, closes its stream and
 //! exits within `shutdown_timeout`; a restarted instance delivers the rest, and every
 //! subscriber ends up with every item.
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
@@ -13,20 +14,27 @@ use common::*;
 use pubsubd_testkit::both_servers;
 
 /// Virtual subscribers on the sink: a walk of several pages per item.
-const SUBSCRIBERS: i64 = 3_000;
-/// Items published before the signal: a fan-out of 90,000 notifications.
-const ITEMS: usize = 30;
+const SUBSCRIBERS: i64 = 2_000;
+/// Items published before the signal: a fan-out of 40,000 notifications.
+const ITEMS: usize = 20;
 /// The bound given to pubsubd, shorter than the default so the test is quick.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 8;
 /// What the exit may take beyond `shutdown_timeout`: the signal's delivery and the
 /// process's own teardown.
 const EXIT_SLACK: Duration = Duration::from_secs(3);
+/// One fan-out at a time: four of them at once on a 2-core machine starve the servers,
+/// and a request times out before the signal is even sent.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Generous for a shared 2-core machine.
 const DELIVERED_WITHIN: Duration = Duration::from_secs(180);
 
 both_servers!(
-    sigterm_mid_fanout_exits_within_the_deadline_and_a_restart_delivers_the_rest,
+    dedicated sigterm_mid_fanout_exits_within_the_deadline_and_a_restart_delivers_the_rest,
     |server| async move {
+        // Its own server: a fan-out this size through a shared one would hold up the
+        // requests of the tests beside it.
+        let server = &server;
+        let _turn = ONE_AT_A_TIME.lock().await;
         let ps = start_with(
             server,
             &format!("shutdown_timeout = {SHUTDOWN_TIMEOUT_SECS}\n"),
@@ -79,18 +87,18 @@ both_servers!(
 
         let _restarted = ps.another().await?;
         inbox.wait_unique(expected, DELIVERED_WITHIN).await?;
+        // Duplicates (pages resent after the restart) are allowed, gaps are not.
         let got = inbox.snapshot();
         assert_eq!(got.len(), SUBSCRIBERS as usize, "recipients");
-        let short = got
-            .values()
-            .filter(|ids| {
-                let mut ids = (*ids).clone();
-                ids.sort();
-                ids.dedup();
-                ids.len() != ITEMS
-            })
-            .count();
-        assert_eq!(short, 0, "recipients without exactly {ITEMS} items");
+        for (to, ids) in &got {
+            let distinct: HashSet<&String> = ids.iter().collect();
+            assert_eq!(
+                distinct.len(),
+                ITEMS,
+                "{to} got {} distinct items",
+                distinct.len()
+            );
+        }
         Ok::<_, anyhow::Error>(())
     }
 );

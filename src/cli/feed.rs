@@ -5,7 +5,7 @@
 use clap::{Args, Subcommand};
 
 use super::publish::CLI_POOL;
-use super::{admin_config, CliError, IgnoredJid, IgnoredLogFormat, IgnoredRunFlags, StoreFlags};
+use super::{admin_config, CliError, IgnoredFlagsAndJid, StoreFlags};
 use crate::app::{open_store, Opener};
 use crate::feeds::config::{parse_duration, FeedSpec};
 use crate::feeds::store::Source;
@@ -16,11 +16,7 @@ pub struct FeedArgs {
     #[command(subcommand)]
     pub action: FeedAction,
     #[command(flatten)]
-    ignored: IgnoredRunFlags,
-    #[command(flatten)]
-    ignored_log: IgnoredLogFormat,
-    #[command(flatten)]
-    ignored_jid: IgnoredJid,
+    ignored: IgnoredFlagsAndJid,
 }
 
 /// What `pubsubd feed` does.

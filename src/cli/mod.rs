@@ -116,11 +116,23 @@ pub struct IgnoredRunFlags {
     metrics_listen: Option<String>,
 }
 
-/// `--log-format` where nothing but errors is printed: accepted, hidden, ignored.
+/// [`IgnoredRunFlags`] and `--log-format`, for the commands that print nothing but
+/// their results and errors.
 #[derive(Debug, Args, Clone, Default)]
-pub struct IgnoredLogFormat {
+pub struct IgnoredFlags {
+    #[command(flatten)]
+    run: IgnoredRunFlags,
     #[arg(long, global = true, hide = true, value_enum)]
     log_format: Option<LogFormat>,
+}
+
+/// [`IgnoredFlags`] and `--jid`, for the commands that use no service JID.
+#[derive(Debug, Args, Clone, Default)]
+pub struct IgnoredFlagsAndJid {
+    #[command(flatten)]
+    flags: IgnoredFlags,
+    #[command(flatten)]
+    jid: IgnoredJid,
 }
 
 /// `pubsubd run`: every setting of the service.

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use clap::Args;
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use super::{admin_config, CliError, IgnoredLogFormat, IgnoredRunFlags, JidFlag, StoreFlags};
+use super::{admin_config, CliError, IgnoredFlags, JidFlag, StoreFlags};
 use crate::app::{open_store, Opener};
 use crate::domain::{ItemId, NodeId};
 use crate::gateway::payload::{parse_payload, BodyKind};
 use crate::pubsub::items::Publication;
-use crate::pubsub::{Policy, Pubsub};
+use crate::pubsub::Pubsub;
 
 /// A CLI command needs only a couple of connections.
 pub(super) const CLI_POOL: u32 = 2;
@@ -51,15 +51,13 @@ pub struct PublishArgs {
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     #[command(flatten)]
-    ignored: IgnoredRunFlags,
-    #[command(flatten)]
-    ignored_log: IgnoredLogFormat,
+    ignored: IgnoredFlags,
 }
 
 /// `pubsubd publish`.
 pub async fn publish(args: PublishArgs) -> Result<(), CliError> {
     let cfg = admin_config(&args.store, Some(&args.jid))?;
-    let policy = Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(CliError::Input)?;
+    let policy = cfg.policy;
     let publisher = match &args.as_jid {
         Some(j) => Some(
             j.parse::<BareJid>()

@@ -26,6 +26,7 @@ pub mod node_config;
 mod node_config_form;
 pub mod node_id;
 pub mod node_metadata;
+pub mod requests;
 pub mod subscription;
 
 pub use access::{
@@ -44,6 +45,7 @@ pub use node_config::{
 pub use node_config_form::ConfigChange;
 pub use node_id::{ItemId, NodeId, SubId, MAX_ID_BYTES};
 pub use node_metadata::{NodeFacts, META_DATA_FORM_TYPE};
+pub use requests::{AffiliationChange, ItemsQuery};
 pub use subscription::{
     ShowValue, SubscribeOptions, SubscriptionState, SUBSCRIBE_OPTIONS_FORM_TYPE,
 };

@@ -11,8 +11,8 @@ use xmpp_parsers::rsm::{First, SetResult};
 use super::stanza::{IqKind, IqRequest};
 use super::xep0060::{finish, Answer};
 use super::{features, Service};
+use crate::domain::ItemsQuery;
 use crate::domain::{DomainError, NodeFacts, NodeId};
-use crate::store::ItemsQuery;
 
 /// Most nodes listed in one disco#items page when the client does not ask for fewer:
 /// a service with a million nodes must not answer with one huge stanza.

@@ -73,22 +73,7 @@ pub struct BatchedPublish {
     pub job: crate::store::jobs::NewJob,
 }
 
-/// Which items a retrieval wants, newest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemsQuery {
-    /// The newest `max` items (all, up to the node's `max_items`, when `None`).
-    Latest { max: Option<u32> },
-    /// These items, in the order given; missing ones are left out.
-    Ids(Vec<ItemId>),
-    /// An XEP-0059 page: `max` items newest first, older than `after` or newer than
-    /// `before` (an empty `before` is the last page, the oldest items).
-    Page {
-        max: u32,
-        after: Option<String>,
-        before: Option<String>,
-        index: Option<u32>,
-    },
-}
+pub use crate::domain::{AffiliationChange, ItemsQuery};
 
 /// A page of items with what RSM needs to describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,13 +98,6 @@ impl ItemsPage {
             anchor_missing: true,
         }
     }
-}
-
-/// A change of one entity's affiliation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AffiliationChange {
-    pub jid: BareJid,
-    pub affiliation: Affiliation,
 }
 
 /// What a store operation refused, when the refusal is a rule the store enforces

@@ -13,10 +13,8 @@ mod subscriptions;
 use clap::{Args, Subcommand};
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use super::{
-    admin_config, CliError, IgnoredJid, IgnoredLogFormat, IgnoredRunFlags, JidFlag, StoreFlags,
-};
-use crate::pubsub::{Policy, Pubsub, Requester};
+use super::{admin_config, CliError, IgnoredFlags, IgnoredFlagsAndJid, JidFlag, StoreFlags};
+use crate::pubsub::{Pubsub, Requester};
 
 /// Options every admin command that changes nodes takes.
 #[derive(Debug, Args, Clone)]
@@ -29,9 +27,7 @@ pub struct AdminArgs {
     #[arg(long, global = true)]
     pub json: bool,
     #[command(flatten)]
-    ignored: IgnoredRunFlags,
-    #[command(flatten)]
-    ignored_log: IgnoredLogFormat,
+    ignored: IgnoredFlags,
 }
 
 /// `pubsubd stats`: only reads counts, so no service JID.
@@ -43,11 +39,7 @@ pub struct StatsArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    ignored: IgnoredRunFlags,
-    #[command(flatten)]
-    ignored_log: IgnoredLogFormat,
-    #[command(flatten)]
-    ignored_jid: IgnoredJid,
+    ignored: IgnoredFlagsAndJid,
 }
 
 /// `pubsubd node …`.
@@ -174,12 +166,7 @@ impl Ctx {
 /// Opens the store as an administrator, acting as the service `jid`.
 async fn context(store: &StoreFlags, jid: Option<&JidFlag>, json: bool) -> Result<Ctx, CliError> {
     let cfg = admin_config(store, jid)?;
-    let policy = Policy::from_table(&cfg.service, cfg.max_payload_size).map_err(|e| {
-        CliError::Input(match &cfg.source {
-            Some(p) => format!("{}: {e}", p.display()),
-            None => e,
-        })
-    })?;
+    let policy = cfg.policy;
     let store = crate::app::open_store(&cfg.database, 4, None, crate::app::Opener::Admin)
         .await?
         .store;

@@ -6,10 +6,10 @@
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::Jid;
 
+use crate::domain::{AffiliationChange, ItemsQuery};
 use crate::domain::{ItemId, NodeId, SubId};
 use crate::pubsub::items::Publication;
 use crate::pubsub::owner::SubscriptionChange;
-use crate::store::{AffiliationChange, ItemsQuery};
 
 /// One XEP-0060 request.
 #[derive(Debug, Clone)]

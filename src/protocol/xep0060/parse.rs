@@ -14,11 +14,11 @@ use xmpp_parsers::rsm::SetQuery;
 use super::command::Command;
 use super::request;
 use crate::domain::{Affiliation, DomainError, ItemId, NodeId, SubId, SubscriptionState};
+use crate::domain::{AffiliationChange, ItemsQuery};
 use crate::events::state_str;
 use crate::protocol::stanza::{IqKind, IqRequest};
 use crate::pubsub::items::Publication;
 use crate::pubsub::owner::SubscriptionChange;
-use crate::store::{AffiliationChange, ItemsQuery};
 
 /// Most items in one retrieval without an explicit limit: a node keeping 10,000 Atom
 /// entries must not produce a 20 MB stanza. Clients page with XEP-0059 beyond it.
