@@ -17,7 +17,7 @@ use crate::config::{Config, Database};
 use crate::feeds::store::FeedStore;
 use crate::protocol::Service;
 use crate::router::Router;
-use crate::store::fanout::FanoutStore;
+use crate::store::claims::FanoutStore;
 use crate::store::job_events::JobEvents;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;

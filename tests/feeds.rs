@@ -489,7 +489,7 @@ async fn polling_one_entry(
     server: &'static pubsubd_testkit::XmppServer,
     entry: (&str, &str, &str),
     node: &str,
-) -> anyhow::Result<(Arc<Feeds>, SocketAddr, Service)> {
+) -> anyhow::Result<(Arc<Feeds>, SocketAddr, Pubsubd)> {
     let feeds = Arc::new(Feeds::default());
     *feeds.atom.lock().map_err(|_| anyhow::anyhow!("poisoned"))? =
         (atom_feed(&[entry]), "\"v1\"".into());

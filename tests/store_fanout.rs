@@ -11,7 +11,7 @@ use common::job;
 use pubsubd::domain::node_config::SendLastPublished;
 use pubsubd::domain::ShowValue;
 use pubsubd::domain::{NodeConfig, SubId, SubscribeOptions, SubscriptionState};
-use pubsubd::store::fanout::ClaimLimits;
+use pubsubd::store::claims::ClaimLimits;
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use store_common::*;
 

@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
-use pubsubd::store::fanout::{ClaimLimits, FanoutStore, LeaseOwner, SessionKey};
+use pubsubd::store::claims::{ClaimLimits, FanoutStore, LeaseOwner, SessionKey};
 use pubsubd::store::postgres::liveness::APPLICATION_NAME;
 use pubsubd::store::postgres::PgStore;
 use pubsubd_testkit::{

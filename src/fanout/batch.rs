@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{backoff, deliver, Context, Link};
-use crate::store::fanout::{
+use crate::store::claims::{
     ClaimedBatch, ClaimedJob, LeaseOwner, Resource, SessionKey, Subscriber,
 };
 use crate::store::jobs::JobTarget;

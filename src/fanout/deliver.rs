@@ -5,7 +5,7 @@
 //! recipient costs one `format!`-style concatenation, never an element tree.
 
 use crate::domain::ShowValue;
-use crate::store::fanout::{Resource, Subscriber};
+use crate::store::claims::{Resource, Subscriber};
 use crate::store::jobs::JobKind;
 use crate::xmpp::multicast::NS_ADDRESS;
 use crate::xmpp::render::escape;

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use xmpp_parsers::jid::BareJid;
 
-use crate::store::fanout::{ClaimLimits, FanoutStore, Liveness};
+use crate::store::claims::{ClaimLimits, FanoutStore, Liveness};
 use crate::xmpp::multicast::Multicast;
 use crate::xmpp::{ConnectionState, Outbound};
 
@@ -65,7 +65,7 @@ pub struct Settings {
     pub page_size: u32,
     /// How long a claim holds without renewal: what frees the jobs of a process that is
     /// alive but cut off from the store (a dead one's are freed by the loss of its
-    /// liveness session, see [`crate::store::fanout::Liveness`]).
+    /// liveness session, see [`crate::store::claims::Liveness`]).
     pub lease: Duration,
     /// The slow poll.
     pub poll: Duration,

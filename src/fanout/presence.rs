@@ -18,7 +18,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::domain::{ItemId, ItemReply, NodeId, NotificationType, ShowValue};
 use crate::events::{self, EventItem};
-use crate::store::fanout::{FanoutStore, LastItem};
+use crate::store::claims::{FanoutStore, LastItem};
 use crate::store::jobs::{JobKind, JobTarget, NewJob};
 use crate::xmpp::render::escape;
 use crate::xmpp::Outbound;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::backoff;
-use crate::store::fanout::{FanoutStore, Liveness};
+use crate::store::claims::{FanoutStore, Liveness};
 
 /// Runs until `stop` turns true, bumping `wake` on every notification.
 pub async fn run(

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{backoff, batch, Context};
-use crate::store::fanout::LeaseOwner;
+use crate::store::claims::LeaseOwner;
 
 /// Shortest time between two claims of an idle worker. A burst of publishes sends one
 /// notification per job; without this gap every idle worker would answer each one with

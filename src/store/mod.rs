@@ -7,8 +7,8 @@
 //! transactions; it does not decide who may do what (that is `domain`), and it never
 //! builds stanzas.
 
+pub mod claims;
 pub mod decode;
-pub mod fanout;
 pub mod item_seq;
 pub mod job_events;
 pub mod jobs;

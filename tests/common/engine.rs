@@ -477,6 +477,7 @@ pub fn duplicates(inbox: &Inbox) -> usize {
 }
 
 /// The ids of the items of a notification.
+#[allow(unused_imports)]
 pub use super::sink::event_item_ids as item_ids;
 
 pub fn is_event(el: &Element) -> bool {

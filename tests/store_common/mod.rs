@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::job;
 use pubsubd::domain::{ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState};
-use pubsubd::store::fanout::{ClaimLimits, FanoutStore, LeaseOwner};
+use pubsubd::store::claims::{ClaimLimits, FanoutStore, LeaseOwner};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd::store::postgres::PgStore;
 use pubsubd::store::sqlite::SqliteStore;

@@ -13,7 +13,7 @@
 //! that its backend, and so its lock, is still there. When a heartbeat fails or does
 //! not come back within [`HEARTBEAT_TIMEOUT`], the session is published as lost
 //! (`None`) before anything else, and the engine stops sending for the claims made under
-//! it ([`crate::store::fanout::Liveness`]) and gives them back; then a new connection
+//! it ([`crate::store::claims::Liveness`]) and gives them back; then a new connection
 //! locks a **new** key. Re-locking the old key would not be safe: leases of the old
 //! session that the process has just abandoned would look alive again, and be worked by
 //! nobody until their timer ran out; and a claimer that had seen the old key dead and
@@ -25,7 +25,7 @@
 //! ([`SERVER_KEEPALIVES`]); its leases' timer frees them first at the latest. It stopped
 //! sending long before: its heartbeat failed within [`HEARTBEAT_TIMEOUT`].
 //!
-//! Must not: claim or touch jobs (that is [`super::fanout`]).
+//! Must not: claim or touch jobs (that is [`super::claims`]).
 
 use std::time::Duration;
 
@@ -33,12 +33,12 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
 use tokio::sync::watch;
 
-use crate::store::fanout::{Liveness, SessionKey};
+use crate::store::claims::{Liveness, SessionKey};
 use crate::store::StoreError;
 
 /// First key of the session locks, as SQL text (the second key is the session): a
 /// class of its own ("pslv"), so a session lock never collides with the claim's
-/// per-node transaction locks (class "psfd", [`super::fanout`]). A macro so that the
+/// per-node transaction locks (class "psfd", [`super::claims`]). A macro so that the
 /// lock statement and the liveness test in the claim queries share one literal.
 macro_rules! session_lock_class {
     () => {
@@ -238,6 +238,6 @@ mod tests {
     fn the_session_lock_class_differs_from_the_claim_lock_class() {
         let session: i32 = session_lock_class!().parse().expect("a number");
         assert_eq!(session.to_be_bytes(), *b"pslv");
-        assert_ne!(session, super::super::fanout::CLAIM_LOCK_CLASS);
+        assert_ne!(session, super::super::claims::CLAIM_LOCK_CLASS);
     }
 }

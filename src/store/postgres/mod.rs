@@ -8,13 +8,13 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-pub mod fanout;
+pub mod claims;
 pub mod items;
 pub mod jobs;
 pub mod liveness;
 pub mod nodes;
 
-use super::fanout::Liveness;
+use super::claims::Liveness;
 use super::sql::Backend;
 use super::{status, StoreError};
 

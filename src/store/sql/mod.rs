@@ -20,7 +20,7 @@
 pub mod rows;
 
 pub mod affiliations;
-pub mod fanout;
+pub mod claims;
 pub mod item_seq;
 pub mod items;
 pub mod nodes;
@@ -28,7 +28,7 @@ pub mod service;
 pub mod subscriptions;
 
 pub(crate) use affiliations::affiliation_store;
-pub(crate) use fanout::fanout_store;
+pub(crate) use claims::fanout_store;
 pub(crate) use item_seq::item_seq_store;
 pub(crate) use items::item_store;
 pub(crate) use nodes::node_store;

@@ -3,7 +3,7 @@
 //!
 //! Two processes on one SQLite file would each wake only their own fan-out workers (the
 //! job signal is in-process), and would queue behind each other for SQLite's one writer;
-//! the fan-out claims ([`super::fanout`]) would keep them from working one job twice,
+//! the fan-out claims ([`super::claims`]) would keep them from working one job twice,
 //! but several instances are what PostgreSQL is for. So the second process refuses to
 //! start instead.
 //!

@@ -29,7 +29,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-pub mod fanout;
+pub mod claims;
 pub mod instance_lock;
 pub mod items;
 pub mod jobs;

@@ -1,4 +1,4 @@
-//! [`FanoutStore`](crate::store::fanout::FanoutStore) for PostgreSQL: job claims under leases, the subscriber walk, and the
+//! [`FanoutStore`](crate::store::claims::FanoutStore) for PostgreSQL: job claims under leases, the subscriber walk, and the
 //! shared presence table.
 //!
 //! Claiming is safe with several pubsubd processes on one database: candidate nodes are
@@ -16,13 +16,13 @@ use super::jobs::JOBS_CHANNEL;
 use super::liveness::live_lease;
 use super::PgStore;
 use crate::domain::{NodeConfig, ShowValue};
-use crate::store::decode;
-use crate::store::fanout::{
+use crate::store::claims::{
     batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, JobHead, JobListener,
     LeaseOwner, Liveness, SessionKey, Subscriber,
 };
+use crate::store::decode;
 use crate::store::jobs::JobTarget;
-use crate::store::sql::fanout::subscriber;
+use crate::store::sql::claims::subscriber;
 use crate::store::StoreError;
 
 /// How many candidate nodes one claim looks at. Nodes are tried oldest head first; most

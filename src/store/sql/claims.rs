@@ -1,4 +1,4 @@
-//! The parts of [`FanoutStore`](crate::store::fanout::FanoutStore) both backends share:
+//! The parts of [`FanoutStore`](crate::store::claims::FanoutStore) both backends share:
 //! moving and ending leases, presence, the newest items for a resource coming online,
 //! and queuing jobs. Claims, the subscriber walk and waking workers differ and stay in
 //! the backend folders.
@@ -6,8 +6,8 @@
 use sqlx::{ColumnIndex, Row};
 
 use super::rows::Column;
+use crate::store::claims::Subscriber;
 use crate::store::decode;
-use crate::store::fanout::Subscriber;
 use crate::store::StoreError;
 
 /// A subscriber from a row of `pk, jid, bare_jid, subid, options` (options as text);
@@ -39,7 +39,7 @@ macro_rules! fanout_store {
             use sqlx::{AssertSqlSafe, Row};
 
             use $crate::store::decode;
-            use $crate::store::fanout::{FanoutStore, LastItem, LeaseOwner, Resource};
+            use $crate::store::claims::{FanoutStore, LastItem, LeaseOwner, Resource};
             use $crate::store::jobs::NewJob;
             use $crate::store::sql::Backend;
             use $crate::store::StoreError;

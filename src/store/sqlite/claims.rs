@@ -1,4 +1,4 @@
-//! [`FanoutStore`](crate::store::fanout::FanoutStore) for SQLite: job claims under leases, the subscriber walk, and the
+//! [`FanoutStore`](crate::store::claims::FanoutStore) for SQLite: job claims under leases, the subscriber walk, and the
 //! presence table, with the semantics of [`crate::store::postgres`]'s.
 //!
 //! One process holds an SQLite file ([`super::instance_lock`]), and every write takes
@@ -22,13 +22,13 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 use super::jobs::JobWaiter;
 use super::{SqliteStore, NOW};
 use crate::domain::{NodeConfig, ShowValue};
-use crate::store::decode;
-use crate::store::fanout::{
+use crate::store::claims::{
     batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, JobHead, JobListener,
     LeaseOwner, Subscriber,
 };
+use crate::store::decode;
 use crate::store::jobs::JobTarget;
-use crate::store::sql::fanout::subscriber;
+use crate::store::sql::claims::subscriber;
 use crate::store::sql::Backend;
 use crate::store::StoreError;
 
