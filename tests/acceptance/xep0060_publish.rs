@@ -2,9 +2,7 @@
 //! create, publish (with and without id, overwrite, auto-create, preconditions,
 //! size limit, payload rules), retract, retrieve (all, max_items, ids, RSM paging).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pubsubd_testkit::{both_servers, stanza, Client, Element};
 
 both_servers!(owner_creates_node_and_it_is_listed, |server| async move {

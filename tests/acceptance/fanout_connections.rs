@@ -4,7 +4,7 @@
 //! Two instances on one database are about PostgreSQL alone: an SQLite file serves one
 //! instance.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,9 +16,9 @@ use pubsubd_testkit::{
     PubsubdProcess, StoreKind, TestStore, XmppServer, DOMAIN, MULTICAST_JID,
 };
 
-use common::engine::*;
-use common::sink::{attach_sink, Inbox};
-use common::{NOTIFY, READY};
+use crate::common::engine::*;
+use crate::common::sink::{attach_sink, Inbox};
+use crate::common::{NOTIFY, READY};
 
 /// `connections = 3` on ejabberd: one process opens three streams for its JID, the
 /// workers spread over them, each notification goes out exactly once (barrier pings the

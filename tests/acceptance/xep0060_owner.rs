@@ -2,9 +2,7 @@
 //! submit, cancel, trimming), default configuration, delete, purge, affiliations
 //! (last owner), and node metadata.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pubsubd_testkit::{both_servers, Element};
 
 fn field_value(x: &Element, var: &str) -> Option<String> {

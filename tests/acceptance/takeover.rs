@@ -9,7 +9,7 @@
 //! the liveness session are about PostgreSQL and say so. Subscribers are virtual JIDs on
 //! a sink component ([`common::sink`]); items are published over XMPP and acknowledged.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,9 @@ use pubsubd_testkit::{
 };
 use sqlx::PgPool;
 
-use common::job;
-use common::sink::{attach_sink, Inbox};
-use common::Pubsubd;
+use crate::common::job;
+use crate::common::sink::{attach_sink, Inbox};
+use crate::common::Pubsubd;
 
 /// The target: the first resumed delivery within this of the restart (or of the kill,
 /// for a second instance taking over).

@@ -5,8 +5,6 @@
 //!
 //! A few tests are about PostgreSQL alone (a database outage); they say so.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -15,9 +13,9 @@ use pubsubd::events::{self, EventItem};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd_testkit::{both_servers, stanza, Client, Element, StoreKind};
 
-use common::engine::*;
-use common::sink::{attach_sink, Inbox};
-use common::{Pubsubd, NOTIFY, NS_EVENT};
+use crate::common::engine::*;
+use crate::common::sink::{attach_sink, Inbox};
+use crate::common::{Pubsubd, NOTIFY, NS_EVENT};
 
 // ---------------------------------------------------------------------------------
 // Normal operation

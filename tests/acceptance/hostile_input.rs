@@ -1,9 +1,7 @@
 //! Bad input, against real Prosody and ejabberd: every malformed or adversarial pubsub
 //! request gets the right XMPP error, changes nothing, and the next request is served.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pubsubd_testkit::{both_servers, stanza};
 
 /// Requests that must be refused: `(iq type, payload, error type, condition, pubsub

@@ -6,11 +6,9 @@
 //! processes of the same store must not. Prosody lets one connection hold a component
 //! JID, so there the second process cannot attach at all.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pubsubd_testkit::{
     both_stores, free_ports, shared_ejabberd, shared_prosody, ComponentSlot, PubsubdProcess,
     StoreKind, TestStore, XmppServer,

@@ -2,9 +2,7 @@
 //! and full JID, mismatched JIDs), unsubscribe, subscription options, own
 //! subscriptions and affiliations, and the access models that decide who may.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pubsubd_testkit::{both_servers, Element};
 
 fn subscription_of(reply: &Element) -> Option<Element> {
