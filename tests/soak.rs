@@ -9,6 +9,8 @@
 //! `PUBSUBD_SOAK_SEED=<seed>` replays a run (`PUBSUBD_SOAK_REQUESTS=<n>` sends another
 //! number of requests).
 
+mod common;
+
 #[path = "soak/requests.rs"]
 mod requests;
 
@@ -21,9 +23,9 @@ use pubsubd_testkit::{both_servers, stanza, Client, Element, StoreKind, DOMAIN};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::common::sink::{attach_sink, Inbox};
-use crate::common::watched::start_watched;
-use crate::common::*;
+use common::sink::{attach_sink, Inbox};
+use common::watched::start_watched;
+use common::*;
 use requests::{generate, Request, Targets};
 
 /// Requests sent in all: a few thousand, which a debug build on a loaded two-core

@@ -2,7 +2,9 @@
 //! and full JID, mismatched JIDs), unsubscribe, subscription options, own
 //! subscriptions and affiliations, and the access models that decide who may.
 
-use crate::common::*;
+mod common;
+
+use common::*;
 use pubsubd_testkit::{both_servers, Element};
 
 fn subscription_of(reply: &Element) -> Option<Element> {

@@ -5,6 +5,8 @@
 //!
 //! A few tests are about PostgreSQL alone (a database outage); they say so.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,9 +15,9 @@ use pubsubd::events::{self, EventItem};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 use pubsubd_testkit::{both_servers, stanza, Client, Element, StoreKind};
 
-use crate::common::engine::*;
-use crate::common::sink::{attach_sink, Inbox};
-use crate::common::{Pubsubd, NOTIFY, NS_EVENT};
+use common::engine::*;
+use common::sink::{attach_sink, Inbox};
+use common::{Pubsubd, NOTIFY, NS_EVENT};
 
 // ---------------------------------------------------------------------------------
 // Normal operation
@@ -443,7 +445,7 @@ both_servers!(dedicated server_restart_mid_fanout_loses_nothing, |server| async 
     Ok::<_, anyhow::Error>(())
 });
 
-// PostgreSQL whatever `PUBSUBD_TEST_STORE` says: an SQLite file has no server to lose.
+// PostgreSQL only: an SQLite file has no server to lose.
 both_servers!(postgres database_outage_mid_fanout_loses_nothing,
     |server| async move {
         const SUBSCRIBERS: i64 = 10_000;

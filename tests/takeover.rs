@@ -4,12 +4,12 @@
 //! PostgreSQL, the end of its liveness session; on SQLite, the next start clearing the
 //! leases under the instance lock).
 //!
-//! Acceptance tests run pubsubd against a real Prosody and a real ejabberd, on the store
-//! `PUBSUBD_TEST_STORE` names (PostgreSQL by default); those about several instances or
-//! the liveness session are about PostgreSQL and say so. Subscribers are virtual JIDs on
+//! Acceptance tests run pubsubd against a real Prosody and a real ejabberd, , on PostgreSQL
+//! and on SQLite; those about several instances or the liveness session are about
+//! PostgreSQL and say so. Subscribers are virtual JIDs on
 //! a sink component ([`common::sink`]); items are published over XMPP and acknowledged.
 
-use crate::common;
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,9 @@ use pubsubd_testkit::{
 };
 use sqlx::PgPool;
 
-use crate::common::job;
-use crate::common::sink::{attach_sink, Inbox};
-use crate::common::Pubsubd;
+use common::job;
+use common::sink::{attach_sink, Inbox};
+use common::Pubsubd;
 
 /// The target: the first resumed delivery within this of the restart (or of the kill,
 /// for a second instance taking over).
@@ -485,7 +485,7 @@ async fn a_running_instance_takes_over_a_killed_ones_claims_within_two_seconds(
     Ok(())
 }
 
-// PostgreSQL whatever `PUBSUBD_TEST_STORE` says: the liveness session is PostgreSQL's.
+// PostgreSQL only: the liveness session is PostgreSQL's.
 // In the middle of a fan-out an administrator terminates pubsubd's liveness backend
 // (as a lost connection would end it): the worker walking the node stops sending for
 // that session's claim and gives it back, the process opens a new session, claims the

@@ -7,15 +7,15 @@
 //! package (`.ci/run` installs both). Without promtool the promtool test says so
 //! and passes; without chromium the page test fails, naming the package.
 
-use crate::common;
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{create, ok, publish, user, Pubsubd, NOTIFY};
 use anyhow::{bail, Context as _};
+use common::{create, ok, publish, user, Pubsubd, NOTIFY};
 use pubsubd_testkit::{
     both_servers, both_stores, component_handshake, shared_prosody, ComponentSlot, StoreKind,
     XmppServer,

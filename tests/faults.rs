@@ -7,15 +7,15 @@
 //!
 //! PostgreSQL only (they break and inspect the database directly).
 
-use crate::common;
+mod common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::common::engine::{database_outage, subscribe_virtual};
-use crate::common::sink::{event_item_ids, ItemSink};
-use crate::common::{atom_entry, owner, pubsub, start_logged, user, READY};
 use anyhow::Context;
+use common::engine::{database_outage, subscribe_virtual};
+use common::sink::{event_item_ids, ItemSink};
+use common::{atom_entry, owner, pubsub, start_logged, user, READY};
 use pubsubd_testkit::{both_servers, stanza, Client, Element, StoreKind};
 use rand::Rng;
 

@@ -1,37 +1,20 @@
 //! Foundation acceptance tests: pubsubd attached to a real Prosody and a real ejabberd,
-//! a real PostgreSQL (or, with `PUBSUBD_TEST_STORE=sqlite`, an SQLite file), and real
-//! clients talking to it through the server.
+//! on PostgreSQL and on an SQLite file, and real clients talking to it through the
+//! server: the handshake, discovery, start-up failures, migrations, the default store.
+
+mod common;
 
 use std::time::Duration;
 
 use pubsubd_testkit::{
-    both_servers, shared_prosody, stanza, Client, ComponentSlot, Element, PubsubdProcess, TestDb,
+    both_servers, shared_prosody, stanza, ComponentSlot, Element, PubsubdProcess, TestDb,
     TestSqlite, TestStore, XmppServer,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_pubsubd");
-/// Generous: a cold CI machine can be slow to start a process and open a pool.
-const READY: Duration = Duration::from_secs(30);
+use common::{start, user, BIN, READY};
 
-/// pubsubd attached to `server` on a fresh slot and store, connected.
-struct Running {
-    process: PubsubdProcess,
-    slot: ComponentSlot,
-    db: TestStore,
-}
-
-async fn start(server: &XmppServer) -> anyhow::Result<Running> {
-    let db = TestStore::create().await?;
-    let slot = server.lease_component();
-    let process = spawn(server, &slot, slot.secret(), db.url())?;
-    let mut running = Running { process, slot, db };
-    running
-        .process
-        .wait_for_log("component connected", READY)
-        .await?;
-    Ok(running)
-}
-
+/// pubsubd on `slot` with `secret`, not waited for: for the tests of how a start fails
+/// or of a second process on one store (the others start through [`start`]).
 fn spawn(
     server: &XmppServer,
     slot: &ComponentSlot,
@@ -53,11 +36,6 @@ fn spawn(
         ],
         &[],
     )
-}
-
-async fn user(server: &XmppServer, prefix: &str) -> anyhow::Result<Client> {
-    let account = server.create_user(prefix).await?;
-    Ok(Client::login(server.c2s_addr(), &account).await?)
 }
 
 fn query(ns: &str) -> Element {
@@ -330,7 +308,7 @@ fn migrate_twice(url: &str) {
     }
 }
 
-/// PostgreSQL whatever `PUBSUBD_TEST_STORE` says: this is about its migrations.
+/// PostgreSQL only: this is about its migrations.
 #[tokio::test]
 async fn migrations_are_idempotent() -> anyhow::Result<()> {
     let db = TestDb::create().await?;
@@ -364,7 +342,7 @@ async fn without_a_database_pubsubd_uses_an_sqlite_file_in_the_working_directory
     Ok(())
 }
 
-/// SQLite whatever `PUBSUBD_TEST_STORE` says: one file serves one instance, and a
+/// SQLite only: one file serves one instance, and a
 /// second one says so in one line instead of sharing it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_instance_on_one_sqlite_file_refuses_to_start() -> anyhow::Result<()> {

@@ -3,12 +3,14 @@
 //! exits within `shutdown_timeout`; a restarted instance delivers the rest, and every
 //! subscriber ends up with every item.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::common::sink::{attach_sink, Inbox};
-use crate::common::*;
 use anyhow::ensure;
+use common::sink::{attach_sink, Inbox};
+use common::*;
 use pubsubd_testkit::both_servers;
 
 /// Virtual subscribers on the sink: a walk of several pages per item.

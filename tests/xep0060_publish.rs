@@ -2,7 +2,9 @@
 //! create, publish (with and without id, overwrite, auto-create, preconditions,
 //! size limit, payload rules), retract, retrieve (all, max_items, ids, RSM paging).
 
-use crate::common::*;
+mod common;
+
+use common::*;
 use pubsubd_testkit::{both_servers, stanza, Client, Element};
 
 both_servers!(owner_creates_node_and_it_is_listed, |server| async move {

@@ -6,9 +6,11 @@
 //! processes of the same store must not. Prosody lets one connection hold a component
 //! JID, so there the second process cannot attach at all.
 
+mod common;
+
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 use pubsubd_testkit::{
     both_stores, free_ports, shared_ejabberd, shared_prosody, ComponentSlot, PubsubdProcess,
     StoreKind, TestStore, XmppServer,

@@ -1,20 +1,23 @@
 //! The programs in `examples/`, run against pubsubd on real Prosody and ejabberd.
 
 // Each example includes `examples/common` itself, as a program of its own must.
+#![allow(clippy::duplicate_mod)]
+
+mod common;
 
 #[allow(dead_code)]
-#[path = "../../examples/atom_publisher.rs"]
+#[path = "../examples/atom_publisher.rs"]
 mod atom_publisher;
 #[allow(dead_code)]
-#[path = "../../examples/command_bus.rs"]
+#[path = "../examples/command_bus.rs"]
 mod command_bus;
 #[allow(dead_code)]
-#[path = "../../examples/firehose_bot.rs"]
+#[path = "../examples/firehose_bot.rs"]
 mod firehose_bot;
 
 use std::time::Duration;
 
-use crate::common::*;
+use common::*;
 use pubsubd_testkit::{both_servers, Client};
 
 const FEED: &str = "<feed xmlns='http://www.w3.org/2005/Atom'><title>News</title>\

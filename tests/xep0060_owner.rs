@@ -2,7 +2,9 @@
 //! submit, cancel, trimming), default configuration, delete, purge, affiliations
 //! (last owner), and node metadata.
 
-use crate::common::*;
+mod common;
+
+use common::*;
 use pubsubd_testkit::{both_servers, Element};
 
 fn field_value(x: &Element, var: &str) -> Option<String> {

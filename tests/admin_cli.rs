@@ -1,9 +1,11 @@
 //! The admin command line against the store of a running pubsubd attached to real
 //! Prosody and ejabberd: what the CLI changes, XMPP clients see.
 
+mod common;
+
 use std::process::Command;
 
-use crate::common::*;
+use common::*;
 use pubsubd_testkit::both_servers;
 
 /// Runs `pubsubd <args> --database <db>` and returns stdout; fails on a non-zero exit.

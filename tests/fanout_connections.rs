@@ -4,7 +4,7 @@
 //! Two instances on one database are about PostgreSQL alone: an SQLite file serves one
 //! instance.
 
-use crate::common;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,9 +16,9 @@ use pubsubd_testkit::{
     PubsubdProcess, StoreKind, TestStore, XmppServer, DOMAIN, MULTICAST_JID,
 };
 
-use crate::common::engine::*;
-use crate::common::sink::{attach_sink, Inbox};
-use crate::common::{NOTIFY, READY};
+use common::engine::*;
+use common::sink::{attach_sink, Inbox};
+use common::{NOTIFY, READY};
 
 /// `connections = 3` on ejabberd: one process opens three streams for its JID, the
 /// workers spread over them, each notification goes out exactly once (barrier pings the
@@ -548,7 +548,7 @@ both_stores!(several_connections_on_prosody_are_refused_at_start_up);
 /// one database share the work, each notification goes out once, and a killed
 /// process's half-done job is finished by the other.
 ///
-/// PostgreSQL whatever `PUBSUBD_TEST_STORE` says: an SQLite file serves one instance.
+/// PostgreSQL only: an SQLite file serves one instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_ejabberd_share_work_and_survive_a_kill() -> anyhow::Result<()> {
     const NODES: i64 = 4;

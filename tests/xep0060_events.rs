@@ -2,7 +2,9 @@
 //! request to pubsubd, its job through the fan-out engine, the notification as the
 //! subscriber's client receives it.
 
-use crate::common::*;
+mod common;
+
+use common::*;
 use pubsubd_testkit::{both_servers, stanza, Element};
 
 fn event_child<'a>(msg: &'a Element, name: &str) -> Option<&'a Element> {

@@ -3,8 +3,10 @@
 //! served, and the component stream is never dropped (no disconnect counted, no
 //! reconnect, nothing about a lost connection in the log).
 
-use crate::common::watched::{start_watched, Watched};
-use crate::common::*;
+mod common;
+
+use common::watched::{start_watched, Watched};
+use common::*;
 use pubsubd_testkit::{both_servers, stanza, Client, Element};
 
 /// Longer than every identifier limit (1,023 bytes) and than tokio-xmpp's old token

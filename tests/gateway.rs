@@ -1,11 +1,13 @@
 //! HTTP gateway acceptance tests: pubsubd with `[http]` attached to a real Prosody and
 //! ejabberd; HTTP clients and XMPP clients on the same nodes.
 
+mod common;
+
 use std::time::Duration;
 
-use crate::common::gateway::*;
-use crate::common::items::*;
-use crate::common::*;
+use common::gateway::*;
+use common::items::*;
+use common::*;
 use pubsubd_testkit::{both_servers, stanza, XmppServer};
 use reqwest::StatusCode;
 use serde_json::Value;

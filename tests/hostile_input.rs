@@ -1,7 +1,9 @@
 //! Bad input, against real Prosody and ejabberd: every malformed or adversarial pubsub
 //! request gets the right XMPP error, changes nothing, and the next request is served.
 
-use crate::common::*;
+mod common;
+
+use common::*;
 use pubsubd_testkit::{both_servers, stanza};
 
 /// Requests that must be refused: `(iq type, payload, error type, condition, pubsub

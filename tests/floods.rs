@@ -2,13 +2,15 @@
 //! the excess with `resource-constraint`, change nothing for it, and leave everyone
 //! else's requests unhurt.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::common::*;
+use common::*;
 use pubsubd_testkit::{both_servers, stanza, Element};
 
 /// Sends `n` requests without waiting, then collects the answers.

@@ -4,11 +4,13 @@
 //! SQLite needs: its in-process wake-up and writers that queue instead of failing. The
 //! fan-out engine's store is checked in `tests/store_fanout.rs`.
 
+mod common;
+mod store_common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::job;
-use crate::store_common::*;
+use common::job;
 use pubsubd::domain::{
     AccessModel, Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions,
     SubscriptionState,
@@ -19,6 +21,7 @@ use pubsubd::store::{
     SubscriptionStore as _,
 };
 use pubsubd_testkit::TestDb;
+use store_common::*;
 use xmpp_parsers::jid::Jid;
 
 #[tokio::test]

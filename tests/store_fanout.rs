@@ -2,15 +2,18 @@
 //! batches, cursors, completion, the subscriber walk, presence, last items on presence,
 //! and the wake-up of listeners.
 
+mod common;
+mod store_common;
+
 use std::time::Duration;
 
-use crate::common::job;
-use crate::store_common::*;
+use common::job;
 use pubsubd::domain::node_config::SendLastPublished;
 use pubsubd::domain::ShowValue;
 use pubsubd::domain::{NodeConfig, SubId, SubscribeOptions, SubscriptionState};
 use pubsubd::store::claims::ClaimLimits;
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
+use store_common::*;
 
 #[tokio::test]
 async fn a_claim_leases_the_oldest_free_nodes_head_and_batches_jobs_of_one_shape(

@@ -3,19 +3,21 @@
 //! client reads with a pubsub `<items/>` request. On PostgreSQL and on SQLite (the
 //! default store): feed ingestion runs the same statements on both.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::items::*;
-use crate::common::*;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use common::items::*;
+use common::*;
 use pubsubd_testkit::{both_servers, both_stores, stanza};
 
 const WAIT: Duration = Duration::from_secs(30);
