@@ -1,5 +1,6 @@
 //! Self-tests of the throwaway XMPP servers and the raw client: everything
-//! pubsubd's acceptance tests rely on, against both Prosody and ejabberd.
+//! pubsubd's acceptance tests rely on, against both Prosody and ejabberd (once each: no
+//! pubsubd store is involved, so only the `postgres` variants of `both_servers!`).
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use pubsubd_testkit::{
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 both_servers!(
-    user_receives_chat_message_from_other_user,
+    postgres user_receives_chat_message_from_other_user,
     |server| async move {
         let alice = server.create_user("alice").await?;
         let bob = server.create_user("bob").await?;
@@ -39,7 +40,7 @@ both_servers!(
     }
 );
 
-both_servers!(server_answers_ping, |server| async move {
+both_servers!(postgres server_answers_ping, |server| async move {
     let mut client = Client::login(server.c2s_addr(), &server.create_user("pinger").await?).await?;
     let reply = client.iq(stanza::ping(server.domain())).await?;
     assert_eq!(
@@ -52,7 +53,7 @@ both_servers!(server_answers_ping, |server| async move {
 });
 
 both_servers!(
-    iq_waits_while_other_stanzas_are_buffered,
+    postgres iq_waits_while_other_stanzas_are_buffered,
     |server| async move {
         let alice = server.create_user("alice").await?;
         let bob = server.create_user("bob").await?;
@@ -74,7 +75,7 @@ both_servers!(
     }
 );
 
-both_servers!(offline_message_is_delivered_at_login, |server| async move {
+both_servers!(postgres offline_message_is_delivered_at_login, |server| async move {
     let alice = server.create_user("alice").await?;
     let carol = server.create_user("carol").await?;
     let mut a = Client::login(server.c2s_addr(), &alice).await?;
@@ -93,7 +94,7 @@ both_servers!(offline_message_is_delivered_at_login, |server| async move {
     Ok::<_, anyhow::Error>(())
 });
 
-both_servers!(wrong_password_is_refused, |server| async move {
+both_servers!(postgres wrong_password_is_refused, |server| async move {
     let alice = server.create_user("alice").await?;
     let result = Client::connect(server.c2s_addr(), &alice.jid(), "wrong").await;
     assert!(
@@ -104,7 +105,7 @@ both_servers!(wrong_password_is_refused, |server| async move {
 });
 
 both_servers!(
-    registering_an_existing_user_conflicts,
+    postgres registering_an_existing_user_conflicts,
     |server| async move {
         let alice = server.create_user("alice").await?;
         let again = server.register_user(alice.username(), "other").await;
@@ -116,7 +117,7 @@ both_servers!(
     }
 );
 
-both_servers!(register_and_connect_on_one_stream, |server| async move {
+both_servers!(postgres register_and_connect_on_one_stream, |server| async move {
     let jid = format!("dave-{}@{}", std::process::id(), server.domain());
     let mut client = Client::register_and_connect(server.c2s_addr(), &jid, "pw").await?;
     assert!(client.jid().starts_with(&jid));
@@ -125,7 +126,7 @@ both_servers!(register_and_connect_on_one_stream, |server| async move {
 });
 
 both_servers!(
-    component_slot_accepts_its_secret_only,
+    postgres component_slot_accepts_its_secret_only,
     |server| async move {
         let slot = server.lease_component();
         let other = server.lease_component();
@@ -144,7 +145,7 @@ both_servers!(
     }
 );
 
-both_servers!(builtin_pubsub_service_answers_disco, |server| async move {
+both_servers!(postgres builtin_pubsub_service_answers_disco, |server| async move {
     let mut client = Client::login(server.c2s_addr(), &server.create_user("disco").await?).await?;
     let query = stanza::parse("<query xmlns='http://jabber.org/protocol/disco#info'/>");
     let reply = client
@@ -171,7 +172,7 @@ const MANY_USERS: usize = 300;
 const REGISTRATION_CONCURRENCY: usize = 32;
 
 both_servers!(
-    many_users_register_and_log_in_concurrently,
+    postgres many_users_register_and_log_in_concurrently,
     |server| async move {
         let began = Instant::now();
         let mut accounts = Vec::new();
@@ -206,7 +207,7 @@ both_servers!(
     }
 );
 
-both_servers!(dedicated client_logs_in_again_after_restart_and_crash, |mut server| async move {
+both_servers!(dedicated postgres client_logs_in_again_after_restart_and_crash, |mut server| async move {
     eprintln!("{}: dedicated start took {:?}", server.kind(), server.last_startup());
     let c2s = server.c2s_addr();
     let alice = server.create_user("alice").await?;
