@@ -36,13 +36,7 @@ async fn several_connections_on_ejabberd_carry_the_fanout_exactly_once() -> anyh
     let sink = server.lease_component();
     let inbox = Inbox::default();
     attach_sink(server, &sink, inbox.clone()).await?;
-    let mut nodes = Vec::new();
-    for n in 0..NODES {
-        let name = format!("multi{n}");
-        let pk = create_node(&ps.sql, &name, "{}").await?;
-        subscribe_virtual(&ps.sql, pk, sink.jid(), n * PER_NODE, PER_NODE).await?;
-        nodes.push((pk, name));
-    }
+    let nodes = virtual_nodes(&ps.sql, "multi", NODES, sink.jid(), PER_NODE).await?;
     for round in 0..2 {
         for (pk, name) in &nodes {
             publish(&ps.sql, *pk, name, &format!("round{round}"), true).await?;
@@ -565,13 +559,7 @@ async fn two_instances_on_ejabberd_share_work_and_survive_a_kill() -> anyhow::Re
     let sink = server.lease_component();
     let inbox = Inbox::default();
     attach_sink(server, &sink, inbox.clone()).await?;
-    let mut nodes = Vec::new();
-    for n in 0..NODES {
-        let name = format!("shared{n}");
-        let pk = create_node(&ps.sql, &name, "{}").await?;
-        subscribe_virtual(&ps.sql, pk, sink.jid(), n * PER_NODE, PER_NODE).await?;
-        nodes.push((pk, name));
-    }
+    let nodes = virtual_nodes(&ps.sql, "shared", NODES, sink.jid(), PER_NODE).await?;
 
     // Normal operation: exactly once.
     for (pk, name) in &nodes {

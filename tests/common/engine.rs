@@ -269,6 +269,25 @@ pub async fn subscribe(db: &Db, node: i64, jid: &str, options: &str) -> anyhow::
     ))
 }
 
+/// Nodes `<prefix>0` … `<prefix><count - 1>`, each with `per_node` virtual subscribers
+/// of `sink` of its own (node n: `v<n × per_node>` onwards); their (pk, name).
+pub async fn virtual_nodes(
+    db: &Db,
+    prefix: &str,
+    count: i64,
+    sink: &str,
+    per_node: i64,
+) -> anyhow::Result<Vec<(i64, String)>> {
+    let mut nodes = Vec::new();
+    for n in 0..count {
+        let name = format!("{prefix}{n}");
+        let pk = create_node(db, &name, "{}").await?;
+        subscribe_virtual(db, pk, sink, n * per_node, per_node).await?;
+        nodes.push((pk, name));
+    }
+    Ok(nodes)
+}
+
 /// Subscribes virtual subscribers `v<first>@sink` … `v<first + count - 1>@sink`.
 pub async fn subscribe_virtual(
     db: &Db,
