@@ -3,110 +3,13 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::gateway::*;
 use common::items::*;
 use common::*;
 use pubsubd_testkit::{both_servers, stanza, XmppServer};
 use reqwest::StatusCode;
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// pubsubd with the gateway, tokens for alice and bob, and their XMPP sessions.
-struct Setup {
-    svc: Pubsubd,
-    alice: pubsubd_testkit::Client,
-    bob: pubsubd_testkit::Client,
-    alice_token: String,
-    bob_token: String,
-    http: reqwest::Client,
-}
-
-async fn setup(server: &XmppServer) -> anyhow::Result<Setup> {
-    setup_with(server, "").await
-}
-
-async fn setup_with(server: &XmppServer, extra: &str) -> anyhow::Result<Setup> {
-    let alice = user(server, "alice").await?;
-    let bob = user(server, "bob").await?;
-    let (alice_token, alice_entry) = token(alice.bare_jid());
-    let (bob_token, bob_entry) = token(bob.bare_jid());
-    let svc = start_with(
-        server,
-        &format!(
-            "max_payload_size = 4096\n{extra}\n[http]\nlisten = '127.0.0.1:0'\n{alice_entry}{bob_entry}"
-        ),
-    )
-    .await?;
-    Ok(Setup {
-        svc,
-        alice,
-        bob,
-        alice_token,
-        bob_token,
-        http: reqwest::Client::new(),
-    })
-}
-
-fn entry(id: &str, title: &str) -> String {
-    format!(
-        "<entry xmlns='{NS_ATOM}'><id>{id}</id><title>{title}</title><updated>2024-01-01T00:00:00Z</updated></entry>"
-    )
-}
-
-impl Setup {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.svc.base())
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        content_type: &str,
-        body: &str,
-    ) -> anyhow::Result<(StatusCode, String, reqwest::header::HeaderMap)> {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if !body.is_empty() {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body.to_owned());
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        Ok((status, resp.text().await?, headers))
-    }
-
-    async fn publish_atom(
-        &self,
-        node: &str,
-        token: Option<&str>,
-        id: &str,
-        title: &str,
-    ) -> anyhow::Result<(StatusCode, String)> {
-        let (s, body, _) = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/nodes/{node}/items"),
-                token,
-                "application/atom+xml",
-                &entry(id, title),
-            )
-            .await?;
-        Ok((s, body))
-    }
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
+use std::time::Duration;
 
 both_servers!(http_publish_is_retrievable_over_xmpp, |server| async move {
     let mut s = setup(server).await?;
@@ -466,36 +369,6 @@ both_servers!(
     }
 );
 
-/// Reads server-sent events from `resp` until one carries `want` in its data; returns
-/// that event's id.
-async fn sse_until(
-    resp: &mut reqwest::Response,
-    buf: &mut String,
-    want: &str,
-) -> anyhow::Result<String> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            if event.contains(want) {
-                let id = event
-                    .lines()
-                    .find_map(|l| l.strip_prefix("id:"))
-                    .map(|s| s.trim().to_owned())
-                    .unwrap_or_default();
-                return Ok(id);
-            }
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, resp.chunk()).await {
-            Ok(Ok(Some(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
-            Ok(Ok(None)) => anyhow::bail!("the event stream ended; got {buf:?}"),
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_) => anyhow::bail!("no event with {want} within {WAIT:?}; got {buf:?}"),
-        }
-    }
-}
-
 both_servers!(
     xmpp_publish_reaches_an_sse_client_which_resumes_after_last_event_id,
     |server| async move {
@@ -699,7 +572,12 @@ both_servers!(
     cli_publish_goes_through_the_same_rules,
     |server| async move {
         let mut s = setup(server).await?;
-        let file = std::env::temp_dir().join(format!("pubsubd-cli-{}.xml", std::process::id()));
+        // One file per test: the four variants run in one process at once.
+        let file = std::env::temp_dir().join(format!(
+            "pubsubd-cli-{}-{}.xml",
+            std::process::id(),
+            s.svc.jid()
+        ));
         std::fs::write(&file, entry("urn:c:1", "from the command line"))?;
         let alice = s.alice.bare_jid().to_owned();
         let bob = s.bob.bare_jid().to_owned();

@@ -5,12 +5,12 @@
 //! fan-out engine's store is checked in `tests/store_fanout.rs`.
 
 mod common;
-mod store_common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::job;
+use common::store::*;
 use pubsubd::domain::{
     AccessModel, Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions,
     SubscriptionState,
@@ -21,7 +21,6 @@ use pubsubd::store::{
     SubscriptionStore as _,
 };
 use pubsubd_testkit::TestDb;
-use store_common::*;
 use xmpp_parsers::jid::Jid;
 
 #[tokio::test]

@@ -3,17 +3,16 @@
 //! and the wake-up of listeners.
 
 mod common;
-mod store_common;
 
 use std::time::Duration;
 
 use common::job;
+use common::store::*;
 use pubsubd::domain::node_config::SendLastPublished;
 use pubsubd::domain::ShowValue;
 use pubsubd::domain::{NodeConfig, SubId, SubscribeOptions, SubscriptionState};
 use pubsubd::store::claims::ClaimLimits;
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
-use store_common::*;
 
 #[tokio::test]
 async fn a_claim_leases_the_oldest_free_nodes_head_and_batches_jobs_of_one_shape(

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod gateway;
 pub mod items;
 pub mod sink;
+pub mod store;
 pub mod watched;
 
 use std::time::Duration;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::job;
+use super::job;
 use pubsubd::domain::{ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState};
 use pubsubd::store::claims::{ClaimLimits, FanoutStore, LeaseOwner};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
