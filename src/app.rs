@@ -22,6 +22,8 @@ use crate::store::job_events::JobEvents;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
+use crate::xmpp::multicast::Multicast;
+use crate::xmpp::queries::Queries;
 use crate::xmpp::{ConnectionState, Outbound, Supervisor};
 use crate::{shutdown, store::StoreError, xmpp::ConnectError};
 use tokio_util::sync::CancellationToken;
@@ -190,6 +192,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         .unzip();
     let out = outs[0].clone();
     let out_for_admin = out.clone();
+    let out_for_discovery = out.clone();
     let outs_for_fanout = outs;
     let presence =
         crate::fanout::presence::Presence::new(presence_store, out.clone(), cfg.xmpp.jid.clone());
@@ -213,11 +216,21 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let draining = stop.child_token();
     let tracker = TaskTracker::new();
     let multicast = cfg.xmpp.multicast.as_ref().map(|m| {
-        Arc::new(crate::xmpp::multicast::Multicast::new(
-            m.jid.clone(),
-            m.limit,
-        ))
+        Arc::new(match &m.jid {
+            Some(jid) => Multicast::new(jid.clone(), m.limit),
+            None => Multicast::discovered(m.limit),
+        })
     });
+    let queries = Arc::new(Queries::default());
+    if let Some(m) = multicast.as_ref().filter(|m| m.is_discovered()) {
+        tracker.spawn(crate::xmpp::discovery::run(
+            m.clone(),
+            queries.clone(),
+            out_for_discovery,
+            cfg.xmpp.jid.clone(),
+            stop.clone(),
+        ));
+    }
     let supervisors: Vec<_> = queues
         .into_iter()
         .map(|queue| {
@@ -230,6 +243,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 draining.clone(),
             )
             .with_multicast(multicast.clone())
+            .with_queries(queries.clone())
             .with_identity(identity)
             .with_limits(stanza_reader::Limits {
                 max_stanza_bytes: cfg.xmpp.max_stanza_size,

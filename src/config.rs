@@ -552,10 +552,14 @@ fn xmpp_settings(
         DEFAULT_MULTICAST_LIMIT,
         &origin.file(),
     )?;
-    let multicast = match &f.multicast {
-        None => None,
+    let multicast = match f.multicast.as_deref() {
+        Some("off") => None,
+        None => Some(MulticastSettings {
+            jid: None,
+            limit: multicast_limit,
+        }),
         Some(jid) => Some(MulticastSettings {
-            jid: domain_jid("multicast", jid, &origin.file())?,
+            jid: Some(domain_jid("multicast", jid, &origin.file())?),
             limit: multicast_limit,
         }),
     };
@@ -740,15 +744,22 @@ mod tests {
     }
 
     #[test]
-    fn multicast_is_a_service_jid_with_a_positive_limit() {
+    fn multicast_is_discovered_named_or_off_with_a_positive_limit() {
         let base = "jid = 'a.example'\nsecret = 's'\nserver = 'h:1'\ndatabase = 'x'\n";
         let merge = |extra: &str| {
             Config::merge(file(&format!("{base}{extra}")), Overrides::default(), None)
         };
         assert_eq!(
             merge("").expect("valid").xmpp.multicast,
-            None,
-            "off by default"
+            Some(MulticastSettings {
+                jid: None,
+                limit: DEFAULT_MULTICAST_LIMIT,
+            }),
+            "looked for by default"
+        );
+        assert_eq!(
+            merge("multicast = 'off'").expect("valid").xmpp.multicast,
+            None
         );
         assert_eq!(
             merge("multicast = 'multicast.a.example'")
@@ -756,7 +767,7 @@ mod tests {
                 .xmpp
                 .multicast,
             Some(MulticastSettings {
-                jid: "multicast.a.example".into(),
+                jid: Some("multicast.a.example".into()),
                 limit: DEFAULT_MULTICAST_LIMIT,
             })
         );

@@ -300,3 +300,17 @@ fn admin_messages_read_as_plain_english() -> anyhow::Result<()> {
     assert!(stderr.contains("`boss` is not an affiliation"), "{stderr}");
     Ok(())
 }
+
+/// `pubsubd prosody-module` prints the module the testkit's Prosody loads as
+/// `multicast.localhost` (from deploy/prosody/), byte for byte.
+#[test]
+fn prosody_module_prints_the_shipped_module() -> anyhow::Result<()> {
+    let out = Command::new(BIN).arg("prosody-module").output()?;
+    assert!(out.status.success());
+    let shipped = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/prosody/mod_pubsubd_multicast.lua"),
+    )?;
+    assert_eq!(out.stdout, shipped);
+    Ok(())
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use pubsubd_testkit::{
     both_stores, component_handshake, shared_ejabberd, shared_prosody, stanza, Element,
-    PubsubdProcess, StoreKind, TestStore, XmppServer, DOMAIN, MULTICAST_JID,
+    PubsubdProcess, ServerKind, StoreKind, TestStore, XmppServer, DOMAIN, MULTICAST_JID,
 };
 
 use common::engine::*;
@@ -75,40 +75,66 @@ both_stores!(several_connections_on_ejabberd_carry_the_fanout_exactly_once);
 // ---------------------------------------------------------------------------------
 // XEP-0033: notifications in groups through the server's multicast service
 
-/// `multicast = "multicast.localhost"` on ejabberd, whose `mod_multicast` (on in the
-/// testkit, taking 500 recipients a stanza from components) copies one stanza to many:
-/// each subscriber gets each notification exactly once and in order, the copies that
+/// With no `multicast` setting, pubsubd finds ejabberd's `mod_multicast` (on in the
+/// testkit as `multicast.localhost`, taking 500 recipients a stanza from components)
+/// through the server's disco#items, and the service copies one stanza to many: each
+/// subscriber gets each notification exactly once and in order, the copies that
 /// travelled in a group carry the job's id (`ps-<job>`: the proof that they did), and a
 /// subscriber with two subscriptions still gets one copy per subscription with its
 /// SubID header (those differ per recipient, so they go one by one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_ejabberds_multicast_service_each_notification_arrives_once_in_order(
 ) -> anyhow::Result<()> {
-    each_notification_arrives_once_in_order_through_multicast(shared_ejabberd()).await
+    each_notification_arrives_once_in_order_through_multicast(shared_ejabberd(), None).await
 }
 
 /// The same on Prosody, through the XEP-0033 module pubsubd ships for it
 /// (`deploy/prosody/mod_pubsubd_multicast.lua`, loaded by the testkit as
-/// `multicast.localhost` with its default limit of 100 recipients a stanza).
+/// `multicast.localhost` with its default limit of 100 recipients a stanza), named in
+/// the configuration this time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_the_prosody_multicast_module_each_notification_arrives_once_in_order(
 ) -> anyhow::Result<()> {
-    each_notification_arrives_once_in_order_through_multicast(shared_prosody()).await
+    each_notification_arrives_once_in_order_through_multicast(shared_prosody(), Some(MULTICAST_JID))
+        .await
 }
 
+/// With no `multicast` setting, pubsubd finds the module on Prosody too (Prosody lists
+/// its components in the host's disco#items).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosodys_multicast_module_is_found_without_configuration() -> anyhow::Result<()> {
+    each_notification_arrives_once_in_order_through_multicast(shared_prosody(), None).await
+}
+
+/// `named`: the service as configured; `None` to leave it to be found.
 async fn each_notification_arrives_once_in_order_through_multicast(
     server: &XmppServer,
+    named: Option<&str>,
 ) -> anyhow::Result<()> {
     // With Alice, 1,000 recipients without a SubID: ten full groups a job. (A group of
     // one would go as a plain notification, with its subscription's id.)
     const VIRTUAL: i64 = 999;
     const ITEMS: usize = 3;
     let port = pubsubd_testkit::free_ports(1)?[0];
+    // The engine harness turns multicast off unless told about it: the limit (at its
+    // default) leaves the service to be found.
+    let multicast = named.map_or("multicast_limit = 100\n".to_string(), |jid| {
+        format!("multicast = \"{jid}\"\n")
+    });
     let mut ps = start_engine(
         server,
-        &format!("multicast = \"{MULTICAST_JID}\"\nmetrics_listen = \"127.0.0.1:{port}\""),
+        &format!("{multicast}metrics_listen = \"127.0.0.1:{port}\""),
     )
     .await?;
+    if named.is_none() {
+        ps.process
+            .wait_for_log("found the server's multicast service", READY)
+            .await?;
+        assert!(
+            ps.process.log_contents().contains(MULTICAST_JID),
+            "found {MULTICAST_JID}"
+        );
+    }
     ps.process
         .wait_for_log("multicast on: notifications go in groups", READY)
         .await?;
@@ -191,6 +217,38 @@ async fn each_notification_arrives_once_in_order_through_multicast(
     eprintln!("{groups} groups for {} notifications", expected + 3 * ITEMS);
     // 1,000 recipients a job in groups of 100 (the default multicast_limit).
     assert_eq!(groups, (ITEMS * 10) as f64, "{metrics}");
+    Ok(())
+}
+
+/// A server without an XEP-0033 service: with no `multicast` setting pubsubd looks,
+/// finds none, and says once how to add one to the server in use; notifications go one
+/// by one. `multicast = "off"` does not look at all. (The store plays no part: SQLite.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_multicast_service_the_log_names_the_servers_fix() -> anyhow::Result<()> {
+    for (kind, fix) in [
+        (
+            ServerKind::Prosody,
+            "Component \"multicast.localhost\" \"pubsubd_multicast\"",
+        ),
+        (ServerKind::Ejabberd, "mod_multicast: {}"),
+    ] {
+        let server = XmppServer::start_without_multicast(kind)?;
+        let mut ps = start_engine_on(StoreKind::Sqlite, &server, "multicast_limit = 100").await?;
+        ps.process
+            .wait_for_log("no XEP-0033 multicast service on the server", READY)
+            .await
+            .with_context(|| format!("{kind}: {}", ps.process.log_tail(30)))?;
+        let log = ps.process.log_contents();
+        assert!(log.contains(fix), "{kind}: the fix {fix:?} in {log}");
+        assert!(!log.contains("multicast on"), "{kind}: {log}");
+        let mut off = start_engine_on(StoreKind::Sqlite, &server, "multicast = \"off\"").await?;
+        off.process
+            .wait_for_log("component connected", READY)
+            .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let log = off.process.log_contents();
+        assert!(!log.contains("multicast service"), "{kind}, off: {log}");
+    }
     Ok(())
 }
 

@@ -27,6 +27,11 @@ use common::job;
 use common::sink::{attach_sink, Inbox};
 use common::Pubsubd;
 
+/// The sink counts notifications by message id, and a copy a multicast service made of
+/// a group carries the group's id (`ps-<job>`) where a resend one by one carries the
+/// subscription's: these tests send one by one (grouping: `fanout_connections.rs`).
+const ONE_BY_ONE: &str = "multicast = \"off\"";
+
 /// The target: the first resumed delivery within this of the restart (or of the kill,
 /// for a second instance taking over).
 const TAKEOVER_WITHIN: Duration = Duration::from_secs(2);
@@ -232,7 +237,7 @@ both_servers!(
         const WATCHERS: usize = 40;
         const CHUNK: i64 = 50;
         const ITEMS: usize = 50;
-        let mut ps = common::start(server).await?;
+        let mut ps = common::start_with(server, ONE_BY_ONE).await?;
         let fanout =
             WatchedFanout::publish(server, &ps, "takeover", (WATCHERS, CHUNK), ITEMS).await?;
         let watched = &fanout.watched;
@@ -371,7 +376,7 @@ async fn a_running_instance_takes_over_a_killed_ones_claims_within_two_seconds(
     const SUBSCRIBERS: i64 = 2_500;
     const ITEMS: usize = 10;
     let server = shared_ejabberd();
-    let mut ps = common::start_with_store(server, "", StoreKind::Postgres).await?;
+    let mut ps = common::start_with_store(server, ONE_BY_ONE, StoreKind::Postgres).await?;
     let mut second = ps.another().await?;
     let pool = match &ps.db {
         TestStore::Postgres(db) => PgPool::connect(db.url()).await?,
@@ -497,7 +502,7 @@ both_servers!(postgres a_process_that_loses_its_session_stops_and_resumes_under_
         const WATCHERS: usize = 10;
         const CHUNK: i64 = 200;
         const ITEMS: usize = 50;
-        let ps = common::start_with_store(server, "", StoreKind::Postgres).await?;
+        let ps = common::start_with_store(server, ONE_BY_ONE, StoreKind::Postgres).await?;
         let TestStore::Postgres(db) = &ps.db else {
             bail!("this test needs PostgreSQL");
         };

@@ -5,12 +5,12 @@
 -- 1,000 subscribers writes the same item 1,000 times and Prosody parses it 1,000 times;
 -- that parse is most of what a notification costs Prosody. ejabberd's mod_multicast
 -- lets a component send the item once with a list of recipients; Prosody 0.12 ships no
--- such service, and this module is one. pubsubd uses it when its `multicast` setting
--- names the component (README, "Attach to Prosody").
+-- such service, and this module is one. pubsubd finds it in the host's disco#items on
+-- every new stream (or uses the component its `multicast` setting names).
 --
--- Load it as a component of its own:
+-- `pubsubd prosody-module > /usr/lib/prosody/modules/mod_pubsubd_multicast.lua`
+-- installs it; load it as a component of its own:
 --
---   plugin_paths = { "/usr/local/lib/pubsubd/prosody" }  -- the directory holding this file
 --   Component "multicast.example.org" "pubsubd_multicast"
 --       multicast_senders = { "pubsub.example.org" }   -- who may use it
 --       multicast_limit = 100                           -- recipients per stanza

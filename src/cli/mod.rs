@@ -69,7 +69,13 @@ pub enum Command {
     Publish(PublishArgs),
     /// Manage the feeds polled into nodes (shared by every instance on the database).
     Feed(FeedArgs),
+    /// Print Prosody's XEP-0033 multicast module, mod_pubsubd_multicast.lua, for the
+    /// server's module directory (see docs/servers.md).
+    ProsodyModule,
 }
+
+/// The XEP-0033 service pubsubd ships for Prosody, printed by `pubsubd prosody-module`.
+pub const PROSODY_MODULE: &str = include_str!("../../deploy/prosody/mod_pubsubd_multicast.lua");
 
 /// Where the settings come from and where the data lives: every subcommand takes these.
 #[derive(Debug, Args, Clone, Default)]
@@ -253,6 +259,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         Command::Stats(args) => admin::stats(args).await?,
         Command::Publish(args) => publish::publish(args).await?,
         Command::Feed(args) => feed::feed(args.action).await?,
+        Command::ProsodyModule => print!("{PROSODY_MODULE}"),
     }
     Ok(())
 }

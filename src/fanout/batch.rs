@@ -583,11 +583,8 @@ async fn queue_page(
         .collect();
     // Read once per page, so that a subscriber's notifications of the page all take the
     // same path (the multicast service and the direct route are not ordered together).
-    let multicast = ctx
-        .settings
-        .multicast
-        .as_deref()
-        .and_then(|m| Some((m.jid(), m.limit()?)));
+    let route = ctx.settings.multicast.as_deref().and_then(|m| m.route());
+    let multicast = route.as_ref().map(|(jid, limit)| (&**jid, *limit));
     let mut queued = 0;
     let mut group: Vec<(&str, i64)> = Vec::new();
     for job in &batch.jobs {

@@ -175,7 +175,7 @@ impl StatusPage {
             disconnects: counter(m::COMPONENT_DISCONNECTS),
             stranger: crate::xmpp::stranger::sharing_with_stranger(),
             multicast: s.multicast.as_ref().map(|mc| MulticastView {
-                jid: mc.jid().to_string(),
+                jid: mc.jid().map(|j| j.to_string()),
                 state: mc.state_name(),
                 limit: mc.limit(),
                 bounces: mc.bounces(),

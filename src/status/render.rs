@@ -79,10 +79,13 @@ fn connections(h: &mut String, s: &Snapshot) {
             let limit = limit.map_or(String::new(), |l| {
                 format!(", up to {l} recipients a stanza")
             });
+            let through = jid.as_deref().map_or_else(
+                || "no service found".to_string(),
+                |jid| format!("through {}", escape(jid)),
+            );
             let _ = write!(
                 h,
-                "multicast <span id=\"multicast\">{state}</span> through {}{limit}, {bounces} groups refused</p>",
-                escape(jid)
+                "multicast <span id=\"multicast\">{state}</span> {through}{limit}, {bounces} groups refused</p>"
             );
         }
     }
@@ -261,7 +264,7 @@ mod tests {
             disconnects: Some(4),
             stranger: false,
             multicast: Some(MulticastView {
-                jid: "multicast.example.org".into(),
+                jid: Some("multicast.example.org".into()),
                 state: "on",
                 limit: Some(100),
                 bounces: 0,

@@ -30,8 +30,9 @@ pub struct Connection {
 /// The multicast service, when one is configured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MulticastView {
-    pub jid: String,
-    /// `asking`, `on`, `refused` or `absent` (see `xmpp::multicast`).
+    /// `None` while looking for the server's service, or when none was found.
+    pub jid: Option<String>,
+    /// `looking`, `asking`, `on`, `refused` or `absent` (see `xmpp::multicast`).
     pub state: &'static str,
     /// Recipients per stanza while on.
     pub limit: Option<usize>,

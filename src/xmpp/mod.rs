@@ -13,12 +13,16 @@
 //! - [`stranger`]: noticing another program on the component JID.
 //! - [`supervisor`]: connect at start-up, reconnect with backoff and jitter after a drop.
 //! - [`outbound`]: the handle the rest of pubsubd sends through, and delivery barriers.
-//! - [`multicast`]: XEP-0033 grouping through the server's multicast service, when configured.
+//! - [`multicast`]: XEP-0033 grouping through the server's multicast service.
+//! - [`discovery`]: finding that service on every new stream, unless one is named.
+//! - [`queries`]: requests pubsubd itself sends, and the answers they wait for.
 //! - [`render`]: XML escaping and serialisation helpers for outgoing stanzas.
 
+pub mod discovery;
 pub mod handshake;
 pub mod multicast;
 pub mod outbound;
+pub mod queries;
 pub mod refused;
 pub mod render;
 pub mod session;

@@ -8,8 +8,10 @@
 //! addresses, strip the list and route a copy to each address, so the payload is parsed
 //! once per group.
 //!
-//! Whether the service takes our stanzas is learned from the service itself: when one is
-//! configured, every barrier ping is a disco#info request to it (it then answers after
+//! Which service to use is found out ([`super::discovery`]) unless the operator names
+//! one: on every new stream, the server's disco#items are asked for a service whose
+//! disco#info lists XEP-0033. Whether the service takes our stanzas is learned from the
+//! service itself: once one is known, every barrier ping is a disco#info request to it (it then answers after
 //! routing everything we sent it before, so the answer is the receipt the barrier needs).
 //! An answer that lists the `http://jabber.org/protocol/address` feature turns grouping
 //! on, with the recipients-per-stanza limit its form advertises; an error, or no such
@@ -22,10 +24,11 @@
 //! multicast service that misbehaves: it costs a resend.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use minidom::Element;
+use tokio::sync::watch;
 use xmpp_parsers::disco::DiscoInfoResult;
 use xmpp_parsers::ns;
 
@@ -46,6 +49,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum State {
+    /// Looking for the server's service (see [`super::discovery`]): one by one, and
+    /// pings go to our own JID.
+    Looking = 4,
     /// No answer yet: notifications go one by one, pings go to the service.
     Probing = 0,
     /// It takes groups of up to `limit` recipients.
@@ -63,7 +69,12 @@ enum State {
 /// known to accept on the present streams.
 #[derive(Debug)]
 pub struct Multicast {
-    jid: String,
+    /// The service, once named or found.
+    jid: Mutex<Option<Arc<str>>>,
+    /// Whether the service is looked for on every new stream (no JID configured).
+    discovered: bool,
+    /// Counts stream starts; the discovery task looks again on each.
+    streams: watch::Sender<u64>,
     /// The operator's cap on recipients per stanza.
     max: usize,
     state: AtomicU8,
@@ -73,25 +84,52 @@ pub struct Multicast {
     probing_since: Mutex<Instant>,
     /// Bounces seen since start, so barrier answers can tell whether one came first.
     bounces: AtomicU64,
+    /// Another pubsubd process answers on the JID: a found service is not used (see
+    /// [`Multicast::another_process`]).
+    shared: std::sync::atomic::AtomicBool,
 }
 
 impl Multicast {
     /// A service at `jid`, used for at most `max` recipients per stanza once it has
     /// shown that it takes them.
     pub fn new(jid: String, max: usize) -> Multicast {
+        Multicast::with(Some(jid.into()), false, State::Probing, max)
+    }
+
+    /// The server's own service, looked for on every new stream (see
+    /// [`super::discovery`]), used for at most `max` recipients per stanza once found
+    /// and once it has shown that it takes them.
+    pub fn discovered(max: usize) -> Multicast {
+        Multicast::with(None, true, State::Looking, max)
+    }
+
+    fn with(jid: Option<Arc<str>>, discovered: bool, state: State, max: usize) -> Multicast {
         Multicast {
-            jid,
+            jid: Mutex::new(jid),
+            discovered,
+            streams: watch::Sender::new(0),
             max: max.max(1),
-            state: AtomicU8::new(State::Probing as u8),
+            state: AtomicU8::new(state as u8),
             limit: AtomicUsize::new(0),
             probing_since: Mutex::new(Instant::now()),
             bounces: AtomicU64::new(0),
+            shared: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// The service's JID.
-    pub fn jid(&self) -> &str {
-        &self.jid
+    /// The service's JID, once named or found.
+    pub fn jid(&self) -> Option<Arc<str>> {
+        self.jid.lock().ok().and_then(|jid| jid.clone())
+    }
+
+    /// Whether the service is looked for rather than configured.
+    pub fn is_discovered(&self) -> bool {
+        self.discovered
+    }
+
+    /// The service and the recipients per stanza while notifications may be grouped.
+    pub fn route(&self) -> Option<(Arc<str>, usize)> {
+        Some((self.jid()?, self.limit()?))
     }
 
     fn state(&self) -> State {
@@ -99,6 +137,7 @@ impl Multicast {
             0 => State::Probing,
             1 => State::On,
             2 => State::Refused,
+            4 => State::Looking,
             _ => State::Absent,
         }
     }
@@ -109,14 +148,33 @@ impl Multicast {
 
     /// Recipients per stanza, or `None` while notifications must go one by one.
     pub fn limit(&self) -> Option<usize> {
-        (self.state() == State::On).then(|| self.limit.load(Ordering::Acquire))
+        (self.state() == State::On && !self.shared.load(Ordering::Acquire))
+            .then(|| self.limit.load(Ordering::Acquire))
+    }
+
+    /// Another pubsubd process of the same store answers on the component JID (its
+    /// barrier ping reached this one). A service that refuses a group sends the refusal
+    /// to the JID, and the server may hand it to the other process, which would not
+    /// know to send that group again: so a service that was found, not named, is not
+    /// used from now on. A named one stays in use: the operator chose it (docs/servers.md).
+    pub(crate) fn another_process(&self) {
+        if self.discovered && !self.shared.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "another pubsubd process answers on this JID: notifications go one by one from now on, since a multicast service's refusal could reach the other process; name the service in `multicast` to group them anyway"
+            );
+        }
     }
 
     /// What is known of the service on the present streams, in words for operators:
-    /// `asking`, `on`, `refused` (a bounce turned grouping off) or `absent` (it did not
-    /// answer as a multicast service).
+    /// `looking` (for the server's service), `asking`, `on`, `refused` (a bounce turned
+    /// grouping off), `absent` (none found, or it did not answer as a multicast
+    /// service) or `shared` (another process answers on the JID).
     pub fn state_name(&self) -> &'static str {
+        if self.discovered && self.shared.load(Ordering::Acquire) {
+            return "shared";
+        }
         match self.state() {
+            State::Looking => "looking",
             State::Probing => "asking",
             State::On => "on",
             State::Refused => "refused",
@@ -133,6 +191,7 @@ impl Multicast {
     /// A probe that has gone unanswered too long gives up here.
     pub(crate) fn pings_to_service(&self) -> bool {
         match self.state() {
+            State::Looking => false,
             State::Probing => {
                 let waited = self
                     .probing_since
@@ -143,7 +202,7 @@ impl Multicast {
                     return true;
                 }
                 self.set(State::Absent);
-                tracing::warn!(service = %self.jid, ?waited, "the multicast service did not answer: notifications go one by one until the next stream");
+                tracing::warn!(service = self.jid().as_deref().unwrap_or_default(), ?waited, "the multicast service did not answer: notifications go one by one until the next stream");
                 false
             }
             State::On | State::Refused => true,
@@ -154,15 +213,52 @@ impl Multicast {
     /// A new stream is up: what the old ones learned is forgotten, and the service is
     /// asked again.
     pub(crate) fn stream_started(&self) {
+        if self.discovered {
+            self.set(State::Looking);
+        } else {
+            self.probe();
+        }
+        self.streams.send_modify(|n| *n += 1);
+    }
+
+    fn probe(&self) {
         if let Ok(mut since) = self.probing_since.lock() {
             *since = Instant::now();
         }
         self.set(State::Probing);
     }
 
+    /// Stream starts so far, to be watched by whoever looks for the service.
+    pub(crate) fn streams(&self) -> watch::Receiver<u64> {
+        self.streams.subscribe()
+    }
+
+    /// The search begun at stream start number `stream` found `jid`: it is asked
+    /// next, unless a newer stream has begun meanwhile (which searches again).
+    pub(crate) fn found(&self, stream: u64, jid: &str) -> bool {
+        if !self.discovered || *self.streams.borrow() != stream {
+            return false;
+        }
+        if let Ok(mut known) = self.jid.lock() {
+            *known = Some(jid.into());
+        }
+        self.probe();
+        true
+    }
+
+    /// The search begun at stream start number `stream` found no service.
+    pub(crate) fn none_found(&self, stream: u64) {
+        if self.discovered && *self.streams.borrow() == stream {
+            self.set(State::Absent);
+        }
+    }
+
     /// Whether `el` comes from the service.
     pub(crate) fn is_from_service(&self, el: &Element) -> bool {
-        el.attr("from") == Some(self.jid.as_str())
+        match (el.attr("from"), self.jid()) {
+            (Some(from), Some(jid)) => from == &*jid,
+            _ => false,
+        }
     }
 
     /// Takes the service's answer to a barrier ping: a disco#info result that lists the
@@ -175,18 +271,22 @@ impl Multicast {
                 let before = self.limit.swap(limit, Ordering::AcqRel);
                 self.set(State::On);
                 if state == State::Probing || before != limit {
-                    tracing::info!(service = %self.jid, recipients = limit, "multicast on: notifications go in groups");
+                    tracing::info!(
+                        service = self.jid().as_deref().unwrap_or_default(),
+                        recipients = limit,
+                        "multicast on: notifications go in groups"
+                    );
                 }
             }
             (State::Probing, None) => {
                 self.set(State::Absent);
-                tracing::warn!(service = %self.jid, "not a multicast service (no XEP-0033 in its disco#info answer): notifications go one by one until the next stream");
+                tracing::warn!(service = self.jid().as_deref().unwrap_or_default(), "not a multicast service (no XEP-0033 in its disco#info answer): notifications go one by one until the next stream");
             }
             (State::On, None) => {
                 self.set(State::Refused);
-                tracing::warn!(service = %self.jid, "the multicast service no longer answers as one: notifications go one by one until the next stream");
+                tracing::warn!(service = self.jid().as_deref().unwrap_or_default(), "the multicast service no longer answers as one: notifications go one by one until the next stream");
             }
-            (State::Refused | State::Absent, _) => {}
+            (State::Refused | State::Absent | State::Looking, _) => {}
         }
     }
 
@@ -201,7 +301,7 @@ impl Multicast {
             .map(|c| c.name().to_string())
             .unwrap_or_else(|| "unknown condition".into());
         tracing::warn!(
-            service = %self.jid,
+            service = self.jid().as_deref().unwrap_or_default(),
             %condition,
             "the multicast service refused a group of notifications: sending them again one by one, and one by one until the next stream"
         );
@@ -215,7 +315,12 @@ fn advertised(answer: &Element) -> Option<usize> {
         return None;
     }
     let query = answer.get_child("query", ns::DISCO_INFO)?;
-    let info = DiscoInfoResult::try_from(query.clone()).ok()?;
+    limit_in(&DiscoInfoResult::try_from(query.clone()).ok()?)
+}
+
+/// The recipients-per-stanza limit of a multicast service's disco#info, or `None` when
+/// it does not list the XEP-0033 feature.
+pub(crate) fn limit_in(info: &DiscoInfoResult) -> Option<usize> {
     if !info.features.contains(NS_ADDRESS) {
         return None;
     }
@@ -327,6 +432,48 @@ mod tests {
         }
         assert!(!m.pings_to_service());
         assert_eq!(m.limit(), None);
+    }
+
+    #[test]
+    fn a_found_service_is_asked_only_for_the_stream_that_found_it() {
+        let m = Multicast::discovered(100);
+        assert_eq!((m.jid(), m.state_name()), (None, "looking"));
+        m.stream_started();
+        assert!(!m.pings_to_service(), "nothing to ask yet");
+        let first = *m.streams().borrow();
+        m.stream_started();
+        assert!(
+            !m.found(first, "multicast.localhost"),
+            "an older stream's search"
+        );
+        assert_eq!(m.jid(), None);
+        let second = *m.streams().borrow();
+        assert!(m.found(second, "multicast.localhost"));
+        assert!(m.pings_to_service());
+        m.answered(&info(&feature(NS_ADDRESS), ""));
+        assert_eq!(
+            m.route(),
+            Some((Arc::from("multicast.localhost"), UNADVERTISED_LIMIT))
+        );
+        m.stream_started();
+        assert_eq!(m.route(), None, "looked for again on each stream");
+        m.none_found(*m.streams().borrow());
+        assert_eq!(m.state_name(), "absent");
+    }
+
+    #[test]
+    fn another_process_on_the_jid_stops_a_found_service_but_not_a_named_one() {
+        let found = Multicast::discovered(100);
+        found.stream_started();
+        assert!(found.found(*found.streams().borrow(), "multicast.localhost"));
+        found.answered(&info(&feature(NS_ADDRESS), ""));
+        let named = Multicast::new("multicast.localhost".into(), 100);
+        named.answered(&info(&feature(NS_ADDRESS), ""));
+        for m in [&found, &named] {
+            m.another_process();
+        }
+        assert_eq!((found.limit(), found.state_name()), (None, "shared"));
+        assert_eq!(named.limit(), Some(UNADVERTISED_LIMIT));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use xmpp_parsers::ns;
 use super::handshake::{Connected, Reader};
 use super::multicast::{self, Multicast};
 use super::outbound::{OutboundQueue, Outgoing};
+use super::queries::Queries;
 use super::render::escape;
 use super::stranger::StoreIdentity;
 use super::Inbound;
@@ -117,6 +118,18 @@ type PendingPings = Arc<Mutex<BTreeMap<u64, Option<oneshot::Sender<bool>>>>>;
 static SESSIONS: std::sync::LazyLock<Mutex<std::collections::HashMap<u64, PendingPings>>> =
     std::sync::LazyLock::new(Mutex::default);
 
+/// The tokens of every session this process has had, live or ended (one per stream,
+/// so a handful): a ping of this store with another token is another process's.
+static OWN_TOKENS: std::sync::LazyLock<Mutex<std::collections::HashSet<u64>>> =
+    std::sync::LazyLock::new(Mutex::default);
+
+/// Whether `token` is one of this process's sessions, live or ended.
+fn own_token(token: u64) -> bool {
+    OWN_TOKENS
+        .lock()
+        .is_ok_and(|tokens| tokens.contains(&token))
+}
+
 /// A session's entry in [`SESSIONS`], removed when the session ends.
 struct Registered(u64);
 
@@ -124,6 +137,9 @@ impl Registered {
     fn new(token: u64, pending: PendingPings) -> Registered {
         if let Ok(mut sessions) = SESSIONS.lock() {
             sessions.insert(token, pending);
+        }
+        if let Ok(mut tokens) = OWN_TOKENS.lock() {
+            tokens.insert(token);
         }
         Registered(token)
     }
@@ -152,6 +168,8 @@ pub struct Peers<I> {
     pub inbound: Arc<I>,
     /// The multicast service pings go to, if one is configured.
     pub multicast: Option<Arc<Multicast>>,
+    /// pubsubd's own queries, whose answers go to their askers, not to `inbound`.
+    pub queries: Arc<Queries>,
     /// Cancelled once shutdown has begun: read nothing new.
     pub draining: CancellationToken,
     /// The store's tag, carried by every ping, and whether the store is single-instance.
@@ -172,6 +190,7 @@ pub async fn run<I: Inbound>(
     let Peers {
         inbound,
         multicast,
+        queries,
         draining,
         identity,
         jid: own_jid,
@@ -193,6 +212,7 @@ pub async fn run<I: Inbound>(
             jid: own_jid,
             multicast: multicast.clone(),
             bounces_seen: multicast.as_ref().map_or(0, |m| m.bounces()),
+            queries,
         },
         reader_done_tx,
         draining,
@@ -338,14 +358,22 @@ impl Writer {
         let ping = match &self.multicast {
             // The service answers after routing every group written before: the
             // receipt covers those, and the one-by-one stanzas routed before it.
-            Some(m) if m.pings_to_service() => multicast::ping(&id, &self.from, m.jid()),
-            _ => format!(
-                "<iq type='get' id='{id}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
-                escape(&self.from),
-                escape(&self.to)
-            ),
+            Some(m) if m.pings_to_service() => match m.jid() {
+                Some(service) => multicast::ping(&id, &self.from, &service),
+                None => self.home_ping(&id),
+            },
+            _ => self.home_ping(&id),
         };
         self.buf.extend_from_slice(ping.as_bytes());
+    }
+
+    /// An XEP-0199 ping to the server itself.
+    fn home_ping(&self, id: &str) -> String {
+        format!(
+            "<iq type='get' id='{id}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+            escape(&self.from),
+            escape(&self.to)
+        )
     }
 
     /// Whether a barrier waits for an answer.
@@ -398,6 +426,7 @@ struct Pings {
     multicast: Option<Arc<Multicast>>,
     /// The multicast service's bounce count at the last answer this reader settled.
     bounces_seen: u64,
+    queries: Arc<Queries>,
 }
 
 impl Pings {
@@ -465,6 +494,9 @@ async fn read_loop<I: Inbound>(
             m.bounced(&el);
             continue;
         }
+        if pings.queries.take(&el) {
+            continue;
+        }
         match own_ping(&el, pings.identity.tag, pings.token) {
             OwnPing::Ours(n) => {
                 let confirms = pings.confirms(&el);
@@ -477,7 +509,12 @@ async fn read_loop<I: Inbound>(
                     answered(&sibling, n, confirms);
                     tracing::trace!("a sibling connection's ping resolved");
                 } else {
-                    tracing::trace!("another process's ping dropped");
+                    if !own_token(other) {
+                        if let Some(m) = &pings.multicast {
+                            m.another_process();
+                        }
+                    }
+                    tracing::trace!("an earlier stream's or another process's ping dropped");
                 }
                 continue;
             }
@@ -648,6 +685,7 @@ mod tests {
             jid: BareJid::new("ps.localhost").expect("jid"),
             multicast: Some(m.clone()),
             bounces_seen: 0,
+            queries: Arc::default(),
         };
         let answer: Element = format!(
             "<iq xmlns='jabber:component:accept' type='result' id='pubsubd-ping-1-0' from='{service}'>\

@@ -21,15 +21,17 @@ pub struct Settings {
     /// answered with an error, and the stream goes on.
     pub max_stanza_size: usize,
     /// The server's XEP-0033 multicast service, through which fan-out addresses one
-    /// notification to many recipients once the service has shown it takes them.
+    /// notification to many recipients once the service has shown it takes them;
+    /// `None` with `multicast = "off"`.
     pub multicast: Option<MulticastSettings>,
 }
 
 /// The `multicast` and `multicast_limit` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MulticastSettings {
-    /// The service's JID, e.g. `multicast.example.org` (ejabberd's `mod_multicast`).
-    pub jid: String,
+    /// The service's JID, e.g. `multicast.example.org` (ejabberd's `mod_multicast`);
+    /// `None` to look for the server's own on every new stream (the default).
+    pub jid: Option<String>,
     /// The most recipients one stanza may address; the service's advertised limit
     /// applies when it is lower.
     pub limit: usize,

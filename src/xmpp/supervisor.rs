@@ -16,6 +16,7 @@ use stanza_reader::Limits;
 use super::handshake::{self, ConnectError};
 use super::multicast::Multicast;
 use super::outbound::OutboundQueue;
+use super::queries::Queries;
 use super::session::{self, SessionEnd};
 use super::settings::Secret;
 use super::stranger::StoreIdentity;
@@ -75,6 +76,7 @@ pub struct Supervisor<I: Inbound> {
     state: watch::Sender<bool>,
     draining: CancellationToken,
     multicast: Option<Arc<Multicast>>,
+    queries: Arc<Queries>,
     limits: Limits,
     identity: StoreIdentity,
 }
@@ -102,6 +104,7 @@ impl<I: Inbound> Supervisor<I> {
             state,
             draining,
             multicast: None,
+            queries: Arc::default(),
             limits: Limits::default(),
             identity: StoreIdentity {
                 tag: 0,
@@ -130,6 +133,13 @@ impl<I: Inbound> Supervisor<I> {
         self
     }
 
+    /// Hands the answers to `queries` (shared by every connection of the process) to
+    /// their askers instead of the router.
+    pub fn with_queries(mut self, queries: Arc<Queries>) -> Self {
+        self.queries = queries;
+        self
+    }
+
     /// A view of the connection state.
     pub fn state(&self) -> ConnectionState {
         ConnectionState(vec![self.state.subscribe()])
@@ -155,6 +165,7 @@ impl<I: Inbound> Supervisor<I> {
                 session::Peers {
                     inbound: self.inbound.clone(),
                     multicast: self.multicast.clone(),
+                    queries: self.queries.clone(),
                     draining: self.draining.clone(),
                     identity: self.identity,
                     jid: self.jid.clone(),

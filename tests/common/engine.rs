@@ -10,6 +10,12 @@
 //! held by the test: the server routes every notification for them to one connection,
 //! which counts them ([`Inbox`]). Everything is counted by (recipient, message id); ids
 //! are stable per job and subscription, so a resent notification is a duplicate.
+//!
+//! The engine runs with `multicast = "off"` unless `extra` mentions multicast: a copy a
+//! multicast service made of a group carries the group's id (`ps-<job>`), not the
+//! subscription's, and these tests count by id. Grouping has its own tests
+//! (`fanout_connections.rs`), and the protocol suites run with the default, which finds
+//! the server's service.
 
 use std::time::{Duration, Instant};
 
@@ -25,8 +31,9 @@ use super::sink::Inbox;
 use super::{start_logged, Pubsubd, NS_EVENT};
 
 /// pubsubd on a fresh slot and store of the running test's kind, connected (and so
-/// migrated), with a short fan-out lease unless `extra` sets one, and debug logs (batch
-/// completion is logged there).
+/// migrated), with a short fan-out lease unless `extra` sets one, notifications one by
+/// one unless `extra` mentions multicast, and debug logs (batch completion is logged
+/// there).
 pub async fn start_engine(server: &XmppServer, extra: &str) -> anyhow::Result<Pubsubd> {
     start_engine_on(StoreKind::current()?, server, extra).await
 }
@@ -37,11 +44,14 @@ pub async fn start_engine_on(
     server: &XmppServer,
     extra: &str,
 ) -> anyhow::Result<Pubsubd> {
-    let config = if extra.contains("fanout_lease_secs") {
+    let mut config = if extra.contains("fanout_lease_secs") {
         extra.to_string()
     } else {
         format!("fanout_lease_secs = {TEST_LEASE_SECS}\n{extra}")
     };
+    if !extra.contains("multicast") {
+        config = format!("multicast = \"off\"\n{config}");
+    }
     start_logged(server, &config, kind, "info,pubsubd=debug").await
 }
 

@@ -156,6 +156,11 @@ listen:
             slot.jid, slot.secret
         );
     }
+    let multicast = if layout.multicast {
+        "  mod_multicast:\n    limits:\n      remote:\n        message: 500\n"
+    } else {
+        ""
+    };
     let _ = write!(
         cfg,
         r#"
@@ -187,11 +192,7 @@ modules:
   mod_caps: {{}}
   mod_disco: {{}}
   mod_ping: {{}}
-  mod_multicast:
-    limits:
-      remote:
-        message: 500
-  mod_roster: {{}}
+{multicast}  mod_roster: {{}}
   mod_offline:
     access_max_user_messages: max_user_offline_messages
   mod_register:

@@ -36,6 +36,8 @@ pub struct ServerLayout {
     pub component_port: u16,
     /// The component JIDs and secrets the server accepts.
     pub slots: Vec<SlotSpec>,
+    /// Whether the server runs its XEP-0033 service at [`MULTICAST_JID`].
+    pub multicast: bool,
 }
 
 impl ServerLayout {

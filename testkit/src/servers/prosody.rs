@@ -120,13 +120,16 @@ plugin_paths = {{ "{plugins}" }}
 VirtualHost "{DOMAIN}"
 
 Component "{BUILTIN_PUBSUB_JID}" "pubsub"
-
-Component "{MULTICAST_JID}" "pubsubd_multicast"
-"#,
+{multicast}"#,
         data = layout.data_dir().display(),
         plugins = prosody_plugins().display(),
         c2s = layout.c2s_port,
         component = layout.component_port,
+        multicast = if layout.multicast {
+            format!("\nComponent \"{MULTICAST_JID}\" \"pubsubd_multicast\"\n")
+        } else {
+            String::new()
+        },
     );
     for slot in &layout.slots {
         let _ = write!(

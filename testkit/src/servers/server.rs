@@ -48,6 +48,16 @@ impl XmppServer {
     /// Blocks until it accepts connections (about 0.1 s for Prosody, 2.5 s
     /// for ejabberd).
     pub fn start_new(kind: ServerKind) -> anyhow::Result<Self> {
+        Self::start_configured(kind, true)
+    }
+
+    /// Starts a new dedicated server of `kind` without its XEP-0033 multicast service;
+    /// see [`Self::start_new`].
+    pub fn start_without_multicast(kind: ServerKind) -> anyhow::Result<Self> {
+        Self::start_configured(kind, false)
+    }
+
+    fn start_configured(kind: ServerKind, multicast: bool) -> anyhow::Result<Self> {
         raise_fd_limit();
         let dir = ScratchDir::create(kind.name())?;
         let slots = make_slot_specs(DOMAIN);
@@ -59,6 +69,7 @@ impl XmppServer {
                 c2s_port: ports[0],
                 component_port: ports[1],
                 slots: slots.clone(),
+                multicast,
             };
             kind.write_config(&layout)?;
             match launch(kind, &layout) {
