@@ -247,6 +247,14 @@ async fn send_whole(
             return Outcome::Fenced(why);
         }
         let link = ctx.next_link();
+        let estimate = small
+            .iter()
+            .map(|(batch, page)| batch.jobs.len() * page.as_ref().map_or(1, Vec::len))
+            .sum();
+        let mut admitted = tokio::select! {
+            admitted = link.pace.admit(estimate) => admitted,
+            _ = stop.wait_for(|stopping| *stopping) => return Outcome::Stopped,
+        };
         let mut queued = 0;
         for (batch, page) in small {
             let sent = match page {
@@ -264,12 +272,14 @@ async fn send_whole(
             };
             queued += sent;
         }
+        admitted.resize(usize::try_from(queued).unwrap_or(usize::MAX));
         let barrier = tokio::select! {
             answered = link.out.barrier() => answered,
             why = raised(fenced) => return Outcome::Fenced(why),
         };
         match barrier {
             Ok(()) => {
+                admitted.confirmed();
                 metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => link.index.to_string())
                     .increment(queued);
                 break;
@@ -368,7 +378,7 @@ async fn walk(
     mut stop: watch::Receiver<bool>,
     fenced: &Fenced,
 ) -> Outcome {
-    let per_page = ctx.settings.subscriptions_per_page(batch.jobs.len());
+    let largest = ctx.settings.subscriptions_per_page(batch.jobs.len());
     let mut confirmed = batch.cursor;
     let mut recent = Recent::default();
     // Every stream's up/down state, to notice a reconnect that no failed barrier showed
@@ -392,6 +402,7 @@ async fn walk(
             if !exhausted && !backoff::stopping(&stop) {
                 let link = ctx.link_for_page(pages);
                 pages += 1;
+                let per_page = link.pace.per_page(largest, batch.jobs.len());
                 match send_page(ctx, link, batch, sent_to, per_page, &mut stop).await {
                     Page::Sent { sent, full } => {
                         sent_to = sent.cursor;
@@ -521,6 +532,13 @@ async fn send_page(
     per_page: u32,
     stop: &mut watch::Receiver<bool>,
 ) -> Page {
+    // Room in the connection's window first (see `pace`): a full window waits here,
+    // before the page is read, while other nodes' smaller pages may still fit.
+    let estimate = per_page as usize * batch.jobs.len();
+    let mut admitted = tokio::select! {
+        admitted = link.pace.admit(estimate) => admitted,
+        _ = stop.wait_for(|stopping| *stopping) => return Page::Stopping,
+    };
     let Some(page) = backoff::retry("read subscribers", stop, || {
         ctx.store.subscribers(batch.node_pk, after, per_page)
     })
@@ -551,10 +569,18 @@ async fn send_page(
     else {
         return Page::Closed;
     };
+    admitted.resize(usize::try_from(notifications).unwrap_or(usize::MAX));
     let out = link.out.clone();
     // Queued after every stanza of the page, so its answer is the page's receipt. It runs
-    // on its own task so that the next page can be queued while the server works.
-    let receipt = tokio::spawn(async move { out.barrier().await });
+    // on its own task so that the next page can be queued while the server works; the
+    // page leaves the window when it is answered, whatever the walk does meanwhile.
+    let receipt = tokio::spawn(async move {
+        let answer = out.barrier().await;
+        if answer.is_ok() {
+            admitted.confirmed();
+        }
+        answer
+    });
     Page::Sent {
         sent: Sent {
             cursor: last,
@@ -692,15 +718,21 @@ async fn direct(
         if let Some(why) = *fenced.borrow() {
             return Outcome::Fenced(why);
         }
+        let mut admitted = tokio::select! {
+            admitted = ctx.links[0].pace.admit(batch.jobs.len()) => admitted,
+            _ = stop.wait_for(|stopping| *stopping) => return Outcome::Stopped,
+        };
         let Some(queued) = queue_direct(ctx, &ctx.out, batch).await else {
             return Outcome::Stopped;
         };
+        admitted.resize(usize::try_from(queued).unwrap_or(usize::MAX));
         let barrier = tokio::select! {
             answered = ctx.out.barrier() => answered,
             why = raised(fenced) => return Outcome::Fenced(why),
         };
         match barrier {
             Ok(()) => {
+                admitted.confirmed();
                 metrics::counter!(crate::metrics::NOTIFICATIONS_SENT, "connection" => ctx.links[0].index.to_string())
                     .increment(queued);
                 break;

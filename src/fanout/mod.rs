@@ -15,6 +15,7 @@
 mod backoff;
 mod batch;
 pub mod deliver;
+pub mod pace;
 pub mod presence;
 mod wakeup;
 mod worker;
@@ -164,6 +165,20 @@ pub struct Link {
     /// The connection's number (0 = the first), the `connection` label of
     /// `pubsubd_notifications_sent_total`.
     pub index: usize,
+    /// How much fan-out may have queued on it unconfirmed ([`pace`]).
+    pub pace: Arc<pace::Pace>,
+}
+
+impl Link {
+    /// The connection `out` (number `index`, up while `up` says so), not yet paced.
+    pub fn new(out: Outbound, up: ConnectionState, index: usize) -> Link {
+        Link {
+            out,
+            up,
+            index,
+            pace: Arc::default(),
+        }
+    }
 }
 
 /// What a worker works with (shared by the workers of one connection).
