@@ -62,6 +62,12 @@ pub const OUTGOING_QUEUE: &str = "pubsubd_outgoing_queue_depth";
 pub const JOBS_PENDING: &str = "pubsubd_fanout_jobs_pending";
 /// Age of the oldest fan-out job, seconds (the fan-out lag).
 pub const OLDEST_JOB_AGE: &str = "pubsubd_fanout_oldest_job_age_seconds";
+/// What fan-out may have queued on a connection unconfirmed, in notifications (about
+/// 50 ms of the server's measured routing rate), by `connection`.
+pub const FANOUT_WINDOW: &str = "pubsubd_fanout_window";
+/// The server's routing rate as fan-out measures it from its barriers, notifications per
+/// second, by `connection`.
+pub const FANOUT_ROUTE_RATE: &str = "pubsubd_fanout_route_rate";
 /// Processes currently holding fan-out leases (instances doing fan-out work).
 pub const INSTANCES_ACTIVE: &str = "pubsubd_fanout_instances_active";
 /// Finished feed polls, by `outcome` (one of [`FEED_POLL_OUTCOMES`]).
@@ -146,6 +152,14 @@ fn describe() {
         "Age of the oldest fan-out job"
     );
     describe_gauge!(INSTANCES_ACTIVE, "Instances holding fan-out leases");
+    describe_gauge!(
+        FANOUT_WINDOW,
+        "Notifications fan-out may have queued on a connection unconfirmed"
+    );
+    describe_gauge!(
+        FANOUT_ROUTE_RATE,
+        "The server's routing rate measured by fan-out, notifications per second"
+    );
     describe_gauge!(STORE_UP, "1 when the database answers");
     describe_counter!(FEED_POLLS, "Feed polls, by outcome");
     describe_counter!(FEED_ENTRIES_PUBLISHED, "Feed entries published");

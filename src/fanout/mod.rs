@@ -176,7 +176,7 @@ impl Link {
             out,
             up,
             index,
-            pace: Arc::default(),
+            pace: Arc::new(pace::Pace::for_connection(index)),
         }
     }
 }

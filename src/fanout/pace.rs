@@ -48,6 +48,8 @@ const SMOOTHING: f64 = 0.5;
 pub struct Pace {
     state: Mutex<State>,
     room: Notify,
+    /// The connection's number, the `connection` label of its gauges.
+    connection: String,
 }
 
 #[derive(Debug)]
@@ -62,7 +64,15 @@ struct State {
 
 impl Default for Pace {
     fn default() -> Self {
+        Pace::for_connection(0)
+    }
+}
+
+impl Pace {
+    /// The pace of connection number `index`.
+    pub fn for_connection(index: usize) -> Self {
         Pace {
+            connection: index.to_string(),
             state: Mutex::new(State {
                 in_flight: 0,
                 window: FIRST_WINDOW,
@@ -137,12 +147,15 @@ impl Pace {
                 let took = now.saturating_duration_since(start).as_secs_f64().max(1e-4);
                 let measured = n as f64 / took;
                 let weight = SMOOTHING * (n as f64 / s.window as f64).min(1.0);
-                let rate = s
-                    .rate
-                    .map_or(measured, |r| r + weight * (measured - r));
+                let rate = s.rate.map_or(measured, |r| r + weight * (measured - r));
                 s.rate = Some(rate);
                 s.window = window_for(rate);
                 s.last_confirmed = Some(now);
+                let connection = self.connection.clone();
+                metrics::gauge!(crate::metrics::FANOUT_WINDOW, "connection" => connection.clone())
+                    .set(s.window as f64);
+                metrics::gauge!(crate::metrics::FANOUT_ROUTE_RATE, "connection" => connection)
+                    .set(rate);
             }
         }
         self.room.notify_waiters();
@@ -227,7 +240,11 @@ mod tests {
         assert_eq!(third.len(), FIRST_WINDOW / 2);
         drop((second, third));
         let alone = pace.admit(MAX_WINDOW * 4).await;
-        assert_eq!(alone.len(), MAX_WINDOW * 4, "a page larger than the window goes alone");
+        assert_eq!(
+            alone.len(),
+            MAX_WINDOW * 4,
+            "a page larger than the window goes alone"
+        );
     }
 
     #[tokio::test]
