@@ -23,6 +23,7 @@ use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::xmpp::multicast::Multicast;
+use crate::xmpp::privilege::Privileges;
 use crate::xmpp::queries::Queries;
 use crate::xmpp::{ConnectionState, Outbound, Supervisor};
 use crate::{shutdown, store::StoreError, xmpp::ConnectError};
@@ -222,6 +223,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         })
     });
     let queries = Arc::new(Queries::default());
+    let privileges = Arc::new(Privileges::default());
     if let Some(m) = multicast.as_ref().filter(|m| m.is_discovered()) {
         tracker.spawn(crate::xmpp::discovery::run(
             m.clone(),
@@ -244,6 +246,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             )
             .with_multicast(multicast.clone())
             .with_queries(queries.clone())
+            .with_privileges(privileges.clone())
             .with_identity(identity)
             .with_limits(stanza_reader::Limits {
                 max_stanza_bytes: cfg.xmpp.max_stanza_size,
@@ -285,6 +288,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 store: store_for_retention.clone(),
                 connection: connection_state.clone(),
                 multicast: multicast.clone(),
+                privileges: privileges.clone(),
                 feeds: Some(feeds.clone()),
                 metrics: metrics_handle.clone(),
             },

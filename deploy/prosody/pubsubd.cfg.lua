@@ -8,12 +8,27 @@ component_interfaces = { "127.0.0.1" }
 Component "pubsub.example.org"
     component_secret = "change-me"  -- the same secret pubsubd is given
 
--- Optional: notifications in groups (XEP-0033). Copy mod_pubsubd_multicast.lua (next to
--- this file) into a directory of your choosing, name it here, and set
--- `multicast = "multicast.example.org"` in pubsubd's configuration.
---
--- plugin_paths = { "/usr/local/lib/pubsubd/prosody" }
+-- Optional: notifications in groups (XEP-0033). Install the module with
+-- `pubsubd prosody-module > /usr/lib/prosody/modules/mod_pubsubd_multicast.lua`;
+-- pubsubd finds the component by itself.
 --
 -- Component "multicast.example.org" "pubsubd_multicast"
 --     multicast_senders = { "pubsub.example.org" }
 --     multicast_limit = 100
+
+-- Optional: XEP-0356 privileges (docs/servers.md, "Privileges"): let pubsubd read
+-- rosters and see its users' presence. mod_privilege comes with Debian's
+-- prosody-modules and speaks urn:xmpp:privilege:2. It goes in modules_enabled, the
+-- grant in the VirtualHost section, and the module on the component too (it hears of
+-- the component's handshake there):
+--
+-- modules_enabled = { --[[ ... ]] "privilege" }
+--
+-- VirtualHost "example.org"
+--     privileged_entities = {
+--         ["pubsub.example.org"] = { roster = "get"; presence = "roster" };
+--     }
+--
+-- Component "pubsub.example.org"
+--     component_secret = "change-me"
+--     modules_enabled = { "privilege" }

@@ -62,6 +62,8 @@ pub struct Sources {
     pub store: Arc<dyn Store>,
     pub connection: ConnectionState,
     pub multicast: Option<Arc<Multicast>>,
+    /// What the server grants pubsubd (XEP-0356).
+    pub privileges: Arc<crate::xmpp::privilege::Privileges>,
     /// The feed tables; `None` where feed ingestion is off.
     pub feeds: Option<FeedStore>,
     pub metrics: Option<PrometheusHandle>,
@@ -180,6 +182,12 @@ impl StatusPage {
                 limit: mc.limit(),
                 bounces: mc.bounces(),
             }),
+            privileges: s
+                .privileges
+                .all()
+                .into_iter()
+                .map(|(domain, grants)| (domain, grants.describe()))
+                .collect(),
             backlog,
             notifications_per_second: self.rate.lock().ok().and_then(|w| w.per_second()),
             largest,
@@ -251,6 +259,7 @@ mod tests {
                 store: Arc::new(store),
                 connection: ConnectionState::all(std::iter::empty()),
                 multicast: None,
+                privileges: Arc::default(),
                 feeds: None,
                 metrics: None,
             },

@@ -89,6 +89,15 @@ fn connections(h: &mut String, s: &Snapshot) {
             );
         }
     }
+    h.push_str("<p>privileges (XEP-0356) <span id=\"privileges\">");
+    if s.privileges.is_empty() {
+        h.push_str("none granted");
+    }
+    for (n, (domain, grants)) in s.privileges.iter().enumerate() {
+        let sep = if n > 0 { "; " } else { "" };
+        let _ = write!(h, "{sep}{}: {}", escape(domain), escape(grants));
+    }
+    h.push_str("</span></p>");
 }
 
 fn fanout(h: &mut String, s: &Snapshot) {
@@ -269,6 +278,10 @@ mod tests {
                 limit: Some(100),
                 bounces: 0,
             }),
+            privileges: vec![(
+                "example.org".into(),
+                "roster=get presence=roster message=none".into(),
+            )],
             backlog: Reading::Got(Backlog {
                 jobs_pending: 42,
                 oldest_job_age_seconds: 185.0,

@@ -70,6 +70,8 @@ pub struct Snapshot {
     /// lately ([`crate::xmpp::stranger`]).
     pub stranger: bool,
     pub multicast: Option<MulticastView>,
+    /// What each server domain grants pubsubd (XEP-0356), in words; empty when none.
+    pub privileges: Vec<(String, String)>,
     pub backlog: Reading<Backlog>,
     /// Over the last minute; `None` until two samples exist or without metrics.
     pub notifications_per_second: Option<f64>,

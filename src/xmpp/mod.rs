@@ -16,12 +16,14 @@
 //! - [`multicast`]: XEP-0033 grouping through the server's multicast service.
 //! - [`discovery`]: finding that service on every new stream, unless one is named.
 //! - [`queries`]: requests pubsubd itself sends, and the answers they wait for.
+//! - [`privilege`]: what the server grants pubsubd of its users (XEP-0356).
 //! - [`render`]: XML escaping and serialisation helpers for outgoing stanzas.
 
 pub mod discovery;
 pub mod handshake;
 pub mod multicast;
 pub mod outbound;
+pub mod privilege;
 pub mod queries;
 pub mod refused;
 pub mod render;

@@ -18,6 +18,7 @@ use xmpp_parsers::ns;
 use super::handshake::{Connected, Reader};
 use super::multicast::{self, Multicast};
 use super::outbound::{OutboundQueue, Outgoing};
+use super::privilege::Privileges;
 use super::queries::Queries;
 use super::render::escape;
 use super::stranger::StoreIdentity;
@@ -170,6 +171,8 @@ pub struct Peers<I> {
     pub multicast: Option<Arc<Multicast>>,
     /// pubsubd's own queries, whose answers go to their askers, not to `inbound`.
     pub queries: Arc<Queries>,
+    /// What the server grants (XEP-0356), learned from its message on each stream.
+    pub privileges: Arc<Privileges>,
     /// Cancelled once shutdown has begun: read nothing new.
     pub draining: CancellationToken,
     /// The store's tag, carried by every ping, and whether the store is single-instance.
@@ -191,6 +194,7 @@ pub async fn run<I: Inbound>(
         inbound,
         multicast,
         queries,
+        privileges,
         draining,
         identity,
         jid: own_jid,
@@ -201,6 +205,7 @@ pub async fn run<I: Inbound>(
     if let Some(m) = &multicast {
         m.stream_started();
     }
+    privileges.stream_started();
     let (reader_done_tx, mut reader_done) = oneshot::channel::<LostReason>();
     let reader_task = tokio::spawn(read_loop(
         conn.reader,
@@ -213,6 +218,7 @@ pub async fn run<I: Inbound>(
             multicast: multicast.clone(),
             bounces_seen: multicast.as_ref().map_or(0, |m| m.bounces()),
             queries,
+            privileges,
         },
         reader_done_tx,
         draining,
@@ -427,6 +433,7 @@ struct Pings {
     /// The multicast service's bounce count at the last answer this reader settled.
     bounces_seen: u64,
     queries: Arc<Queries>,
+    privileges: Arc<Privileges>,
 }
 
 impl Pings {
@@ -494,7 +501,7 @@ async fn read_loop<I: Inbound>(
             m.bounced(&el);
             continue;
         }
-        if pings.queries.take(&el) {
+        if pings.queries.take(&el) || pings.privileges.take(&el) {
             continue;
         }
         match own_ping(&el, pings.identity.tag, pings.token) {
@@ -686,6 +693,7 @@ mod tests {
             multicast: Some(m.clone()),
             bounces_seen: 0,
             queries: Arc::default(),
+            privileges: Arc::default(),
         };
         let answer: Element = format!(
             "<iq xmlns='jabber:component:accept' type='result' id='pubsubd-ping-1-0' from='{service}'>\

@@ -16,6 +16,7 @@ use stanza_reader::Limits;
 use super::handshake::{self, ConnectError};
 use super::multicast::Multicast;
 use super::outbound::OutboundQueue;
+use super::privilege::Privileges;
 use super::queries::Queries;
 use super::session::{self, SessionEnd};
 use super::settings::Secret;
@@ -77,6 +78,7 @@ pub struct Supervisor<I: Inbound> {
     draining: CancellationToken,
     multicast: Option<Arc<Multicast>>,
     queries: Arc<Queries>,
+    privileges: Arc<Privileges>,
     limits: Limits,
     identity: StoreIdentity,
 }
@@ -105,6 +107,7 @@ impl<I: Inbound> Supervisor<I> {
             draining,
             multicast: None,
             queries: Arc::default(),
+            privileges: Arc::default(),
             limits: Limits::default(),
             identity: StoreIdentity {
                 tag: 0,
@@ -140,6 +143,12 @@ impl<I: Inbound> Supervisor<I> {
         self
     }
 
+    /// Records in `privileges` what the server grants on each stream (XEP-0356).
+    pub fn with_privileges(mut self, privileges: Arc<Privileges>) -> Self {
+        self.privileges = privileges;
+        self
+    }
+
     /// A view of the connection state.
     pub fn state(&self) -> ConnectionState {
         ConnectionState(vec![self.state.subscribe()])
@@ -166,6 +175,7 @@ impl<I: Inbound> Supervisor<I> {
                     inbound: self.inbound.clone(),
                     multicast: self.multicast.clone(),
                     queries: self.queries.clone(),
+                    privileges: self.privileges.clone(),
                     draining: self.draining.clone(),
                     identity: self.identity,
                     jid: self.jid.clone(),

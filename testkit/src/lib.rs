@@ -36,6 +36,6 @@ pub use ports::free_ports;
 pub use pubsubd::{PubsubdProcess, TERMINATE_TIMEOUT};
 pub use servers::{
     shared, shared_ejabberd, shared_prosody, ComponentSlot, ServerKind, XmppServer, ADMIN_USER,
-    BUILTIN_PUBSUB_JID, DEBUG_ENV, DOMAIN, MULTICAST_JID, SLOT_COUNT,
+    BUILTIN_PUBSUB_JID, DEBUG_ENV, DOMAIN, MULTICAST_JID, PRIVILEGED_SLOT_COUNT, SLOT_COUNT,
 };
 pub use store::{on_store, StoreKind, TestSqlite, TestStore, STORE_ENV};

@@ -152,8 +152,25 @@ pub async fn start_logged(
     kind: StoreKind,
     log: &str,
 ) -> anyhow::Result<Pubsubd> {
+    start_on(server, server.lease_component(), config, kind, log).await
+}
+
+/// As [`start_with`], on a component slot the server grants XEP-0356 privileges
+/// (roster get, presence).
+pub async fn start_privileged(server: &XmppServer, config: &str) -> anyhow::Result<Pubsubd> {
+    let slot = server.lease_privileged_component();
+    start_on(server, slot, config, StoreKind::current()?, DEFAULT_LOG).await
+}
+
+/// As [`start_logged`], on `slot`.
+pub async fn start_on(
+    server: &XmppServer,
+    slot: ComponentSlot,
+    config: &str,
+    kind: StoreKind,
+    log: &str,
+) -> anyhow::Result<Pubsubd> {
     let db = TestStore::create_kind(kind).await?;
-    let slot = server.lease_component();
     let file = write_config(server, &slot, &db, config)?;
     let args = vec![
         "run".to_string(),

@@ -161,6 +161,13 @@ listen:
     } else {
         ""
     };
+    // XEP-0356: the privileged slots may read rosters and see their users' presence.
+    let privileged: String = layout
+        .slots
+        .iter()
+        .filter(|s| s.is_privileged())
+        .map(|s| format!("      - \"{}\"\n", s.jid))
+        .collect();
     let _ = write!(
         cfg,
         r#"
@@ -170,8 +177,12 @@ acl:
       - "{ADMIN_USER}@{DOMAIN}"
   local:
     user_regexp: ""
-
+  privileged:
+    server:
+{privileged}
 access_rules:
+  privileged:
+    allow: privileged
   local:
     allow: local
   c2s:
@@ -192,7 +203,12 @@ modules:
   mod_caps: {{}}
   mod_disco: {{}}
   mod_ping: {{}}
-{multicast}  mod_roster: {{}}
+{multicast}  mod_privilege:
+    roster:
+      get: privileged
+    presence:
+      roster: privileged
+  mod_roster: {{}}
   mod_offline:
     access_max_user_messages: max_user_offline_messages
   mod_register:

@@ -17,4 +17,4 @@ pub use kind::ServerKind;
 pub use layout::{ADMIN_USER, BUILTIN_PUBSUB_JID, DEBUG_ENV, DOMAIN, MULTICAST_JID};
 pub use server::XmppServer;
 pub use shared::{shared, shared_ejabberd, shared_prosody};
-pub use slots::{ComponentSlot, SLOT_COUNT};
+pub use slots::{ComponentSlot, PRIVILEGED_SLOT_COUNT, SLOT_COUNT};

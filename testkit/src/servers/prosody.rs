@@ -102,7 +102,7 @@ network_settings = {{ tcp_backlog = {TCP_BACKLOG}; nagle = false; shutdown_deadl
 -- No federation: nothing may leave 127.0.0.1.
 modules_disabled = {{ "s2s", "s2s_auth_certs", "dialback" }}
 -- offline, presence, message and iq are loaded automatically.
-modules_enabled = {{ "roster", "saslauth", "disco", "ping", "register", "time", "version" }}
+modules_enabled = {{ "roster", "saslauth", "disco", "ping", "register", "time", "version", "privilege" }}
 
 -- Plain storage keeps registration and login cheap (no PBKDF2 per account).
 authentication = "internal_plain"
@@ -118,6 +118,9 @@ component_stanza_size_limit = {STANZA_SIZE_LIMIT}
 plugin_paths = {{ "{plugins}" }}
 
 VirtualHost "{DOMAIN}"
+    -- XEP-0356 (mod_privilege, Debian's prosody-modules): the privileged slots may read
+    -- rosters and see their users' presence.
+    privileged_entities = {{ {privileged} }}
 
 Component "{BUILTIN_PUBSUB_JID}" "pubsub"
 {multicast}"#,
@@ -125,6 +128,15 @@ Component "{BUILTIN_PUBSUB_JID}" "pubsub"
         plugins = prosody_plugins().display(),
         c2s = layout.c2s_port,
         component = layout.component_port,
+        privileged = layout
+            .slots
+            .iter()
+            .filter(|s| s.is_privileged())
+            .map(|s| format!(
+                "[\"{}\"] = {{ roster = \"get\"; presence = \"roster\" }}; ",
+                s.jid
+            ))
+            .collect::<String>(),
         multicast = if layout.multicast {
             format!("\nComponent \"{MULTICAST_JID}\" \"pubsubd_multicast\"\n")
         } else {
@@ -137,6 +149,10 @@ Component "{BUILTIN_PUBSUB_JID}" "pubsub"
             "\nComponent \"{}\"\n    component_secret = \"{}\"\n",
             slot.jid, slot.secret
         );
+        if slot.is_privileged() {
+            // mod_privilege hears of the component's handshake on the component's host.
+            cfg.push_str("    modules_enabled = { \"privilege\" }\n");
+        }
     }
     cfg
 }

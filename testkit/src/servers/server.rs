@@ -37,6 +37,7 @@ pub struct XmppServer {
     kind: ServerKind,
     layout: ServerLayout,
     slots: SlotPool,
+    privileged: SlotPool,
     child: Option<ManagedChild>,
     last_startup: Duration,
     // Declared last: dropped after the child is killed.
@@ -76,7 +77,8 @@ impl XmppServer {
                 Ok((child, took)) => {
                     return Ok(Self {
                         kind,
-                        slots: SlotPool::new(&layout.slots),
+                        slots: SlotPool::of(&layout.slots, false),
+                        privileged: SlotPool::of(&layout.slots, true),
                         layout,
                         child: Some(child),
                         last_startup: took,
@@ -168,6 +170,16 @@ impl XmppServer {
     /// If all [`SLOT_COUNT`](crate::SLOT_COUNT) slots are leased at once.
     pub fn lease_component(&self) -> ComponentSlot {
         self.slots.lease(self.component_addr())
+    }
+
+    /// Leases a component JID the server grants XEP-0356 privileges: roster `get` and
+    /// presence `roster` (Prosody's `mod_privilege` from prosody-modules, ejabberd's
+    /// `mod_privilege`).
+    ///
+    /// # Panics
+    /// If all [`PRIVILEGED_SLOT_COUNT`](crate::PRIVILEGED_SLOT_COUNT) are leased at once.
+    pub fn lease_privileged_component(&self) -> ComponentSlot {
+        self.privileged.lease(self.component_addr())
     }
 
     /// Registers `name@localhost` with `password` by in-band registration

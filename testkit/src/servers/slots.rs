@@ -14,6 +14,13 @@ use rand::distributions::{Alphanumeric, DistString as _};
 /// is a host, and each one costs about 15 ms of CPU (128 slots: 2 s).
 pub const SLOT_COUNT: usize = 32;
 
+/// How many of them the server trusts with XEP-0356 privileges (roster get, presence):
+/// `priv1.localhost` …, leased apart from the others.
+pub const PRIVILEGED_SLOT_COUNT: usize = 4;
+
+/// The prefix of the privileged slots' JIDs.
+pub const PRIVILEGED_PREFIX: &str = "priv";
+
 /// Length of the random part of each slot's secret.
 const SECRET_LEN: usize = 24;
 
@@ -26,16 +33,24 @@ pub struct SlotSpec {
     pub secret: String,
 }
 
-/// Makes the slot table of a new server: `ps1.localhost` … with fresh random
-/// secrets.
+/// Makes the slot table of a new server: `ps1.localhost` … and the privileged
+/// `priv1.localhost` …, with fresh random secrets.
 pub fn make_slot_specs(domain: &str) -> Vec<SlotSpec> {
     let mut rng = rand::thread_rng();
-    (1..=SLOT_COUNT)
-        .map(|n| SlotSpec {
-            jid: format!("ps{n}.{domain}"),
-            secret: format!("s{n}-{}", Alphanumeric.sample_string(&mut rng, SECRET_LEN)),
-        })
-        .collect()
+    let mut spec = |prefix: &str, n: usize| SlotSpec {
+        jid: format!("{prefix}{n}.{domain}"),
+        secret: format!("s{n}-{}", Alphanumeric.sample_string(&mut rng, SECRET_LEN)),
+    };
+    let mut specs: Vec<SlotSpec> = (1..=SLOT_COUNT).map(|n| spec("ps", n)).collect();
+    specs.extend((1..=PRIVILEGED_SLOT_COUNT).map(|n| spec(PRIVILEGED_PREFIX, n)));
+    specs
+}
+
+impl SlotSpec {
+    /// Whether the server grants this slot XEP-0356 privileges.
+    pub fn is_privileged(&self) -> bool {
+        self.jid.starts_with(PRIVILEGED_PREFIX)
+    }
 }
 
 /// The free slots of one server, in the order they should be handed out.
@@ -45,10 +60,16 @@ pub struct SlotPool {
 }
 
 impl SlotPool {
-    /// A pool holding all of `specs`.
-    pub fn new(specs: &[SlotSpec]) -> Self {
+    /// A pool holding the privileged slots of `specs`, or the others.
+    pub fn of(specs: &[SlotSpec], privileged: bool) -> Self {
         Self {
-            free: Arc::new(Mutex::new(specs.iter().cloned().collect())),
+            free: Arc::new(Mutex::new(
+                specs
+                    .iter()
+                    .filter(|s| s.is_privileged() == privileged)
+                    .cloned()
+                    .collect(),
+            )),
         }
     }
 
