@@ -40,7 +40,18 @@ fn render(payload: Payload) -> String {
 
 /// `<items>` with the published items (§7.1.2).
 pub fn items(node: &NodeId, items: Vec<EventItem>) -> String {
-    render(Payload::Items {
+    to_xml(&items_element(node, items))
+}
+
+/// [`items`] as an element, for a stanza built around it (an archive result).
+pub fn items_element(node: &NodeId, items: Vec<EventItem>) -> Element {
+    Element::from(Event {
+        payload: items_payload(node, items),
+    })
+}
+
+fn items_payload(node: &NodeId, items: Vec<EventItem>) -> Payload {
+    Payload::Items {
         node: node_name(node),
         published: items
             .into_iter()
@@ -51,7 +62,7 @@ pub fn items(node: &NodeId, items: Vec<EventItem>) -> String {
             })
             .collect(),
         retracted: vec![],
-    })
+    }
 }
 
 /// The last published item, sent on subscription or when a subscriber comes online,

@@ -434,6 +434,47 @@ both_servers!(
         let second = sse_until(&mut events, &mut buf, "while away").await?;
         assert!(second.parse::<i64>()? > first_id.parse::<i64>()?);
         assert!(!buf.contains("live one"));
+        // The same resume over plain HTTP (`?after_id=`) and over XMPP (XEP-0313
+        // `after-id`): the same ids, the same items.
+        let (st, body, _) = s
+            .send(
+                reqwest::Method::GET,
+                &format!("/nodes/gw-live/items?after_id={first_id}"),
+                None,
+                "",
+                "",
+            )
+            .await?;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let page = json(&body);
+        assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{body}");
+        assert_eq!(page["items"][0]["seq"].to_string(), second, "{body}");
+        assert!(page["next_after_id"].is_null(), "{body}");
+        let mam = format!(
+            "<query xmlns='urn:xmpp:mam:2' node='gw-live'>{}</query>",
+            form("urn:xmpp:mam:2", &[("after-id", &first_id)])
+        );
+        s.alice.drain();
+        let fin = iq(&mut s.alice, &s.svc, "set", &mam).await?;
+        assert_eq!(fin.attr("type"), Some("result"), "{}", stanza::to_xml(&fin));
+        let results: Vec<String> = s
+            .alice
+            .drain()
+            .iter()
+            .filter_map(|m| m.get_child("result", "urn:xmpp:mam:2"))
+            .filter_map(|r| r.attr("id").map(str::to_owned))
+            .collect();
+        assert_eq!(results, vec![second.clone()]);
+        let (st, _, _) = s
+            .send(
+                reqwest::Method::GET,
+                "/nodes/gw-live/items?after_id=soon",
+                None,
+                "",
+                "",
+            )
+            .await?;
+        assert_eq!(st, StatusCode::NOT_FOUND);
         // An open event stream does not hold up shutdown.
         let status = s.svc.process.terminate().await?;
         assert!(status.success(), "{status:?}");

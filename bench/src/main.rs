@@ -101,6 +101,10 @@ struct ServeArgs {
     /// Prosody the module pubsubd ships).
     #[arg(long)]
     multicast: Option<String>,
+    /// pubsubd's `[service] max_items` ceiling, for `state` runs with more items
+    /// per node than its default (10,000), e.g. an archive of ten million items.
+    #[arg(long)]
+    max_items: Option<u64>,
 }
 
 /// Options every scenario has.
@@ -227,7 +231,7 @@ struct StateArgs {
     /// Items published to the big node.
     #[arg(long, default_value_t = 3)]
     fanout_items: u64,
-    /// Subscribe and retrieve requests measured (one at a time).
+    /// Subscribe, retrieve and archive-page requests measured (one at a time).
     #[arg(long, default_value_t = 200)]
     probes: usize,
 }
@@ -273,6 +277,7 @@ fn serve_env(args: &ServeArgs) -> anyhow::Result<()> {
             args.connections,
             args.fanout_workers,
             args.multicast.as_deref(),
+            args.max_items,
         )?,
     })
 }
@@ -283,8 +288,9 @@ fn pubsubd_config(
     connections: usize,
     workers: Option<usize>,
     multicast: Option<&str>,
+    max_items: Option<u64>,
 ) -> anyhow::Result<Vec<String>> {
-    if connections <= 1 && workers.is_none() && multicast.is_none() {
+    if connections <= 1 && workers.is_none() && multicast.is_none() && max_items.is_none() {
         return Ok(Vec::new());
     }
     let path = std::env::temp_dir().join(format!("pubsubd-load-{}.toml", std::process::id()));
@@ -293,6 +299,9 @@ fn pubsubd_config(
     let mut config = format!("connections = {connections}\nfanout_workers = {workers}\n");
     if let Some(jid) = multicast {
         config.push_str(&format!("multicast = \"{jid}\"\n"));
+    }
+    if let Some(n) = max_items {
+        config.push_str(&format!("[service]\nmax_items = {n}\n"));
     }
     std::fs::write(&path, config)?;
     Ok(vec!["--config".into(), path.display().to_string()])

@@ -141,6 +141,17 @@ pub fn items(id: &str, service: &str, node: &str, max: u32) -> String {
     )
 }
 
+/// One XEP-0313 page of `node`'s archive: `max` items after archive id `after`.
+pub fn archive_page(id: &str, service: &str, node: &str, after: i64, max: u32) -> String {
+    format!(
+        "<iq type='set' id='{id}' to='{}'><query xmlns='urn:xmpp:mam:2' queryid='{id}' node='{}'>\
+         <set xmlns='http://jabber.org/protocol/rsm'><max>{max}</max><after>{after}</after></set>\
+         </query></iq>",
+        escape(service),
+        escape(node)
+    )
+}
+
 /// The marker embedded in every benchmark payload: sequence number and send
 /// time (µs since the run's clock started), found again by the receivers.
 pub fn marker(seq: u64, sent_us: u64) -> String {

@@ -2,8 +2,10 @@
 //! memory. Nodes are created through the protocol, then subscriptions and
 //! items are multiplied with SQL (copying the columns of one subscription
 //! and one item that pubsubd wrote itself, so their encoding is always
-//! pubsubd's own). Then: subscribe and retrieve latency one request at a
-//! time, and a fan-out to the big node whose subscribers are virtual users
+//! pubsubd's own). Then: subscribe, retrieve and archive-page latency one
+//! request at a time (an archive page starts at a random depth of a node's
+//! archive, so a node of ten million items shows the cost of keyset paging at
+//! any depth), and a fan-out to the big node whose subscribers are virtual users
 //! of the sink component, while pubsubd's memory is sampled.
 //!
 //! Owns the SQL that fabricates state. It writes only rows of nodes this run
@@ -32,6 +34,9 @@ const CREATE_WINDOW: usize = 64;
 
 /// Items a probe retrieval asks for.
 const RETRIEVE_MAX_ITEMS: u32 = 10;
+
+/// Items of one archive probe page (XEP-0313 `max`): a bot catching up pages by 100.
+const ARCHIVE_PAGE: u32 = 100;
 
 /// Payload size of the template item (and so of every inserted item).
 const ITEM_SIZE: usize = 1500;
@@ -104,6 +109,9 @@ pub struct StateReport {
     pub subscribe_latency: Latency,
     /// One retrieval (newest 10 items) at a time from random nodes.
     pub retrieve_latency: Latency,
+    /// One archive page (100 items after a random archive id, XEP-0313) at a time,
+    /// until its `<fin/>`: the result messages come before it.
+    pub archive_page_latency: Latency,
     /// pubsubd's memory before the fan-out (MiB).
     pub pubsubd_rss_before_mib: Option<f64>,
     /// The fan-out to the big node.
@@ -231,6 +239,16 @@ pub async fn run(env: &Env, config: &StateConfig) -> anyhow::Result<StateReport>
     .await
     .context("inserting items")?;
     sqlx::query("ANALYZE").execute(&mut db).await?;
+    // Each node's archive ids, for pages starting at random depths.
+    let seq_ranges: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT n.name, min(i.seq), max(i.seq) FROM nodes n JOIN items i ON i.node_pk = n.pk
+         WHERE n.name LIKE $1 AND n.name <> $2 AND NOT n.deleted GROUP BY n.name",
+    )
+    .bind(&like)
+    .bind(&big)
+    .fetch_all(&mut db)
+    .await
+    .context("reading the archive ranges")?;
     let insert_s = inserted.elapsed().as_secs_f64();
     let subscriptions_total: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions")
         .fetch_one(&mut db)
@@ -286,6 +304,25 @@ pub async fn run(env: &Env, config: &StateConfig) -> anyhow::Result<StateReport>
     )
     .await?;
     retrieved.check("probe retrieve")?;
+    let pages = (0..config.probes)
+        .filter_map(|k| {
+            let (node, first, last) = seq_ranges.get((k * 7919) % seq_ranges.len().max(1))?;
+            // A depth spread over the whole archive (a multiplicative hash of k).
+            let depth = (k as i64).wrapping_mul(2_654_435_761) % (last - first + 1).max(1);
+            let id = format!("pa{k}");
+            let xml = stanzas::archive_page(&id, &service, node, first + depth.abs(), ARCHIVE_PAGE);
+            Some(Request { id, xml })
+        })
+        .collect();
+    let mut paged = iq::pipelined(
+        &mut probe.reader,
+        &mut probe.writer,
+        pages,
+        1,
+        config.timeout,
+    )
+    .await?;
+    paged.check("probe archive page")?;
     conn::close(&mut probe.writer).await;
 
     // The big fan-out, received by the sink component.
@@ -366,6 +403,7 @@ pub async fn run(env: &Env, config: &StateConfig) -> anyhow::Result<StateReport>
         insert_s: round3(insert_s),
         subscribe_latency: Latency::from_us(&mut subscribed.latencies_us),
         retrieve_latency: Latency::from_us(&mut retrieved.latencies_us),
+        archive_page_latency: Latency::from_us(&mut paged.latencies_us),
         pubsubd_rss_before_mib: rss_before,
         fanout: BigFanout {
             subscribers: config.fanout_subscriptions,

@@ -116,6 +116,11 @@ pub enum DomainError {
     /// The request is malformed in a way no more specific variant covers.
     #[error("bad request: {0}")]
     BadRequest(String),
+
+    /// A request uses something pubsubd does not implement that has no pubsub#errors
+    /// feature name (XEP-0313: a form field the archive does not know).
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
     /// A submitted value is invalid (XEP-0004 §3.4: data validation fails).
     #[error("not acceptable: {0}")]
     NotAcceptable(String),

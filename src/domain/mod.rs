@@ -19,6 +19,7 @@
 
 pub mod access;
 pub mod affiliation;
+pub mod archive;
 pub mod error;
 mod form_values;
 pub mod limits;

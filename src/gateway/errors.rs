@@ -73,6 +73,7 @@ pub fn status(error: &DomainError, anonymous: bool) -> StatusCode {
         | E::MaxItemsExceeded
         | E::UnsupportedFeature(_)
         | E::UnsupportedAccessModel(_) => StatusCode::CONFLICT,
+        E::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         E::PayloadTooBig => StatusCode::PAYLOAD_TOO_LARGE,
         E::NotSubscribed
         | E::InvalidJid
@@ -124,6 +125,7 @@ fn condition(error: &DomainError) -> &'static str {
         E::ResourceConstraint => "rate-limited",
         E::LastOwner => "last-owner",
         E::UnsupportedFeature(_) | E::UnsupportedAccessModel(_) => "unsupported",
+        E::NotImplemented(_) => "not-implemented",
         E::NodeFull | E::MaxItemsExceeded => "node-full",
         E::MaxNodesExceeded | E::TooManySubscriptions | E::PolicyViolation(_) => "policy-violation",
         E::NotAllowed(_) => "not-allowed",

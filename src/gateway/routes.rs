@@ -20,6 +20,7 @@ use super::errors::ApiError;
 use super::node_form::{config_to_json, form_from_json};
 use super::payload::{body_kind, item_json, json_payload, payload_from_body};
 use super::{sse, GatewayState};
+use crate::domain::archive::{ArchiveId, ArchiveRequest};
 use crate::domain::{DomainError, ItemId, NodeId};
 use crate::protocol::rate_limit::Action;
 use crate::pubsub::items::Publication;
@@ -61,11 +62,14 @@ pub fn router(state: GatewayState) -> Router {
 }
 
 /// `?max=&after=`: a page, newest first (items) or in name order (nodes), after the
-/// last id of the previous page.
+/// last id of the previous page. `?after_id=` (items only): the node's archive after
+/// that archive id, in publish order (the ids of XEP-0313 queries and of the event
+/// stream's `Last-Event-ID`).
 #[derive(Debug, Deserialize)]
 pub struct Page {
     pub max: Option<u32>,
     pub after: Option<String>,
+    pub after_id: Option<String>,
 }
 
 impl Page {
@@ -203,6 +207,14 @@ async fn list_items(
 ) -> Result<Json<Value>, ApiError> {
     let node = node_id(&caller, &node)?;
     let max = page.max();
+    if let Some(after_id) = &page.after_id {
+        if page.after.is_some() {
+            return Err(caller.fail(DomainError::BadRequest(
+                "after and after_id page different orders; give one".into(),
+            )));
+        }
+        return archive_items(&st, &caller, &node, after_id, max).await;
+    }
     let query = ItemsQuery::Page {
         max,
         after: page.after.clone(),
@@ -225,6 +237,41 @@ async fn list_items(
         "count": got.page.count,
         "items": items.iter().map(item_json).collect::<Vec<_>>(),
         "next_after": next,
+    })))
+}
+
+/// `?after_id=`: items after an archive id, oldest first, each with its `seq`;
+/// `next_after_id` while more follow.
+async fn archive_items(
+    st: &GatewayState,
+    caller: &Caller,
+    node: &NodeId,
+    after_id: &str,
+    max: u32,
+) -> Result<Json<Value>, ApiError> {
+    let request = ArchiveRequest {
+        after_id: Some(ArchiveId::parse(after_id).map_err(|e| caller.fail(e))?),
+        max: Some(max),
+        ..ArchiveRequest::default()
+    };
+    let got = st
+        .pubsub
+        .archive(&caller.requester, node, &request)
+        .await
+        .map_err(|e| caller.fail(e))?;
+    caller.may_read(&got.node.config)?;
+    let items = &got.page.items;
+    let next = (!got.page.complete)
+        .then(|| items.last().map(|i| i.seq.to_string()))
+        .flatten();
+    Ok(Json(json!({
+        "node": node.as_str(),
+        "items": items.iter().map(|i| {
+            let mut v = item_json(&i.item);
+            v["seq"] = i.seq.into();
+            v
+        }).collect::<Vec<_>>(),
+        "next_after_id": next,
     })))
 }
 

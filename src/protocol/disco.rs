@@ -60,6 +60,14 @@ async fn info_answer(svc: &Service, req: &IqRequest) -> Answer {
         )],
         features: [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PUBSUB]
             .into_iter()
+            .chain(
+                info.node
+                    .config
+                    .persist_items
+                    .then_some([features::ARCHIVE, features::ARCHIVE_EXTENDED])
+                    .into_iter()
+                    .flatten(),
+            )
             .map(str::to_owned)
             .collect(),
         extensions: vec![form],

@@ -206,6 +206,8 @@ pub fn stanza_error(err: &DomainError, by: Option<Jid>) -> StanzaError {
             Some(unsupported(feature)),
         ),
         E::BadRequest(_) => (T::Modify, C::BadRequest, None),
+        // XEP-0313 §4.1.5: a query form field the archive does not know.
+        E::NotImplemented(_) => (T::Cancel, C::FeatureNotImplemented, None),
         // §8.2.5.2 and XEP-0004 §3.4 (invalid submitted data).
         E::NotAcceptable(_) => (T::Modify, C::NotAcceptable, None),
         // §8.2.3.4 (configuration locked down).

@@ -11,7 +11,15 @@ pub const PROTOCOLS: &[&str] = &[
     ns::VERSION,
     ns::PUBSUB,
     ns::RSM,
+    // Node archives (XEP-0313 on nodes, XEP-0442): xep0313_archive::*.
+    ARCHIVE,
+    ARCHIVE_EXTENDED,
 ];
+
+/// XEP-0313 archives, here on every node that keeps items.
+pub const ARCHIVE: &str = ns::MAM;
+/// XEP-0313's `#extended`: `before-id`, `after-id`, `ids`, flipped pages, metadata.
+pub const ARCHIVE_EXTENDED: &str = "urn:xmpp:mam:2#extended";
 
 /// XEP-0060 features (`http://jabber.org/protocol/pubsub#<name>`) that are implemented,
 /// each with the acceptance test (in `tests/`) that proves it.

@@ -15,6 +15,7 @@ pub mod reply;
 pub mod stanza;
 pub mod version;
 pub mod xep0060;
+pub mod xep0313;
 
 use std::sync::Arc;
 
@@ -183,6 +184,7 @@ impl Service {
             ns::PUBSUB_OWNER => {
                 xep0060::answer(&self.pubsub, &self.limits, xep0060::Namespace::Owner, req).await
             }
+            ns::MAM => xep0313::answer(self, req).await,
             other => {
                 tracing::info!(ns = other, name = req.payload.name(), "unsupported request");
                 reply::error(
@@ -267,6 +269,7 @@ fn known_ns(ns: &str) -> &'static str {
         ns::VERSION,
         ns::PUBSUB,
         ns::PUBSUB_OWNER,
+        ns::MAM,
     ]
     .into_iter()
     .find(|k| *k == ns)

@@ -15,6 +15,7 @@
 //! - [`notify`]: which jobs a change queues, and for whom.
 //! - [`policy`]: service-wide settings from the `[service]` table.
 
+pub mod archive;
 pub mod authorization;
 pub mod item_stream;
 pub mod items;

@@ -76,6 +76,26 @@ pub fn published(
     )]
 }
 
+/// An archived item as an archive query forwards it: the `<event/>` its notification
+/// carries (XEP-0442 §3), with the same `deliver_payloads` and `itemreply` rules. A
+/// stored payload that no longer parses is left out (and logged), not the item.
+pub fn archived(node: &NodeRecord, item: &ItemRecord) -> Element {
+    let payload = item
+        .payload
+        .as_deref()
+        .and_then(|text| match crate::xml::parse(text) {
+            Ok(el) => Some(el),
+            Err(e) => {
+                tracing::error!(node = %node.name, item = %item.id, error = %e, "stored payload does not parse; archived without it");
+                None
+            }
+        });
+    events::items_element(
+        &node.name,
+        vec![event_item(&node.config, &item.id, &item.publisher, payload)],
+    )
+}
+
 /// The last published item to one new subscriber or newly available resource, with a
 /// delay stamp (§6.1.7); nothing if the node keeps no item.
 pub fn last_published(

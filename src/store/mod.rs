@@ -7,6 +7,7 @@
 //! transactions; it does not decide who may do what (that is `domain`), and it never
 //! builds stanzas.
 
+pub mod archive;
 pub mod claims;
 pub mod decode;
 pub mod item_seq;
@@ -25,6 +26,7 @@ use crate::domain::error::FailureKind;
 use crate::domain::{
     Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState,
 };
+pub use archive::ArchiveStore;
 pub use item_seq::{ItemSeqStore, SeqItem};
 use jobs::NewJob;
 pub use records::{
@@ -139,12 +141,24 @@ pub struct NodeListing {
 /// Every persistence operation pubsubd needs: one trait per kind of thing stored, so
 /// each backend file implements one narrow interface.
 pub trait Store:
-    ServiceStore + NodeStore + ItemStore + SubscriptionStore + AffiliationStore + ItemSeqStore
+    ServiceStore
+    + NodeStore
+    + ItemStore
+    + SubscriptionStore
+    + AffiliationStore
+    + ItemSeqStore
+    + ArchiveStore
 {
 }
 
 impl<
-        T: ServiceStore + NodeStore + ItemStore + SubscriptionStore + AffiliationStore + ItemSeqStore,
+        T: ServiceStore
+            + NodeStore
+            + ItemStore
+            + SubscriptionStore
+            + AffiliationStore
+            + ItemSeqStore
+            + ArchiveStore,
     > Store for T
 {
 }

@@ -2,9 +2,11 @@
 //! (node_pk, seq DESC)` index; `seq` is global and increasing on both backends (a
 //! sequence on PostgreSQL, the `item_seq` counter on SQLite).
 
-/// Implements `ItemSeqStore` for `$store`.
+/// Implements `ItemSeqStore` for `$store`, and the archive read by the same index
+/// ([`super::archive`]).
 macro_rules! item_seq_store {
     ($store:ty) => {
+        $crate::store::sql::archive_store!($store);
         const _: () = {
             use sqlx::Row;
 

@@ -20,6 +20,7 @@
 pub mod rows;
 
 pub mod affiliations;
+pub mod archive;
 pub mod claims;
 pub mod item_seq;
 pub mod items;
@@ -28,6 +29,7 @@ pub mod service;
 pub mod subscriptions;
 
 pub(crate) use affiliations::affiliation_store;
+pub(crate) use archive::archive_store;
 pub(crate) use claims::fanout_store;
 pub(crate) use item_seq::item_seq_store;
 pub(crate) use items::item_store;
