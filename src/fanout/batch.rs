@@ -402,7 +402,11 @@ async fn walk(
             if !exhausted && !backoff::stopping(&stop) {
                 let link = ctx.link_for_page(pages);
                 pages += 1;
-                let per_page = link.pace.per_page(largest, batch.jobs.len());
+                let per_page = fit_groups(
+                    link.pace.per_page(largest, batch.jobs.len()),
+                    largest,
+                    ctx.settings.multicast.as_deref().and_then(|m| m.limit()),
+                );
                 match send_page(ctx, link, batch, sent_to, per_page, &mut stop).await {
                     Page::Sent { sent, full } => {
                         sent_to = sent.cursor;
@@ -474,6 +478,15 @@ async fn walk(
         return Outcome::Stopped;
     }
     complete(ctx, lease, batch, &mut stop).await
+}
+
+/// A page of `per_page` subscriptions rounded up to whole multicast groups of `group`
+/// recipients (at most `largest`), so that pacing does not split groups at page ends.
+fn fit_groups(per_page: u32, largest: u32, group: Option<usize>) -> u32 {
+    match group.and_then(|g| u32::try_from(g).ok()).filter(|g| *g > 1) {
+        Some(g) if per_page < largest => per_page.div_ceil(g).saturating_mul(g).min(largest),
+        _ => per_page,
+    }
 }
 
 /// How long before the stream was lost a confirmed page counts as possibly undelivered.
@@ -815,6 +828,20 @@ mod tests {
             bare_jid: jid.split('/').next().unwrap_or(jid).into(),
             show: ShowValue::Online,
         }
+    }
+
+    #[test]
+    fn paced_pages_hold_whole_multicast_groups() {
+        assert_eq!(fit_groups(32, 500, Some(100)), 100);
+        assert_eq!(fit_groups(230, 500, Some(100)), 300);
+        assert_eq!(
+            fit_groups(480, 500, Some(100)),
+            500,
+            "never above the largest"
+        );
+        assert_eq!(fit_groups(500, 500, Some(100)), 500);
+        assert_eq!(fit_groups(32, 500, None), 32, "no grouping, no rounding");
+        assert_eq!(fit_groups(32, 500, Some(1)), 32);
     }
 
     #[test]

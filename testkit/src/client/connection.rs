@@ -106,7 +106,7 @@ async fn run(
                     if element.is("error", NS_STREAMS) {
                         break format!("stream error: {}", describe_stream_error(&element));
                     }
-                    if is_keepalive_answer(&element) {
+                    if is_keepalive_answer(&element) || is_empty_privilege_notice(&element, &domain) {
                         continue;
                     }
                     // The client may be gone while senders remain; keep
@@ -187,6 +187,20 @@ async fn close(
     let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
     let _ = writer.shutdown().await;
     "closed by client".to_string()
+}
+
+/// Prosody's `mod_privilege` (on in the testkit for the privileged component slots)
+/// tells every user at their initial presence that they hold no XEP-0356 privileges: an
+/// empty `<privilege/>` message from the server. It is the server's noise, not what a
+/// test is about, and a test that checks "nothing else arrived" would trip over it.
+fn is_empty_privilege_notice(element: &Element, domain: &str) -> bool {
+    element.name() == "message"
+        && element.attr("from") == Some(domain)
+        && element.children().any(|c| {
+            c.name() == "privilege"
+                && c.ns().starts_with("urn:xmpp:privilege:")
+                && c.children().next().is_none()
+        })
 }
 
 fn is_keepalive_answer(element: &Element) -> bool {
