@@ -132,6 +132,16 @@ impl Backend for PgStore {
     }
     const LOCK_ROW: &'static str = " FOR UPDATE";
     const LOCK_ROW_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const LIVE_LEASE: &'static str = liveness::live_lease!();
+    const JOB_HEADS: &'static str = "
+        SELECT u.node_pk, h.id, h.kind, h.to_subscribers, h.cursor, h.bytes
+        FROM unnest($1::bigint[]) WITH ORDINALITY AS u(node_pk, ord)
+        CROSS JOIN LATERAL (
+            SELECT id, kind, target_jid IS NULL AS to_subscribers, cursor,
+                   octet_length(payload_xml)::bigint AS bytes
+            FROM fanout_jobs f WHERE f.node_pk = u.node_pk ORDER BY id LIMIT $2
+        ) h
+        ORDER BY u.ord, h.id";
     const NEXT_SEQ: &'static str = "SELECT nextval('item_seq')";
     const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state, 'options', s.options)

@@ -1,14 +1,46 @@
 //! The parts of [`FanoutStore`](crate::store::claims::FanoutStore) both backends share:
-//! moving and ending leases, presence, the newest items for a resource coming online,
-//! and queuing jobs. Claims, the subscriber walk and waking workers differ and stay in
+//! leasing the batches of the nodes a claim found free, moving and ending leases,
+//! presence, the newest items for a resource coming online, and queuing jobs. Finding
+//! and locking free nodes, the subscriber walk and waking workers differ and stay in
 //! the backend folders.
 
 use sqlx::{ColumnIndex, Row};
 
 use super::rows::Column;
-use crate::store::claims::Subscriber;
+use super::Backend;
+use crate::domain::NodeConfig;
+use crate::store::claims::{
+    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, JobHead, SessionKey,
+    Subscriber,
+};
 use crate::store::decode;
+use crate::store::jobs::JobTarget;
 use crate::store::StoreError;
+
+/// Nodes with pending jobs, oldest head (lowest id) first, skipping nodes that have a
+/// job under a live lease ([`Backend::LIVE_LEASE`], a probe of `fanout_jobs_leased`);
+/// at most `$1`. The recursive part walks the distinct node_pks of
+/// `fanout_jobs_by_node` with one index probe each (a loose index scan), and the head
+/// is one more, so a node with 20,000 queued jobs costs as much as a node with one.
+pub fn candidates_sql<B: Backend>() -> String {
+    format!(
+        "WITH RECURSIVE pending(node_pk) AS (
+             SELECT min(node_pk) FROM fanout_jobs
+           UNION ALL
+             SELECT (SELECT min(f.node_pk) FROM fanout_jobs f WHERE f.node_pk > p.node_pk)
+             FROM pending p WHERE p.node_pk IS NOT NULL
+         )
+         SELECT p.node_pk
+         FROM pending p
+         WHERE p.node_pk IS NOT NULL
+           AND NOT EXISTS (
+             SELECT 1 FROM fanout_jobs l WHERE l.node_pk = p.node_pk AND {}
+           )
+         ORDER BY (SELECT min(f.id) FROM fanout_jobs f WHERE f.node_pk = p.node_pk)
+         LIMIT $1",
+        B::LIVE_LEASE
+    )
+}
 
 /// A subscriber from a row of `pk, jid, bare_jid, subid, options` (options as text);
 /// `shares_bare_jid` is left to the caller.
@@ -29,20 +61,241 @@ where
     })
 }
 
-/// Implements `FanoutStore` for `$store`; `$extra` are the backend's own methods
-/// (`claim_batches`, `subscribers`, `listen`, `resource_available`, …).
+/// The jobs at the head of one free node, as a claim reads them.
+pub struct NodeHeads {
+    pub node_pk: i64,
+    ids: Vec<i64>,
+    heads: Vec<JobHead>,
+}
+
+/// The nodes' heads from rows of [`Backend::JOB_HEADS`], node by node.
+pub fn node_heads<R: Row>(rows: &[R]) -> Result<Vec<NodeHeads>, StoreError>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+    String: Column<R::Database>,
+    i64: Column<R::Database>,
+    bool: Column<R::Database>,
+{
+    let mut nodes: Vec<NodeHeads> = Vec::new();
+    for r in rows {
+        let node_pk: i64 = r.try_get("node_pk")?;
+        let head = JobHead {
+            kind: decode::job_kind(&r.try_get::<String, _>("kind")?)?,
+            to_subscribers: r.try_get("to_subscribers")?,
+            cursor: r.try_get("cursor")?,
+            payload_bytes: r.try_get::<i64, _>("bytes")?.max(0) as u64,
+        };
+        match nodes.last_mut() {
+            Some(node) if node.node_pk == node_pk => {
+                node.ids.push(r.try_get("id")?);
+                node.heads.push(head);
+            }
+            _ => nodes.push(NodeHeads {
+                node_pk,
+                ids: vec![r.try_get("id")?],
+                heads: vec![head],
+            }),
+        }
+    }
+    Ok(nodes)
+}
+
+/// Cuts each node's heads to its batch ([`batch_len`]) and keeps, in order, the nodes
+/// the claim has room for ([`claim_has_room`]); returns the ids of their batches.
+pub fn choose(nodes: &mut Vec<NodeHeads>, limits: ClaimLimits) -> Vec<i64> {
+    let (mut taken, mut jobs, mut bytes) = (0, 0, 0u64);
+    let mut wanted = Vec::new();
+    for node in nodes.iter_mut() {
+        let len = batch_len(&node.heads, limits);
+        let size: u64 = node.heads[..len].iter().map(|h| h.payload_bytes).sum();
+        if !claim_has_room(taken, jobs, bytes, len, size, limits) {
+            break;
+        }
+        node.ids.truncate(len);
+        wanted.extend_from_slice(&node.ids);
+        (taken, jobs, bytes) = (taken + 1, jobs + len, bytes.saturating_add(size));
+    }
+    nodes.truncate(taken);
+    wanted
+}
+
+/// The jobs to lease: of each node's batch, the part before the first row the claim
+/// could not lock (`row_locked`, sorted), since a batch must stay a prefix of its
+/// node's queue.
+pub fn locked_prefixes(nodes: &[NodeHeads], row_locked: &[i64]) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for node in nodes {
+        let prefix = node
+            .ids
+            .iter()
+            .take_while(|id| row_locked.binary_search(id).is_ok())
+            .count();
+        ids.extend_from_slice(&node.ids[..prefix]);
+    }
+    ids
+}
+
+/// The claimed batches of `nodes`, from the rows the lease returned (`id, node_pk,
+/// kind, payload_xml, message_type, target_jid, cursor`) and the nodes' rows (`pk,
+/// name, config`; a node whose row is gone gets the default configuration).
+pub fn batches<R: Row>(
+    nodes: &[NodeHeads],
+    leased: &[R],
+    node_rows: &[R],
+    session: Option<SessionKey>,
+) -> Result<Vec<ClaimedBatch>, StoreError>
+where
+    for<'a> &'a str: ColumnIndex<R>,
+    String: Column<R::Database>,
+    Option<String>: Column<R::Database>,
+    i64: Column<R::Database>,
+{
+    let mut batches: Vec<ClaimedBatch> = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let (mut node_name, mut config) = (None, NodeConfig::default());
+        for r in node_rows {
+            if r.try_get::<i64, _>("pk")? == node.node_pk {
+                node_name = Some(r.try_get("name")?);
+                config =
+                    decode::config_or_default(&r.try_get::<String, _>("config")?, node.node_pk);
+            }
+        }
+        batches.push(ClaimedBatch {
+            node_pk: node.node_pk,
+            node_name,
+            config,
+            cursor: 0,
+            jobs: Vec::new(),
+            session,
+        });
+    }
+    for r in leased {
+        let node_pk: i64 = r.try_get("node_pk")?;
+        let Some(batch) = batches.iter_mut().find(|b| b.node_pk == node_pk) else {
+            continue;
+        };
+        let target: Option<String> = r.try_get("target_jid")?;
+        batch.cursor = r.try_get("cursor")?;
+        batch.jobs.push(ClaimedJob {
+            id: r.try_get("id")?,
+            kind: decode::job_kind(&r.try_get::<String, _>("kind")?)?,
+            payload_xml: r.try_get("payload_xml")?,
+            headline: r.try_get::<String, _>("message_type")? == "headline",
+            target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
+        });
+    }
+    batches.retain(|b| !b.jobs.is_empty());
+    for batch in &mut batches {
+        batch.jobs.sort_by_key(|j| j.id);
+    }
+    Ok(batches)
+}
+
+/// Implements `FanoutStore` for `$store` (with the inherent `lease_batches`); `$extra`
+/// are the backend's own methods (`claim_batches`, `subscribers`, `listen`,
+/// `resource_available`, …).
 macro_rules! fanout_store {
     ($store:ty, { $($extra:tt)* }) => {
         const _: () = {
             use std::time::Duration;
 
-            use sqlx::{AssertSqlSafe, Row};
+            use sqlx::{AssertSqlSafe, Database, Row, Transaction};
 
             use $crate::store::decode;
-            use $crate::store::claims::{FanoutStore, LastItem, LeaseOwner, Resource};
+            use $crate::store::claims::{
+                ClaimLimits, ClaimedBatch, FanoutStore, LastItem, LeaseOwner, Resource,
+                SessionKey,
+            };
             use $crate::store::jobs::NewJob;
+            use $crate::store::sql::claims;
             use $crate::store::sql::Backend;
             use $crate::store::StoreError;
+
+            type Conn = <<$store as Backend>::Db as Database>::Connection;
+
+            impl $store {
+                /// Leases batches of `nodes` (free nodes, oldest head first, that no
+                /// other claimer can take meanwhile) within `limits`, under `session`;
+                /// commits `tx` if anything was leased, else rolls it back.
+                pub(crate) async fn lease_batches(
+                    mut tx: Transaction<'static, <$store as Backend>::Db>,
+                    nodes: &[i64],
+                    owner: LeaseOwner,
+                    session: Option<SessionKey>,
+                    lease: Duration,
+                    limits: ClaimLimits,
+                ) -> Result<Vec<ClaimedBatch>, StoreError> {
+                    let batches =
+                        Self::lease_in(&mut tx, nodes, owner, session, lease, limits).await?;
+                    if batches.is_empty() {
+                        tx.rollback().await?;
+                    } else {
+                        tx.commit().await?;
+                    }
+                    Ok(batches)
+                }
+
+                /// A few statements for the whole group: read the nodes' heads, row-lock
+                /// the batches, lease them, read the nodes.
+                async fn lease_in(
+                    conn: &mut Conn,
+                    nodes: &[i64],
+                    owner: LeaseOwner,
+                    session: Option<SessionKey>,
+                    lease: Duration,
+                    limits: ClaimLimits,
+                ) -> Result<Vec<ClaimedBatch>, StoreError> {
+                    if nodes.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let rows = sqlx::query(<$store>::JOB_HEADS)
+                        .bind(Self::list(nodes))
+                        .bind(i64::from(limits.max_jobs))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let mut heads = claims::node_heads(&rows)?;
+                    let wanted = claims::choose(&mut heads, limits);
+                    // Rows another transaction holds (an owner finishing an expired
+                    // batch) are skipped on PostgreSQL, and each batch stops before the
+                    // first of them.
+                    let row_locked: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                        "SELECT id FROM fanout_jobs WHERE id {} ORDER BY id{}",
+                        <$store>::in_list("$1"),
+                        <$store>::LOCK_ROW_SKIP_LOCKED
+                    )))
+                    .bind(Self::list(&wanted))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let ids = claims::locked_prefixes(&heads, &row_locked);
+                    if ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let leased = sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE fanout_jobs
+                         SET lease_owner = $1{}, lease_until = {}, lease_session = $4
+                         WHERE id {}
+                         RETURNING id, node_pk, kind, payload_xml, message_type, target_jid, cursor",
+                        <$store>::UUID,
+                        <$store>::now_plus("$2"),
+                        <$store>::in_list("$3")
+                    )))
+                    .bind(owner.to_string())
+                    .bind(Self::seconds(lease.as_secs_f64()))
+                    .bind(Self::list(&ids))
+                    .bind(session.map(|k| k.0))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    let node_pks: Vec<i64> = heads.iter().map(|n| n.node_pk).collect();
+                    let node_rows = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT pk, name, CAST(config AS TEXT) AS config FROM nodes WHERE pk {}",
+                        <$store>::in_list("$1")
+                    )))
+                    .bind(Self::list(&node_pks))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    claims::batches(&heads, &leased, &node_rows, session)
+                }
+            }
 
             /// The jobs `$3` still leased by `$1`.
             fn owned(ids: &str) -> String {

@@ -57,6 +57,13 @@ pub trait Backend {
     /// [`LOCK_ROW`](Self::LOCK_ROW) for a claim that skips rows another transaction
     /// holds, instead of waiting for them (`""` on SQLite: one process per file).
     const LOCK_ROW_SKIP_LOCKED: &'static str;
+    /// The SQL condition "the lease of the `fanout_jobs` row `l` is live": its timer
+    /// runs, and on PostgreSQL its owner's liveness session is still held.
+    const LIVE_LEASE: &'static str;
+    /// A statement reading the first `$2` jobs (`node_pk, id, kind, to_subscribers,
+    /// cursor, bytes`, the payload's size in bytes) of each node of the list `$1`, in
+    /// list order, then id order, one index range per node.
+    const JOB_HEADS: &'static str;
     /// A statement returning the next number of the global publish order.
     const NEXT_SEQ: &'static str;
     /// A JSON array of a subscription row `s`'s columns, as [`rows::SubscriptionJson`]

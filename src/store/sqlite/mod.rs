@@ -61,8 +61,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The current time in the one format every time column uses (see
-/// `migrations/sqlite/0001_initial.sql`): string order is time order.
-pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+/// `migrations/sqlite/0001_initial.sql`): string order is time order. A macro so that
+/// constant statements can include it.
+macro_rules! now {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
+
+/// [`now!`] as a constant.
+pub(crate) const NOW: &str = now!();
 
 /// SQLite-backed [`super::Store`].
 #[derive(Clone, Debug)]
@@ -252,6 +260,16 @@ impl Backend for SqliteStore {
     // Write transactions hold the file's write lock from their first statement.
     const LOCK_ROW: &'static str = "";
     const LOCK_ROW_SKIP_LOCKED: &'static str = "";
+    const LIVE_LEASE: &'static str =
+        concat!("l.lease_owner IS NOT NULL AND l.lease_until > ", now!());
+    // No LATERAL: the first `$2` ids of each node come from a subquery per node.
+    const JOB_HEADS: &'static str = "
+        SELECT h.node_pk, h.id, h.kind, h.target_jid IS NULL AS to_subscribers, h.cursor,
+               length(CAST(h.payload_xml AS BLOB)) AS bytes
+        FROM json_each($1) u
+        JOIN fanout_jobs h ON h.id IN (
+            SELECT f.id FROM fanout_jobs f WHERE f.node_pk = u.value ORDER BY f.id LIMIT $2)
+        ORDER BY u.key, h.id";
     // PostgreSQL's `nextval('item_seq')`: a one-row counter, taken inside the write
     // transaction.
     const NEXT_SEQ: &'static str =

@@ -213,7 +213,7 @@ fn function_scans(plan: &Value, found: &mut Vec<(String, u64)>) {
 /// session whose lock is gone is a candidate again, one under a held lock is not.
 #[tokio::test]
 async fn the_liveness_test_reads_pg_locks_once_per_claim() -> anyhow::Result<()> {
-    use super::{CANDIDATES_SQL, OLDEST_CANDIDATES_SQL};
+    use super::{candidates_sql, OLDEST_CANDIDATES_SQL};
     let db = TestDb::create().await?;
     PgStore::connect(db.url(), 1).await?.migrate().await?;
     let mut conn = db.connect().await?;
@@ -235,7 +235,7 @@ async fn the_liveness_test_reads_pg_locks_once_per_claim() -> anyhow::Result<()>
     .await?;
     for (name, sql, args) in [
         ("oldest", OLDEST_CANDIDATES_SQL, "1000, 512"),
-        ("every", CANDIDATES_SQL, "1000"),
+        ("every", &candidates_sql::<PgStore>(), "1000"),
     ] {
         let types = if name == "oldest" {
             "bigint, bigint"
