@@ -10,7 +10,7 @@
 
 use sqlx::postgres::{PgListener, PgPool};
 
-use super::postgres::jobs::JOBS_CHANNEL;
+use super::postgres::JOBS_CHANNEL;
 use super::sqlite::jobs::{JobSignal, JobWaiter};
 use super::StoreError;
 
@@ -45,15 +45,25 @@ pub enum JobListener {
 }
 
 impl JobListener {
-    /// Resolves at the next commit that queued jobs. An error means the listener is
-    /// broken (connection lost, store closed): make a new one.
+    /// Resolves at the next commit that queued jobs, or when PostgreSQL's connection
+    /// was lost and is made again (notifications sent in between are gone, so that
+    /// counts as a wake-up). An error means the listener is broken (store closed): make
+    /// a new one.
     pub async fn recv(&mut self) -> Result<(), StoreError> {
         match self {
             JobListener::Postgres(l) => {
-                l.recv().await?;
+                l.try_recv().await?;
                 Ok(())
             }
             JobListener::Sqlite(w) => w.wait().await,
         }
+    }
+}
+
+/// The fan-out engine's wake-ups ([`FanoutStore::listen`](super::claims::FanoutStore::listen)).
+#[async_trait::async_trait]
+impl super::claims::JobListener for JobListener {
+    async fn wait(&mut self) -> Result<(), StoreError> {
+        self.recv().await
     }
 }

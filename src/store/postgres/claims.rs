@@ -8,15 +8,13 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::PgPool;
 use sqlx::PgConnection;
 
-use super::jobs::JOBS_CHANNEL;
 use super::liveness::live_lease;
 use super::PgStore;
 use crate::domain::ShowValue;
-use crate::store::claims::{ClaimLimits, JobListener, Liveness, Subscriber};
+use crate::store::claims::{ClaimLimits, Liveness, Subscriber};
 use crate::store::sql::claims::{candidates_sql, subscriber};
 use crate::store::StoreError;
 
@@ -251,19 +249,6 @@ fn refresh_statistics_after_a_slow_read(
     });
 }
 
-/// The PostgreSQL LISTEN connection for [`JOBS_CHANNEL`].
-struct PgJobListener(PgListener);
-
-#[async_trait]
-impl JobListener for PgJobListener {
-    async fn wait(&mut self) -> Result<(), StoreError> {
-        // `Ok(None)`: the connection was lost and re-established; notifications sent in
-        // between are gone, so report a wake-up and let the workers look.
-        self.0.try_recv().await?;
-        Ok(())
-    }
-}
-
 crate::store::sql::fanout_store!(PgStore, {
     fn liveness(&self) -> Liveness {
         self.liveness.clone()
@@ -386,12 +371,6 @@ crate::store::sql::fanout_store!(PgStore, {
             nodes.len(),
         );
         Ok(pages)
-    }
-
-    async fn listen(&self) -> Result<Box<dyn JobListener>, StoreError> {
-        let mut listener = PgListener::connect_with(self.pool()).await?;
-        listener.listen(JOBS_CHANNEL).await?;
-        Ok(Box::new(PgJobListener(listener)))
     }
 
     async fn resource_available(

@@ -2,7 +2,7 @@
 //! the common publish in one round trip and a batch of publishes in one statement,
 //! both DML inside `WITH` with the wake-up notification in the same statement.
 
-use crate::store::jobs::{JobTarget, NewJob};
+use crate::store::jobs::NewJob;
 use crate::store::{BatchedPublish, NewItem, Refusal, StoreError};
 use sqlx::PgPool;
 
@@ -42,10 +42,6 @@ async fn publish_one_round_trip(
     keep_items: u32,
     job: &NewJob,
 ) -> Result<Result<(), Refusal>, StoreError> {
-    let target = match &job.target {
-        JobTarget::Subscribers => None,
-        JobTarget::Jid(j) => Some(j.as_str()),
-    };
     // Data-modifying CTEs see the snapshot from before the statement: `full` counts the
     // items that were there, so `keep - 1` old items plus the new one reach the limit.
     let full: bool = sqlx::query_scalar(
@@ -69,10 +65,10 @@ async fn publish_one_round_trip(
     .bind(&item.payload)
     .bind(i64::from(keep_items) - 1)
     .bind(&job.payload_xml)
-    .bind(if job.headline { "headline" } else { "normal" })
-    .bind(target)
+    .bind(job.message_type())
+    .bind(job.target_jid())
     .bind(job.kind.as_str())
-    .bind(super::jobs::JOBS_CHANNEL)
+    .bind(super::JOBS_CHANNEL)
     .fetch_one(store.pool())
     .await?;
     if full {
@@ -114,11 +110,8 @@ crate::store::sql::item_store!(PgStore, {
         let publishers = col(&|p| Some(p.item.publisher.clone()));
         let payloads = col(&|p| p.item.payload.clone());
         let job_payloads = col(&|p| Some(p.job.payload_xml.clone()));
-        let types = col(&|p| Some(if p.job.headline { "headline" } else { "normal" }.to_owned()));
-        let targets = col(&|p| match &p.job.target {
-            JobTarget::Subscribers => None,
-            JobTarget::Jid(j) => Some(j.clone()),
-        });
+        let types = col(&|p| Some(p.job.message_type().to_owned()));
+        let targets = col(&|p| p.job.target_jid().map(str::to_owned));
         let kinds = col(&|p| Some(p.job.kind.as_str().to_owned()));
         let (full_nodes, full_keeps): (Vec<i64>, Vec<i64>) = sqlx::query_as(
             "WITH input AS (
@@ -162,7 +155,7 @@ crate::store::sql::item_store!(PgStore, {
         .bind(&types)
         .bind(&targets)
         .bind(&kinds)
-        .bind(super::jobs::JOBS_CHANNEL)
+        .bind(super::JOBS_CHANNEL)
         .bind(&keeps)
         .fetch_one(self.pool())
         .await?;

@@ -10,16 +10,21 @@ use sqlx::{Postgres, Transaction};
 
 pub mod claims;
 pub mod items;
-pub mod jobs;
 pub mod liveness;
 pub mod nodes;
 
 use super::claims::Liveness;
+use super::job_events::JobEvents;
 use super::sql::Backend;
 use super::{status, StoreError};
 
 /// The migrations, embedded at compile time so the binary carries its schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The LISTEN/NOTIFY channel that wakes fan-out workers in every pubsubd process
+/// attached to this database. PostgreSQL delivers the notification on commit, so a
+/// worker never wakes for a job it cannot see yet.
+pub const JOBS_CHANNEL: &str = "pubsubd_fanout_jobs";
 
 /// How long a request waits for a free pool connection before it fails with an error
 /// (instead of hanging while the database is down).
@@ -94,6 +99,11 @@ impl PgStore {
         &self.pool
     }
 
+    /// Where the gateway and the fan-out engine hear of committed jobs.
+    pub fn job_events(&self) -> JobEvents {
+        JobEvents::Postgres(self.pool.clone())
+    }
+
     /// Starts a write transaction (the shared SQL's name for `BEGIN`).
     pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
@@ -142,6 +152,9 @@ impl Backend for PgStore {
             FROM fanout_jobs f WHERE f.node_pk = u.node_pk ORDER BY id LIMIT $2
         ) h
         ORDER BY u.ord, h.id";
+    fn waking(insert: &str) -> String {
+        format!("WITH j AS ({insert}) SELECT j.id FROM j, pg_notify('{JOBS_CHANNEL}', '') AS n")
+    }
     const NEXT_SEQ: &'static str = "SELECT nextval('item_seq')";
     const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state, 'options', s.options)

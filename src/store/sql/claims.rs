@@ -203,8 +203,8 @@ macro_rules! fanout_store {
 
             use $crate::store::decode;
             use $crate::store::claims::{
-                ClaimLimits, ClaimedBatch, FanoutStore, LastItem, LeaseOwner, Resource,
-                SessionKey,
+                ClaimLimits, ClaimedBatch, FanoutStore, JobListener, LastItem, LeaseOwner,
+                Resource, SessionKey,
             };
             use $crate::store::jobs::NewJob;
             use $crate::store::sql::claims;
@@ -214,6 +214,35 @@ macro_rules! fanout_store {
             type Conn = <<$store as Backend>::Db as Database>::Connection;
 
             impl $store {
+                /// Queues `job` in the caller's transaction and returns its id. On
+                /// PostgreSQL the same statement notifies the workers of every process
+                /// (delivered on commit); on SQLite `commit` wakes them.
+                pub async fn insert_job(conn: &mut Conn, job: &NewJob) -> Result<i64, sqlx::Error> {
+                    sqlx::query_scalar(AssertSqlSafe(<$store>::waking(
+                        "INSERT INTO fanout_jobs (node_pk, payload_xml, message_type, target_jid, kind)
+                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    )))
+                    .bind(job.node_pk)
+                    .bind(&job.payload_xml)
+                    .bind(job.message_type())
+                    .bind(job.target_jid())
+                    .bind(job.kind.as_str())
+                    .fetch_one(conn)
+                    .await
+                }
+
+                /// Queues every job of `jobs`, in order; returns how many (for
+                /// `commit`).
+                pub(crate) async fn insert_jobs(
+                    conn: &mut Conn,
+                    jobs: &[NewJob],
+                ) -> Result<usize, sqlx::Error> {
+                    for job in jobs {
+                        Self::insert_job(conn, job).await?;
+                    }
+                    Ok(jobs.len())
+                }
+
                 /// Leases batches of `nodes` (free nodes, oldest head first, that no
                 /// other claimer can take meanwhile) within `limits`, under `session`;
                 /// commits `tx` if anything was leased, else rolls it back.
@@ -490,6 +519,10 @@ macro_rules! fanout_store {
                         });
                     }
                     Ok(items)
+                }
+
+                async fn listen(&self) -> Result<Box<dyn JobListener>, StoreError> {
+                    Ok(Box::new(self.job_events().listen().await?))
                 }
 
                 async fn queue_jobs(&self, jobs: &[NewJob]) -> Result<(), StoreError> {

@@ -13,8 +13,7 @@
 //!
 //! Besides [`Backend`], each backend has inherent methods of the same names that the
 //! macros call: `pool()`, `write_tx()` (`BEGIN`, or `BEGIN IMMEDIATE` on SQLite),
-//! `commit(tx, queued)` (which wakes SQLite's workers), `insert_jobs(conn, jobs)`
-//! (which notifies on PostgreSQL), `list(values)` (an array, or a JSON array) and
+//! `commit(tx, queued)` (which wakes SQLite's workers), `list(values)` (an array, or a JSON array) and
 //! `seconds(s)` (for [`Backend::now_plus`]).
 
 pub mod rows;
@@ -64,6 +63,10 @@ pub trait Backend {
     /// cursor, bytes`, the payload's size in bytes) of each node of the list `$1`, in
     /// list order, then id order, one index range per node.
     const JOB_HEADS: &'static str;
+    /// The statement `insert` (an `INSERT INTO fanout_jobs … RETURNING id`), made to
+    /// wake the fan-out workers too: PostgreSQL notifies every process in the same
+    /// statement; SQLite returns it as it is (its `commit` wakes the workers).
+    fn waking(insert: &str) -> String;
     /// A statement returning the next number of the global publish order.
     const NEXT_SEQ: &'static str;
     /// A JSON array of a subscription row `s`'s columns, as [`rows::SubscriptionJson`]

@@ -14,13 +14,11 @@
 //! each commit that queued jobs; jobs queued by an admin command (another process) are
 //! found by the engine's slow poll.
 
-use super::jobs::JobWaiter;
 use super::{SqliteStore, NOW};
 use crate::domain::ShowValue;
-use crate::store::claims::{JobListener, Subscriber};
+use crate::store::claims::Subscriber;
 use crate::store::sql::claims::{candidates_sql, subscriber};
 use crate::store::StoreError;
-use async_trait::async_trait;
 
 impl SqliteStore {
     /// Clears every fan-out lease in the file, at start-up: the process holds the
@@ -43,16 +41,6 @@ impl SqliteStore {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())
-    }
-}
-
-/// The store's in-process job signal as a [`JobListener`].
-struct SqliteJobListener(JobWaiter);
-
-#[async_trait]
-impl JobListener for SqliteJobListener {
-    async fn wait(&mut self) -> Result<(), StoreError> {
-        self.0.wait().await
     }
 }
 
@@ -118,10 +106,6 @@ crate::store::sql::fanout_store!(SqliteStore, {
                 })
             })
             .collect()
-    }
-
-    async fn listen(&self) -> Result<Box<dyn JobListener>, StoreError> {
-        Ok(Box::new(SqliteJobListener(self.job_signal().listen())))
     }
 
     async fn resource_available(

@@ -34,6 +34,7 @@ pub mod instance_lock;
 pub mod items;
 pub mod jobs;
 
+use super::job_events::JobEvents;
 use super::sql::Backend;
 use super::{status, StoreError};
 use instance_lock::InstanceLock;
@@ -189,6 +190,11 @@ impl SqliteStore {
         &self.jobs
     }
 
+    /// [`job_signal`](Self::job_signal) for the gateway and the fan-out engine.
+    pub fn job_events(&self) -> JobEvents {
+        JobEvents::Sqlite(self.jobs.clone())
+    }
+
     /// Starts a write transaction holding the write lock (see the module docs).
     pub(crate) async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
@@ -270,6 +276,9 @@ impl Backend for SqliteStore {
         JOIN fanout_jobs h ON h.id IN (
             SELECT f.id FROM fanout_jobs f WHERE f.node_pk = u.value ORDER BY f.id LIMIT $2)
         ORDER BY u.key, h.id";
+    fn waking(insert: &str) -> String {
+        insert.to_owned()
+    }
     // PostgreSQL's `nextval('item_seq')`: a one-row counter, taken inside the write
     // transaction.
     const NEXT_SEQ: &'static str =
