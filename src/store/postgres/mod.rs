@@ -16,7 +16,7 @@ pub mod nodes;
 use super::claims::Liveness;
 use super::job_events::JobEvents;
 use super::sql::Backend;
-use super::{status, StoreError};
+use super::StoreError;
 
 /// The migrations, embedded at compile time so the binary carries its schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -140,6 +140,12 @@ impl Backend for PgStore {
     fn now_plus(param: &str) -> String {
         format!("now() + make_interval(secs => {param})")
     }
+    fn seconds_since(expr: &str) -> String {
+        format!("EXTRACT(EPOCH FROM now() - {expr})::double precision")
+    }
+    fn local_timeout(ms: u32) -> Option<String> {
+        Some(format!("SET LOCAL statement_timeout = {ms}"))
+    }
     const LOCK_ROW: &'static str = " FOR UPDATE";
     const LOCK_ROW_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const LIVE_LEASE: &'static str = liveness::live_lease!();
@@ -166,51 +172,6 @@ crate::store::sql::affiliation_store!(PgStore);
 crate::store::sql::item_seq_store!(PgStore);
 
 crate::store::sql::service_store!(PgStore, {
-    async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
-        // Workers of one process share the first 32 hex digits of their lease owner.
-        let row = sqlx::query(
-            "SELECT count(*) AS pending,
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::double precision AS age,
-                    count(DISTINCT left(lease_owner::text, 32)) FILTER (WHERE lease_until > now()) AS instances
-             FROM fanout_jobs",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let pending: i64 = row.try_get("pending")?;
-        let age: f64 = row.try_get("age")?;
-        let instances: i64 = row.try_get("instances")?;
-        Ok((pending.max(0) as u64, age, instances.max(0) as u64))
-    }
-
-    async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
-        let (pending, age, _) = self.fanout_backlog().await?;
-        let holders = status::counted::<sqlx::Postgres>(
-            &mut *self.pool.acquire().await?,
-            "SELECT left(lease_owner::text, 32), count(*) FROM fanout_jobs
-             WHERE lease_until > now() GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1",
-            limit,
-        )
-        .await?;
-        Ok(status::Backlog::new(pending, age, holders))
-    }
-
-    async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
-        // A transaction only to scope the timeout to these two statements.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "SET LOCAL statement_timeout = {}",
-            status::RANKING_STATEMENT_TIMEOUT_MS
-        )))
-        .execute(&mut *tx)
-        .await?;
-        let by_subscribers =
-            status::counted::<sqlx::Postgres>(&mut tx, status::NODES_BY_SUBSCRIBERS, limit).await?;
-        let by_items =
-            status::counted::<sqlx::Postgres>(&mut tx, status::NODES_BY_ITEMS, limit).await?;
-        tx.commit().await?;
-        Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
-    }
-
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {
         // Only nodes with an item_expire setting are looked at; for each, the items
         // index by published_at finds the expired ones without scanning live items.

@@ -50,6 +50,13 @@ pub trait Backend {
     /// An expression for now plus the seconds in parameter `param` (bound with the
     /// backend's `seconds`), in the format of the time columns.
     fn now_plus(param: &str) -> String;
+    /// An expression for the seconds from the time `expr` (a time column's format) to
+    /// now, as a floating-point number.
+    fn seconds_since(expr: &str) -> String;
+    /// The statement that limits each of the transaction's statements to `ms`
+    /// milliseconds (`None`: SQLite has no such limit; a file small enough for SQLite
+    /// counts fast).
+    fn local_timeout(ms: u32) -> Option<String>;
     /// What makes a `SELECT` of one row lock it until the transaction ends (`""` where
     /// write transactions are serialised anyway).
     const LOCK_ROW: &'static str;

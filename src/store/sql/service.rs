@@ -1,19 +1,75 @@
 //! The statements of [`ServiceStore`](crate::store::ServiceStore) both backends share:
-//! health, the store tag, counts, node listing. The backlog and retention read time
-//! and leases differently and stay with each backend.
+//! health, the store tag, counts, the fan-out backlog, node listing. Retention reads
+//! node configurations and time differently and stays with each backend.
+
+/// The first 32 characters of a lease owner: its process ([`LeaseOwner`]'s prefix).
+///
+/// [`LeaseOwner`]: crate::store::claims::LeaseOwner
+pub const OWNER_PROCESS: &str = "substr(CAST(lease_owner AS TEXT), 1, 32)";
 
 /// Implements `ServiceStore` for `$store`; `$extra` are the backend's own methods
-/// (`fanout_backlog`, `status_backlog`, `largest_nodes`, `expire_items`).
+/// (`expire_items`).
 macro_rules! service_store {
     ($store:ty, { $($extra:tt)* }) => {
         const _: () = {
             use sqlx::{AssertSqlSafe, Row};
             use xmpp_parsers::jid::BareJid;
 
-            use $crate::store::{NodeListing, ServiceStore, Stats, StoreError};
+            use $crate::store::sql::Backend;
+            use $crate::store::{status, NodeListing, ServiceStore, Stats, StoreError};
+
+            type Db = <$store as Backend>::Db;
 
             #[async_trait::async_trait]
             impl ServiceStore for $store {
+                async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
+                    let row = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT count(*) AS pending, COALESCE({age}, 0.0) AS age,
+                                count(DISTINCT CASE WHEN lease_until > {now}
+                                                    THEN {process} END) AS instances
+                         FROM fanout_jobs",
+                        age = <$store>::seconds_since("min(created_at)"),
+                        now = <$store>::NOW,
+                        process = $crate::store::sql::service::OWNER_PROCESS,
+                    )))
+                    .fetch_one(self.pool())
+                    .await?;
+                    let pending: i64 = row.try_get("pending")?;
+                    let age: f64 = row.try_get("age")?;
+                    let instances: i64 = row.try_get("instances")?;
+                    Ok((pending.max(0) as u64, age.max(0.0), instances.max(0) as u64))
+                }
+
+                async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
+                    let (pending, age, _) = self.fanout_backlog().await?;
+                    let holders = status::counted::<Db>(
+                        &mut *self.pool().acquire().await?,
+                        AssertSqlSafe(format!(
+                            "SELECT {}, count(*) FROM fanout_jobs
+                             WHERE lease_owner IS NOT NULL AND lease_until > {}
+                             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1",
+                            $crate::store::sql::service::OWNER_PROCESS,
+                            <$store>::NOW
+                        )),
+                        limit,
+                    )
+                    .await?;
+                    Ok(status::Backlog::new(pending, age, holders))
+                }
+
+                async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
+                    // A transaction only to scope a timeout to these two statements.
+                    let mut tx = self.pool().begin().await?;
+                    if let Some(set) = <$store>::local_timeout(status::RANKING_STATEMENT_TIMEOUT_MS) {
+                        sqlx::query(AssertSqlSafe(set)).execute(&mut *tx).await?;
+                    }
+                    let by_subscribers =
+                        status::counted::<Db>(&mut tx, status::NODES_BY_SUBSCRIBERS, limit).await?;
+                    let by_items = status::counted::<Db>(&mut tx, status::NODES_BY_ITEMS, limit).await?;
+                    tx.commit().await?;
+                    Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
+                }
+
                 async fn health(&self) -> Result<(), StoreError> {
                     sqlx::query("SELECT 1").execute(self.pool()).await?;
                     Ok(())

@@ -36,7 +36,7 @@ pub mod jobs;
 
 use super::job_events::JobEvents;
 use super::sql::Backend;
-use super::{status, StoreError};
+use super::StoreError;
 use instance_lock::InstanceLock;
 use jobs::JobSignal;
 
@@ -263,6 +263,12 @@ impl Backend for SqliteStore {
     fn now_plus(param: &str) -> String {
         format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', {param})")
     }
+    fn seconds_since(expr: &str) -> String {
+        format!("(julianday('now') - julianday({expr})) * 86400.0")
+    }
+    fn local_timeout(_ms: u32) -> Option<String> {
+        None
+    }
     // Write transactions hold the file's write lock from their first statement.
     const LOCK_ROW: &'static str = "";
     const LOCK_ROW_SKIP_LOCKED: &'static str = "";
@@ -293,46 +299,6 @@ crate::store::sql::affiliation_store!(SqliteStore);
 crate::store::sql::item_seq_store!(SqliteStore);
 
 crate::store::sql::service_store!(SqliteStore, {
-    async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT count(*) AS pending,
-                    COALESCE((julianday('now') - julianday(min(created_at))) * 86400.0, 0.0) AS age,
-                    count(DISTINCT CASE WHEN lease_until > {NOW} THEN substr(lease_owner, 1, 32) END) AS instances
-             FROM fanout_jobs"
-        )))
-        .fetch_one(&self.pool)
-        .await?;
-        let pending: i64 = row.try_get("pending")?;
-        let age: f64 = row.try_get("age")?;
-        let instances: i64 = row.try_get("instances")?;
-        Ok((pending.max(0) as u64, age.max(0.0), instances.max(0) as u64))
-    }
-
-    async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
-        let (pending, age, _) = self.fanout_backlog().await?;
-        let holders = status::counted::<sqlx::Sqlite>(
-            &mut *self.pool.acquire().await?,
-            AssertSqlSafe(format!(
-                "SELECT substr(lease_owner, 1, 32), count(*) FROM fanout_jobs
-                 WHERE lease_owner IS NOT NULL AND lease_until > {NOW}
-                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1"
-            )),
-            limit,
-        )
-        .await?;
-        Ok(status::Backlog::new(pending, age, holders))
-    }
-
-    async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
-        // No statement timeout in SQLite; a file small enough for SQLite counts fast.
-        let mut conn = self.pool.acquire().await?;
-        let by_subscribers =
-            status::counted::<sqlx::Sqlite>(&mut conn, status::NODES_BY_SUBSCRIBERS, limit).await?;
-        let by_items =
-            status::counted::<sqlx::Sqlite>(&mut conn, status::NODES_BY_ITEMS, limit).await?;
-        Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
-    }
-
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {
         // As for PostgreSQL: only nodes with a numeric item_expire are looked at, and
         // their expired items are found by the published_at index. The cut-off is
