@@ -244,8 +244,10 @@ macro_rules! fanout_store {
                 }
 
                 /// Leases batches of `nodes` (free nodes, oldest head first, that no
-                /// other claimer can take meanwhile) within `limits`, under `session`;
-                /// commits `tx` if anything was leased, else rolls it back.
+                /// other claimer can take meanwhile) within `limits`, under `session`,
+                /// in a few statements for the whole group: read the nodes' heads,
+                /// row-lock the batches, lease them, read the nodes. Commits `tx` if
+                /// anything was leased, else rolls it back.
                 pub(crate) async fn lease_batches(
                     mut tx: Transaction<'static, <$store as Backend>::Db>,
                     nodes: &[i64],
@@ -254,33 +256,14 @@ macro_rules! fanout_store {
                     lease: Duration,
                     limits: ClaimLimits,
                 ) -> Result<Vec<ClaimedBatch>, StoreError> {
-                    let batches =
-                        Self::lease_in(&mut tx, nodes, owner, session, lease, limits).await?;
-                    if batches.is_empty() {
-                        tx.rollback().await?;
-                    } else {
-                        tx.commit().await?;
-                    }
-                    Ok(batches)
-                }
-
-                /// A few statements for the whole group: read the nodes' heads, row-lock
-                /// the batches, lease them, read the nodes.
-                async fn lease_in(
-                    conn: &mut Conn,
-                    nodes: &[i64],
-                    owner: LeaseOwner,
-                    session: Option<SessionKey>,
-                    lease: Duration,
-                    limits: ClaimLimits,
-                ) -> Result<Vec<ClaimedBatch>, StoreError> {
                     if nodes.is_empty() {
+                        tx.rollback().await?;
                         return Ok(Vec::new());
                     }
                     let rows = sqlx::query(<$store>::JOB_HEADS)
                         .bind(Self::list(nodes))
                         .bind(i64::from(limits.max_jobs))
-                        .fetch_all(&mut *conn)
+                        .fetch_all(&mut *tx)
                         .await?;
                     let mut heads = claims::node_heads(&rows)?;
                     let wanted = claims::choose(&mut heads, limits);
@@ -293,12 +276,10 @@ macro_rules! fanout_store {
                         <$store>::LOCK_ROW_SKIP_LOCKED
                     )))
                     .bind(Self::list(&wanted))
-                    .fetch_all(&mut *conn)
+                    .fetch_all(&mut *tx)
                     .await?;
+                    // Nothing if all are held: then the statements below find nothing.
                     let ids = claims::locked_prefixes(&heads, &row_locked);
-                    if ids.is_empty() {
-                        return Ok(Vec::new());
-                    }
                     let leased = sqlx::query(AssertSqlSafe(format!(
                         "UPDATE fanout_jobs
                          SET lease_owner = $1{}, lease_until = {}, lease_session = $4
@@ -312,7 +293,7 @@ macro_rules! fanout_store {
                     .bind(Self::seconds(lease.as_secs_f64()))
                     .bind(Self::list(&ids))
                     .bind(session.map(|k| k.0))
-                    .fetch_all(&mut *conn)
+                    .fetch_all(&mut *tx)
                     .await?;
                     let node_pks: Vec<i64> = heads.iter().map(|n| n.node_pk).collect();
                     let node_rows = sqlx::query(AssertSqlSafe(format!(
@@ -320,9 +301,39 @@ macro_rules! fanout_store {
                         <$store>::in_list("$1")
                     )))
                     .bind(Self::list(&node_pks))
-                    .fetch_all(&mut *conn)
+                    .fetch_all(&mut *tx)
                     .await?;
-                    claims::batches(&heads, &leased, &node_rows, session)
+                    let batches = claims::batches(&heads, &leased, &node_rows, session)?;
+                    if batches.is_empty() {
+                        tx.rollback().await?;
+                    } else {
+                        tx.commit().await?;
+                    }
+                    Ok(batches)
+                }
+
+                /// Extends the lease on `jobs` (and saves `cursor`, if any); `false` if
+                /// they are no longer all the owner's.
+                async fn extend_lease(
+                    &self,
+                    owner: LeaseOwner,
+                    jobs: &[i64],
+                    cursor: Option<i64>,
+                    lease: Duration,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE fanout_jobs SET cursor = COALESCE($4, cursor), lease_until = {}
+                         WHERE {}",
+                        <$store>::now_plus("$2"),
+                        owned("$3")
+                    )))
+                    .bind(owner.to_string())
+                    .bind(Self::seconds(lease.as_secs_f64()))
+                    .bind(Self::list(jobs))
+                    .bind(cursor)
+                    .execute(self.pool())
+                    .await?;
+                    Ok(done.rows_affected() == jobs.len() as u64)
                 }
             }
 
@@ -343,17 +354,7 @@ macro_rules! fanout_store {
                     jobs: &[i64],
                     lease: Duration,
                 ) -> Result<bool, StoreError> {
-                    let done = sqlx::query(AssertSqlSafe(format!(
-                        "UPDATE fanout_jobs SET lease_until = {} WHERE {}",
-                        <$store>::now_plus("$2"),
-                        owned("$3")
-                    )))
-                    .bind(owner.to_string())
-                    .bind(Self::seconds(lease.as_secs_f64()))
-                    .bind(Self::list(jobs))
-                    .execute(self.pool())
-                    .await?;
-                    Ok(done.rows_affected() == jobs.len() as u64)
+                    self.extend_lease(owner, jobs, None, lease).await
                 }
 
                 async fn save_cursor(
@@ -363,18 +364,7 @@ macro_rules! fanout_store {
                     cursor: i64,
                     lease: Duration,
                 ) -> Result<bool, StoreError> {
-                    let done = sqlx::query(AssertSqlSafe(format!(
-                        "UPDATE fanout_jobs SET cursor = $4, lease_until = {} WHERE {}",
-                        <$store>::now_plus("$2"),
-                        owned("$3")
-                    )))
-                    .bind(owner.to_string())
-                    .bind(Self::seconds(lease.as_secs_f64()))
-                    .bind(Self::list(jobs))
-                    .bind(cursor)
-                    .execute(self.pool())
-                    .await?;
-                    Ok(done.rows_affected() == jobs.len() as u64)
+                    self.extend_lease(owner, jobs, Some(cursor), lease).await
                 }
 
                 async fn complete(
@@ -384,25 +374,21 @@ macro_rules! fanout_store {
                     node_pk: i64,
                     delete_node: bool,
                 ) -> Result<bool, StoreError> {
-                    let delete_jobs = format!("DELETE FROM fanout_jobs WHERE {}", owned("$2"));
+                    let delete_jobs = sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM fanout_jobs WHERE {}",
+                        owned("$2")
+                    )))
+                    .bind(owner.to_string())
+                    .bind(Self::list(jobs));
+                    let all = jobs.len() as u64;
                     if !delete_node {
                         // One statement, one round trip. A batch's jobs are leased,
                         // renewed and lost together, so either all of them are still
                         // ours or none is.
-                        let done = sqlx::query(AssertSqlSafe(delete_jobs))
-                            .bind(owner.to_string())
-                            .bind(Self::list(jobs))
-                            .execute(self.pool())
-                            .await?;
-                        return Ok(done.rows_affected() == jobs.len() as u64);
+                        return Ok(delete_jobs.execute(self.pool()).await?.rows_affected() == all);
                     }
                     let mut tx = self.write_tx().await?;
-                    let done = sqlx::query(AssertSqlSafe(delete_jobs))
-                        .bind(owner.to_string())
-                        .bind(Self::list(jobs))
-                        .execute(&mut *tx)
-                        .await?;
-                    if done.rows_affected() != jobs.len() as u64 {
+                    if delete_jobs.execute(&mut *tx).await?.rows_affected() != all {
                         tx.rollback().await?;
                         return Ok(false);
                     }

@@ -34,16 +34,14 @@ where
     Json<NodeConfig>: Column<R::Database>,
     DateTime<Utc>: Column<R::Database>,
 {
-    let name: String = row.try_get("name")?;
-    let creator: String = row.try_get("creator")?;
-    let Json(config): Json<NodeConfig> = row.try_get("config")?;
-    decode::node(
-        row.try_get("pk")?,
-        &name,
+    let Json(config) = row.try_get("config")?;
+    Ok(NodeRecord {
+        pk: row.try_get("pk")?,
+        name: decode::node_id(&row.try_get::<String, _>("name")?)?,
         config,
-        &creator,
-        row.try_get("created_at")?,
-    )
+        creator: row.try_get::<String, _>("creator")?.parse().ok(),
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 /// Columns: [`ITEM_COLUMNS`].
@@ -54,13 +52,12 @@ where
     Option<String>: Column<R::Database>,
     DateTime<Utc>: Column<R::Database>,
 {
-    let id: String = row.try_get("item_id")?;
-    decode::item(
-        &id,
-        row.try_get("publisher")?,
-        row.try_get("payload")?,
-        row.try_get("published_at")?,
-    )
+    Ok(ItemRecord {
+        id: decode::item_id(&row.try_get::<String, _>("item_id")?)?,
+        publisher: row.try_get("publisher")?,
+        payload: row.try_get("payload")?,
+        published_at: row.try_get("published_at")?,
+    })
 }
 
 /// Columns: [`SUBSCRIPTION_COLUMNS`].
@@ -71,15 +68,19 @@ where
     i64: Column<R::Database>,
     Json<SubscribeOptions>: Column<R::Database>,
 {
-    let node: String = row.try_get("node_name")?;
-    let j: String = row.try_get("jid")?;
-    let subid: String = row.try_get("subid")?;
-    let state: String = row.try_get("state")?;
-    let Json(options): Json<SubscribeOptions> = row.try_get("options")?;
-    decode::subscription(row.try_get("pk")?, &node, &j, &subid, &state, options)
+    let Json(options) = row.try_get("options")?;
+    let subscription = SubscriptionJson {
+        pk: row.try_get("pk")?,
+        jid: row.try_get("jid")?,
+        subid: row.try_get("subid")?,
+        state: row.try_get("state")?,
+        options,
+    };
+    subscription.into_record(&decode::node_id(&row.try_get::<String, _>("node_name")?)?)
 }
 
-/// A subscription as [`super::Backend::SUBSCRIPTIONS_JSON`] gives it (in `node_access`).
+/// A subscription as [`super::Backend::SUBSCRIPTIONS_JSON`] gives it (in `node_access`),
+/// or as [`subscription`] reads it.
 #[derive(serde::Deserialize)]
 pub struct SubscriptionJson {
     pk: i64,
@@ -92,13 +93,13 @@ pub struct SubscriptionJson {
 impl SubscriptionJson {
     /// The record, for a subscription to `node`.
     pub fn into_record(self, node: &NodeId) -> Result<SubscriptionRecord, StoreError> {
-        decode::subscription(
-            self.pk,
-            node.as_str(),
-            &self.jid,
-            &self.subid,
-            &self.state,
-            self.options,
-        )
+        Ok(SubscriptionRecord {
+            pk: self.pk,
+            node: node.clone(),
+            jid: decode::jid(&self.jid)?,
+            subid: decode::sub_id(&self.subid)?,
+            state: decode::subscription_state(&self.state)?,
+            options: self.options,
+        })
     }
 }
