@@ -11,7 +11,6 @@ use sqlx::{Postgres, Transaction};
 pub mod claims;
 pub mod items;
 pub mod liveness;
-pub mod nodes;
 
 use super::claims::Liveness;
 use super::job_events::JobEvents;
@@ -136,6 +135,9 @@ impl Backend for PgStore {
     fn in_list(param: &str) -> String {
         format!("= ANY({param})")
     }
+    fn ordered(param: &str, ty: &str, name: &str) -> String {
+        format!("unnest({param}::{ty}[]) WITH ORDINALITY AS u({name}, ord)")
+    }
     const UUID: &'static str = "::uuid";
     fn now_plus(param: &str) -> String {
         format!("now() + make_interval(secs => {param})")
@@ -167,6 +169,7 @@ impl Backend for PgStore {
         ORDER BY s.pk), '[]')";
 }
 
+crate::store::sql::node_store!(PgStore);
 crate::store::sql::subscription_store!(PgStore);
 crate::store::sql::affiliation_store!(PgStore);
 crate::store::sql::item_seq_store!(PgStore);

@@ -45,6 +45,9 @@ pub trait Backend {
     /// the backend's `list`): `= ANY($n)` over an array on PostgreSQL, `IN` the
     /// elements of a JSON array on SQLite, which has no arrays.
     fn in_list(param: &str) -> String;
+    /// The list parameter `param` (of SQL type `ty`) as rows `u(<name>, ord)`, `ord`
+    /// counting from 1 in list order.
+    fn ordered(param: &str, ty: &str, name: &str) -> String;
     /// What makes the text parameter that follows a lease owner (a UUID).
     const UUID: &'static str;
     /// An expression for now plus the seconds in parameter `param` (bound with the

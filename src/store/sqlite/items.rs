@@ -1,9 +1,7 @@
-//! Items and nodes in SQLite: the shared SQL ([`crate::store::sql`]) as it is; a
-//! publish is one write transaction (SQLite has no DML inside `WITH`).
+//! Items in SQLite: the shared SQL ([`crate::store::sql`]) as it is; a publish is one
+//! write transaction (SQLite has no DML inside `WITH`).
 
 use super::SqliteStore;
-
-crate::store::sql::node_store!(SqliteStore, {});
 
 crate::store::sql::item_store!(SqliteStore, {
     async fn publish(

@@ -257,6 +257,9 @@ impl Backend for SqliteStore {
     fn in_list(param: &str) -> String {
         format!("IN (SELECT value FROM json_each({param}))")
     }
+    fn ordered(param: &str, _ty: &str, name: &str) -> String {
+        format!("(SELECT value AS {name}, key + 1 AS ord FROM json_each({param})) AS u")
+    }
     const UUID: &'static str = "";
     // In the format of every time column (string order is time order); the parameter
     // is a date modifier such as `+30.000 seconds`.
@@ -294,6 +297,7 @@ impl Backend for SqliteStore {
         'options', json(s.options)) ORDER BY s.pk)";
 }
 
+crate::store::sql::node_store!(SqliteStore);
 crate::store::sql::subscription_store!(SqliteStore);
 crate::store::sql::affiliation_store!(SqliteStore);
 crate::store::sql::item_seq_store!(SqliteStore);
