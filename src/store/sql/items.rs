@@ -5,6 +5,13 @@
 //! `publish` itself is the backend's: PostgreSQL does the common publish in one
 //! statement (DML inside `WITH`); both fall back to [`item_store!`]'s `publish_in_tx`.
 
+/// For `item_rows`: newest first, skipping the newest `$2`.
+pub const NEWEST: &str = "ORDER BY seq DESC LIMIT $3 OFFSET $2";
+/// For `item_rows`: older than the publish sequence number `$2`, newest first.
+pub const OLDER: &str = "AND seq < $2 ORDER BY seq DESC LIMIT $3";
+/// For `item_rows`: newer than the publish sequence number `$2`, oldest first.
+pub const NEWER: &str = "AND seq > $2 ORDER BY seq LIMIT $3";
+
 /// Implements `ItemStore` for `$store` (with the inherent `trim` and `publish_in_tx`);
 /// `$extra` are the backend's own methods, at least `publish`.
 macro_rules! item_store {
@@ -14,6 +21,7 @@ macro_rules! item_store {
 
             use $crate::domain::ItemId;
             use $crate::store::jobs::NewJob;
+            use $crate::store::sql::items::{NEWER, NEWEST, OLDER};
             use $crate::store::sql::rows::{self, ITEM_COLUMNS};
             use $crate::store::sql::Backend;
             use $crate::store::{
@@ -30,6 +38,26 @@ macro_rules! item_store {
             }
 
             impl $store {
+                /// At most `limit` (`$3`) items of the node as `order` picks them: one of
+                /// [`NEWEST`], [`OLDER`], [`NEWER`], with `$2` the value it compares or
+                /// skips by.
+                pub(crate) async fn item_rows(
+                    &self,
+                    node_pk: i64,
+                    order: &str,
+                    value: i64,
+                    limit: i64,
+                ) -> Result<Vec<<<$store as Backend>::Db as Database>::Row>, sqlx::Error> {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 {order}"
+                    )))
+                    .bind(node_pk)
+                    .bind(value)
+                    .bind(limit)
+                    .fetch_all(self.pool())
+                    .await
+                }
+
                 /// Deletes all but the newest `keep` items of the node.
                 pub(crate) async fn trim(
                     conn: &mut Conn,
@@ -143,18 +171,11 @@ macro_rules! item_store {
                 }
 
                 async fn items(&self, node_pk: i64, query: &ItemsQuery) -> Result<ItemsPage, StoreError> {
-                    let pool = self.pool();
                     let count = self.item_count(node_pk).await?;
                     let (items, first_index) = match query {
                         ItemsQuery::Latest { max } => {
-                            let rows = sqlx::query(AssertSqlSafe(format!(
-                                "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT $2"
-                            )))
-                            .bind(node_pk)
-                            .bind(max.map_or(i64::MAX, i64::from))
-                            .fetch_all(pool)
-                            .await?;
-                            (records(&rows)?, Some(0))
+                            let limit = max.map_or(i64::MAX, i64::from);
+                            (records(&self.item_rows(node_pk, NEWEST, 0, limit).await?)?, Some(0))
                         }
                         ItemsQuery::Ids(ids) => {
                             let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
@@ -165,7 +186,7 @@ macro_rules! item_store {
                             )))
                             .bind(node_pk)
                             .bind(Self::list(&wanted))
-                            .fetch_all(pool)
+                            .fetch_all(self.pool())
                             .await?;
                             // In the order asked for.
                             let mut items = records(&rows)?;
@@ -185,24 +206,16 @@ macro_rules! item_store {
                                 )
                                 .bind(node_pk)
                                 .bind(id.to_owned())
-                                .fetch_optional(pool)
+                                .fetch_optional(self.pool())
                             };
-                            let rows = match (after, before, index) {
-                                (Some(after), _, _) => {
+                            let rows = match (after, before) {
+                                (Some(after), _) => {
                                     let Some(seq) = anchor(after).await? else {
                                         return Ok(ItemsPage::missing_anchor(count));
                                     };
-                                    sqlx::query(AssertSqlSafe(format!(
-                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq < $2
-                                         ORDER BY seq DESC LIMIT $3"
-                                    )))
-                                    .bind(node_pk)
-                                    .bind(seq)
-                                    .bind(limit)
-                                    .fetch_all(pool)
-                                    .await?
+                                    self.item_rows(node_pk, OLDER, seq, limit).await?
                                 }
-                                (None, Some(before), _) => {
+                                (None, Some(before)) => {
                                     // Newer than `before` (or the oldest page for an empty one):
                                     // read upwards, then turn the page newest first.
                                     let seq = if before.is_empty() {
@@ -213,28 +226,13 @@ macro_rules! item_store {
                                             None => return Ok(ItemsPage::missing_anchor(count)),
                                         }
                                     };
-                                    let mut rows = sqlx::query(AssertSqlSafe(format!(
-                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq > $2
-                                         ORDER BY seq ASC LIMIT $3"
-                                    )))
-                                    .bind(node_pk)
-                                    .bind(seq)
-                                    .bind(limit)
-                                    .fetch_all(pool)
-                                    .await?;
+                                    let mut rows = self.item_rows(node_pk, NEWER, seq, limit).await?;
                                     rows.reverse();
                                     rows
                                 }
-                                (None, None, index) => {
-                                    sqlx::query(AssertSqlSafe(format!(
-                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1
-                                         ORDER BY seq DESC LIMIT $3 OFFSET $2"
-                                    )))
-                                    .bind(node_pk)
-                                    .bind(i64::from(index.unwrap_or(0)))
-                                    .bind(limit)
-                                    .fetch_all(pool)
-                                    .await?
+                                (None, None) => {
+                                    let skip = i64::from(index.unwrap_or(0));
+                                    self.item_rows(node_pk, NEWEST, skip, limit).await?
                                 }
                             };
                             let first_index = match rows.first() {
@@ -245,7 +243,7 @@ macro_rules! item_store {
                                     )
                                     .bind(node_pk)
                                     .bind(seq)
-                                    .fetch_one(pool)
+                                    .fetch_one(self.pool())
                                     .await?;
                                     Some(newer.max(0) as u64)
                                 }
@@ -263,13 +261,8 @@ macro_rules! item_store {
                 }
 
                 async fn last_item(&self, node_pk: i64) -> Result<Option<ItemRecord>, StoreError> {
-                    let row = sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT 1"
-                    )))
-                    .bind(node_pk)
-                    .fetch_optional(self.pool())
-                    .await?;
-                    row.as_ref().map(rows::item).transpose()
+                    let rows = self.item_rows(node_pk, NEWEST, 0, 1).await?;
+                    rows.first().map(rows::item).transpose()
                 }
 
                 async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {
