@@ -4,9 +4,7 @@
 //! and locking free nodes, the subscriber walk and waking workers differ and stay in
 //! the backend folders.
 
-use sqlx::{ColumnIndex, Row};
-
-use super::rows::Column;
+use super::rows::Stored;
 use super::Backend;
 use crate::domain::NodeConfig;
 use crate::store::claims::{
@@ -44,18 +42,13 @@ pub fn candidates_sql<B: Backend>() -> String {
 
 /// A subscriber from a row of `pk, jid, bare_jid, subid, options` (options as text);
 /// `shares_bare_jid` is left to the caller.
-pub fn subscriber<R: Row>(r: &R) -> Result<Subscriber, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    i64: Column<R::Database>,
-{
-    let subid: String = r.try_get("subid")?;
+pub fn subscriber<R: Stored>(r: &R) -> Result<Subscriber, StoreError> {
+    let subid: String = r.field("subid")?;
     Ok(Subscriber {
-        pk: r.try_get("pk")?,
-        jid: r.try_get("jid")?,
-        bare_jid: r.try_get("bare_jid")?,
-        options: decode::options_or_default(&r.try_get::<String, _>("options")?, &subid),
+        pk: r.field("pk")?,
+        jid: r.field("jid")?,
+        bare_jid: r.field("bare_jid")?,
+        options: decode::options_or_default(&r.field::<String>("options")?, &subid),
         subid,
         shares_bare_jid: false,
     })
@@ -69,30 +62,24 @@ pub struct NodeHeads {
 }
 
 /// The nodes' heads from rows of [`Backend::JOB_HEADS`], node by node.
-pub fn node_heads<R: Row>(rows: &[R]) -> Result<Vec<NodeHeads>, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    i64: Column<R::Database>,
-    bool: Column<R::Database>,
-{
+pub fn node_heads<R: Stored>(rows: &[R]) -> Result<Vec<NodeHeads>, StoreError> {
     let mut nodes: Vec<NodeHeads> = Vec::new();
     for r in rows {
-        let node_pk: i64 = r.try_get("node_pk")?;
+        let node_pk: i64 = r.field("node_pk")?;
         let head = JobHead {
-            kind: decode::job_kind(&r.try_get::<String, _>("kind")?)?,
-            to_subscribers: r.try_get("to_subscribers")?,
-            cursor: r.try_get("cursor")?,
-            payload_bytes: r.try_get::<i64, _>("bytes")?.max(0) as u64,
+            kind: decode::job_kind(&r.field::<String>("kind")?)?,
+            to_subscribers: r.field("to_subscribers")?,
+            cursor: r.field("cursor")?,
+            payload_bytes: r.field::<i64>("bytes")?.max(0) as u64,
         };
         match nodes.last_mut() {
             Some(node) if node.node_pk == node_pk => {
-                node.ids.push(r.try_get("id")?);
+                node.ids.push(r.field("id")?);
                 node.heads.push(head);
             }
             _ => nodes.push(NodeHeads {
                 node_pk,
-                ids: vec![r.try_get("id")?],
+                ids: vec![r.field("id")?],
                 heads: vec![head],
             }),
         }
@@ -138,26 +125,19 @@ pub fn locked_prefixes(nodes: &[NodeHeads], row_locked: &[i64]) -> Vec<i64> {
 /// The claimed batches of `nodes`, from the rows the lease returned (`id, node_pk,
 /// kind, payload_xml, message_type, target_jid, cursor`) and the nodes' rows (`pk,
 /// name, config`; a node whose row is gone gets the default configuration).
-pub fn batches<R: Row>(
+pub fn batches<R: Stored>(
     nodes: &[NodeHeads],
     leased: &[R],
     node_rows: &[R],
     session: Option<SessionKey>,
-) -> Result<Vec<ClaimedBatch>, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    Option<String>: Column<R::Database>,
-    i64: Column<R::Database>,
-{
+) -> Result<Vec<ClaimedBatch>, StoreError> {
     let mut batches: Vec<ClaimedBatch> = Vec::with_capacity(nodes.len());
     for node in nodes {
         let (mut node_name, mut config) = (None, NodeConfig::default());
         for r in node_rows {
-            if r.try_get::<i64, _>("pk")? == node.node_pk {
-                node_name = Some(r.try_get("name")?);
-                config =
-                    decode::config_or_default(&r.try_get::<String, _>("config")?, node.node_pk);
+            if r.field::<i64>("pk")? == node.node_pk {
+                node_name = Some(r.field("name")?);
+                config = decode::config_or_default(&r.field::<String>("config")?, node.node_pk);
             }
         }
         batches.push(ClaimedBatch {
@@ -170,17 +150,17 @@ where
         });
     }
     for r in leased {
-        let node_pk: i64 = r.try_get("node_pk")?;
+        let node_pk: i64 = r.field("node_pk")?;
         let Some(batch) = batches.iter_mut().find(|b| b.node_pk == node_pk) else {
             continue;
         };
-        let target: Option<String> = r.try_get("target_jid")?;
-        batch.cursor = r.try_get("cursor")?;
+        let target: Option<String> = r.field("target_jid")?;
+        batch.cursor = r.field("cursor")?;
         batch.jobs.push(ClaimedJob {
-            id: r.try_get("id")?,
-            kind: decode::job_kind(&r.try_get::<String, _>("kind")?)?,
-            payload_xml: r.try_get("payload_xml")?,
-            headline: r.try_get::<String, _>("message_type")? == "headline",
+            id: r.field("id")?,
+            kind: decode::job_kind(&r.field::<String>("kind")?)?,
+            payload_xml: r.field("payload_xml")?,
+            headline: r.field::<String>("message_type")? == "headline",
             target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
         });
     }

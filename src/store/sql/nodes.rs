@@ -197,29 +197,19 @@ macro_rules! node_store {
 pub(crate) use node_store;
 
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Row};
 
-use super::rows::{self, Column, SubscriptionJson};
-use crate::domain::{Affiliation, NodeConfig};
+use super::rows::{self, Stored, SubscriptionJson};
+use crate::domain::Affiliation;
 use crate::store::{decode, NodeAccess, StoreError};
 
 /// A [`NodeAccess`] from a row of node_access's read.
-pub fn node_access<R: Row>(row: &R) -> Result<NodeAccess, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    Option<String>: Column<R::Database>,
-    i64: Column<R::Database>,
-    Json<NodeConfig>: Column<R::Database>,
-    Json<Vec<SubscriptionJson>>: Column<R::Database>,
-    chrono::DateTime<chrono::Utc>: Column<R::Database>,
-{
+pub fn node_access<R: Stored>(row: &R) -> Result<NodeAccess, StoreError> {
     let node = rows::node(row)?;
-    let affiliation = match row.try_get::<Option<String>, _>("affiliation")? {
+    let affiliation = match row.field::<Option<String>>("affiliation")? {
         Some(a) => decode::affiliation(&a)?,
         None => Affiliation::None,
     };
-    let Json(subs): Json<Vec<SubscriptionJson>> = row.try_get("subscriptions")?;
+    let Json(subs): Json<Vec<SubscriptionJson>> = row.field("subscriptions")?;
     let subscriptions = subs
         .into_iter()
         .map(|s| s.into_record(&node.name))

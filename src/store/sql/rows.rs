@@ -2,11 +2,12 @@
 //! decoding, generic over the row type. A value that does not parse (a JID or id that
 //! was valid when written but is not now) is a [`StoreError`], never a panic.
 
-use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Database, Decode, Row, Type};
+use sqlx::{Database, Decode, Postgres, Row, Sqlite, Type};
 
-use crate::domain::{NodeConfig, NodeId, SubscribeOptions};
+use crate::domain::{NodeId, SubscribeOptions};
 use crate::store::{decode, ItemRecord, NodeRecord, StoreError, SubscriptionRecord};
 
 /// The SELECT list matching [`node`], for a query over `nodes`.
@@ -21,62 +22,66 @@ pub const ITEM_COLUMNS: &str = "item_id, publisher, payload, published_at, seq";
 pub const SUBSCRIPTION_COLUMNS: &str =
     "s.pk, n.name AS node_name, s.jid, s.subid, s.state, s.options";
 
-/// A column type both backends decode.
+/// A column type a backend decodes.
 pub trait Column<DB: Database>: for<'r> Decode<'r, DB> + Type<DB> {}
 impl<DB: Database, T: for<'r> Decode<'r, DB> + Type<DB>> Column<DB> for T {}
 
+/// A column type both backends decode.
+pub trait Value: Column<Postgres> + Column<Sqlite> {}
+impl<T: Column<Postgres> + Column<Sqlite>> Value for T {}
+
+/// A row of either backend, read by column name: what the decoding below is generic
+/// over.
+pub trait Stored {
+    /// The value of `column`.
+    fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error>;
+}
+
+impl Stored for PgRow {
+    fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error> {
+        self.try_get(column)
+    }
+}
+
+impl Stored for SqliteRow {
+    fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error> {
+        self.try_get(column)
+    }
+}
+
 /// Columns: [`NODE_COLUMNS`].
-pub fn node<R: Row>(row: &R) -> Result<NodeRecord, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    i64: Column<R::Database>,
-    Json<NodeConfig>: Column<R::Database>,
-    DateTime<Utc>: Column<R::Database>,
-{
-    let Json(config) = row.try_get("config")?;
+pub fn node<R: Stored>(row: &R) -> Result<NodeRecord, StoreError> {
+    let Json(config) = row.field("config")?;
     Ok(NodeRecord {
-        pk: row.try_get("pk")?,
-        name: decode::node_id(&row.try_get::<String, _>("name")?)?,
+        pk: row.field("pk")?,
+        name: decode::node_id(&row.field::<String>("name")?)?,
         config,
-        creator: row.try_get::<String, _>("creator")?.parse().ok(),
-        created_at: row.try_get("created_at")?,
+        creator: row.field::<String>("creator")?.parse().ok(),
+        created_at: row.field("created_at")?,
     })
 }
 
 /// Columns: [`ITEM_COLUMNS`].
-pub fn item<R: Row>(row: &R) -> Result<ItemRecord, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    Option<String>: Column<R::Database>,
-    DateTime<Utc>: Column<R::Database>,
-{
+pub fn item<R: Stored>(row: &R) -> Result<ItemRecord, StoreError> {
     Ok(ItemRecord {
-        id: decode::item_id(&row.try_get::<String, _>("item_id")?)?,
-        publisher: row.try_get("publisher")?,
-        payload: row.try_get("payload")?,
-        published_at: row.try_get("published_at")?,
+        id: decode::item_id(&row.field::<String>("item_id")?)?,
+        publisher: row.field("publisher")?,
+        payload: row.field("payload")?,
+        published_at: row.field("published_at")?,
     })
 }
 
 /// Columns: [`SUBSCRIPTION_COLUMNS`].
-pub fn subscription<R: Row>(row: &R) -> Result<SubscriptionRecord, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    i64: Column<R::Database>,
-    Json<SubscribeOptions>: Column<R::Database>,
-{
-    let Json(options) = row.try_get("options")?;
+pub fn subscription<R: Stored>(row: &R) -> Result<SubscriptionRecord, StoreError> {
+    let Json(options) = row.field("options")?;
     let subscription = SubscriptionJson {
-        pk: row.try_get("pk")?,
-        jid: row.try_get("jid")?,
-        subid: row.try_get("subid")?,
-        state: row.try_get("state")?,
+        pk: row.field("pk")?,
+        jid: row.field("jid")?,
+        subid: row.field("subid")?,
+        state: row.field("state")?,
         options,
     };
-    subscription.into_record(&decode::node_id(&row.try_get::<String, _>("node_name")?)?)
+    subscription.into_record(&decode::node_id(&row.field::<String>("node_name")?)?)
 }
 
 /// A subscription as [`super::Backend::SUBSCRIPTIONS_JSON`] gives it (in `node_access`),
