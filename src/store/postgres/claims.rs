@@ -8,14 +8,13 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::PgPool;
 use sqlx::PgConnection;
 
 use super::liveness::live_lease;
 use super::PgStore;
 use crate::domain::ShowValue;
 use crate::store::claims::{ClaimLimits, Liveness, Subscriber};
-use crate::store::sql::claims::{candidates_sql, subscriber};
+use crate::store::sql::claims::{candidates_sql, mark_shared, subscriber};
 use crate::store::StoreError;
 
 /// How many candidate nodes one claim looks at. Nodes are tried oldest head first; most
@@ -131,12 +130,7 @@ fn mark_shared_bare_jids(page: &mut [Subscriber]) {
         .filter(|w| w[0] == w[1])
         .map(|w| w[0].to_owned())
         .collect();
-    if shared.is_empty() {
-        return;
-    }
-    for sub in page.iter_mut() {
-        sub.shares_bare_jid = shared.contains(&sub.bare_jid);
-    }
+    mark_shared(page, &shared);
 }
 
 /// One keyset page of a node's subscribers to deliver to: those after `$2` in `pk`
@@ -150,7 +144,7 @@ fn mark_shared_bare_jids(page: &mut [Subscriber]) {
 /// from `$2` and filter on the node, reading every later subscription of every node for
 /// a page of ten (13 ms with 120,000 rows, and growing with the table). This form reads
 /// the page's own index entries whatever the statistics say (`plan_tests`).
-const SUBSCRIBER_PAGE_SQL: &str = "
+pub(super) const SUBSCRIBER_PAGE_SQL: &str = "
 SELECT pk, jid, bare_jid, subid, options::text AS options
 FROM subscriptions
 WHERE (node_pk, pk) > ($1, $2) AND node_pk <= $1 AND state = 'subscribed'
@@ -217,36 +211,33 @@ const STATISTICS_REFRESH_GAP: Duration = Duration::from_secs(30);
 /// linear in the node's size, so still worth fixing for a node of millions).
 /// Autovacuum would fix the statistics within a minute or so; a fan-out should not wait
 /// for it. ANALYZE also invalidates the cached plans, so the next page is planned again.
-fn refresh_statistics_after_a_slow_read(
-    pool: &PgPool,
-    what: &'static str,
-    took: Duration,
-    rows: usize,
-) {
-    use std::sync::Mutex;
-    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
-    if took < SLOW_PAGE || rows == 0 {
-        return;
-    }
-    {
-        let Ok(mut last) = LAST.lock() else { return };
-        if last.is_some_and(|t| t.elapsed() < STATISTICS_REFRESH_GAP) {
+impl PgStore {
+    pub(crate) fn after_subscriber_read(&self, what: &'static str, took: Duration, rows: usize) {
+        use std::sync::Mutex;
+        static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+        if took < SLOW_PAGE || rows == 0 {
             return;
         }
-        *last = Some(std::time::Instant::now());
-    }
-    tracing::info!(
-        took_ms = took.as_millis() as u64,
-        rows,
-        "slow {what}: refreshing the planner's statistics (ANALYZE subscriptions)"
-    );
-    let pool = pool.clone();
-    tokio::spawn(async move {
-        match sqlx::query("ANALYZE subscriptions").execute(&pool).await {
-            Ok(_) => tracing::info!("subscriptions analyzed"),
-            Err(e) => tracing::warn!(error = %e, "ANALYZE subscriptions failed"),
+        {
+            let Ok(mut last) = LAST.lock() else { return };
+            if last.is_some_and(|t| t.elapsed() < STATISTICS_REFRESH_GAP) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
         }
-    });
+        tracing::info!(
+            took_ms = took.as_millis() as u64,
+            rows,
+            "slow {what}: refreshing the planner's statistics (ANALYZE subscriptions)"
+        );
+        let pool = self.pool().clone();
+        tokio::spawn(async move {
+            match sqlx::query("ANALYZE subscriptions").execute(&pool).await {
+                Ok(_) => tracing::info!("subscriptions analyzed"),
+                Err(e) => tracing::warn!(error = %e, "ANALYZE subscriptions failed"),
+            }
+        });
+    }
 }
 
 crate::store::sql::fanout_store!(PgStore, {
@@ -285,54 +276,6 @@ crate::store::sql::fanout_store!(PgStore, {
         Self::lease_batches(tx, &nodes, owner, session, lease, limits).await
     }
 
-    async fn subscribers(
-        &self,
-        node_pk: i64,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Subscriber>, StoreError> {
-        // Two statements whose worst plan is still linear: the keyset page on
-        // subscriptions_fanout, then one probe for the page's bare JIDs that have another
-        // subscription to the node. (A correlated EXISTS per row was quadratic whenever
-        // stale statistics made the planner probe it through subscriptions_fanout: 385 ms
-        // for a page of a 10,000-subscriber node, against 3 ms for this probe planned the
-        // same bad way, and 1 ms with fresh statistics.)
-        let started = std::time::Instant::now();
-        let rows = sqlx::query(SUBSCRIBER_PAGE_SQL)
-            .bind(node_pk)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        let mut page = rows.iter().map(subscriber).collect::<Result<Vec<_>, _>>()?;
-        let mut bare: Vec<&str> = page.iter().map(|s| s.bare_jid.as_str()).collect();
-        bare.sort_unstable();
-        bare.dedup();
-        let shared: Vec<String> = if bare.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(
-                "SELECT bare_jid FROM subscriptions
-                 WHERE node_pk = $1 AND state = 'subscribed' AND bare_jid = ANY($2)
-                 GROUP BY bare_jid HAVING count(*) > 1",
-            )
-            .bind(node_pk)
-            .bind(&bare)
-            .fetch_all(self.pool())
-            .await?
-        };
-        for sub in &mut page {
-            sub.shares_bare_jid = shared.contains(&sub.bare_jid);
-        }
-        refresh_statistics_after_a_slow_read(
-            self.pool(),
-            "subscriber page",
-            started.elapsed(),
-            page.len(),
-        );
-        Ok(page)
-    }
-
     async fn whole_nodes(
         &self,
         nodes: &[(i64, u32)],
@@ -364,12 +307,7 @@ crate::store::sql::fanout_store!(PgStore, {
         for page in pages.iter_mut().flatten() {
             mark_shared_bare_jids(page);
         }
-        refresh_statistics_after_a_slow_read(
-            self.pool(),
-            "read of small nodes",
-            started.elapsed(),
-            nodes.len(),
-        );
+        self.after_subscriber_read("read of small nodes", started.elapsed(), nodes.len());
         Ok(pages)
     }
 

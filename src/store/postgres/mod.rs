@@ -160,6 +160,7 @@ impl Backend for PgStore {
             FROM fanout_jobs f WHERE f.node_pk = u.node_pk ORDER BY id LIMIT $2
         ) h
         ORDER BY u.ord, h.id";
+    const SUBSCRIBER_PAGE: &'static str = claims::SUBSCRIBER_PAGE_SQL;
     fn waking(insert: &str) -> String {
         format!("WITH j AS ({insert}) SELECT j.id FROM j, pg_notify('{JOBS_CHANNEL}', '') AS n")
     }

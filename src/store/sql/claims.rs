@@ -54,6 +54,13 @@ pub fn subscriber<R: Stored>(r: &R) -> Result<Subscriber, StoreError> {
     })
 }
 
+/// Sets `shares_bare_jid` on the subscribers whose bare JID is one of `shared`.
+pub fn mark_shared(page: &mut [Subscriber], shared: &[String]) {
+    for sub in page {
+        sub.shares_bare_jid = shared.contains(&sub.bare_jid);
+    }
+}
+
 /// The jobs at the head of one free node, as a claim reads them.
 pub struct NodeHeads {
     pub node_pk: i64,
@@ -172,8 +179,7 @@ pub fn batches<R: Stored>(
 }
 
 /// Implements `FanoutStore` for `$store` (with the inherent `lease_batches`); `$extra`
-/// are the backend's own methods (`claim_batches`, `subscribers`, `listen`,
-/// `resource_available`, …).
+/// are the backend's own methods (`claim_batches`, `resource_available`, …).
 macro_rules! fanout_store {
     ($store:ty, { $($extra:tt)* }) => {
         const _: () = {
@@ -184,7 +190,7 @@ macro_rules! fanout_store {
             use $crate::store::decode;
             use $crate::store::claims::{
                 ClaimLimits, ClaimedBatch, FanoutStore, JobListener, LastItem, LeaseOwner,
-                Resource, SessionKey,
+                Resource, SessionKey, Subscriber,
             };
             use $crate::store::jobs::NewJob;
             use $crate::store::sql::claims;
@@ -397,6 +403,49 @@ macro_rules! fanout_store {
                     .execute(self.pool())
                     .await?;
                     Ok(())
+                }
+
+                async fn subscribers(
+                    &self,
+                    node_pk: i64,
+                    after: i64,
+                    limit: u32,
+                ) -> Result<Vec<Subscriber>, StoreError> {
+                    // Two statements whose worst plan is still linear: the keyset page on
+                    // subscriptions_fanout, then one probe for the page's bare JIDs that
+                    // have another subscription to the node. (On PostgreSQL a correlated
+                    // EXISTS per row was quadratic whenever stale statistics made the
+                    // planner probe it through subscriptions_fanout: 385 ms for a page of
+                    // a 10,000-subscriber node, against 3 ms for this probe planned the
+                    // same bad way, and 1 ms with fresh statistics.)
+                    let started = std::time::Instant::now();
+                    let rows = sqlx::query(<$store>::SUBSCRIBER_PAGE)
+                        .bind(node_pk)
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .fetch_all(self.pool())
+                        .await?;
+                    let mut page = rows.iter().map(claims::subscriber).collect::<Result<Vec<_>, _>>()?;
+                    let mut bare: Vec<&str> = page.iter().map(|s| s.bare_jid.as_str()).collect();
+                    bare.sort_unstable();
+                    bare.dedup();
+                    let shared: Vec<String> = if bare.is_empty() {
+                        Vec::new()
+                    } else {
+                        sqlx::query_scalar(AssertSqlSafe(format!(
+                            "SELECT bare_jid FROM subscriptions
+                             WHERE node_pk = $1 AND state = 'subscribed' AND bare_jid {}
+                             GROUP BY bare_jid HAVING count(*) > 1",
+                            <$store>::in_list("$2")
+                        )))
+                        .bind(node_pk)
+                        .bind(Self::list(&bare))
+                        .fetch_all(self.pool())
+                        .await?
+                    };
+                    claims::mark_shared(&mut page, &shared);
+                    self.after_subscriber_read("subscriber page", started.elapsed(), page.len());
+                    Ok(page)
                 }
 
                 async fn available_resources(

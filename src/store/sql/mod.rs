@@ -77,6 +77,10 @@ pub trait Backend {
     /// wake the fan-out workers too: PostgreSQL notifies every process in the same
     /// statement; SQLite returns it as it is (its `commit` wakes the workers).
     fn waking(insert: &str) -> String;
+    /// A statement reading one keyset page of node `$1`'s subscribers to deliver to
+    /// (`pk, jid, bare_jid, subid, options`, options as text): those after `$2` in `pk`
+    /// order, at most `$3`, by `subscriptions_fanout (node_pk, pk)`.
+    const SUBSCRIBER_PAGE: &'static str;
     /// A statement returning the next number of the global publish order.
     const NEXT_SEQ: &'static str;
     /// A JSON array of a subscription row `s`'s columns, as [`rows::SubscriptionJson`]

@@ -16,8 +16,7 @@
 
 use super::{SqliteStore, NOW};
 use crate::domain::ShowValue;
-use crate::store::claims::Subscriber;
-use crate::store::sql::claims::{candidates_sql, subscriber};
+use crate::store::sql::claims::candidates_sql;
 use crate::store::StoreError;
 
 impl SqliteStore {
@@ -73,39 +72,6 @@ crate::store::sql::fanout_store!(SqliteStore, {
         // No liveness session: the next start clears the leases of a dead process
         // ([`SqliteStore::take_over_leases`]).
         Self::lease_batches(tx, &nodes, owner, None, lease, limits).await
-    }
-
-    async fn subscribers(
-        &self,
-        node_pk: i64,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Subscriber>, StoreError> {
-        // Keyset page on subscriptions_fanout; the EXISTS probe uses
-        // subscriptions_by_node_bare.
-        let rows = sqlx::query(
-            "SELECT s.pk, s.jid, s.bare_jid, s.subid, s.options,
-                    EXISTS (SELECT 1 FROM subscriptions o
-                            WHERE o.node_pk = s.node_pk AND o.bare_jid = s.bare_jid
-                              AND o.state = 'subscribed' AND o.pk <> s.pk) AS shares_bare_jid
-             FROM subscriptions s
-             WHERE s.node_pk = ?1 AND s.state = 'subscribed' AND s.pk > ?2
-             ORDER BY s.pk
-             LIMIT ?3",
-        )
-        .bind(node_pk)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Subscriber {
-                    shares_bare_jid: r.try_get("shares_bare_jid")?,
-                    ..subscriber(r)?
-                })
-            })
-            .collect()
     }
 
     async fn resource_available(

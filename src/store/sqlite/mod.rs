@@ -190,6 +190,10 @@ impl SqliteStore {
         &self.jobs
     }
 
+    /// After a read of subscribers: nothing to do (PostgreSQL refreshes its planner's
+    /// statistics after a slow one; SQLite's are only those `ANALYZE` left).
+    pub(crate) fn after_subscriber_read(&self, _what: &str, _took: Duration, _rows: usize) {}
+
     /// [`job_signal`](Self::job_signal) for the gateway and the fan-out engine.
     pub fn job_events(&self) -> JobEvents {
         JobEvents::Sqlite(self.jobs.clone())
@@ -285,6 +289,11 @@ impl Backend for SqliteStore {
         JOIN fanout_jobs h ON h.id IN (
             SELECT f.id FROM fanout_jobs f WHERE f.node_pk = u.value ORDER BY f.id LIMIT $2)
         ORDER BY u.key, h.id";
+    // The plain keyset form: SQLite plans `(node_pk, pk) > ($1, $2)` as a scan of the
+    // whole node.
+    const SUBSCRIBER_PAGE: &'static str =
+        "SELECT pk, jid, bare_jid, subid, options FROM subscriptions
+         WHERE node_pk = $1 AND state = 'subscribed' AND pk > $2 ORDER BY pk LIMIT $3";
     fn waking(insert: &str) -> String {
         insert.to_owned()
     }
