@@ -7,8 +7,6 @@
 //! (an index-only scan of `subscriptions_fanout` and of the items' primary key), so the
 //! caller reads them far less often than the backlog.
 
-use super::StoreError;
-
 /// A node and how many of something it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSize {
@@ -42,7 +40,7 @@ impl Backlog {
         Backlog {
             jobs_pending,
             oldest_job_age_seconds,
-            lease_holders: lease_holders(holders),
+            lease_holders: counts(holders, |process, jobs| LeaseHolder { process, jobs }),
         }
     }
 }
@@ -82,46 +80,17 @@ pub const RANKING_STATEMENT_TIMEOUT_MS: u32 = 2_000;
 impl NodeRanking {
     /// The ranking from the rows of [`NODES_BY_SUBSCRIBERS`] and [`NODES_BY_ITEMS`].
     pub fn from_rows(by_subscribers: Vec<CountRow>, by_items: Vec<CountRow>) -> NodeRanking {
-        let sizes = |rows: Vec<CountRow>| {
-            rows.into_iter()
-                .map(|(name, count)| NodeSize {
-                    name,
-                    count: count.max(0) as u64,
-                })
-                .collect()
-        };
+        let size = |name, count| NodeSize { name, count };
         NodeRanking {
-            by_subscribers: sizes(by_subscribers),
-            by_items: sizes(by_items),
+            by_subscribers: counts(by_subscribers, size),
+            by_items: counts(by_items, size),
         }
     }
 }
 
-/// The rows of `sql`, a query of [`CountRow`]s with its `LIMIT` as `$1`.
-pub async fn counted<DB>(
-    conn: &mut DB::Connection,
-    sql: impl sqlx::SqlSafeStr,
-    limit: u32,
-) -> Result<Vec<CountRow>, StoreError>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    CountRow: for<'r> sqlx::FromRow<'r, DB::Row>,
-    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-{
-    Ok(sqlx::query_as(sql)
-        .bind(i64::from(limit))
-        .fetch_all(conn)
-        .await?)
-}
-
-/// Lease holders from `(process, jobs)` rows.
-fn lease_holders(rows: Vec<CountRow>) -> Vec<LeaseHolder> {
+/// `rows` as `make(name, count)`s (a negative count is 0).
+fn counts<T>(rows: Vec<CountRow>, make: impl Fn(String, u64) -> T) -> Vec<T> {
     rows.into_iter()
-        .map(|(process, jobs)| LeaseHolder {
-            process,
-            jobs: jobs.max(0) as u64,
-        })
+        .map(|(name, count)| make(name, count.max(0) as u64))
         .collect()
 }

@@ -18,7 +18,15 @@ macro_rules! service_store {
             use $crate::store::sql::Backend;
             use $crate::store::{status, NodeListing, ServiceStore, Stats, StoreError};
 
-            type Db = <$store as Backend>::Db;
+            /// The rows of `sql`, a query of [`status::CountRow`]s with its `LIMIT` as
+            /// `$1`.
+            async fn counted(
+                conn: &mut <<$store as Backend>::Db as sqlx::Database>::Connection,
+                sql: impl sqlx::SqlSafeStr,
+                limit: u32,
+            ) -> Result<Vec<status::CountRow>, StoreError> {
+                Ok(sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(conn).await?)
+            }
 
             #[async_trait::async_trait]
             impl ServiceStore for $store {
@@ -42,7 +50,7 @@ macro_rules! service_store {
 
                 async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
                     let (pending, age, _) = self.fanout_backlog().await?;
-                    let holders = status::counted::<Db>(
+                    let holders = counted(
                         &mut *self.pool().acquire().await?,
                         AssertSqlSafe(format!(
                             "SELECT {}, count(*) FROM fanout_jobs
@@ -64,8 +72,8 @@ macro_rules! service_store {
                         sqlx::query(AssertSqlSafe(set)).execute(&mut *tx).await?;
                     }
                     let by_subscribers =
-                        status::counted::<Db>(&mut tx, status::NODES_BY_SUBSCRIBERS, limit).await?;
-                    let by_items = status::counted::<Db>(&mut tx, status::NODES_BY_ITEMS, limit).await?;
+                        counted(&mut tx, status::NODES_BY_SUBSCRIBERS, limit).await?;
+                    let by_items = counted(&mut tx, status::NODES_BY_ITEMS, limit).await?;
                     tx.commit().await?;
                     Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
                 }
