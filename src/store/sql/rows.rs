@@ -17,10 +17,10 @@ pub const NODE_COLUMNS: &str = "pk, name, config, creator, created_at";
 /// position a page of items is counted from).
 pub const ITEM_COLUMNS: &str = "item_id, publisher, payload, published_at, seq";
 
-/// The SELECT list matching [`subscription`], for a query over `subscriptions s JOIN
-/// nodes n`.
-pub const SUBSCRIPTION_COLUMNS: &str =
-    "s.pk, n.name AS node_name, s.jid, s.subid, s.state, s.options";
+/// The subscriptions with their node's name, as [`subscription`] reads them: the
+/// `WHERE` clause (over `s` and `n`) follows.
+pub const SUBSCRIPTIONS: &str = "SELECT s.pk, n.name AS node_name, s.jid, s.subid, s.state,
+    s.options FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk";
 
 /// A column type a backend decodes.
 pub trait Column<DB: Database>: for<'r> Decode<'r, DB> + Type<DB> {}
@@ -71,7 +71,7 @@ pub fn item<R: Stored>(row: &R) -> Result<ItemRecord, StoreError> {
     })
 }
 
-/// Columns: [`SUBSCRIPTION_COLUMNS`].
+/// Rows of [`SUBSCRIPTIONS`].
 pub fn subscription<R: Stored>(row: &R) -> Result<SubscriptionRecord, StoreError> {
     let Json(options) = row.field("options")?;
     let subscription = SubscriptionJson {
