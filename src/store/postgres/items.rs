@@ -2,7 +2,6 @@
 //! batch of publishes (and so the common publish, a batch of one) in one statement:
 //! DML inside `WITH`, with the wake-up notification in the same statement.
 
-use crate::store::BatchedPublish;
 use sqlx::PgPool;
 
 use super::PgStore;
@@ -31,29 +30,6 @@ async fn trim_many(pool: &PgPool, node_pks: &[i64], keeps: &[i64]) -> Result<(),
 }
 
 crate::store::sql::item_store!(PgStore, {
-    async fn publish(
-        &self,
-        node_pk: i64,
-        item: Option<NewItem>,
-        keep_items: u32,
-        jobs: Vec<NewJob>,
-    ) -> Result<Result<(), Refusal>, StoreError> {
-        // The common publish (one item, one notification job) is a batch of one: one
-        // statement, so one round trip (a statement is its own transaction, and the
-        // item and its job commit together).
-        if let (Some(item), [job], true) = (&item, jobs.as_slice(), keep_items > 0) {
-            let one = BatchedPublish {
-                node_pk,
-                item: item.clone(),
-                keep: keep_items,
-                job: job.clone(),
-            };
-            self.publish_batch(std::slice::from_ref(&one)).await?;
-            return Ok(Ok(()));
-        }
-        self.publish_in_tx(node_pk, item, keep_items, jobs).await
-    }
-
     async fn publish_batch(&self, batch: &[BatchedPublish]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());

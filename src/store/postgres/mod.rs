@@ -165,6 +165,7 @@ impl Backend for PgStore {
         format!("WITH j AS ({insert}) SELECT j.id FROM j, pg_notify('{JOBS_CHANNEL}', '') AS n")
     }
     const NEXT_SEQ: &'static str = "SELECT nextval('item_seq')";
+    const ONE_STATEMENT_BATCH: bool = true;
     const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state, 'options', s.options)
         ORDER BY s.pk), '[]')";

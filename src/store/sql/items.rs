@@ -2,8 +2,8 @@
 //! `max_items`), retract, purge and retrieval newest first, by the `items_by_seq
 //! (node_pk, seq DESC)` index. Lists of ids travel as one JSON array.
 //!
-//! `publish` itself is the backend's: PostgreSQL does the common publish in one
-//! statement (DML inside `WITH`); both fall back to [`item_store!`]'s `publish_in_tx`.
+//! A batch of publishes is the backend's: PostgreSQL does it in one statement (DML
+//! inside `WITH`), and the common publish as a batch of one.
 
 /// For `item_rows`: newest first, skipping the newest `$2`.
 pub const NEWEST: &str = "ORDER BY seq DESC LIMIT $3 OFFSET $2";
@@ -12,8 +12,8 @@ pub const OLDER: &str = "AND seq < $2 ORDER BY seq DESC LIMIT $3";
 /// For `item_rows`: newer than the publish sequence number `$2`, oldest first.
 pub const NEWER: &str = "AND seq > $2 ORDER BY seq LIMIT $3";
 
-/// Implements `ItemStore` for `$store` (with the inherent `trim` and `publish_in_tx`);
-/// `$extra` are the backend's own methods, at least `publish`.
+/// Implements `ItemStore` for `$store` (with the inherent `trim` and `item_rows`);
+/// `$extra` are the backend's own methods (`publish_batch`).
 macro_rules! item_store {
     ($store:ty, { $($extra:tt)* }) => {
         const _: () = {
@@ -25,8 +25,8 @@ macro_rules! item_store {
             use $crate::store::sql::rows::{self, ITEM_COLUMNS};
             use $crate::store::sql::Backend;
             use $crate::store::{
-                decode, ItemRecord, ItemStore, ItemsPage, ItemsQuery, NewItem, Refusal,
-                StoreError,
+                decode, BatchedPublish, ItemRecord, ItemStore, ItemsPage, ItemsQuery, NewItem,
+                Refusal, StoreError,
             };
 
             type Conn = <<$store as Backend>::Db as Database>::Connection;
@@ -77,15 +77,37 @@ macro_rules! item_store {
                     Ok(())
                 }
 
-                /// [`ItemStore::publish`] in one write transaction: stores the item,
-                /// trims the node, queues the jobs.
-                pub(crate) async fn publish_in_tx(
+            }
+
+            #[async_trait::async_trait]
+            impl ItemStore for $store {
+                async fn publish(
                     &self,
                     node_pk: i64,
                     item: Option<NewItem>,
                     keep_items: u32,
                     jobs: Vec<NewJob>,
                 ) -> Result<Result<(), Refusal>, StoreError> {
+                    // Where a batch is one statement, the common publish (one item, one
+                    // notification job) is a batch of one: one round trip (a statement is
+                    // its own transaction, and the item and its job commit together).
+                    if let (true, Some(item), [job], true) = (
+                        <$store>::ONE_STATEMENT_BATCH,
+                        &item,
+                        jobs.as_slice(),
+                        keep_items > 0,
+                    ) {
+                        let one = BatchedPublish {
+                            node_pk,
+                            item: item.clone(),
+                            keep: keep_items,
+                            job: job.clone(),
+                        };
+                        self.publish_batch(std::slice::from_ref(&one)).await?;
+                        return Ok(Ok(()));
+                    }
+                    // Else one write transaction: store the item, trim the node, queue
+                    // the jobs.
                     let mut tx = self.write_tx().await?;
                     if let Some(item) = item {
                         // An overwrite takes a new sequence number: it is the newest
@@ -114,10 +136,7 @@ macro_rules! item_store {
                     self.commit(tx, queued).await?;
                     Ok(Ok(()))
                 }
-            }
 
-            #[async_trait::async_trait]
-            impl ItemStore for $store {
                 async fn item_publisher(
                     &self,
                     node_pk: i64,

@@ -83,6 +83,10 @@ pub trait Backend {
     const SUBSCRIBER_PAGE: &'static str;
     /// A statement returning the next number of the global publish order.
     const NEXT_SEQ: &'static str;
+    /// Whether the backend's [`ItemStore::publish_batch`](crate::store::ItemStore) is one
+    /// statement (DML inside `WITH`, PostgreSQL), so that a publish of one item and one
+    /// job is best done as a batch of one.
+    const ONE_STATEMENT_BATCH: bool;
     /// A JSON array of a subscription row `s`'s columns, as [`rows::SubscriptionJson`]
     /// reads them, for the subscriptions matching the `WHERE` that follows.
     const SUBSCRIPTIONS_JSON: &'static str;

@@ -31,7 +31,6 @@ use sqlx::{Sqlite, Transaction};
 
 pub mod claims;
 pub mod instance_lock;
-pub mod items;
 pub mod jobs;
 
 use super::job_events::JobEvents;
@@ -301,12 +300,14 @@ impl Backend for SqliteStore {
     // transaction.
     const NEXT_SEQ: &'static str =
         "UPDATE item_seq SET last_value = last_value + 1 WHERE only_row = 1 RETURNING last_value";
+    const ONE_STATEMENT_BATCH: bool = false;
     const SUBSCRIPTIONS_JSON: &'static str = "json_group_array(json_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state,
         'options', json(s.options)) ORDER BY s.pk)";
 }
 
 crate::store::sql::node_store!(SqliteStore);
+crate::store::sql::item_store!(SqliteStore, {});
 crate::store::sql::subscription_store!(SqliteStore);
 crate::store::sql::affiliation_store!(SqliteStore);
 crate::store::sql::item_seq_store!(SqliteStore);
