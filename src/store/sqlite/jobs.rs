@@ -16,23 +16,15 @@ use tokio::sync::watch;
 use crate::store::StoreError;
 
 /// "Jobs were committed": a counter that moves after every commit that queued jobs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct JobSignal {
     tx: Arc<watch::Sender<u64>>,
-}
-
-impl Default for JobSignal {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl JobSignal {
     /// A signal nobody listens to yet.
     pub fn new() -> Self {
-        JobSignal {
-            tx: Arc::new(watch::Sender::new(0)),
-        }
+        Self::default()
     }
 
     /// Wakes every listener. Call only after the commit: before it, a woken worker
