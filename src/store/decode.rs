@@ -53,7 +53,8 @@ pub fn show(s: &str) -> ShowValue {
 
 /// A node's configuration as the fan-out engine reads it: one unreadable row must not
 /// stop the delivery of a node's queue, so it falls back to the defaults, logged.
-/// (Requests read configurations with [`node`], where it is an error.)
+/// (Requests read configurations with [`rows::node`](super::sql::rows::node), where it
+/// is an error.)
 pub fn config_or_default(raw: &str, node_pk: i64) -> NodeConfig {
     serde_json::from_str(raw).unwrap_or_else(|e| {
         tracing::warn!(node_pk, error = %e, "unreadable node configuration; using defaults");

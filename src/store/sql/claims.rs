@@ -455,22 +455,17 @@ macro_rules! fanout_store {
                     if bare_jids.is_empty() {
                         return Ok(Vec::new());
                     }
-                    let rows = sqlx::query(AssertSqlSafe(format!(
+                    let rows: Vec<(String, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
                         "SELECT jid, bare_jid, show FROM presence WHERE bare_jid {}",
                         <$store>::in_list("$1")
                     )))
                     .bind(Self::list(bare_jids))
                     .fetch_all(self.pool())
                     .await?;
-                    rows.iter()
-                        .map(|r| {
-                            Ok(Resource {
-                                jid: r.try_get("jid")?,
-                                bare_jid: r.try_get("bare_jid")?,
-                                show: decode::show(r.try_get("show")?),
-                            })
-                        })
-                        .collect()
+                    Ok(rows
+                        .into_iter()
+                        .map(|(jid, bare_jid, show)| Resource { jid, bare_jid, show: decode::show(&show) })
+                        .collect())
                 }
 
                 async fn resource_unavailable(&self, jid: &str) -> Result<(), StoreError> {
