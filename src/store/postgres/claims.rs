@@ -1,5 +1,6 @@
-//! [`FanoutStore`](crate::store::claims::FanoutStore) for PostgreSQL: job claims under leases, the subscriber walk, and the
-//! shared presence table.
+//! What PostgreSQL's [`FanoutStore`](crate::store::claims::FanoutStore) adds to the
+//! shared part ([`crate::store::sql::claims`]): finding a claim's free nodes, reading
+//! small nodes whole, the statistics refresh after a slow read, and presence's upsert.
 //!
 //! Claiming is safe with several pubsubd processes on one database: candidate nodes are
 //! found without locks, then each is serialised by a transaction-scoped advisory lock

@@ -85,14 +85,6 @@ impl PgStore {
         Ok(PgStore { liveness, ..self })
     }
 
-    /// Applies pending migrations; applying them twice is a no-op.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
-    }
-
     /// The pool, for modules of this backend.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -2,19 +2,23 @@
 //!
 //! sqlx binds `$1`, `$2`, … positionally on both backends (SQLite reads `$N` as the
 //! N-th argument), so most statements are literally shared. Where the dialects differ
-//! in a word (the current time, the rows of a JSON array, a row lock, the next item
-//! number), the statement takes the word from [`Backend`]. Each `*_store!` macro here
-//! expands to the trait implementation for one backend type; the backend folders keep
-//! only what really differs: fan-out claims and leases (advisory locks and
-//! `SKIP LOCKED` versus `BEGIN IMMEDIATE`), waking workers (`LISTEN/NOTIFY` versus the
-//! in-process signal), and PostgreSQL's one-statement publishes (DML inside `WITH`).
+//! in a word (the current time, the rows of a list, a row lock, the next item number,
+//! the live-lease test), or where their planners want a statement of their own (a
+//! claim's job heads, a subscriber page), the statement comes from [`Backend`]. Each
+//! `*_store!` macro here expands to the trait implementation for one backend type,
+//! claims and leases included; the backend folders keep only what really differs:
+//! finding a claim's free nodes (advisory locks versus `BEGIN IMMEDIATE`), liveness or
+//! the instance lock, waking workers (`LISTEN/NOTIFY` versus the in-process signal),
+//! PostgreSQL's one-statement batch of publishes (DML inside `WITH`) and its read of
+//! small nodes whole, and retention.
 //!
 //! Rows are decoded once, in [`rows`], generic over the row type.
 //!
 //! Besides [`Backend`], each backend has inherent methods of the same names that the
 //! macros call: `pool()`, `write_tx()` (`BEGIN`, or `BEGIN IMMEDIATE` on SQLite),
-//! `commit(tx, queued)` (which wakes SQLite's workers), `list(values)` (an array, or a JSON array) and
-//! `seconds(s)` (for [`Backend::now_plus`]).
+//! `commit(tx, queued)` (which wakes SQLite's workers), `list(values)` (an array, or a
+//! JSON array), `seconds(s)` (for [`Backend::now_plus`]), `job_events()` and
+//! `after_subscriber_read(…)` (PostgreSQL refreshes stale statistics).
 
 pub mod rows;
 

@@ -37,17 +37,16 @@ pub trait Stored {
     fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error>;
 }
 
-impl Stored for PgRow {
-    fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error> {
-        self.try_get(column)
-    }
+macro_rules! stored {
+    ($($row:ty),*) => {$(
+        impl Stored for $row {
+            fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error> {
+                self.try_get(column)
+            }
+        }
+    )*};
 }
-
-impl Stored for SqliteRow {
-    fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error> {
-        self.try_get(column)
-    }
-}
+stored!(PgRow, SqliteRow);
 
 /// Columns: [`NODE_COLUMNS`].
 pub fn node<R: Stored>(row: &R) -> Result<NodeRecord, StoreError> {

@@ -7,7 +7,8 @@
 /// [`LeaseOwner`]: crate::store::claims::LeaseOwner
 pub const OWNER_PROCESS: &str = "substr(CAST(lease_owner AS TEXT), 1, 32)";
 
-/// Implements `ServiceStore` for `$store`; `$extra` are the backend's own methods
+/// Implements `ServiceStore` for `$store`, and its inherent `migrate` with the
+/// `MIGRATOR` of the module that expands it; `$extra` are the backend's own methods
 /// (`expire_items`).
 macro_rules! service_store {
     ($store:ty, { $($extra:tt)* }) => {
@@ -26,6 +27,16 @@ macro_rules! service_store {
                 limit: u32,
             ) -> Result<Vec<status::CountRow>, StoreError> {
                 Ok(sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(conn).await?)
+            }
+
+            impl $store {
+                /// Applies pending migrations; applying them twice is a no-op.
+                pub async fn migrate(&self) -> Result<(), StoreError> {
+                    MIGRATOR
+                        .run(self.pool())
+                        .await
+                        .map_err(|e| StoreError::Migrate(e.to_string()))
+                }
             }
 
             #[async_trait::async_trait]

@@ -1,5 +1,7 @@
-//! [`FanoutStore`](crate::store::claims::FanoutStore) for SQLite: job claims under leases, the subscriber walk, and the
-//! presence table, with the semantics of [`crate::store::postgres`]'s.
+//! What SQLite's [`FanoutStore`](crate::store::claims::FanoutStore) adds to the shared
+//! part ([`crate::store::sql::claims`]), with the semantics of
+//! [`crate::store::postgres`]'s: finding a claim's free nodes, taking leases over at
+//! start-up, and presence's upsert.
 //!
 //! One process holds an SQLite file ([`super::instance_lock`]), and every write takes
 //! the file's write lock up front (`BEGIN IMMEDIATE`), so a claim needs neither advisory
@@ -14,7 +16,7 @@
 //! each commit that queued jobs; jobs queued by an admin command (another process) are
 //! found by the engine's slow poll.
 
-use super::{SqliteStore, NOW};
+use super::SqliteStore;
 use crate::domain::ShowValue;
 use crate::store::sql::claims::candidates_sql;
 use crate::store::StoreError;
@@ -89,7 +91,8 @@ crate::store::sql::fanout_store!(SqliteStore, {
                 .await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO presence (jid, bare_jid, show) VALUES (?1, ?2, ?3)
-             ON CONFLICT (jid) DO UPDATE SET show = excluded.show, updated_at = {NOW}"
+             ON CONFLICT (jid) DO UPDATE SET show = excluded.show, updated_at = {}",
+            Self::NOW
         )))
         .bind(jid)
         .bind(bare_jid)

@@ -17,7 +17,7 @@
 //!   first and then wrote could otherwise fail when another connection wrote in between
 //!   (WAL's stale snapshot), instead of waiting its turn under the busy timeout.
 //!   Read-modify-write rules (the last owner, an existing subscription) are atomic
-//!   because writes are serialised; so is a fan-out claim ([`fanout`]), which is why
+//!   because writes are serialised; so is a fan-out claim ([`claims`]), which is why
 //!   it needs no advisory locks or `SKIP LOCKED`.
 
 use std::path::{Path, PathBuf};
@@ -68,9 +68,6 @@ macro_rules! now {
         "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
     };
 }
-
-/// [`now!`] as a constant.
-pub(crate) const NOW: &str = now!();
 
 /// SQLite-backed [`super::Store`].
 #[derive(Clone, Debug)]
@@ -158,14 +155,6 @@ impl SqliteStore {
             path: path.to_path_buf(),
             lock: lock.map(std::sync::Arc::new),
         })
-    }
-
-    /// Applies pending migrations; applying them twice is a no-op.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
     }
 
     /// The pool, for modules of this backend (and tests).
@@ -256,7 +245,7 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, String> {
 
 impl Backend for SqliteStore {
     type Db = Sqlite;
-    const NOW: &'static str = NOW;
+    const NOW: &'static str = now!();
     fn in_list(param: &str) -> String {
         format!("IN (SELECT value FROM json_each({param}))")
     }
