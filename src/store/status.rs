@@ -33,18 +33,6 @@ pub struct Backlog {
     pub lease_holders: Vec<LeaseHolder>,
 }
 
-impl Backlog {
-    /// The backlog from `ServiceStore::fanout_backlog`'s pending count and age, and
-    /// `(process, jobs)` rows of lease holders.
-    pub fn new(jobs_pending: u64, oldest_job_age_seconds: f64, holders: Vec<CountRow>) -> Backlog {
-        Backlog {
-            jobs_pending,
-            oldest_job_age_seconds,
-            lease_holders: counts(holders, |process, jobs| LeaseHolder { process, jobs }),
-        }
-    }
-}
-
 /// The largest live nodes, each list at most the limit asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeRanking {
@@ -68,29 +56,8 @@ pub const NODES_BY_ITEMS: &str = "SELECT n.name, c.rows_counted FROM (
      ) c JOIN nodes n ON n.pk = c.node_pk
      WHERE NOT n.deleted ORDER BY c.rows_counted DESC, n.name";
 
-/// A name and count row, as both ranking queries return them.
-pub type CountRow = (String, i64);
-
 /// How long PostgreSQL may work on the ranking before it gives up: it counts whole
 /// tables (about 0.2 s for 750,000 subscriptions on the 2-core test machine), and a
 /// page must not keep a database busy for a ranking nobody waits for. The status page
 /// stops waiting after 2 s too.
 pub const RANKING_STATEMENT_TIMEOUT_MS: u32 = 2_000;
-
-impl NodeRanking {
-    /// The ranking from the rows of [`NODES_BY_SUBSCRIBERS`] and [`NODES_BY_ITEMS`].
-    pub fn from_rows(by_subscribers: Vec<CountRow>, by_items: Vec<CountRow>) -> NodeRanking {
-        let size = |name, count| NodeSize { name, count };
-        NodeRanking {
-            by_subscribers: counts(by_subscribers, size),
-            by_items: counts(by_items, size),
-        }
-    }
-}
-
-/// `rows` as `make(name, count)`s (a negative count is 0).
-fn counts<T>(rows: Vec<CountRow>, make: impl Fn(String, u64) -> T) -> Vec<T> {
-    rows.into_iter()
-        .map(|(name, count)| make(name, count.max(0) as u64))
-        .collect()
-}

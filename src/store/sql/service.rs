@@ -19,14 +19,17 @@ macro_rules! service_store {
             use $crate::store::sql::Backend;
             use $crate::store::{status, NodeListing, ServiceStore, Stats, StoreError};
 
-            /// The rows of `sql`, a query of [`status::CountRow`]s with its `LIMIT` as
-            /// `$1`.
-            async fn counted(
+            /// The `(name, count)` rows of `sql`, with its `LIMIT` as `$1`, as
+            /// `make(name, count)`s (a negative count is 0).
+            async fn counted<T>(
                 conn: &mut <<$store as Backend>::Db as sqlx::Database>::Connection,
                 sql: impl sqlx::SqlSafeStr,
                 limit: u32,
-            ) -> Result<Vec<status::CountRow>, StoreError> {
-                Ok(sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(conn).await?)
+                make: impl Fn(String, u64) -> T,
+            ) -> Result<Vec<T>, StoreError> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(conn).await?;
+                Ok(rows.into_iter().map(|(name, n)| make(name, n.max(0) as u64)).collect())
             }
 
             impl $store {
@@ -60,8 +63,8 @@ macro_rules! service_store {
                 }
 
                 async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
-                    let (pending, age, _) = self.fanout_backlog().await?;
-                    let holders = counted(
+                    let (jobs_pending, oldest_job_age_seconds, _) = self.fanout_backlog().await?;
+                    let lease_holders = counted(
                         &mut *self.pool().acquire().await?,
                         AssertSqlSafe(format!(
                             "SELECT {}, count(*) FROM fanout_jobs
@@ -71,9 +74,14 @@ macro_rules! service_store {
                             <$store>::NOW
                         )),
                         limit,
+                        |process, jobs| status::LeaseHolder { process, jobs },
                     )
                     .await?;
-                    Ok(status::Backlog::new(pending, age, holders))
+                    Ok(status::Backlog {
+                        jobs_pending,
+                        oldest_job_age_seconds,
+                        lease_holders,
+                    })
                 }
 
                 async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
@@ -82,11 +90,15 @@ macro_rules! service_store {
                     if let Some(set) = <$store>::local_timeout(status::RANKING_STATEMENT_TIMEOUT_MS) {
                         sqlx::query(AssertSqlSafe(set)).execute(&mut *tx).await?;
                     }
+                    let size = |name, count| status::NodeSize { name, count };
                     let by_subscribers =
-                        counted(&mut tx, status::NODES_BY_SUBSCRIBERS, limit).await?;
-                    let by_items = counted(&mut tx, status::NODES_BY_ITEMS, limit).await?;
+                        counted(&mut tx, status::NODES_BY_SUBSCRIBERS, limit, size).await?;
+                    let by_items = counted(&mut tx, status::NODES_BY_ITEMS, limit, size).await?;
                     tx.commit().await?;
-                    Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
+                    Ok(status::NodeRanking {
+                        by_subscribers,
+                        by_items,
+                    })
                 }
 
                 async fn health(&self) -> Result<(), StoreError> {
