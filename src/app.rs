@@ -108,7 +108,6 @@ pub async fn open_store(
         Database::Postgres(url) => {
             let store = PgStore::connect(url, pool).await?;
             store.migrate().await?;
-            let pool = store.pool().clone();
             // The engine's claims are tied to this process's liveness session, so that
             // its death frees them at once.
             let fanout: Arc<dyn FanoutStore> = match fanout_pool {
@@ -120,8 +119,8 @@ pub async fn open_store(
                 fanout,
                 presence: store.clone(),
                 feeds: FeedStore::postgres(store.as_ref().clone()),
+                job_events: store.job_events(),
                 store,
-                job_events: JobEvents::Postgres(pool),
                 single_instance: false,
             })
         }
@@ -144,7 +143,7 @@ pub async fn open_store(
                     "storing data in SQLite: one pubsubd instance only; use PostgreSQL to run several"
                 );
             }
-            let job_events = JobEvents::Sqlite(store.job_signal().clone());
+            let job_events = store.job_events();
             let feeds = FeedStore::sqlite(store.clone());
             let store = Arc::new(store);
             Ok(OpenStore {

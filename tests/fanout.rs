@@ -121,14 +121,14 @@ async fn queue_together(db: &Db, jobs: &[NewJob]) -> anyhow::Result<Vec<i64>> {
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             for job in jobs {
-                ids.push(pubsubd::store::postgres::jobs::insert_job(&mut tx, job).await?);
+                ids.push(pubsubd::store::postgres::PgStore::insert_job(&mut tx, job).await?);
             }
             tx.commit().await?;
         }
         Db::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             for job in jobs {
-                ids.push(pubsubd::store::sqlite::jobs::insert_job(&mut tx, job).await?);
+                ids.push(pubsubd::store::sqlite::SqliteStore::insert_job(&mut tx, job).await?);
             }
             tx.commit().await?;
         }

@@ -29,6 +29,7 @@ use super::payload::item_json;
 use super::GatewayState;
 use crate::domain::{DomainError, NodeId};
 use crate::pubsub::Requester;
+use crate::store::claims::JobListener as _;
 use crate::store::job_events::JobEvents;
 use crate::store::SeqItem;
 
@@ -70,7 +71,7 @@ pub fn spawn_listener(
             };
             loop {
                 tokio::select! {
-                    n = listener.recv() => match n {
+                    n = listener.wait() => match n {
                         Ok(_) => { let _ = wake.send(()); }
                         Err(e) => {
                             tracing::warn!(error = %e, "event streams: listener lost, reconnecting");

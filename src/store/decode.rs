@@ -1,15 +1,14 @@
-//! Turning stored column values into records, for every backend. A value that does not
-//! parse (a JID or id that was valid when written but is not now) is a [`StoreError::Corrupt`],
-//! never a panic. The backends only read their columns and hand them here.
+//! Turning stored values into domain types, for every backend (the records are built in
+//! [`super::sql::rows`]). A value that does not parse (a JID or id that was valid when
+//! written but is not now) is a [`StoreError::Corrupt`], never a panic.
 
-use chrono::{DateTime, Utc};
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::domain::{
     Affiliation, ItemId, NodeConfig, NodeId, ShowValue, SubId, SubscribeOptions, SubscriptionState,
 };
 use crate::store::jobs::JobKind;
-use crate::store::{ItemRecord, NodeRecord, StoreError, SubscriptionRecord};
+use crate::store::StoreError;
 
 fn bad(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("stored {what} `{value}` does not parse"))
@@ -54,7 +53,8 @@ pub fn show(s: &str) -> ShowValue {
 
 /// A node's configuration as the fan-out engine reads it: one unreadable row must not
 /// stop the delivery of a node's queue, so it falls back to the defaults, logged.
-/// (Requests read configurations with [`node`], where it is an error.)
+/// (Requests read configurations with [`rows::node`](super::sql::rows::node), where it
+/// is an error.)
 pub fn config_or_default(raw: &str, node_pk: i64) -> NodeConfig {
     serde_json::from_str(raw).unwrap_or_else(|e| {
         tracing::warn!(node_pk, error = %e, "unreadable node configuration; using defaults");
@@ -68,56 +68,5 @@ pub fn options_or_default(raw: &str, subid: &str) -> SubscribeOptions {
     serde_json::from_str(raw).unwrap_or_else(|e| {
         tracing::warn!(subid, error = %e, "unreadable subscription options; using defaults");
         SubscribeOptions::default()
-    })
-}
-
-/// A node from its columns.
-pub fn node(
-    pk: i64,
-    name: &str,
-    config: NodeConfig,
-    creator: &str,
-    created_at: DateTime<Utc>,
-) -> Result<NodeRecord, StoreError> {
-    Ok(NodeRecord {
-        pk,
-        name: node_id(name)?,
-        config,
-        creator: creator.parse().ok(),
-        created_at,
-    })
-}
-
-/// An item from its columns.
-pub fn item(
-    id: &str,
-    publisher: String,
-    payload: Option<String>,
-    published_at: DateTime<Utc>,
-) -> Result<ItemRecord, StoreError> {
-    Ok(ItemRecord {
-        id: item_id(id)?,
-        publisher,
-        payload,
-        published_at,
-    })
-}
-
-/// A subscription from its columns.
-pub fn subscription(
-    pk: i64,
-    node: &str,
-    jid_text: &str,
-    subid: &str,
-    state: &str,
-    options: SubscribeOptions,
-) -> Result<SubscriptionRecord, StoreError> {
-    Ok(SubscriptionRecord {
-        pk,
-        node: node_id(node)?,
-        jid: jid(jid_text)?,
-        subid: sub_id(subid)?,
-        state: subscription_state(state)?,
-        options,
     })
 }

@@ -10,7 +10,7 @@
 
 use sqlx::postgres::{PgListener, PgPool};
 
-use super::postgres::jobs::JOBS_CHANNEL;
+use super::postgres::JOBS_CHANNEL;
 use super::sqlite::jobs::{JobSignal, JobWaiter};
 use super::StoreError;
 
@@ -24,7 +24,7 @@ pub enum JobEvents {
 }
 
 impl JobEvents {
-    /// Starts listening; the first [`JobListener::recv`] returns at the next commit.
+    /// Starts listening; the first `wait` returns at the next commit.
     pub async fn listen(&self) -> Result<JobListener, StoreError> {
         Ok(match self {
             JobEvents::Postgres(pool) => {
@@ -44,13 +44,17 @@ pub enum JobListener {
     Sqlite(JobWaiter),
 }
 
-impl JobListener {
-    /// Resolves at the next commit that queued jobs. An error means the listener is
-    /// broken (connection lost, store closed): make a new one.
-    pub async fn recv(&mut self) -> Result<(), StoreError> {
+/// Resolves at the next commit that queued jobs, or when PostgreSQL's connection was
+/// lost and is made again (notifications sent in between are gone, so that counts as
+/// a wake-up). An error means the listener is broken (store closed): make a new one.
+/// The same for the gateway's event streams and the fan-out engine
+/// ([`FanoutStore::listen`](super::claims::FanoutStore::listen)).
+#[async_trait::async_trait]
+impl super::claims::JobListener for JobListener {
+    async fn wait(&mut self) -> Result<(), StoreError> {
         match self {
             JobListener::Postgres(l) => {
-                l.recv().await?;
+                l.try_recv().await?;
                 Ok(())
             }
             JobListener::Sqlite(w) => w.wait().await,

@@ -1,8 +1,8 @@
 //! Fan-out jobs as the store sees them: the contract between the requests that change a
 //! node and the fan-out engine that tells subscribers.
 //!
-//! A request inserts a [`NewJob`] in the same transaction as its change (see
-//! [`super::postgres::jobs::insert_job`]); the engine claims, walks and completes jobs.
+//! A request inserts a [`NewJob`] in the same transaction as its change (the backends'
+//! `insert_job`, [`super::sql::claims`]); the engine claims, walks and completes jobs.
 
 /// Who receives a job's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,4 +69,23 @@ pub struct NewJob {
     /// `true` for `type='headline'`, `false` for `type='normal'`.
     pub headline: bool,
     pub target: JobTarget,
+}
+
+impl NewJob {
+    /// The value stored in `fanout_jobs.message_type`.
+    pub fn message_type(&self) -> &'static str {
+        if self.headline {
+            "headline"
+        } else {
+            "normal"
+        }
+    }
+
+    /// The value stored in `fanout_jobs.target_jid` (`NULL`: every subscriber).
+    pub fn target_jid(&self) -> Option<&str> {
+        match &self.target {
+            JobTarget::Subscribers => None,
+            JobTarget::Jid(j) => Some(j),
+        }
+    }
 }

@@ -241,13 +241,7 @@ pub trait NodeStore: Send + Sync + 'static {
         &self,
         names: &[NodeId],
         requester: &BareJid,
-    ) -> Result<Vec<Option<NodeAccess>>, StoreError> {
-        let mut found = Vec::with_capacity(names.len());
-        for name in names {
-            found.push(self.node_access(name, requester).await?);
-        }
-        Ok(found)
-    }
+    ) -> Result<Vec<Option<NodeAccess>>, StoreError>;
 
     /// Creates a node owned by `owner`; `Err(Refusal::NodeExists)` if the name is taken.
     async fn create_node(

@@ -7,8 +7,6 @@
 //! (an index-only scan of `subscriptions_fanout` and of the items' primary key), so the
 //! caller reads them far less often than the backlog.
 
-use super::StoreError;
-
 /// A node and how many of something it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSize {
@@ -35,18 +33,6 @@ pub struct Backlog {
     pub lease_holders: Vec<LeaseHolder>,
 }
 
-impl Backlog {
-    /// The backlog from `ServiceStore::fanout_backlog`'s pending count and age, and
-    /// `(process, jobs)` rows of lease holders.
-    pub fn new(jobs_pending: u64, oldest_job_age_seconds: f64, holders: Vec<CountRow>) -> Backlog {
-        Backlog {
-            jobs_pending,
-            oldest_job_age_seconds,
-            lease_holders: lease_holders(holders),
-        }
-    }
-}
-
 /// The largest live nodes, each list at most the limit asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeRanking {
@@ -70,58 +56,8 @@ pub const NODES_BY_ITEMS: &str = "SELECT n.name, c.rows_counted FROM (
      ) c JOIN nodes n ON n.pk = c.node_pk
      WHERE NOT n.deleted ORDER BY c.rows_counted DESC, n.name";
 
-/// A name and count row, as both ranking queries return them.
-pub type CountRow = (String, i64);
-
 /// How long PostgreSQL may work on the ranking before it gives up: it counts whole
 /// tables (about 0.2 s for 750,000 subscriptions on the 2-core test machine), and a
 /// page must not keep a database busy for a ranking nobody waits for. The status page
 /// stops waiting after 2 s too.
 pub const RANKING_STATEMENT_TIMEOUT_MS: u32 = 2_000;
-
-impl NodeRanking {
-    /// The ranking from the rows of [`NODES_BY_SUBSCRIBERS`] and [`NODES_BY_ITEMS`].
-    pub fn from_rows(by_subscribers: Vec<CountRow>, by_items: Vec<CountRow>) -> NodeRanking {
-        let sizes = |rows: Vec<CountRow>| {
-            rows.into_iter()
-                .map(|(name, count)| NodeSize {
-                    name,
-                    count: count.max(0) as u64,
-                })
-                .collect()
-        };
-        NodeRanking {
-            by_subscribers: sizes(by_subscribers),
-            by_items: sizes(by_items),
-        }
-    }
-}
-
-/// The rows of `sql`, a query of [`CountRow`]s with its `LIMIT` as `$1`.
-pub async fn counted<DB>(
-    conn: &mut DB::Connection,
-    sql: impl sqlx::SqlSafeStr,
-    limit: u32,
-) -> Result<Vec<CountRow>, StoreError>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    CountRow: for<'r> sqlx::FromRow<'r, DB::Row>,
-    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-{
-    Ok(sqlx::query_as(sql)
-        .bind(i64::from(limit))
-        .fetch_all(conn)
-        .await?)
-}
-
-/// Lease holders from `(process, jobs)` rows.
-fn lease_holders(rows: Vec<CountRow>) -> Vec<LeaseHolder> {
-    rows.into_iter()
-        .map(|(process, jobs)| LeaseHolder {
-            process,
-            jobs: jobs.max(0) as u64,
-        })
-        .collect()
-}

@@ -390,7 +390,7 @@ pub async fn publish(
                 .bind(payload)
                 .execute(&mut *tx)
                 .await?;
-            let id = pubsubd::store::postgres::jobs::insert_job(&mut tx, &job).await?;
+            let id = pubsubd::store::postgres::PgStore::insert_job(&mut tx, &job).await?;
             tx.commit().await?;
             id
         }
@@ -409,7 +409,7 @@ pub async fn publish(
             sqlx::query("UPDATE item_seq SET last_value = last_value + 1")
                 .execute(&mut *tx)
                 .await?;
-            let id = pubsubd::store::sqlite::jobs::insert_job(&mut tx, &job).await?;
+            let id = pubsubd::store::sqlite::SqliteStore::insert_job(&mut tx, &job).await?;
             tx.commit().await?;
             id
         }
@@ -432,14 +432,14 @@ pub async fn delete_node(db: &Db, node_pk: i64, node: &str) -> anyhow::Result<i6
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             sqlx::query(MARK).bind(node_pk).execute(&mut *tx).await?;
-            let id = pubsubd::store::postgres::jobs::insert_job(&mut tx, &job).await?;
+            let id = pubsubd::store::postgres::PgStore::insert_job(&mut tx, &job).await?;
             tx.commit().await?;
             id
         }
         Db::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::query(MARK).bind(node_pk).execute(&mut *tx).await?;
-            let id = pubsubd::store::sqlite::jobs::insert_job(&mut tx, &job).await?;
+            let id = pubsubd::store::sqlite::SqliteStore::insert_job(&mut tx, &job).await?;
             tx.commit().await?;
             id
         }

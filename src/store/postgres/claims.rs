@@ -1,5 +1,6 @@
-//! [`FanoutStore`](crate::store::claims::FanoutStore) for PostgreSQL: job claims under leases, the subscriber walk, and the
-//! shared presence table.
+//! What PostgreSQL's [`FanoutStore`](crate::store::claims::FanoutStore) adds to the
+//! shared part ([`crate::store::sql::claims`]): finding a claim's free nodes, reading
+//! small nodes whole, the statistics refresh after a slow read, and presence's upsert.
 //!
 //! Claiming is safe with several pubsubd processes on one database: candidate nodes are
 //! found without locks, then each is serialised by a transaction-scoped advisory lock
@@ -8,21 +9,13 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use sqlx::postgres::{PgListener, PgPool};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
-use super::jobs::JOBS_CHANNEL;
 use super::liveness::live_lease;
 use super::PgStore;
-use crate::domain::{NodeConfig, ShowValue};
-use crate::store::claims::{
-    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, JobHead, JobListener,
-    LeaseOwner, Liveness, SessionKey, Subscriber,
-};
-use crate::store::decode;
-use crate::store::jobs::JobTarget;
-use crate::store::sql::claims::subscriber;
+use crate::domain::ShowValue;
+use crate::store::claims::{ClaimLimits, Liveness, Subscriber};
+use crate::store::sql::claims::{candidates_sql, mark_shared, subscriber};
 use crate::store::StoreError;
 
 /// How many candidate nodes one claim looks at. Nodes are tried oldest head first; most
@@ -40,11 +33,11 @@ const OLDEST_JOBS_SCANNED: i64 = 512;
 /// Nodes with pending jobs among the oldest [`OLDEST_JOBS_SCANNED`] jobs, oldest head
 /// first, skipping nodes that have a job under a live lease ([`live_lease!`], probed
 /// through `fanout_jobs_leased`). A node's first job in id order is its head, so the order is
-/// the same as [`CANDIDATES_SQL`]'s; the cost does not grow with the number of nodes
+/// the same as [`candidates_sql`]'s; the cost does not grow with the number of nodes
 /// that have jobs (10,000 nodes with a job each: one short index range instead of
 /// 10,000 probes per claim). Finds nothing when the oldest jobs all belong to leased
 /// nodes (one busy node with a long queue); the claim then falls back to
-/// [`CANDIDATES_SQL`].
+/// [`candidates_sql`].
 ///
 /// Both queries run unprepared (`persistent(false)`), so PostgreSQL plans them for
 /// the table as it is at each claim. A prepared statement switches to a generic plan
@@ -70,250 +63,62 @@ ORDER BY min(o.id)
 LIMIT $1"
 );
 
-/// Nodes with pending jobs, each with its head (lowest id) job, oldest head first,
-/// skipping nodes that have a job under a live lease ([`live_lease!`]). The recursive part walks the
-/// distinct node_pks of `fanout_jobs_by_node` with one index probe each (a loose index
-/// scan), so a node with 20,000 queued jobs costs as much as a node with one.
-const CANDIDATES_SQL: &str = concat!(
-    "
-WITH RECURSIVE pending(node_pk) AS (
-    SELECT min(node_pk) FROM fanout_jobs
-  UNION ALL
-    SELECT (SELECT min(f.node_pk) FROM fanout_jobs f WHERE f.node_pk > p.node_pk)
-    FROM pending p WHERE p.node_pk IS NOT NULL
-)
-SELECT p.node_pk
-FROM pending p
-CROSS JOIN LATERAL (
-    SELECT id FROM fanout_jobs f WHERE f.node_pk = p.node_pk ORDER BY id LIMIT 1
-) head
-WHERE p.node_pk IS NOT NULL
-  AND NOT EXISTS (
-    SELECT 1 FROM fanout_jobs l
-    WHERE l.node_pk = p.node_pk AND ",
-    live_lease!(),
-    "
-  )
-ORDER BY head.id
-LIMIT $1"
-);
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
 /// The second advisory-lock key of a node. Folding a 64-bit key into 32 bits may make two
 /// nodes share a lock; that only makes a claimer skip a node it could have taken.
 fn node_lock_key(node_pk: i64) -> i32 {
     node_pk.rem_euclid(i64::from(i32::MAX)) as i32
 }
 
-/// The jobs at the head of one candidate node, as read under its lock.
-struct NodeHeads {
-    node_pk: i64,
-    ids: Vec<i64>,
-    heads: Vec<JobHead>,
-}
-
-impl PgStore {
-    /// Claims batches of the candidate nodes (oldest head first) inside the claim
-    /// transaction, a few statements for the whole group: lock the nodes, drop the ones
-    /// that gained a lease meanwhile, read their heads, row-lock and lease the batches,
-    /// read the nodes.
-    async fn claim_candidates(
-        conn: &mut PgConnection,
-        candidates: &[i64],
-        owner: LeaseOwner,
-        session: Option<SessionKey>,
-        lease: Duration,
-        limits: ClaimLimits,
-    ) -> Result<Vec<ClaimedBatch>, StoreError> {
-        let want = i64::from(limits.max_nodes.max(1));
-        let mut locked = Vec::new();
-        let mut rest = candidates;
-        // Usually one round: the lock fails only for a node another claimer is on.
-        while locked.is_empty() && !rest.is_empty() {
-            let keys: Vec<i32> = rest.iter().map(|&pk| node_lock_key(pk)).collect();
-            // Rows come in array order and the limit stops the scan, so no more locks
-            // are taken than nodes wanted.
-            let rows: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT u.node_pk, u.ord
-                 FROM unnest($1::bigint[], $2::int[]) WITH ORDINALITY AS u(node_pk, key, ord)
-                 WHERE pg_try_advisory_xact_lock($3, u.key)
-                 LIMIT $4",
-            )
-            .bind(rest)
-            .bind(&keys)
-            .bind(CLAIM_LOCK_CLASS)
-            .bind(want)
-            .fetch_all(&mut *conn)
-            .await?;
-            let scanned = if rows.len() as i64 == want {
-                rows.iter().map(|r| r.1).max().unwrap_or(0) as usize
-            } else {
-                rest.len()
-            };
-            rest = rest.get(scanned..).unwrap_or(&[]);
-            if rows.is_empty() {
-                continue;
-            }
-            let nodes: Vec<i64> = rows.iter().map(|r| r.0).collect();
-            // Under the locks, with a fresh snapshot: a claim committed since the
-            // candidate query is visible now.
-            let busy: Vec<i64> = sqlx::query_scalar(concat!(
-                "SELECT DISTINCT l.node_pk FROM fanout_jobs l WHERE l.node_pk = ANY($1) AND ",
-                live_lease!()
-            ))
-            .bind(&nodes)
-            .fetch_all(&mut *conn)
-            .await?;
-            locked = nodes.into_iter().filter(|n| !busy.contains(n)).collect();
-        }
-        if locked.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "SELECT u.node_pk, h.id, h.kind, h.to_subscribers, h.cursor, h.bytes
-             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(node_pk, ord)
-             CROSS JOIN LATERAL (
-                 SELECT id, kind, target_jid IS NULL AS to_subscribers, cursor,
-                        octet_length(payload_xml)::bigint AS bytes
-                 FROM fanout_jobs f WHERE f.node_pk = u.node_pk ORDER BY id LIMIT $2
-             ) h
-             ORDER BY u.ord, h.id",
+/// Of `candidates`, up to `limits.max_nodes` nodes (in order) that this claim alone
+/// may take: each locked with a transaction-scoped advisory lock, and still without a
+/// live lease under the lock.
+async fn lock_free_nodes(
+    conn: &mut PgConnection,
+    candidates: &[i64],
+    limits: ClaimLimits,
+) -> Result<Vec<i64>, StoreError> {
+    let want = i64::from(limits.max_nodes.max(1));
+    let mut locked = Vec::new();
+    let mut rest = candidates;
+    // Usually one round: the lock fails only for a node another claimer is on.
+    while locked.is_empty() && !rest.is_empty() {
+        let keys: Vec<i32> = rest.iter().map(|&pk| node_lock_key(pk)).collect();
+        // Rows come in array order and the limit stops the scan, so no more locks
+        // are taken than nodes wanted.
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT u.node_pk, u.ord
+             FROM unnest($1::bigint[], $2::int[]) WITH ORDINALITY AS u(node_pk, key, ord)
+             WHERE pg_try_advisory_xact_lock($3, u.key)
+             LIMIT $4",
         )
-        .bind(&locked)
-        .bind(i64::from(limits.max_jobs))
+        .bind(rest)
+        .bind(&keys)
+        .bind(CLAIM_LOCK_CLASS)
+        .bind(want)
         .fetch_all(&mut *conn)
         .await?;
-        let mut nodes: Vec<NodeHeads> = Vec::new();
-        for r in &rows {
-            let node_pk: i64 = r.try_get("node_pk")?;
-            if nodes.last().map(|n| n.node_pk) != Some(node_pk) {
-                nodes.push(NodeHeads {
-                    node_pk,
-                    ids: Vec::new(),
-                    heads: Vec::new(),
-                });
-            }
-            let Some(node) = nodes.last_mut() else {
-                continue;
-            };
-            node.ids.push(r.try_get("id")?);
-            node.heads.push(JobHead {
-                kind: decode::job_kind(r.try_get("kind")?)?,
-                to_subscribers: r.try_get("to_subscribers")?,
-                cursor: r.try_get("cursor")?,
-                payload_bytes: r.try_get::<i64, _>("bytes")?.max(0) as u64,
-            });
+        let scanned = if rows.len() as i64 == want {
+            rows.iter().map(|r| r.1).max().unwrap_or(0) as usize
+        } else {
+            rest.len()
+        };
+        rest = rest.get(scanned..).unwrap_or(&[]);
+        if rows.is_empty() {
+            continue;
         }
-        let (mut taken, mut jobs, mut bytes) = (0, 0, 0u64);
-        let mut wanted: Vec<i64> = Vec::new();
-        for node in &mut nodes {
-            let len = batch_len(&node.heads, limits);
-            let size: u64 = node.heads[..len].iter().map(|h| h.payload_bytes).sum();
-            if !claim_has_room(taken, jobs, bytes, len, size, limits) {
-                break;
-            }
-            node.ids.truncate(len);
-            wanted.extend_from_slice(&node.ids);
-            (taken, jobs, bytes) = (taken + 1, jobs + len, bytes.saturating_add(size));
-        }
-        nodes.truncate(taken);
-        // Rows another transaction holds (an owner finishing an expired batch) are
-        // skipped, and each batch stops before the first of them: it must stay a prefix
-        // of its node's queue.
-        let row_locked: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM fanout_jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
-        )
-        .bind(&wanted)
+        let nodes: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        // Under the locks, with a fresh snapshot: a claim committed since the
+        // candidate query is visible now.
+        let busy: Vec<i64> = sqlx::query_scalar(concat!(
+            "SELECT DISTINCT l.node_pk FROM fanout_jobs l WHERE l.node_pk = ANY($1) AND ",
+            live_lease!()
+        ))
+        .bind(&nodes)
         .fetch_all(&mut *conn)
         .await?;
-        let mut ids = Vec::with_capacity(wanted.len());
-        for node in &nodes {
-            let prefix = node
-                .ids
-                .iter()
-                .take_while(|id| row_locked.binary_search(id).is_ok())
-                .count();
-            ids.extend_from_slice(&node.ids[..prefix]);
-        }
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "UPDATE fanout_jobs
-             SET lease_owner = $1::uuid, lease_until = now() + make_interval(secs => $2),
-                 lease_session = $4
-             WHERE id = ANY($3)
-             RETURNING id, node_pk, kind, payload_xml, message_type, target_jid, cursor",
-        )
-        .bind(owner.to_string())
-        .bind(secs(lease))
-        .bind(&ids)
-        .bind(session.map(|k| k.0))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut leased: Vec<(i64, i64, ClaimedJob)> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let target: Option<String> = r.try_get("target_jid")?;
-            leased.push((
-                r.try_get("node_pk")?,
-                r.try_get("cursor")?,
-                ClaimedJob {
-                    id: r.try_get("id")?,
-                    kind: decode::job_kind(r.try_get("kind")?)?,
-                    payload_xml: r.try_get("payload_xml")?,
-                    headline: r.try_get::<&str, _>("message_type")? == "headline",
-                    target: target.map_or(JobTarget::Subscribers, JobTarget::Jid),
-                },
-            ));
-        }
-        let node_pks: Vec<i64> = nodes.iter().map(|n| n.node_pk).collect();
-        let rows =
-            sqlx::query("SELECT pk, name, config::text AS config FROM nodes WHERE pk = ANY($1)")
-                .bind(&node_pks)
-                .fetch_all(&mut *conn)
-                .await?;
-        let mut found = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let pk: i64 = r.try_get("pk")?;
-            found.push((
-                pk,
-                r.try_get::<String, _>("name")?,
-                decode::config_or_default(r.try_get("config")?, pk),
-            ));
-        }
-        let mut batches = Vec::with_capacity(node_pks.len());
-        for node_pk in node_pks {
-            let mut jobs: Vec<ClaimedJob> = Vec::new();
-            let mut cursor = 0;
-            for (_, c, job) in leased.iter().filter(|(pk, _, _)| *pk == node_pk) {
-                cursor = *c;
-                jobs.push(job.clone());
-            }
-            if jobs.is_empty() {
-                continue;
-            }
-            jobs.sort_by_key(|j| j.id);
-            let (node_name, config) = match found.iter().position(|f| f.0 == node_pk) {
-                Some(i) => {
-                    let (_, name, config) = found.swap_remove(i);
-                    (Some(name), config)
-                }
-                None => (None, NodeConfig::default()),
-            };
-            batches.push(ClaimedBatch {
-                node_pk,
-                node_name,
-                config,
-                cursor,
-                jobs,
-                session,
-            });
-        }
-        Ok(batches)
+        locked = nodes.into_iter().filter(|n| !busy.contains(n)).collect();
     }
+    Ok(locked)
 }
 
 /// Sets `shares_bare_jid` on the subscriptions of a whole node whose bare JID has
@@ -326,12 +131,7 @@ fn mark_shared_bare_jids(page: &mut [Subscriber]) {
         .filter(|w| w[0] == w[1])
         .map(|w| w[0].to_owned())
         .collect();
-    if shared.is_empty() {
-        return;
-    }
-    for sub in page.iter_mut() {
-        sub.shares_bare_jid = shared.contains(&sub.bare_jid);
-    }
+    mark_shared(page, &shared);
 }
 
 /// One keyset page of a node's subscribers to deliver to: those after `$2` in `pk`
@@ -345,7 +145,7 @@ fn mark_shared_bare_jids(page: &mut [Subscriber]) {
 /// from `$2` and filter on the node, reading every later subscription of every node for
 /// a page of ten (13 ms with 120,000 rows, and growing with the table). This form reads
 /// the page's own index entries whatever the statistics say (`plan_tests`).
-const SUBSCRIBER_PAGE_SQL: &str = "
+pub(super) const SUBSCRIBER_PAGE_SQL: &str = "
 SELECT pk, jid, bare_jid, subid, options::text AS options
 FROM subscriptions
 WHERE (node_pk, pk) > ($1, $2) AND node_pk <= $1 AND state = 'subscribed'
@@ -412,48 +212,32 @@ const STATISTICS_REFRESH_GAP: Duration = Duration::from_secs(30);
 /// linear in the node's size, so still worth fixing for a node of millions).
 /// Autovacuum would fix the statistics within a minute or so; a fan-out should not wait
 /// for it. ANALYZE also invalidates the cached plans, so the next page is planned again.
-fn refresh_statistics_after_a_slow_read(
-    pool: &PgPool,
-    what: &'static str,
-    took: Duration,
-    rows: usize,
-) {
-    use std::sync::Mutex;
-    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
-    if took < SLOW_PAGE || rows == 0 {
-        return;
-    }
-    {
-        let Ok(mut last) = LAST.lock() else { return };
-        if last.is_some_and(|t| t.elapsed() < STATISTICS_REFRESH_GAP) {
+impl PgStore {
+    pub(crate) fn after_subscriber_read(&self, what: &'static str, took: Duration, rows: usize) {
+        use std::sync::Mutex;
+        static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+        if took < SLOW_PAGE || rows == 0 {
             return;
         }
-        *last = Some(std::time::Instant::now());
-    }
-    tracing::info!(
-        took_ms = took.as_millis() as u64,
-        rows,
-        "slow {what}: refreshing the planner's statistics (ANALYZE subscriptions)"
-    );
-    let pool = pool.clone();
-    tokio::spawn(async move {
-        match sqlx::query("ANALYZE subscriptions").execute(&pool).await {
-            Ok(_) => tracing::info!("subscriptions analyzed"),
-            Err(e) => tracing::warn!(error = %e, "ANALYZE subscriptions failed"),
+        {
+            let Ok(mut last) = LAST.lock() else { return };
+            if last.is_some_and(|t| t.elapsed() < STATISTICS_REFRESH_GAP) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
         }
-    });
-}
-
-/// The PostgreSQL LISTEN connection for [`JOBS_CHANNEL`].
-struct PgJobListener(PgListener);
-
-#[async_trait]
-impl JobListener for PgJobListener {
-    async fn wait(&mut self) -> Result<(), StoreError> {
-        // `Ok(None)`: the connection was lost and re-established; notifications sent in
-        // between are gone, so report a wake-up and let the workers look.
-        self.0.try_recv().await?;
-        Ok(())
+        tracing::info!(
+            took_ms = took.as_millis() as u64,
+            rows,
+            "slow {what}: refreshing the planner's statistics (ANALYZE subscriptions)"
+        );
+        let pool = self.pool().clone();
+        tokio::spawn(async move {
+            match sqlx::query("ANALYZE subscriptions").execute(&pool).await {
+                Ok(_) => tracing::info!("subscriptions analyzed"),
+                Err(e) => tracing::warn!(error = %e, "ANALYZE subscriptions failed"),
+            }
+        });
     }
 }
 
@@ -483,68 +267,14 @@ crate::store::sql::fanout_store!(PgStore, {
             .fetch_all(&mut *tx)
             .await?;
         if candidates.is_empty() {
-            candidates = sqlx::query_scalar(CANDIDATES_SQL)
+            candidates = sqlx::query_scalar(AssertSqlSafe(candidates_sql::<PgStore>()))
                 .bind(how_many)
                 .persistent(false)
                 .fetch_all(&mut *tx)
                 .await?;
         }
-        let batches =
-            Self::claim_candidates(&mut tx, &candidates, owner, session, lease, limits).await?;
-        if batches.is_empty() {
-            tx.rollback().await?;
-        } else {
-            tx.commit().await?;
-        }
-        Ok(batches)
-    }
-
-    async fn subscribers(
-        &self,
-        node_pk: i64,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Subscriber>, StoreError> {
-        // Two statements whose worst plan is still linear: the keyset page on
-        // subscriptions_fanout, then one probe for the page's bare JIDs that have another
-        // subscription to the node. (A correlated EXISTS per row was quadratic whenever
-        // stale statistics made the planner probe it through subscriptions_fanout: 385 ms
-        // for a page of a 10,000-subscriber node, against 3 ms for this probe planned the
-        // same bad way, and 1 ms with fresh statistics.)
-        let started = std::time::Instant::now();
-        let rows = sqlx::query(SUBSCRIBER_PAGE_SQL)
-            .bind(node_pk)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        let mut page = rows.iter().map(subscriber).collect::<Result<Vec<_>, _>>()?;
-        let mut bare: Vec<&str> = page.iter().map(|s| s.bare_jid.as_str()).collect();
-        bare.sort_unstable();
-        bare.dedup();
-        let shared: Vec<String> = if bare.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(
-                "SELECT bare_jid FROM subscriptions
-                 WHERE node_pk = $1 AND state = 'subscribed' AND bare_jid = ANY($2)
-                 GROUP BY bare_jid HAVING count(*) > 1",
-            )
-            .bind(node_pk)
-            .bind(&bare)
-            .fetch_all(self.pool())
-            .await?
-        };
-        for sub in &mut page {
-            sub.shares_bare_jid = shared.contains(&sub.bare_jid);
-        }
-        refresh_statistics_after_a_slow_read(
-            self.pool(),
-            "subscriber page",
-            started.elapsed(),
-            page.len(),
-        );
-        Ok(page)
+        let nodes = lock_free_nodes(&mut tx, &candidates, limits).await?;
+        Self::lease_batches(tx, &nodes, owner, session, lease, limits).await
     }
 
     async fn whole_nodes(
@@ -578,19 +308,8 @@ crate::store::sql::fanout_store!(PgStore, {
         for page in pages.iter_mut().flatten() {
             mark_shared_bare_jids(page);
         }
-        refresh_statistics_after_a_slow_read(
-            self.pool(),
-            "read of small nodes",
-            started.elapsed(),
-            nodes.len(),
-        );
+        self.after_subscriber_read("read of small nodes", started.elapsed(), nodes.len());
         Ok(pages)
-    }
-
-    async fn listen(&self) -> Result<Box<dyn JobListener>, StoreError> {
-        let mut listener = PgListener::connect_with(self.pool()).await?;
-        listener.listen(JOBS_CHANNEL).await?;
-        Ok(Box::new(PgJobListener(listener)))
     }
 
     async fn resource_available(

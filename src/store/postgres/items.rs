@@ -1,9 +1,7 @@
-//! Items in PostgreSQL: what differs from the shared SQL ([`crate::store::sql`]) is
-//! the common publish in one round trip and a batch of publishes in one statement,
-//! both DML inside `WITH` with the wake-up notification in the same statement.
+//! Items in PostgreSQL: what differs from the shared SQL ([`crate::store::sql`]) is a
+//! batch of publishes (and so the common publish, a batch of one) in one statement:
+//! DML inside `WITH`, with the wake-up notification in the same statement.
 
-use crate::store::jobs::{JobTarget, NewJob};
-use crate::store::{BatchedPublish, NewItem, Refusal, StoreError};
 use sqlx::PgPool;
 
 use super::PgStore;
@@ -31,71 +29,7 @@ async fn trim_many(pool: &PgPool, node_pks: &[i64], keeps: &[i64]) -> Result<(),
     Ok(())
 }
 
-/// The common publish (one item, one notification job) in one statement, so one round
-/// trip: a statement is its own transaction, and the item and its job commit together.
-/// The same statement says whether the node was already full; only then does a second
-/// statement trim it (trimming is idempotent, so a crash in between only delays it).
-async fn publish_one_round_trip(
-    store: &PgStore,
-    node_pk: i64,
-    item: &NewItem,
-    keep_items: u32,
-    job: &NewJob,
-) -> Result<Result<(), Refusal>, StoreError> {
-    let target = match &job.target {
-        JobTarget::Subscribers => None,
-        JobTarget::Jid(j) => Some(j.as_str()),
-    };
-    // Data-modifying CTEs see the snapshot from before the statement: `full` counts the
-    // items that were there, so `keep - 1` old items plus the new one reach the limit.
-    let full: bool = sqlx::query_scalar(
-        "WITH item AS (
-             INSERT INTO items (node_pk, item_id, publisher, payload) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (node_pk, item_id) DO UPDATE
-             SET seq = nextval('item_seq'), publisher = EXCLUDED.publisher,
-                 payload = EXCLUDED.payload, published_at = now()
-             RETURNING seq
-         ), job AS (
-             INSERT INTO fanout_jobs (node_pk, payload_xml, message_type, target_jid, kind)
-             SELECT $1, $6, $7, $8, $9 FROM item
-             RETURNING id
-         )
-         SELECT EXISTS (SELECT 1 FROM items WHERE node_pk = $1 ORDER BY seq DESC OFFSET $5 LIMIT 1)
-         FROM job, pg_notify($10, '') AS n",
-    )
-    .bind(node_pk)
-    .bind(item.id.as_str())
-    .bind(&item.publisher)
-    .bind(&item.payload)
-    .bind(i64::from(keep_items) - 1)
-    .bind(&job.payload_xml)
-    .bind(if job.headline { "headline" } else { "normal" })
-    .bind(target)
-    .bind(job.kind.as_str())
-    .bind(super::jobs::JOBS_CHANNEL)
-    .fetch_one(store.pool())
-    .await?;
-    if full {
-        let mut conn = store.pool().acquire().await?;
-        PgStore::trim(&mut conn, node_pk, keep_items).await?;
-    }
-    Ok(Ok(()))
-}
-
 crate::store::sql::item_store!(PgStore, {
-    async fn publish(
-        &self,
-        node_pk: i64,
-        item: Option<NewItem>,
-        keep_items: u32,
-        jobs: Vec<NewJob>,
-    ) -> Result<Result<(), Refusal>, StoreError> {
-        if let (Some(item), [job], true) = (&item, jobs.as_slice(), keep_items > 0) {
-            return publish_one_round_trip(self, node_pk, item, keep_items, job).await;
-        }
-        self.publish_in_tx(node_pk, item, keep_items, jobs).await
-    }
-
     async fn publish_batch(&self, batch: &[BatchedPublish]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -103,8 +37,9 @@ crate::store::sql::item_store!(PgStore, {
         // One statement for every item and job of the batch, in order (rows are
         // inserted in the order of the SELECT, so sequence numbers and job ids follow
         // the publishes). It also names the nodes that may now hold more than their
-        // `keep` items, read from the snapshot before the statement as in
-        // `publish_one_round_trip`; only those are trimmed, in one more statement.
+        // `keep` items, read from the snapshot before the statement (data-modifying
+        // CTEs see the snapshot from before it); only those are trimmed, in one more
+        // statement.
         let col = |f: &dyn Fn(&BatchedPublish) -> Option<String>| -> Vec<Option<String>> {
             batch.iter().map(f).collect()
         };
@@ -114,11 +49,8 @@ crate::store::sql::item_store!(PgStore, {
         let publishers = col(&|p| Some(p.item.publisher.clone()));
         let payloads = col(&|p| p.item.payload.clone());
         let job_payloads = col(&|p| Some(p.job.payload_xml.clone()));
-        let types = col(&|p| Some(if p.job.headline { "headline" } else { "normal" }.to_owned()));
-        let targets = col(&|p| match &p.job.target {
-            JobTarget::Subscribers => None,
-            JobTarget::Jid(j) => Some(j.clone()),
-        });
+        let types = col(&|p| Some(p.job.message_type().to_owned()));
+        let targets = col(&|p| p.job.target_jid().map(str::to_owned));
         let kinds = col(&|p| Some(p.job.kind.as_str().to_owned()));
         let (full_nodes, full_keeps): (Vec<i64>, Vec<i64>) = sqlx::query_as(
             "WITH input AS (
@@ -162,7 +94,7 @@ crate::store::sql::item_store!(PgStore, {
         .bind(&types)
         .bind(&targets)
         .bind(&kinds)
-        .bind(super::jobs::JOBS_CHANNEL)
+        .bind(super::JOBS_CHANNEL)
         .bind(&keeps)
         .fetch_one(self.pool())
         .await?;

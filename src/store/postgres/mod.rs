@@ -10,16 +10,20 @@ use sqlx::{Postgres, Transaction};
 
 pub mod claims;
 pub mod items;
-pub mod jobs;
 pub mod liveness;
-pub mod nodes;
 
 use super::claims::Liveness;
+use super::job_events::JobEvents;
 use super::sql::Backend;
-use super::{status, StoreError};
+use super::StoreError;
 
 /// The migrations, embedded at compile time so the binary carries its schema.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The LISTEN/NOTIFY channel that wakes fan-out workers in every pubsubd process
+/// attached to this database. PostgreSQL delivers the notification on commit, so a
+/// worker never wakes for a job it cannot see yet.
+pub const JOBS_CHANNEL: &str = "pubsubd_fanout_jobs";
 
 /// How long a request waits for a free pool connection before it fails with an error
 /// (instead of hanging while the database is down).
@@ -81,17 +85,14 @@ impl PgStore {
         Ok(PgStore { liveness, ..self })
     }
 
-    /// Applies pending migrations; applying them twice is a no-op.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
-    }
-
     /// The pool, for modules of this backend.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Where the gateway and the fan-out engine hear of committed jobs.
+    pub fn job_events(&self) -> JobEvents {
+        JobEvents::Postgres(self.pool.clone())
     }
 
     /// Starts a write transaction (the shared SQL's name for `BEGIN`).
@@ -126,68 +127,48 @@ impl Backend for PgStore {
     fn in_list(param: &str) -> String {
         format!("= ANY({param})")
     }
+    fn ordered(param: &str, ty: &str, name: &str) -> String {
+        format!("unnest({param}::{ty}[]) WITH ORDINALITY AS u({name}, ord)")
+    }
     const UUID: &'static str = "::uuid";
     fn now_plus(param: &str) -> String {
         format!("now() + make_interval(secs => {param})")
     }
+    fn seconds_since(expr: &str) -> String {
+        format!("EXTRACT(EPOCH FROM now() - {expr})::double precision")
+    }
+    fn local_timeout(ms: u32) -> Option<String> {
+        Some(format!("SET LOCAL statement_timeout = {ms}"))
+    }
     const LOCK_ROW: &'static str = " FOR UPDATE";
     const LOCK_ROW_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const LIVE_LEASE: &'static str = liveness::live_lease!();
+    const JOB_HEADS: &'static str = "
+        SELECT u.node_pk, h.id, h.kind, h.to_subscribers, h.cursor, h.bytes
+        FROM unnest($1::bigint[]) WITH ORDINALITY AS u(node_pk, ord)
+        CROSS JOIN LATERAL (
+            SELECT id, kind, target_jid IS NULL AS to_subscribers, cursor,
+                   octet_length(payload_xml)::bigint AS bytes
+            FROM fanout_jobs f WHERE f.node_pk = u.node_pk ORDER BY id LIMIT $2
+        ) h
+        ORDER BY u.ord, h.id";
+    const SUBSCRIBER_PAGE: &'static str = claims::SUBSCRIBER_PAGE_SQL;
+    fn waking(insert: &str) -> String {
+        format!("WITH j AS ({insert}) SELECT j.id FROM j, pg_notify('{JOBS_CHANNEL}', '') AS n")
+    }
     const NEXT_SEQ: &'static str = "SELECT nextval('item_seq')";
+    const ONE_STATEMENT_BATCH: bool = true;
     const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state, 'options', s.options)
         ORDER BY s.pk), '[]')";
 }
 
+crate::store::sql::node_store!(PgStore);
 crate::store::sql::subscription_store!(PgStore);
 crate::store::sql::affiliation_store!(PgStore);
 crate::store::sql::item_seq_store!(PgStore);
 
 crate::store::sql::service_store!(PgStore, {
-    async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
-        // Workers of one process share the first 32 hex digits of their lease owner.
-        let row = sqlx::query(
-            "SELECT count(*) AS pending,
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::double precision AS age,
-                    count(DISTINCT left(lease_owner::text, 32)) FILTER (WHERE lease_until > now()) AS instances
-             FROM fanout_jobs",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let pending: i64 = row.try_get("pending")?;
-        let age: f64 = row.try_get("age")?;
-        let instances: i64 = row.try_get("instances")?;
-        Ok((pending.max(0) as u64, age, instances.max(0) as u64))
-    }
-
-    async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
-        let (pending, age, _) = self.fanout_backlog().await?;
-        let holders = status::counted::<sqlx::Postgres>(
-            &mut *self.pool.acquire().await?,
-            "SELECT left(lease_owner::text, 32), count(*) FROM fanout_jobs
-             WHERE lease_until > now() GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1",
-            limit,
-        )
-        .await?;
-        Ok(status::Backlog::new(pending, age, holders))
-    }
-
-    async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
-        // A transaction only to scope the timeout to these two statements.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "SET LOCAL statement_timeout = {}",
-            status::RANKING_STATEMENT_TIMEOUT_MS
-        )))
-        .execute(&mut *tx)
-        .await?;
-        let by_subscribers =
-            status::counted::<sqlx::Postgres>(&mut tx, status::NODES_BY_SUBSCRIBERS, limit).await?;
-        let by_items =
-            status::counted::<sqlx::Postgres>(&mut tx, status::NODES_BY_ITEMS, limit).await?;
-        tx.commit().await?;
-        Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
-    }
-
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {
         // Only nodes with an item_expire setting are looked at; for each, the items
         // index by published_at finds the expired ones without scanning live items.

@@ -5,12 +5,22 @@
 macro_rules! affiliation_store {
     ($store:ty) => {
         const _: () = {
-            use sqlx::{AssertSqlSafe, Row};
+            use sqlx::AssertSqlSafe;
             use xmpp_parsers::jid::BareJid;
 
             use $crate::domain::{Affiliation, NodeId};
             use $crate::store::sql::Backend;
             use $crate::store::{decode, AffiliationChange, AffiliationStore, Refusal, StoreError};
+
+            /// `(who, affiliation)` rows, `who` decoded by `who`.
+            fn pairs<T>(
+                rows: Vec<(String, String)>,
+                who: fn(&str) -> Result<T, StoreError>,
+            ) -> Result<Vec<(T, Affiliation)>, StoreError> {
+                rows.iter()
+                    .map(|(w, a)| Ok((who(w)?, decode::affiliation(a)?)))
+                    .collect()
+            }
 
             #[async_trait::async_trait]
             impl AffiliationStore for $store {
@@ -18,19 +28,13 @@ macro_rules! affiliation_store {
                     &self,
                     node_pk: i64,
                 ) -> Result<Vec<(BareJid, Affiliation)>, StoreError> {
-                    let rows = sqlx::query(
+                    let rows = sqlx::query_as(
                         "SELECT jid, affiliation FROM affiliations WHERE node_pk = $1 ORDER BY jid",
                     )
                     .bind(node_pk)
                     .fetch_all(self.pool())
                     .await?;
-                    rows.iter()
-                        .map(|r| {
-                            let jid: String = r.try_get("jid")?;
-                            let a: String = r.try_get("affiliation")?;
-                            Ok((decode::bare_jid(&jid)?, decode::affiliation(&a)?))
-                        })
-                        .collect()
+                    pairs(rows, decode::bare_jid)
                 }
 
                 async fn jid_affiliations(
@@ -38,7 +42,7 @@ macro_rules! affiliation_store {
                     jid: &BareJid,
                     node_pk: Option<i64>,
                 ) -> Result<Vec<(NodeId, Affiliation)>, StoreError> {
-                    let rows = sqlx::query(
+                    let rows = sqlx::query_as(
                         "SELECT n.name, a.affiliation FROM affiliations a JOIN nodes n ON n.pk = a.node_pk
                          WHERE a.jid = $1 AND ($2 IS NULL OR a.node_pk = $2) AND NOT n.deleted
                          ORDER BY n.name",
@@ -47,13 +51,7 @@ macro_rules! affiliation_store {
                     .bind(node_pk)
                     .fetch_all(self.pool())
                     .await?;
-                    rows.iter()
-                        .map(|r| {
-                            let name: String = r.try_get("name")?;
-                            let a: String = r.try_get("affiliation")?;
-                            Ok((decode::node_id(&name)?, decode::affiliation(&a)?))
-                        })
-                        .collect()
+                    pairs(rows, decode::node_id)
                 }
 
                 async fn set_affiliations(

@@ -11,7 +11,8 @@ macro_rules! item_seq_store {
             use sqlx::Row;
 
             use $crate::store::item_seq::{ItemSeqStore, SeqItem};
-            use $crate::store::sql::rows::{self, ITEM_COLUMNS};
+            use $crate::store::sql::items::NEWER;
+            use $crate::store::sql::rows;
             use $crate::store::StoreError;
 
             #[async_trait::async_trait]
@@ -22,15 +23,9 @@ macro_rules! item_seq_store {
                     after: i64,
                     limit: u32,
                 ) -> Result<Vec<SeqItem>, StoreError> {
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT {ITEM_COLUMNS} FROM items
-                         WHERE node_pk = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-                    )))
-                    .bind(node_pk)
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(self.pool())
-                    .await?;
+                    let rows = self
+                        .item_rows(node_pk, NEWER, after, i64::from(limit))
+                        .await?;
                     rows.iter()
                         .map(|row| {
                             Ok(SeqItem {

@@ -2,11 +2,18 @@
 //! `max_items`), retract, purge and retrieval newest first, by the `items_by_seq
 //! (node_pk, seq DESC)` index. Lists of ids travel as one JSON array.
 //!
-//! `publish` itself is the backend's: PostgreSQL does the common publish in one
-//! statement (DML inside `WITH`); both fall back to [`item_store!`]'s `publish_in_tx`.
+//! A batch of publishes is the backend's: PostgreSQL does it in one statement (DML
+//! inside `WITH`), and the common publish as a batch of one.
 
-/// Implements `ItemStore` for `$store` (with the inherent `trim` and `publish_in_tx`);
-/// `$extra` are the backend's own methods, at least `publish`.
+/// For `item_rows`: newest first, skipping the newest `$2`.
+pub const NEWEST: &str = "ORDER BY seq DESC LIMIT $3 OFFSET $2";
+/// For `item_rows`: older than the publish sequence number `$2`, newest first.
+pub const OLDER: &str = "AND seq < $2 ORDER BY seq DESC LIMIT $3";
+/// For `item_rows`: newer than the publish sequence number `$2`, oldest first.
+pub const NEWER: &str = "AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// Implements `ItemStore` for `$store` (with the inherent `trim` and `item_rows`);
+/// `$extra` are the backend's own methods (`publish_batch`).
 macro_rules! item_store {
     ($store:ty, { $($extra:tt)* }) => {
         const _: () = {
@@ -14,11 +21,12 @@ macro_rules! item_store {
 
             use $crate::domain::ItemId;
             use $crate::store::jobs::NewJob;
+            use $crate::store::sql::items::{NEWER, NEWEST, OLDER};
             use $crate::store::sql::rows::{self, ITEM_COLUMNS};
             use $crate::store::sql::Backend;
             use $crate::store::{
-                decode, ItemRecord, ItemStore, ItemsPage, ItemsQuery, NewItem, Refusal,
-                StoreError,
+                decode, BatchedPublish, ItemRecord, ItemStore, ItemsPage, ItemsQuery, NewItem,
+                Refusal, StoreError,
             };
 
             type Conn = <<$store as Backend>::Db as Database>::Connection;
@@ -30,6 +38,26 @@ macro_rules! item_store {
             }
 
             impl $store {
+                /// At most `limit` (`$3`) items of the node as `order` picks them: one of
+                /// [`NEWEST`], [`OLDER`], [`NEWER`], with `$2` the value it compares or
+                /// skips by.
+                pub(crate) async fn item_rows(
+                    &self,
+                    node_pk: i64,
+                    order: &str,
+                    value: i64,
+                    limit: i64,
+                ) -> Result<Vec<<<$store as Backend>::Db as Database>::Row>, sqlx::Error> {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 {order}"
+                    )))
+                    .bind(node_pk)
+                    .bind(value)
+                    .bind(limit)
+                    .fetch_all(self.pool())
+                    .await
+                }
+
                 /// Deletes all but the newest `keep` items of the node.
                 pub(crate) async fn trim(
                     conn: &mut Conn,
@@ -49,15 +77,37 @@ macro_rules! item_store {
                     Ok(())
                 }
 
-                /// [`ItemStore::publish`] in one write transaction: stores the item,
-                /// trims the node, queues the jobs.
-                pub(crate) async fn publish_in_tx(
+            }
+
+            #[async_trait::async_trait]
+            impl ItemStore for $store {
+                async fn publish(
                     &self,
                     node_pk: i64,
                     item: Option<NewItem>,
                     keep_items: u32,
                     jobs: Vec<NewJob>,
                 ) -> Result<Result<(), Refusal>, StoreError> {
+                    // Where a batch is one statement, the common publish (one item, one
+                    // notification job) is a batch of one: one round trip (a statement is
+                    // its own transaction, and the item and its job commit together).
+                    if let (true, Some(item), [job], true) = (
+                        <$store>::ONE_STATEMENT_BATCH,
+                        &item,
+                        jobs.as_slice(),
+                        keep_items > 0,
+                    ) {
+                        let one = BatchedPublish {
+                            node_pk,
+                            item: item.clone(),
+                            keep: keep_items,
+                            job: job.clone(),
+                        };
+                        self.publish_batch(std::slice::from_ref(&one)).await?;
+                        return Ok(Ok(()));
+                    }
+                    // Else one write transaction: store the item, trim the node, queue
+                    // the jobs.
                     let mut tx = self.write_tx().await?;
                     if let Some(item) = item {
                         // An overwrite takes a new sequence number: it is the newest
@@ -86,10 +136,7 @@ macro_rules! item_store {
                     self.commit(tx, queued).await?;
                     Ok(Ok(()))
                 }
-            }
 
-            #[async_trait::async_trait]
-            impl ItemStore for $store {
                 async fn item_publisher(
                     &self,
                     node_pk: i64,
@@ -143,18 +190,11 @@ macro_rules! item_store {
                 }
 
                 async fn items(&self, node_pk: i64, query: &ItemsQuery) -> Result<ItemsPage, StoreError> {
-                    let pool = self.pool();
                     let count = self.item_count(node_pk).await?;
                     let (items, first_index) = match query {
                         ItemsQuery::Latest { max } => {
-                            let rows = sqlx::query(AssertSqlSafe(format!(
-                                "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT $2"
-                            )))
-                            .bind(node_pk)
-                            .bind(max.map_or(i64::MAX, i64::from))
-                            .fetch_all(pool)
-                            .await?;
-                            (records(&rows)?, Some(0))
+                            let limit = max.map_or(i64::MAX, i64::from);
+                            (records(&self.item_rows(node_pk, NEWEST, 0, limit).await?)?, Some(0))
                         }
                         ItemsQuery::Ids(ids) => {
                             let wanted: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
@@ -165,7 +205,7 @@ macro_rules! item_store {
                             )))
                             .bind(node_pk)
                             .bind(Self::list(&wanted))
-                            .fetch_all(pool)
+                            .fetch_all(self.pool())
                             .await?;
                             // In the order asked for.
                             let mut items = records(&rows)?;
@@ -185,24 +225,16 @@ macro_rules! item_store {
                                 )
                                 .bind(node_pk)
                                 .bind(id.to_owned())
-                                .fetch_optional(pool)
+                                .fetch_optional(self.pool())
                             };
-                            let rows = match (after, before, index) {
-                                (Some(after), _, _) => {
+                            let rows = match (after, before) {
+                                (Some(after), _) => {
                                     let Some(seq) = anchor(after).await? else {
                                         return Ok(ItemsPage::missing_anchor(count));
                                     };
-                                    sqlx::query(AssertSqlSafe(format!(
-                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq < $2
-                                         ORDER BY seq DESC LIMIT $3"
-                                    )))
-                                    .bind(node_pk)
-                                    .bind(seq)
-                                    .bind(limit)
-                                    .fetch_all(pool)
-                                    .await?
+                                    self.item_rows(node_pk, OLDER, seq, limit).await?
                                 }
-                                (None, Some(before), _) => {
+                                (None, Some(before)) => {
                                     // Newer than `before` (or the oldest page for an empty one):
                                     // read upwards, then turn the page newest first.
                                     let seq = if before.is_empty() {
@@ -213,28 +245,13 @@ macro_rules! item_store {
                                             None => return Ok(ItemsPage::missing_anchor(count)),
                                         }
                                     };
-                                    let mut rows = sqlx::query(AssertSqlSafe(format!(
-                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 AND seq > $2
-                                         ORDER BY seq ASC LIMIT $3"
-                                    )))
-                                    .bind(node_pk)
-                                    .bind(seq)
-                                    .bind(limit)
-                                    .fetch_all(pool)
-                                    .await?;
+                                    let mut rows = self.item_rows(node_pk, NEWER, seq, limit).await?;
                                     rows.reverse();
                                     rows
                                 }
-                                (None, None, index) => {
-                                    sqlx::query(AssertSqlSafe(format!(
-                                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1
-                                         ORDER BY seq DESC LIMIT $3 OFFSET $2"
-                                    )))
-                                    .bind(node_pk)
-                                    .bind(i64::from(index.unwrap_or(0)))
-                                    .bind(limit)
-                                    .fetch_all(pool)
-                                    .await?
+                                (None, None) => {
+                                    let skip = i64::from(index.unwrap_or(0));
+                                    self.item_rows(node_pk, NEWEST, skip, limit).await?
                                 }
                             };
                             let first_index = match rows.first() {
@@ -245,7 +262,7 @@ macro_rules! item_store {
                                     )
                                     .bind(node_pk)
                                     .bind(seq)
-                                    .fetch_one(pool)
+                                    .fetch_one(self.pool())
                                     .await?;
                                     Some(newer.max(0) as u64)
                                 }
@@ -263,13 +280,8 @@ macro_rules! item_store {
                 }
 
                 async fn last_item(&self, node_pk: i64) -> Result<Option<ItemRecord>, StoreError> {
-                    let row = sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {ITEM_COLUMNS} FROM items WHERE node_pk = $1 ORDER BY seq DESC LIMIT 1"
-                    )))
-                    .bind(node_pk)
-                    .fetch_optional(self.pool())
-                    .await?;
-                    row.as_ref().map(rows::item).transpose()
+                    let rows = self.item_rows(node_pk, NEWEST, 0, 1).await?;
+                    rows.first().map(rows::item).transpose()
                 }
 
                 async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {

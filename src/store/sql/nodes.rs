@@ -1,188 +1,215 @@
 //! [`NodeStore`](crate::store::NodeStore) in shared SQL: lookup with the requester's
-//! standing, creation, configuration, deletion.
+//! standing (for one node, or a run of them in one statement), creation,
+//! configuration, deletion.
 
-/// What node_access reads of node `n` for the requester `$2`: the node's columns, the
-/// requester's affiliation and its subscriptions (as JSON), in one row.
-macro_rules! access_columns {
-    ($store:ty) => {
-        format!(
-            "n.pk, n.name, n.config, n.creator, n.created_at,
-             (SELECT a.affiliation FROM affiliations a
-               WHERE a.node_pk = n.pk AND a.jid = $2) AS affiliation,
-             (SELECT {subs} FROM subscriptions s
-               WHERE s.bare_jid = $2 AND s.node_pk = n.pk) AS subscriptions",
-            subs = <$store as $crate::store::sql::Backend>::SUBSCRIPTIONS_JSON
-        )
-    };
-}
-pub(crate) use access_columns;
-
-/// Implements `NodeStore` for `$store`; `$extra` are the backend's own methods (a
-/// faster `node_accesses`).
+/// Implements `NodeStore` for `$store`.
 macro_rules! node_store {
-    ($store:ty, { $($extra:tt)* }) => {
-        #[async_trait::async_trait]
-        impl $crate::store::NodeStore for $store {
-            async fn node(
-                &self,
-                name: &$crate::domain::NodeId,
-            ) -> Result<Option<$crate::store::NodeRecord>, $crate::store::StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM nodes WHERE name = $1 AND NOT deleted",
-                    $crate::store::sql::rows::NODE_COLUMNS
-                )))
-                .bind(name.as_str())
-                .fetch_optional(self.pool())
-                .await?;
-                row.as_ref().map($crate::store::sql::rows::node).transpose()
-            }
+    ($store:ty) => {
+        const _: () = {
+            use sqlx::types::Json;
+            use sqlx::{AssertSqlSafe, Row};
+            use xmpp_parsers::jid::BareJid;
 
-            async fn node_access(
-                &self,
-                name: &$crate::domain::NodeId,
-                requester: &xmpp_parsers::jid::BareJid,
-            ) -> Result<Option<$crate::store::NodeAccess>, $crate::store::StoreError> {
-                // One round trip: every permission check starts here.
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM nodes n WHERE n.name = $1 AND NOT n.deleted",
-                    $crate::store::sql::nodes::access_columns!($store)
-                )))
-                .bind(name.as_str())
-                .bind(requester.as_str())
-                .fetch_optional(self.pool())
-                .await?;
-                row.as_ref().map($crate::store::sql::nodes::node_access).transpose()
-            }
+            use $crate::domain::{NodeConfig, NodeId};
+            use $crate::store::jobs::NewJob;
+            use $crate::store::sql::nodes::node_access;
+            use $crate::store::sql::rows::{self, NODE_COLUMNS};
+            use $crate::store::sql::Backend;
+            use $crate::store::{NodeAccess, NodeRecord, NodeStore, Refusal, StoreError};
 
-            async fn create_node(
-                &self,
-                name: &$crate::domain::NodeId,
-                config: &$crate::domain::NodeConfig,
-                owner: &xmpp_parsers::jid::BareJid,
-            ) -> Result<Result<$crate::store::NodeRecord, $crate::store::Refusal>, $crate::store::StoreError>
-            {
-                let mut tx = self.write_tx().await?;
-                // The conflict target names the partial index: only a live node takes a name.
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO nodes (name, config, creator) VALUES ($1, $2, $3)
-                     ON CONFLICT (name) WHERE NOT deleted DO NOTHING
-                     RETURNING {}",
-                    $crate::store::sql::rows::NODE_COLUMNS
-                )))
-                .bind(name.as_str())
-                .bind(sqlx::types::Json(config))
-                .bind(owner.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    return Ok(Err($crate::store::Refusal::NodeExists));
-                };
-                let node = $crate::store::sql::rows::node(&row)?;
-                sqlx::query(
-                    "INSERT INTO affiliations (node_pk, jid, affiliation) VALUES ($1, $2, 'owner')",
+            /// What node_access reads of node `n` for the requester `$2`: the node's
+            /// columns, the requester's affiliation and its subscriptions (as JSON), in
+            /// one row.
+            fn access_columns() -> String {
+                format!(
+                    "n.pk, n.name, n.config, n.creator, n.created_at,
+                     (SELECT a.affiliation FROM affiliations a
+                       WHERE a.node_pk = n.pk AND a.jid = $2) AS affiliation,
+                     (SELECT {} FROM subscriptions s
+                       WHERE s.bare_jid = $2 AND s.node_pk = n.pk) AS subscriptions",
+                    <$store>::SUBSCRIPTIONS_JSON
                 )
-                .bind(node.pk)
-                .bind(owner.as_str())
-                .execute(&mut *tx)
-                .await?;
-                self.commit(tx, 0).await?;
-                Ok(Ok(node))
             }
 
-            async fn owned_nodes(
-                &self,
-                owner: &xmpp_parsers::jid::BareJid,
-            ) -> Result<u64, $crate::store::StoreError> {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM affiliations a JOIN nodes n ON n.pk = a.node_pk
-                     WHERE a.jid = $1 AND a.affiliation = 'owner' AND NOT n.deleted",
-                )
-                .bind(owner.as_str())
-                .fetch_one(self.pool())
-                .await?;
-                Ok(n.max(0) as u64)
-            }
-
-            async fn configure_node(
-                &self,
-                pk: i64,
-                config: &$crate::domain::NodeConfig,
-                keep_items: u32,
-                jobs: Vec<$crate::store::jobs::NewJob>,
-            ) -> Result<Result<(), $crate::store::Refusal>, $crate::store::StoreError> {
-                let mut tx = self.write_tx().await?;
-                let updated =
-                    sqlx::query("UPDATE nodes SET config = $2 WHERE pk = $1 AND NOT deleted")
-                        .bind(pk)
-                        .bind(sqlx::types::Json(config))
-                        .execute(&mut *tx)
-                        .await?;
-                if updated.rows_affected() == 0 {
-                    return Ok(Err($crate::store::Refusal::NodeGone));
+            #[async_trait::async_trait]
+            impl NodeStore for $store {
+                async fn node(&self, name: &NodeId) -> Result<Option<NodeRecord>, StoreError> {
+                    let row = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {NODE_COLUMNS} FROM nodes WHERE name = $1 AND NOT deleted"
+                    )))
+                    .bind(name.as_str())
+                    .fetch_optional(self.pool())
+                    .await?;
+                    row.as_ref().map(rows::node).transpose()
                 }
-                Self::trim(&mut tx, pk, keep_items).await?;
-                let queued = Self::insert_jobs(&mut tx, &jobs).await?;
-                self.commit(tx, queued).await?;
-                Ok(Ok(()))
-            }
 
-            async fn delete_node(
-                &self,
-                pk: i64,
-                job: Option<$crate::store::jobs::NewJob>,
-            ) -> Result<(), $crate::store::StoreError> {
-                let mut tx = self.write_tx().await?;
-                let queued = match job {
-                    // Subscribers are walked by the fan-out engine, which removes the row after.
-                    Some(job) => {
-                        sqlx::query("UPDATE nodes SET deleted = TRUE WHERE pk = $1")
+                async fn node_access(
+                    &self,
+                    name: &NodeId,
+                    requester: &BareJid,
+                ) -> Result<Option<NodeAccess>, StoreError> {
+                    // One round trip: every permission check starts here.
+                    let row = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {} FROM nodes n WHERE n.name = $1 AND NOT n.deleted",
+                        access_columns()
+                    )))
+                    .bind(name.as_str())
+                    .bind(requester.as_str())
+                    .fetch_optional(self.pool())
+                    .await?;
+                    row.as_ref().map(node_access).transpose()
+                }
+
+                async fn node_accesses(
+                    &self,
+                    names: &[NodeId],
+                    requester: &BareJid,
+                ) -> Result<Vec<Option<NodeAccess>>, StoreError> {
+                    if names.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    // node_access's read for every name at once; a name without a live
+                    // node has a row with a NULL pk. Unprepared, so planned for the table
+                    // as it is: the generic plan of a prepared statement made while
+                    // `nodes` is nearly empty hashes a sequential scan of it, and would
+                    // keep doing so for the life of the connection as the table grows.
+                    let names: Vec<&str> = names.iter().map(NodeId::as_str).collect();
+                    let rows = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT u.ord, {}
+                         FROM {} LEFT JOIN nodes n ON n.name = u.name AND NOT n.deleted
+                         ORDER BY u.ord",
+                        access_columns(),
+                        <$store>::ordered("$1", "text", "name")
+                    )))
+                    .bind(Self::list(&names))
+                    .bind(requester.as_str())
+                    .persistent(false)
+                    .fetch_all(self.pool())
+                    .await?;
+                    let mut found: Vec<Option<NodeAccess>> = (0..names.len()).map(|_| None).collect();
+                    for row in &rows {
+                        if row.try_get::<Option<i64>, _>("pk")?.is_none() {
+                            continue;
+                        }
+                        let ord: i64 = row.try_get("ord")?;
+                        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| found.get_mut(i)) {
+                            *slot = Some(node_access(row)?);
+                        }
+                    }
+                    Ok(found)
+                }
+
+                async fn create_node(
+                    &self,
+                    name: &NodeId,
+                    config: &NodeConfig,
+                    owner: &BareJid,
+                ) -> Result<Result<NodeRecord, Refusal>, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    // The conflict target names the partial index: only a live node takes
+                    // a name.
+                    let row = sqlx::query(AssertSqlSafe(format!(
+                        "INSERT INTO nodes (name, config, creator) VALUES ($1, $2, $3)
+                         ON CONFLICT (name) WHERE NOT deleted DO NOTHING
+                         RETURNING {NODE_COLUMNS}"
+                    )))
+                    .bind(name.as_str())
+                    .bind(Json(config))
+                    .bind(owner.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(row) = row else {
+                        return Ok(Err(Refusal::NodeExists));
+                    };
+                    let node = rows::node(&row)?;
+                    sqlx::query(
+                        "INSERT INTO affiliations (node_pk, jid, affiliation) VALUES ($1, $2, 'owner')",
+                    )
+                    .bind(node.pk)
+                    .bind(owner.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    self.commit(tx, 0).await?;
+                    Ok(Ok(node))
+                }
+
+                async fn owned_nodes(&self, owner: &BareJid) -> Result<u64, StoreError> {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM affiliations a JOIN nodes n ON n.pk = a.node_pk
+                         WHERE a.jid = $1 AND a.affiliation = 'owner' AND NOT n.deleted",
+                    )
+                    .bind(owner.as_str())
+                    .fetch_one(self.pool())
+                    .await?;
+                    Ok(n.max(0) as u64)
+                }
+
+                async fn configure_node(
+                    &self,
+                    pk: i64,
+                    config: &NodeConfig,
+                    keep_items: u32,
+                    jobs: Vec<NewJob>,
+                ) -> Result<Result<(), Refusal>, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let updated =
+                        sqlx::query("UPDATE nodes SET config = $2 WHERE pk = $1 AND NOT deleted")
                             .bind(pk)
+                            .bind(Json(config))
                             .execute(&mut *tx)
                             .await?;
-                        Self::insert_jobs(&mut tx, std::slice::from_ref(&job)).await?
+                    if updated.rows_affected() == 0 {
+                        return Ok(Err(Refusal::NodeGone));
                     }
-                    None => {
-                        sqlx::query("DELETE FROM nodes WHERE pk = $1")
-                            .bind(pk)
-                            .execute(&mut *tx)
-                            .await?;
-                        0
-                    }
-                };
-                self.commit(tx, queued).await?;
-                Ok(())
-            }
+                    Self::trim(&mut tx, pk, keep_items).await?;
+                    let queued = Self::insert_jobs(&mut tx, &jobs).await?;
+                    self.commit(tx, queued).await?;
+                    Ok(Ok(()))
+                }
 
-            $($extra)*
-        }
+                async fn delete_node(&self, pk: i64, job: Option<NewJob>) -> Result<(), StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    let queued = match job {
+                        // Subscribers are walked by the fan-out engine, which removes the
+                        // row after.
+                        Some(job) => {
+                            sqlx::query("UPDATE nodes SET deleted = TRUE WHERE pk = $1")
+                                .bind(pk)
+                                .execute(&mut *tx)
+                                .await?;
+                            Self::insert_jobs(&mut tx, std::slice::from_ref(&job)).await?
+                        }
+                        None => {
+                            sqlx::query("DELETE FROM nodes WHERE pk = $1")
+                                .bind(pk)
+                                .execute(&mut *tx)
+                                .await?;
+                            0
+                        }
+                    };
+                    self.commit(tx, queued).await?;
+                    Ok(())
+                }
+            }
+        };
     };
 }
 pub(crate) use node_store;
 
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Row};
 
-use super::rows::{self, Column, SubscriptionJson};
-use crate::domain::{Affiliation, NodeConfig};
+use super::rows::{self, Stored, SubscriptionJson};
+use crate::domain::Affiliation;
 use crate::store::{decode, NodeAccess, StoreError};
 
 /// A [`NodeAccess`] from a row of node_access's read.
-pub fn node_access<R: Row>(row: &R) -> Result<NodeAccess, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    Option<String>: Column<R::Database>,
-    i64: Column<R::Database>,
-    Json<NodeConfig>: Column<R::Database>,
-    Json<Vec<SubscriptionJson>>: Column<R::Database>,
-    chrono::DateTime<chrono::Utc>: Column<R::Database>,
-{
+pub fn node_access<R: Stored>(row: &R) -> Result<NodeAccess, StoreError> {
     let node = rows::node(row)?;
-    let affiliation = match row.try_get::<Option<String>, _>("affiliation")? {
+    let affiliation = match row.field::<Option<String>>("affiliation")? {
         Some(a) => decode::affiliation(&a)?,
         None => Affiliation::None,
     };
-    let Json(subs): Json<Vec<SubscriptionJson>> = row.try_get("subscriptions")?;
+    let Json(subs): Json<Vec<SubscriptionJson>> = row.field("subscriptions")?;
     let subscriptions = subs
         .into_iter()
         .map(|s| s.into_record(&node.name))

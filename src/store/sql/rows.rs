@@ -2,11 +2,12 @@
 //! decoding, generic over the row type. A value that does not parse (a JID or id that
 //! was valid when written but is not now) is a [`StoreError`], never a panic.
 
-use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Database, Decode, Row, Type};
+use sqlx::{Database, Decode, Postgres, Row, Sqlite, Type};
 
-use crate::domain::{NodeConfig, NodeId, SubscribeOptions};
+use crate::domain::{NodeId, SubscribeOptions};
 use crate::store::{decode, ItemRecord, NodeRecord, StoreError, SubscriptionRecord};
 
 /// The SELECT list matching [`node`], for a query over `nodes`.
@@ -16,70 +17,74 @@ pub const NODE_COLUMNS: &str = "pk, name, config, creator, created_at";
 /// position a page of items is counted from).
 pub const ITEM_COLUMNS: &str = "item_id, publisher, payload, published_at, seq";
 
-/// The SELECT list matching [`subscription`], for a query over `subscriptions s JOIN
-/// nodes n`.
-pub const SUBSCRIPTION_COLUMNS: &str =
-    "s.pk, n.name AS node_name, s.jid, s.subid, s.state, s.options";
+/// The subscriptions with their node's name, as [`subscription`] reads them: the
+/// `WHERE` clause (over `s` and `n`) follows.
+pub const SUBSCRIPTIONS: &str = "SELECT s.pk, n.name AS node_name, s.jid, s.subid, s.state,
+    s.options FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk";
 
-/// A column type both backends decode.
+/// A column type a backend decodes.
 pub trait Column<DB: Database>: for<'r> Decode<'r, DB> + Type<DB> {}
 impl<DB: Database, T: for<'r> Decode<'r, DB> + Type<DB>> Column<DB> for T {}
 
+/// A column type both backends decode.
+pub trait Value: Column<Postgres> + Column<Sqlite> {}
+impl<T: Column<Postgres> + Column<Sqlite>> Value for T {}
+
+/// A row of either backend, read by column name: what the decoding below is generic
+/// over.
+pub trait Stored {
+    /// The value of `column`.
+    fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error>;
+}
+
+macro_rules! stored {
+    ($($row:ty),*) => {$(
+        impl Stored for $row {
+            fn field<T: Value>(&self, column: &str) -> Result<T, sqlx::Error> {
+                self.try_get(column)
+            }
+        }
+    )*};
+}
+stored!(PgRow, SqliteRow);
+
 /// Columns: [`NODE_COLUMNS`].
-pub fn node<R: Row>(row: &R) -> Result<NodeRecord, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    i64: Column<R::Database>,
-    Json<NodeConfig>: Column<R::Database>,
-    DateTime<Utc>: Column<R::Database>,
-{
-    let name: String = row.try_get("name")?;
-    let creator: String = row.try_get("creator")?;
-    let Json(config): Json<NodeConfig> = row.try_get("config")?;
-    decode::node(
-        row.try_get("pk")?,
-        &name,
+pub fn node<R: Stored>(row: &R) -> Result<NodeRecord, StoreError> {
+    let Json(config) = row.field("config")?;
+    Ok(NodeRecord {
+        pk: row.field("pk")?,
+        name: decode::node_id(&row.field::<String>("name")?)?,
         config,
-        &creator,
-        row.try_get("created_at")?,
-    )
+        creator: row.field::<String>("creator")?.parse().ok(),
+        created_at: row.field("created_at")?,
+    })
 }
 
 /// Columns: [`ITEM_COLUMNS`].
-pub fn item<R: Row>(row: &R) -> Result<ItemRecord, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    Option<String>: Column<R::Database>,
-    DateTime<Utc>: Column<R::Database>,
-{
-    let id: String = row.try_get("item_id")?;
-    decode::item(
-        &id,
-        row.try_get("publisher")?,
-        row.try_get("payload")?,
-        row.try_get("published_at")?,
-    )
+pub fn item<R: Stored>(row: &R) -> Result<ItemRecord, StoreError> {
+    Ok(ItemRecord {
+        id: decode::item_id(&row.field::<String>("item_id")?)?,
+        publisher: row.field("publisher")?,
+        payload: row.field("payload")?,
+        published_at: row.field("published_at")?,
+    })
 }
 
-/// Columns: [`SUBSCRIPTION_COLUMNS`].
-pub fn subscription<R: Row>(row: &R) -> Result<SubscriptionRecord, StoreError>
-where
-    for<'a> &'a str: ColumnIndex<R>,
-    String: Column<R::Database>,
-    i64: Column<R::Database>,
-    Json<SubscribeOptions>: Column<R::Database>,
-{
-    let node: String = row.try_get("node_name")?;
-    let j: String = row.try_get("jid")?;
-    let subid: String = row.try_get("subid")?;
-    let state: String = row.try_get("state")?;
-    let Json(options): Json<SubscribeOptions> = row.try_get("options")?;
-    decode::subscription(row.try_get("pk")?, &node, &j, &subid, &state, options)
+/// Rows of [`SUBSCRIPTIONS`].
+pub fn subscription<R: Stored>(row: &R) -> Result<SubscriptionRecord, StoreError> {
+    let Json(options) = row.field("options")?;
+    let subscription = SubscriptionJson {
+        pk: row.field("pk")?,
+        jid: row.field("jid")?,
+        subid: row.field("subid")?,
+        state: row.field("state")?,
+        options,
+    };
+    subscription.into_record(&decode::node_id(&row.field::<String>("node_name")?)?)
 }
 
-/// A subscription as [`super::Backend::SUBSCRIPTIONS_JSON`] gives it (in `node_access`).
+/// A subscription as [`super::Backend::SUBSCRIPTIONS_JSON`] gives it (in `node_access`),
+/// or as [`subscription`] reads it.
 #[derive(serde::Deserialize)]
 pub struct SubscriptionJson {
     pk: i64,
@@ -92,13 +97,13 @@ pub struct SubscriptionJson {
 impl SubscriptionJson {
     /// The record, for a subscription to `node`.
     pub fn into_record(self, node: &NodeId) -> Result<SubscriptionRecord, StoreError> {
-        decode::subscription(
-            self.pk,
-            node.as_str(),
-            &self.jid,
-            &self.subid,
-            &self.state,
-            self.options,
-        )
+        Ok(SubscriptionRecord {
+            pk: self.pk,
+            node: node.clone(),
+            jid: decode::jid(&self.jid)?,
+            subid: decode::sub_id(&self.subid)?,
+            state: decode::subscription_state(&self.state)?,
+            options: self.options,
+        })
     }
 }

@@ -1,19 +1,106 @@
 //! The statements of [`ServiceStore`](crate::store::ServiceStore) both backends share:
-//! health, the store tag, counts, node listing. The backlog and retention read time
-//! and leases differently and stay with each backend.
+//! health, the store tag, counts, the fan-out backlog, node listing. Retention reads
+//! node configurations and time differently and stays with each backend.
 
-/// Implements `ServiceStore` for `$store`; `$extra` are the backend's own methods
-/// (`fanout_backlog`, `status_backlog`, `largest_nodes`, `expire_items`).
+/// The first 32 characters of a lease owner: its process ([`LeaseOwner`]'s prefix).
+///
+/// [`LeaseOwner`]: crate::store::claims::LeaseOwner
+pub const OWNER_PROCESS: &str = "substr(CAST(lease_owner AS TEXT), 1, 32)";
+
+/// Implements `ServiceStore` for `$store`, and its inherent `migrate` with the
+/// `MIGRATOR` of the module that expands it; `$extra` are the backend's own methods
+/// (`expire_items`).
 macro_rules! service_store {
     ($store:ty, { $($extra:tt)* }) => {
         const _: () = {
             use sqlx::{AssertSqlSafe, Row};
             use xmpp_parsers::jid::BareJid;
 
-            use $crate::store::{NodeListing, ServiceStore, Stats, StoreError};
+            use $crate::store::sql::Backend;
+            use $crate::store::{status, NodeListing, ServiceStore, Stats, StoreError};
+
+            /// The `(name, count)` rows of `sql`, with its `LIMIT` as `$1`, as
+            /// `make(name, count)`s (a negative count is 0).
+            async fn counted<T>(
+                conn: &mut <<$store as Backend>::Db as sqlx::Database>::Connection,
+                sql: impl sqlx::SqlSafeStr,
+                limit: u32,
+                make: impl Fn(String, u64) -> T,
+            ) -> Result<Vec<T>, StoreError> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as(sql).bind(i64::from(limit)).fetch_all(conn).await?;
+                Ok(rows.into_iter().map(|(name, n)| make(name, n.max(0) as u64)).collect())
+            }
+
+            impl $store {
+                /// Applies pending migrations; applying them twice is a no-op.
+                pub async fn migrate(&self) -> Result<(), StoreError> {
+                    MIGRATOR
+                        .run(self.pool())
+                        .await
+                        .map_err(|e| StoreError::Migrate(e.to_string()))
+                }
+            }
 
             #[async_trait::async_trait]
             impl ServiceStore for $store {
+                async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
+                    let row = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT count(*) AS pending, COALESCE({age}, 0.0) AS age,
+                                count(DISTINCT CASE WHEN lease_until > {now}
+                                                    THEN {process} END) AS instances
+                         FROM fanout_jobs",
+                        age = <$store>::seconds_since("min(created_at)"),
+                        now = <$store>::NOW,
+                        process = $crate::store::sql::service::OWNER_PROCESS,
+                    )))
+                    .fetch_one(self.pool())
+                    .await?;
+                    let pending: i64 = row.try_get("pending")?;
+                    let age: f64 = row.try_get("age")?;
+                    let instances: i64 = row.try_get("instances")?;
+                    Ok((pending.max(0) as u64, age.max(0.0), instances.max(0) as u64))
+                }
+
+                async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
+                    let (jobs_pending, oldest_job_age_seconds, _) = self.fanout_backlog().await?;
+                    let lease_holders = counted(
+                        &mut *self.pool().acquire().await?,
+                        AssertSqlSafe(format!(
+                            "SELECT {}, count(*) FROM fanout_jobs
+                             WHERE lease_owner IS NOT NULL AND lease_until > {}
+                             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1",
+                            $crate::store::sql::service::OWNER_PROCESS,
+                            <$store>::NOW
+                        )),
+                        limit,
+                        |process, jobs| status::LeaseHolder { process, jobs },
+                    )
+                    .await?;
+                    Ok(status::Backlog {
+                        jobs_pending,
+                        oldest_job_age_seconds,
+                        lease_holders,
+                    })
+                }
+
+                async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
+                    // A transaction only to scope a timeout to these two statements.
+                    let mut tx = self.pool().begin().await?;
+                    if let Some(set) = <$store>::local_timeout(status::RANKING_STATEMENT_TIMEOUT_MS) {
+                        sqlx::query(AssertSqlSafe(set)).execute(&mut *tx).await?;
+                    }
+                    let size = |name, count| status::NodeSize { name, count };
+                    let by_subscribers =
+                        counted(&mut tx, status::NODES_BY_SUBSCRIBERS, limit, size).await?;
+                    let by_items = counted(&mut tx, status::NODES_BY_ITEMS, limit, size).await?;
+                    tx.commit().await?;
+                    Ok(status::NodeRanking {
+                        by_subscribers,
+                        by_items,
+                    })
+                }
+
                 async fn health(&self) -> Result<(), StoreError> {
                     sqlx::query("SELECT 1").execute(self.pool()).await?;
                     Ok(())

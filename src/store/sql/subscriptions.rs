@@ -15,27 +15,8 @@ macro_rules! subscription_store {
 
             use $crate::domain::{SubId, SubscribeOptions, SubscriptionState};
             use $crate::store::jobs::NewJob;
-            use $crate::store::sql::rows::{self, SUBSCRIPTION_COLUMNS};
+            use $crate::store::sql::rows::{self, SUBSCRIPTIONS};
             use $crate::store::{StoreError, SubscriptionRecord, SubscriptionStore};
-
-            /// The subscriptions of a bare JID and all its full JIDs, optionally on one node, by
-            /// the `subscriptions_by_bare_jid (bare_jid, node_pk)` index.
-            async fn of_bare_jid(
-                store: &$store,
-                jid: &BareJid,
-                node_pk: Option<i64>,
-            ) -> Result<Vec<SubscriptionRecord>, StoreError> {
-                let rows = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
-                     WHERE s.bare_jid = $1 AND ($2 IS NULL OR s.node_pk = $2) AND NOT n.deleted
-                     ORDER BY s.pk"
-                )))
-                .bind(jid.as_str())
-                .bind(node_pk)
-                .fetch_all(store.pool())
-                .await?;
-                rows.iter().map(rows::subscription).collect()
-            }
 
             #[async_trait::async_trait]
             impl SubscriptionStore for $store {
@@ -65,7 +46,7 @@ macro_rules! subscription_store {
                     .await?;
                     // The new row, or the one that was there.
                     let row = sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
+                        "{SUBSCRIPTIONS}
                          WHERE s.node_pk = $1 AND s.jid = $2"
                     )))
                     .bind(node_pk)
@@ -90,7 +71,7 @@ macro_rules! subscription_store {
                 ) -> Result<Option<SubscriptionRecord>, StoreError> {
                     let mut tx = self.write_tx().await?;
                     let row = sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
+                        "{SUBSCRIPTIONS}
                          WHERE s.node_pk = $1 AND s.jid = $2 AND ($3 IS NULL OR s.subid = $3)"
                     )))
                     .bind(node_pk)
@@ -144,7 +125,7 @@ macro_rules! subscription_store {
                     limit: u32,
                 ) -> Result<Vec<SubscriptionRecord>, StoreError> {
                     let rows = sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
+                        "{SUBSCRIPTIONS}
                          WHERE s.node_pk = $1 ORDER BY s.pk LIMIT $2"
                     )))
                     .bind(node_pk)
@@ -159,7 +140,17 @@ macro_rules! subscription_store {
                     jid: &BareJid,
                     node_pk: Option<i64>,
                 ) -> Result<Vec<SubscriptionRecord>, StoreError> {
-                    of_bare_jid(self, jid, node_pk).await
+                    // By the `subscriptions_by_bare_jid (bare_jid, node_pk)` index.
+                    let rows = sqlx::query(AssertSqlSafe(format!(
+                        "{SUBSCRIPTIONS}
+                         WHERE s.bare_jid = $1 AND ($2 IS NULL OR s.node_pk = $2) AND NOT n.deleted
+                         ORDER BY s.pk"
+                    )))
+                    .bind(jid.as_str())
+                    .bind(node_pk)
+                    .fetch_all(self.pool())
+                    .await?;
+                    rows.iter().map(rows::subscription).collect()
                 }
 
                 async fn count_jid_subscriptions(&self, jid: &BareJid) -> Result<u64, StoreError> {

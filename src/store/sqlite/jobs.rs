@@ -1,5 +1,4 @@
-//! Inserting fan-out jobs inside the caller's transaction, and the in-process wake-up
-//! that stands in for PostgreSQL's LISTEN/NOTIFY.
+//! The in-process wake-up that stands in for PostgreSQL's LISTEN/NOTIFY.
 //!
 //! An SQLite file serves one pubsubd service ([`super::instance_lock`]), so its jobs are
 //! queued by this process, through this store: bumping a counter after each commit
@@ -12,64 +11,20 @@
 
 use std::sync::Arc;
 
-use sqlx::SqliteConnection;
 use tokio::sync::watch;
 
-use crate::store::jobs::{JobTarget, NewJob};
 use crate::store::StoreError;
 
-/// Queues `job` in the caller's transaction and returns its id. The caller wakes the
-/// workers after the commit (`SqliteStore::commit` does both).
-pub async fn insert_job(conn: &mut SqliteConnection, job: &NewJob) -> Result<i64, sqlx::Error> {
-    let target = match &job.target {
-        JobTarget::Subscribers => None,
-        JobTarget::Jid(j) => Some(j.as_str()),
-    };
-    sqlx::query_scalar(
-        "INSERT INTO fanout_jobs (node_pk, payload_xml, message_type, target_jid, kind)
-         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-    )
-    .bind(job.node_pk)
-    .bind(&job.payload_xml)
-    .bind(if job.headline { "headline" } else { "normal" })
-    .bind(target)
-    .bind(job.kind.as_str())
-    .fetch_one(&mut *conn)
-    .await
-}
-
-impl super::SqliteStore {
-    /// Queues every job of `jobs`, in order; returns how many (for
-    /// `SqliteStore::commit`).
-    pub(crate) async fn insert_jobs(
-        conn: &mut SqliteConnection,
-        jobs: &[NewJob],
-    ) -> Result<usize, sqlx::Error> {
-        for job in jobs {
-            insert_job(conn, job).await?;
-        }
-        Ok(jobs.len())
-    }
-}
-
 /// "Jobs were committed": a counter that moves after every commit that queued jobs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct JobSignal {
     tx: Arc<watch::Sender<u64>>,
-}
-
-impl Default for JobSignal {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl JobSignal {
     /// A signal nobody listens to yet.
     pub fn new() -> Self {
-        JobSignal {
-            tx: Arc::new(watch::Sender::new(0)),
-        }
+        Self::default()
     }
 
     /// Wakes every listener. Call only after the commit: before it, a woken worker

@@ -17,7 +17,7 @@
 //!   first and then wrote could otherwise fail when another connection wrote in between
 //!   (WAL's stale snapshot), instead of waiting its turn under the busy timeout.
 //!   Read-modify-write rules (the last owner, an existing subscription) are atomic
-//!   because writes are serialised; so is a fan-out claim ([`fanout`]), which is why
+//!   because writes are serialised; so is a fan-out claim ([`claims`]), which is why
 //!   it needs no advisory locks or `SKIP LOCKED`.
 
 use std::path::{Path, PathBuf};
@@ -31,11 +31,11 @@ use sqlx::{Sqlite, Transaction};
 
 pub mod claims;
 pub mod instance_lock;
-pub mod items;
 pub mod jobs;
 
+use super::job_events::JobEvents;
 use super::sql::Backend;
-use super::{status, StoreError};
+use super::StoreError;
 use instance_lock::InstanceLock;
 use jobs::JobSignal;
 
@@ -61,8 +61,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The current time in the one format every time column uses (see
-/// `migrations/sqlite/0001_initial.sql`): string order is time order.
-pub(crate) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+/// `migrations/sqlite/0001_initial.sql`): string order is time order. A macro so that
+/// constant statements can include it.
+macro_rules! now {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
 
 /// SQLite-backed [`super::Store`].
 #[derive(Clone, Debug)]
@@ -152,14 +157,6 @@ impl SqliteStore {
         })
     }
 
-    /// Applies pending migrations; applying them twice is a no-op.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
-    }
-
     /// The pool, for modules of this backend (and tests).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -179,6 +176,15 @@ impl SqliteStore {
     /// The wake-up for fan-out workers, poked after every commit that queued jobs.
     pub fn job_signal(&self) -> &JobSignal {
         &self.jobs
+    }
+
+    /// After a read of subscribers: nothing to do (PostgreSQL refreshes its planner's
+    /// statistics after a slow one; SQLite's are only those `ANALYZE` left).
+    pub(crate) fn after_subscriber_read(&self, _what: &str, _took: Duration, _rows: usize) {}
+
+    /// [`job_signal`](Self::job_signal) for the gateway and the fan-out engine.
+    pub fn job_events(&self) -> JobEvents {
+        JobEvents::Sqlite(self.jobs.clone())
     }
 
     /// Starts a write transaction holding the write lock (see the module docs).
@@ -239,9 +245,12 @@ pub fn path_from_url(url: &str) -> Result<PathBuf, String> {
 
 impl Backend for SqliteStore {
     type Db = Sqlite;
-    const NOW: &'static str = NOW;
+    const NOW: &'static str = now!();
     fn in_list(param: &str) -> String {
         format!("IN (SELECT value FROM json_each({param}))")
+    }
+    fn ordered(param: &str, _ty: &str, name: &str) -> String {
+        format!("(SELECT value AS {name}, key + 1 AS ord FROM json_each({param})) AS u")
     }
     const UUID: &'static str = "";
     // In the format of every time column (string order is time order); the parameter
@@ -249,63 +258,50 @@ impl Backend for SqliteStore {
     fn now_plus(param: &str) -> String {
         format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', {param})")
     }
+    fn seconds_since(expr: &str) -> String {
+        format!("(julianday('now') - julianday({expr})) * 86400.0")
+    }
+    fn local_timeout(_ms: u32) -> Option<String> {
+        None
+    }
     // Write transactions hold the file's write lock from their first statement.
     const LOCK_ROW: &'static str = "";
     const LOCK_ROW_SKIP_LOCKED: &'static str = "";
+    const LIVE_LEASE: &'static str =
+        concat!("l.lease_owner IS NOT NULL AND l.lease_until > ", now!());
+    // No LATERAL: the first `$2` ids of each node come from a subquery per node.
+    const JOB_HEADS: &'static str = "
+        SELECT h.node_pk, h.id, h.kind, h.target_jid IS NULL AS to_subscribers, h.cursor,
+               length(CAST(h.payload_xml AS BLOB)) AS bytes
+        FROM json_each($1) u
+        JOIN fanout_jobs h ON h.id IN (
+            SELECT f.id FROM fanout_jobs f WHERE f.node_pk = u.value ORDER BY f.id LIMIT $2)
+        ORDER BY u.key, h.id";
+    // The plain keyset form: SQLite plans `(node_pk, pk) > ($1, $2)` as a scan of the
+    // whole node.
+    const SUBSCRIBER_PAGE: &'static str =
+        "SELECT pk, jid, bare_jid, subid, options FROM subscriptions
+         WHERE node_pk = $1 AND state = 'subscribed' AND pk > $2 ORDER BY pk LIMIT $3";
+    fn waking(insert: &str) -> String {
+        insert.to_owned()
+    }
     // PostgreSQL's `nextval('item_seq')`: a one-row counter, taken inside the write
     // transaction.
     const NEXT_SEQ: &'static str =
         "UPDATE item_seq SET last_value = last_value + 1 WHERE only_row = 1 RETURNING last_value";
+    const ONE_STATEMENT_BATCH: bool = false;
     const SUBSCRIPTIONS_JSON: &'static str = "json_group_array(json_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state,
         'options', json(s.options)) ORDER BY s.pk)";
 }
 
+crate::store::sql::node_store!(SqliteStore);
+crate::store::sql::item_store!(SqliteStore, {});
 crate::store::sql::subscription_store!(SqliteStore);
 crate::store::sql::affiliation_store!(SqliteStore);
 crate::store::sql::item_seq_store!(SqliteStore);
 
 crate::store::sql::service_store!(SqliteStore, {
-    async fn fanout_backlog(&self) -> Result<(u64, f64, u64), StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT count(*) AS pending,
-                    COALESCE((julianday('now') - julianday(min(created_at))) * 86400.0, 0.0) AS age,
-                    count(DISTINCT CASE WHEN lease_until > {NOW} THEN substr(lease_owner, 1, 32) END) AS instances
-             FROM fanout_jobs"
-        )))
-        .fetch_one(&self.pool)
-        .await?;
-        let pending: i64 = row.try_get("pending")?;
-        let age: f64 = row.try_get("age")?;
-        let instances: i64 = row.try_get("instances")?;
-        Ok((pending.max(0) as u64, age.max(0.0), instances.max(0) as u64))
-    }
-
-    async fn status_backlog(&self, limit: u32) -> Result<status::Backlog, StoreError> {
-        let (pending, age, _) = self.fanout_backlog().await?;
-        let holders = status::counted::<sqlx::Sqlite>(
-            &mut *self.pool.acquire().await?,
-            AssertSqlSafe(format!(
-                "SELECT substr(lease_owner, 1, 32), count(*) FROM fanout_jobs
-                 WHERE lease_owner IS NOT NULL AND lease_until > {NOW}
-                 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $1"
-            )),
-            limit,
-        )
-        .await?;
-        Ok(status::Backlog::new(pending, age, holders))
-    }
-
-    async fn largest_nodes(&self, limit: u32) -> Result<status::NodeRanking, StoreError> {
-        // No statement timeout in SQLite; a file small enough for SQLite counts fast.
-        let mut conn = self.pool.acquire().await?;
-        let by_subscribers =
-            status::counted::<sqlx::Sqlite>(&mut conn, status::NODES_BY_SUBSCRIBERS, limit).await?;
-        let by_items =
-            status::counted::<sqlx::Sqlite>(&mut conn, status::NODES_BY_ITEMS, limit).await?;
-        Ok(status::NodeRanking::from_rows(by_subscribers, by_items))
-    }
-
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {
         // As for PostgreSQL: only nodes with a numeric item_expire are looked at, and
         // their expired items are found by the published_at index. The cut-off is

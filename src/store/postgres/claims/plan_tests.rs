@@ -10,7 +10,7 @@
 //! however many leased rows it looks at.
 
 use pubsubd_testkit::TestDb;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
 use super::{SUBSCRIBER_PAGE_SQL, WHOLE_NODES_SQL};
@@ -67,27 +67,40 @@ async fn scans(
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DEALLOCATE {name}")))
         .execute(&mut *conn)
         .await?;
-    let mut found = Vec::new();
-    collect(&plan, &mut found);
-    Ok(found)
+    let mut nodes = Vec::new();
+    plan_nodes(&plan, &mut nodes);
+    Ok(nodes
+        .iter()
+        .map(|n| {
+            let on = n.get("Index Name").or_else(|| n.get("Relation Name"));
+            (
+                text(n, "Node Type"),
+                on.and_then(Value::as_str).unwrap_or("").to_owned(),
+            )
+        })
+        .collect())
 }
 
-fn collect(plan: &Value, found: &mut Vec<(String, String)>) {
+/// Every node of `plan` (an `EXPLAIN (FORMAT JSON)` answer), depth first.
+fn plan_nodes<'a>(plan: &'a Value, found: &mut Vec<&'a Map<String, Value>>) {
     match plan {
-        Value::Array(items) => items.iter().for_each(|v| collect(v, found)),
+        Value::Array(items) => items.iter().for_each(|v| plan_nodes(v, found)),
         Value::Object(fields) => {
-            if let Some(Value::String(kind)) = fields.get("Node Type") {
-                let on = fields
-                    .get("Index Name")
-                    .or_else(|| fields.get("Relation Name"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                found.push((kind.clone(), on.to_owned()));
+            if fields.contains_key("Node Type") {
+                found.push(fields);
             }
-            fields.values().for_each(|v| collect(v, found));
+            fields.values().for_each(|v| plan_nodes(v, found));
         }
         _ => {}
     }
+}
+
+/// The text field `name` of a plan node ("" if it has none).
+fn text(node: &Map<String, Value>, name: &str) -> String {
+    node.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// Whether a plan reads subscriptions other than through `subscriptions_fanout`.
@@ -183,37 +196,13 @@ async fn small_nodes_are_read_through_their_index_under_stale_statistics() -> an
     Ok(())
 }
 
-/// Every `(function name, actual loops)` of the function scans of an analyzed plan.
-fn function_scans(plan: &Value, found: &mut Vec<(String, u64)>) {
-    match plan {
-        Value::Array(items) => items.iter().for_each(|v| function_scans(v, found)),
-        Value::Object(fields) => {
-            if fields.get("Node Type").and_then(Value::as_str) == Some("Function Scan") {
-                found.push((
-                    fields
-                        .get("Function Name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
-                    fields
-                        .get("Actual Loops")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0),
-                ));
-            }
-            fields.values().for_each(|v| function_scans(v, found));
-        }
-        _ => {}
-    }
-}
-
 /// The claim's liveness test reads `pg_locks` once per statement, whatever the number
 /// of leased rows it looks at (a hashed subplan, not a scan per leased row), and never
 /// for unleased rows; and it tells live sessions from dead ones: a node leased under a
 /// session whose lock is gone is a candidate again, one under a held lock is not.
 #[tokio::test]
 async fn the_liveness_test_reads_pg_locks_once_per_claim() -> anyhow::Result<()> {
-    use super::{CANDIDATES_SQL, OLDEST_CANDIDATES_SQL};
+    use super::{candidates_sql, OLDEST_CANDIDATES_SQL};
     let db = TestDb::create().await?;
     PgStore::connect(db.url(), 1).await?.migrate().await?;
     let mut conn = db.connect().await?;
@@ -235,7 +224,7 @@ async fn the_liveness_test_reads_pg_locks_once_per_claim() -> anyhow::Result<()>
     .await?;
     for (name, sql, args) in [
         ("oldest", OLDEST_CANDIDATES_SQL, "1000, 512"),
-        ("every", CANDIDATES_SQL, "1000"),
+        ("every", &candidates_sql::<PgStore>(), "1000"),
     ] {
         let types = if name == "oldest" {
             "bigint, bigint"
@@ -259,14 +248,15 @@ async fn the_liveness_test_reads_pg_locks_once_per_claim() -> anyhow::Result<()>
         )))
         .fetch_one(&mut conn)
         .await?;
-        let mut found = Vec::new();
-        function_scans(&plan, &mut found);
-        let locks: Vec<u64> = found
+        let mut nodes = Vec::new();
+        plan_nodes(&plan, &mut nodes);
+        let locks: Vec<u64> = nodes
             .iter()
-            .filter(|(f, _)| f == "pg_lock_status")
-            .map(|(_, loops)| *loops)
+            .filter(|n| text(n, "Node Type") == "Function Scan")
+            .filter(|n| text(n, "Function Name") == "pg_lock_status")
+            .map(|n| n.get("Actual Loops").and_then(Value::as_u64).unwrap_or(0))
             .collect();
-        assert_eq!(locks, [1], "{name}: pg_locks read once: {found:?}");
+        assert_eq!(locks, [1], "{name}: pg_locks read once: {nodes:?}");
     }
     Ok(())
 }
