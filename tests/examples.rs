@@ -93,6 +93,53 @@ both_servers!(postgres firehose_bot_counts_every_item, |server| async move {
     Ok::<_, anyhow::Error>(())
 });
 
+// `firehose_bot --resume FILE`: a bot that was away reads what was published meanwhile,
+// and nothing it had read before. Its first run starts at the node's newest item.
+both_servers!(postgres firehose_bot_resumes_after_a_restart_without_missing_an_item,
+    |server| async move {
+        let ps = start(server).await?;
+        let mut publisher = user(server, "pub").await?;
+        create(&mut publisher, &ps, "resumable", &[]).await?;
+        let publish_n = async |publisher: &mut Client, n: u32| -> anyhow::Result<()> {
+            ok(&publish(publisher, &ps, "resumable", Some(&format!("e{n}")), &atom_entry(&n.to_string(), "tick")).await?);
+            Ok(())
+        };
+        publish_n(&mut publisher, 0).await?;
+        let state = std::env::temp_dir().join(format!("pubsubd-bot-{}.state", ps.jid()));
+        let _ = std::fs::remove_file(&state);
+        let account = server.create_user("bot").await?;
+        let service = ps.jid().to_owned();
+
+        let mut bot = Client::login(server.c2s_addr(), &account).await?;
+        ok(&subscribe(&mut bot, &ps, "resumable").await?);
+        let first = tokio::spawn({
+            let (service, state) = (service.clone(), state.clone());
+            async move {
+                firehose_bot::run_resuming(&mut bot, &service, "resumable", &state, Some(3), false, Duration::from_secs(20)).await
+            }
+        });
+        // The first run has read the node's newest item id before these.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for n in 1..=3 {
+            publish_n(&mut publisher, n).await?;
+        }
+        assert_eq!(first.await??.items, 3, "e1 to e3, not e0");
+
+        // Away: two more.
+        for n in 4..=5 {
+            publish_n(&mut publisher, n).await?;
+        }
+        let mut bot = Client::login(server.c2s_addr(), &account).await?;
+        let again = firehose_bot::run_resuming(&mut bot, &service, "resumable", &state, None, false, Duration::from_secs(2)).await?;
+        assert_eq!(again.items, 2, "e4 and e5, each once");
+        let mut bot = Client::login(server.c2s_addr(), &account).await?;
+        let nothing_new = firehose_bot::run_resuming(&mut bot, &service, "resumable", &state, None, false, Duration::from_secs(1)).await?;
+        assert_eq!(nothing_new.items, 0, "the newest id read was kept");
+        let _ = std::fs::remove_file(&state);
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
 both_servers!(postgres command_bus_collects_one_result_per_online_agent,
     |server| async move {
         let ps = start(server).await?;

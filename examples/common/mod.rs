@@ -12,6 +12,10 @@ use pubsubd_testkit::{stanza, Client, Element};
 
 pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 pub const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+pub const NS_MAM: &str = "urn:xmpp:mam:2";
+const NS_FORWARD: &str = "urn:xmpp:forward:0";
+const NS_DATA: &str = "jabber:x:data";
+const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 
 /// Logs in as `jid` with `password` on the server's client port.
 pub async fn login(server: SocketAddr, jid: &str, password: &str) -> anyhow::Result<Client> {
@@ -154,6 +158,94 @@ pub async fn next_event(
         .filter_map(|i| i.children().next().cloned())
         .collect();
     Some((node, payloads))
+}
+
+/// An item read from a node's archive (XEP-0313 on the pubsub service, XEP-0442).
+#[derive(Debug, Clone)]
+pub struct Archived {
+    /// Its archive id: "after this one" is exact, across restarts.
+    pub id: String,
+    /// The item's own id.
+    pub item: String,
+    pub payload: Option<Element>,
+}
+
+/// One page of `node`'s archive on `service`: the items published after archive id
+/// `after` (from the beginning when `None`), oldest first, and whether it was the last.
+pub async fn archive_page(
+    client: &mut Client,
+    service: &str,
+    node: &str,
+    after: Option<&str>,
+) -> anyhow::Result<(Vec<Archived>, bool)> {
+    let queryid = "resume";
+    let form = after.map_or(String::new(), |id| {
+        format!(
+            "<x xmlns='{NS_DATA}' type='submit'>\
+             <field var='FORM_TYPE' type='hidden'><value>{NS_MAM}</value></field>\
+             <field var='after-id'><value>{id}</value></field></x>"
+        )
+    });
+    let query = stanza::parse(&format!(
+        "<query xmlns='{NS_MAM}' queryid='{queryid}' node='{node}'>{form}\
+         <set xmlns='{NS_RSM}'><max>100</max></set></query>"
+    ));
+    let reply = client.iq(stanza::iq("set", service, query)).await?;
+    if reply.attr("type") != Some("result") {
+        return Err(Refused::from_reply(service, &reply).into());
+    }
+    let complete = reply
+        .get_child("fin", NS_MAM)
+        .is_some_and(|fin| matches!(fin.attr("complete"), Some("true" | "1")));
+    // The result messages came before the answer; notifications that came meanwhile
+    // stay queued for the caller.
+    let mut page = Vec::new();
+    while let Ok(message) = client
+        .wait_for(
+            |m: &Element| {
+                m.get_child("result", NS_MAM)
+                    .is_some_and(|r| r.attr("queryid") == Some(queryid))
+            },
+            Duration::ZERO,
+        )
+        .await
+    {
+        let Some(result) = message.get_child("result", NS_MAM) else {
+            continue;
+        };
+        let item = result
+            .get_child("forwarded", NS_FORWARD)
+            .and_then(|f| f.get_child("message", "jabber:client"))
+            .and_then(|m| m.get_child("event", NS_EVENT))
+            .and_then(|e| e.get_child("items", NS_EVENT))
+            .and_then(|i| i.get_child("item", NS_EVENT));
+        if let (Some(id), Some(item)) = (result.attr("id"), item) {
+            page.push(Archived {
+                id: id.to_owned(),
+                item: item.attr("id").unwrap_or_default().to_owned(),
+                payload: item.children().next().cloned(),
+            });
+        }
+    }
+    Ok((page, complete))
+}
+
+/// The archive id of `node`'s newest item, if it has any.
+pub async fn archive_end(
+    client: &mut Client,
+    service: &str,
+    node: &str,
+) -> anyhow::Result<Option<String>> {
+    let query = stanza::parse(&format!("<metadata xmlns='{NS_MAM}' node='{node}'/>"));
+    let reply = client.iq(stanza::iq("get", service, query)).await?;
+    if reply.attr("type") != Some("result") {
+        return Err(Refused::from_reply(service, &reply).into());
+    }
+    Ok(reply
+        .get_child("metadata", NS_MAM)
+        .and_then(|m| m.get_child("end", NS_MAM))
+        .and_then(|e| e.attr("id"))
+        .map(str::to_owned))
 }
 
 /// The value of `--name VALUE` in `args`, or the environment variable `env`.
