@@ -433,6 +433,15 @@ def print_tables(results, ceiling, scenario_ceilings, bare_ceilings):
     # JID as pubsubd addresses its subscribers; ×ceiling100: against the one to
     # the route test's 100 sessions.
     targets = results.get("targets", ["pubsubd", "builtin"])
+    if any(f"{name} {t}" in summary for name in FANOUT_SCENARIOS for t in targets):
+        print_fanout(summary, targets, ceiling, scenario_ceilings, bare_ceilings)
+    print_mixed(summary, targets)
+    print(f"\nload average (1, 5, 15 min) before: {fmt_load(results.get('load_before'))}, "
+          f"after: {fmt_load(results.get('load_after'))}")
+    print_state(results)
+
+
+def print_fanout(summary, targets, ceiling, scenario_ceilings, bare_ceilings):
     print("| scenario | target | acks/s | ack p99 ms | notif/s | ceiling | ×ceiling | ×bare | ×ceiling100 | ×built-in "
           "| ×unpaced | p50 ms | p99 ms | lost | dup | server CPU s | pubsubd CPU s | PostgreSQL CPU s | load CPU s "
           "| machine busy | pubsubd RSS MiB |")
@@ -458,6 +467,9 @@ def print_tables(results, ceiling, scenario_ceilings, bare_ceilings):
                   f"{fmt(s.get('machine_busy'), 2)} | {fmt(s['pubsubd_rss_mib'], 1)} |")
             for error in s.get("errors", []):
                 print(f"|   | error: {error} |")
+
+
+def print_mixed(summary, targets):
     mixed = [k for k in summary if k.startswith("mixed")]
     if mixed:
         print("\n| mixed | target | small p50 ms | small p99 ms | small ack p99 ms | small acked | small lost "
@@ -479,8 +491,10 @@ def print_tables(results, ceiling, scenario_ceilings, bare_ceilings):
                       f"{fmt(s.get('machine_busy'), 2)} |")
                 for error in s.get("errors", []):
                     print(f"|   | error: {error} |")
-    print(f"\nload average (1, 5, 15 min) before: {fmt_load(results.get('load_before'))}, "
-          f"after: {fmt_load(results.get('load_after'))}")
+
+
+def print_state(results):
+    summary = results["summary"]
     state = summary.get("state pubsubd")
     if state:
         print("\n| state (pubsubd) | subscribe p99 ms | retrieve p99 ms | fan-out notif/s | lost "
