@@ -225,6 +225,8 @@ def main():
     if os.environ.get("PUBSUBD_UNPACED"):
         binaries.setdefault("unpaced", os.environ["PUBSUBD_UNPACED"])
     extras = [t for t in targets if t not in ("pubsubd", "builtin")]
+    if extras and not with_pubsubd:
+        sys.exit(f"targets {','.join(extras)} run beside pubsubd: add pubsubd to --targets")
     for name in extras:
         if not os.path.exists(binaries.get(name, "")):
             sys.exit(f"target {name}: no binary (--binary {name}=PATH"
