@@ -10,6 +10,13 @@ taken side by side mean much).
     bench/compare.py prosody            # full sizes (tens of minutes)
     bench/compare.py ejabberd --smoke   # small sizes, under a minute or two
     bench/compare.py prosody --only firehose,route --runs 3 --json out.json
+    PUBSUBD_UNPACED=/work/wt-unpaced/target/release/pubsubd \
+        bench/compare.py ejabberd --targets pubsubd,unpaced,builtin --only mixed
+
+A target other than pubsubd and builtin is another pubsubd binary started
+beside the first (its own JID and database, the same settings): give its path
+with `--binary NAME=PATH`, or for `unpaced` with PUBSUBD_UNPACED. Each table
+row then has every build and the built-in service from the same server.
 
 Needs `cargo build --release -p pubsubd -p pubsubd-bench` first (the binaries
 are looked up in target/release next to this repository).
@@ -40,6 +47,10 @@ FULL = {
     "nodes": {"nodes": 10_000, "subscribers": 1000, "per_node": 10, "items": 20_000, "window": 64},
     "state": {"subscriptions": 1_000_000, "items": 1_000_000, "state_nodes": 1000,
               "fanout_subscriptions": 100_000, "fanout_items": 3, "probes": 200},
+    # #18: a 5-subscriber node published at 10/s while a 2,000 x 200 firehose runs,
+    # and the same small node alone for `alone_seconds` (the baseline).
+    "mixed": {"subscribers": 2000, "items": 200, "window": 16, "small": 5, "rate": 10,
+              "alone_seconds": 10},
 }
 SMOKE = {
     "route": {"clients": 20, "messages": 5000, "sizes": []},
@@ -49,6 +60,8 @@ SMOKE = {
     "nodes": {"nodes": 100, "subscribers": 20, "per_node": 5, "items": 500, "window": 64},
     "state": {"subscriptions": 20_000, "items": 20_000, "state_nodes": 20,
               "fanout_subscriptions": 2000, "fanout_items": 2, "probes": 20},
+    "mixed": {"subscribers": 100, "items": 40, "window": 16, "small": 5, "rate": 10,
+              "alone_seconds": 5},
 }
 FANOUT_SCENARIOS = ["firehose", "wide", "publishes", "nodes"]
 # The testkit's XEP-0033 service (ejabberd's mod_multicast, on Prosody the module
@@ -150,12 +163,17 @@ def fmt(value, digits=0):
     return f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
 
 
+def fmt_load(load):
+    return " / ".join(f"{x:.2f}" for x in load) if load else "-"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("server", choices=["prosody", "ejabberd"])
     parser.add_argument("--smoke", action="store_true", help="small sizes (CI)")
     parser.add_argument("--runs", type=int, default=2, help="runs per scenario and target (median)")
-    parser.add_argument("--only", default="", help="comma-separated scenarios: route," + ",".join(FANOUT_SCENARIOS) + ",state")
+    parser.add_argument("--only", default="", help="comma-separated scenarios: route," + ",".join(FANOUT_SCENARIOS)
+                        + ",mixed,state")
     parser.add_argument("--json", help="also write all raw reports and the summary here")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per single run")
     parser.add_argument("--connections", type=int, default=1,
@@ -169,11 +187,30 @@ def main():
                         help="pubsubd sends through the server's XEP-0033 service (its `multicast` "
                              "setting: mod_multicast on ejabberd, mod_pubsubd_multicast on Prosody), "
                              "and the route test measures that path's ceiling too")
+    parser.add_argument("--no-multicast", action="store_true",
+                        help="pubsubd runs with `multicast = \"off\"` (one stanza per subscriber)")
     parser.add_argument("--targets", default="pubsubd,builtin",
-                        help="fan-out targets; without pubsubd no pubsubd is started (baselines only)")
+                        help="fan-out targets; without pubsubd no pubsubd is started (baselines only); "
+                             "any other name is a further pubsubd binary (--binary)")
+    parser.add_argument("--binary", action="append", default=[], metavar="NAME=PATH",
+                        help="the pubsubd binary of target NAME (default for `unpaced`: $PUBSUBD_UNPACED)")
+    parser.add_argument("--mixed-subscribers", type=int, default=None,
+                        help="the mixed scenario's firehose subscribers (default 2,000 full, 100 smoke)")
+    parser.add_argument("--mixed-items", type=int, default=None,
+                        help="the mixed scenario's firehose items (default 200 full, 40 smoke)")
+    parser.add_argument("--sizes", default="",
+                        help="override sizes, e.g. firehose.subscribers=500,wide.subscribers=2000")
     args = parser.parse_args()
 
-    sizes = SMOKE if args.smoke else FULL
+    sizes = {name: dict(s) for name, s in (SMOKE if args.smoke else FULL).items()}
+    if args.mixed_subscribers:
+        sizes["mixed"]["subscribers"] = args.mixed_subscribers
+    if args.mixed_items:
+        sizes["mixed"]["items"] = args.mixed_items
+    for setting in filter(None, args.sizes.split(",")):
+        path, value = setting.split("=", 1)
+        name, field = path.split(".", 1)
+        sizes[name][field] = int(value)
     if args.route_messages:
         sizes = {**sizes, "route": {**sizes["route"], "messages": args.route_messages}}
     only = set(filter(None, args.only.split(","))) or set(sizes)
@@ -184,6 +221,16 @@ def main():
     for binary in (LOAD, PUBSUBD) if with_pubsubd else (LOAD,):
         if not os.path.exists(binary):
             sys.exit(f"missing {binary}: run cargo build --release -p pubsubd -p pubsubd-bench")
+    binaries = dict(b.split("=", 1) for b in args.binary)
+    if os.environ.get("PUBSUBD_UNPACED"):
+        binaries.setdefault("unpaced", os.environ["PUBSUBD_UNPACED"])
+    extras = [t for t in targets if t not in ("pubsubd", "builtin")]
+    if extras and not with_pubsubd:
+        sys.exit(f"targets {','.join(extras)} run beside pubsubd: add pubsubd to --targets")
+    for name in extras:
+        if not os.path.exists(binaries.get(name, "")):
+            sys.exit(f"target {name}: no binary (--binary {name}=PATH"
+                     f"{' or PUBSUBD_UNPACED' if name == 'unpaced' else ''})")
 
     workdir = tempfile.mkdtemp(prefix="pubsubd-compare-")
     env_file = os.path.join(workdir, "env.json")
@@ -191,6 +238,8 @@ def main():
     pubsubd_args = (["--pubsubd", PUBSUBD, "--connections", str(args.connections)]
                     + (["--fanout-workers", str(args.fanout_workers)] if args.fanout_workers else [])
                     + (["--multicast", MULTICAST] if args.multicast else [])
+                    + (["--multicast", "off"] if args.no_multicast else [])
+                    + [a for name in extras for a in ("--extra-pubsubd", f"{name}={binaries[name]}")]
                     if with_pubsubd else ["--no-pubsubd"])
     serve = subprocess.Popen([LOAD, "serve-env", "--server", args.server, *pubsubd_args,
                               "--env-file", env_file],
@@ -203,8 +252,12 @@ def main():
         f"pubsubd {env['pubsubd_jid']} pid {env['pubsubd_pid']}")
 
     QUIET_PIDS.extend(pid for pid in (env.get("server_pid"), env.get("pubsubd_pid")) if pid)
+    QUIET_PIDS.extend(e["pid"] for e in env.get("extra_pubsubd", []))
+    for e in env.get("extra_pubsubd", []):
+        log(f"  {e['name']}: {e['jid']} pid {e['pid']} ({binaries[e['name']]})")
     results = {"server": args.server, "env": env, "smoke": args.smoke, "runs": args.runs, "started": time.time(),
-               "connections": args.connections, "multicast": args.multicast,
+               "connections": args.connections, "multicast": args.multicast, "no_multicast": args.no_multicast,
+               "targets": targets, "binaries": binaries, "sizes": sizes, "load_before": os.getloadavg(),
                "raw": {}, "summary": {}}
     common = ["--env", env_file, "--json"]
     if args.smoke:
@@ -305,6 +358,32 @@ def main():
                 }
                 results["summary"][key]["errors"] = [r["error"] for r in reports if "error" in r]
 
+        if "mixed" in only:
+            s = sizes["mixed"]
+            for target in targets:
+                # Prosody's built-in service lets only its admin create nodes; pubsubd's
+                # small node has a publisher of its own (another sender, another lane).
+                small_publisher = ["--small-publisher", "admin"] if target == "builtin" else []
+                cmd = [LOAD, "mixed", *common, "--target", target, "--small-subscribers", str(s["small"]),
+                       "--small-rate", str(s["rate"]), "--user-prefix", "mixed-", *small_publisher]
+                for alone in (False, True):
+                    key = f"mixed{'-alone' if alone else ''} {target}"
+                    log(key)
+                    this = cmd + (["--alone", "--alone-seconds", str(s["alone_seconds"])] if alone else
+                                  ["--firehose-subscribers", str(s["subscribers"]), "--firehose-items",
+                                   str(s["items"]), "--window", str(s["window"]), *publish_limit])
+                    reports = [run_json(this, args.timeout) for _ in range(args.runs)]
+                    results["raw"][key] = reports
+                    results["summary"][key] = {
+                        field: summarize(reports, path) for field, path in [
+                            ("small_p50_ms", "small.latency.p50_ms"), ("small_p99_ms", "small.latency.p99_ms"),
+                            ("small_ack_p99_ms", "small.ack_latency.p99_ms"), ("small_acked", "small.acked"),
+                            ("small_lost", "small.lost"), ("firehose_per_s", "firehose.delivered_per_s"),
+                            ("firehose_ack_p99_ms", "firehose.ack_latency.p99_ms"),
+                            ("firehose_lost", "firehose.lost"), ("machine_busy", "small.cpu.machine_busy")]
+                    }
+                    results["summary"][key]["errors"] = [r["error"] for r in reports if "error" in r]
+
         if "state" in only:
             s = sizes["state"]
             log("state pubsubd")
@@ -327,6 +406,7 @@ def main():
         except subprocess.TimeoutExpired:
             serve.kill()
 
+    results["load_after"] = os.getloadavg()
     print_tables(results, ceiling_1500, scenario_ceilings, bare_ceilings)
     if args.json:
         with open(args.json, "w") as f:
@@ -354,29 +434,69 @@ def print_tables(results, ceiling, scenario_ceilings, bare_ceilings):
     # subscribers; ×bare: the same, each message addressed to the session's bare
     # JID as pubsubd addresses its subscribers; ×ceiling100: against the one to
     # the route test's 100 sessions.
+    targets = results.get("targets", ["pubsubd", "builtin"])
+    if any(f"{name} {t}" in summary for name in FANOUT_SCENARIOS for t in targets):
+        print_fanout(summary, targets, ceiling, scenario_ceilings, bare_ceilings)
+    print_mixed(summary, targets)
+    print(f"\nload average (1, 5, 15 min) before: {fmt_load(results.get('load_before'))}, "
+          f"after: {fmt_load(results.get('load_after'))}")
+    print_state(results)
+
+
+def print_fanout(summary, targets, ceiling, scenario_ceilings, bare_ceilings):
     print("| scenario | target | acks/s | ack p99 ms | notif/s | ceiling | ×ceiling | ×bare | ×ceiling100 | ×built-in "
-          "| p50 ms | p99 ms | lost | dup | server CPU s | pubsubd CPU s | PostgreSQL CPU s | load CPU s "
+          "| ×unpaced | p50 ms | p99 ms | lost | dup | server CPU s | pubsubd CPU s | PostgreSQL CPU s | load CPU s "
           "| machine busy | pubsubd RSS MiB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in FANOUT_SCENARIOS:
         builtin = summary.get(f"{name} builtin", {})
-        for target in ("pubsubd", "builtin"):
+        unpaced = summary.get(f"{name} unpaced", {})
+        for target in targets:
             s = summary.get(f"{name} {target}")
             if not s:
                 continue
-            vs_builtin = ratio(s["delivered_per_s"], builtin.get("delivered_per_s")) if target == "pubsubd" else None
-            if name == "publishes" and target == "pubsubd":
-                vs_builtin = ratio(s["acks_per_s"], builtin.get("acks_per_s"))
+            field = "acks_per_s" if name == "publishes" else "delivered_per_s"
+            vs_builtin = ratio(s[field], builtin.get(field)) if target != "builtin" else None
+            vs_unpaced = ratio(s[field], unpaced.get(field)) if target not in ("builtin", "unpaced") else None
             own = scenario_ceilings.get(name)
             print(f"| {name} | {target} | {fmt(s['acks_per_s'])} | {fmt(s['ack_p99_ms'], 1)} | "
                   f"{fmt(s['delivered_per_s'])} | {fmt(own)} | {fmt(ratio(s['delivered_per_s'], own), 2)} | "
                   f"{fmt(ratio(s['delivered_per_s'], bare_ceilings.get(name)), 2)} | "
-                  f"{fmt(ratio(s['delivered_per_s'], ceiling), 2)} | {fmt(vs_builtin, 2)} | {fmt(s['latency_p50_ms'], 1)} | {fmt(s['latency_p99_ms'], 1)} | "
+                  f"{fmt(ratio(s['delivered_per_s'], ceiling), 2)} | {fmt(vs_builtin, 2)} | {fmt(vs_unpaced, 2)} | "
+                  f"{fmt(s['latency_p50_ms'], 1)} | {fmt(s['latency_p99_ms'], 1)} | "
                   f"{fmt(s['lost'])} | {fmt(s['duplicates'])} | {fmt(s['server_cpu_s'], 2)} | "
                   f"{fmt(s['pubsubd_cpu_s'], 2)} | {fmt(s.get('postgres_cpu_s'), 2)} | {fmt(s['load_cpu_s'], 2)} | "
                   f"{fmt(s.get('machine_busy'), 2)} | {fmt(s['pubsubd_rss_mib'], 1)} |")
             for error in s.get("errors", []):
                 print(f"|   | error: {error} |")
+
+
+def print_mixed(summary, targets):
+    mixed = [k for k in summary if k.startswith("mixed")]
+    if mixed:
+        print("\n| mixed | target | small p50 ms | small p99 ms | small ack p99 ms | small acked | small lost "
+              "| firehose notif/s | ×unpaced | ×built-in | firehose ack p99 ms | firehose lost | machine busy |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for kind in ("mixed", "mixed-alone"):
+            unpaced = summary.get(f"{kind} unpaced", {}).get("firehose_per_s")
+            builtin = summary.get(f"{kind} builtin", {}).get("firehose_per_s")
+            for target in targets:
+                s = summary.get(f"{kind} {target}")
+                if not s:
+                    continue
+                own = s["firehose_per_s"]
+                print(f"| {kind} | {target} | {fmt(s['small_p50_ms'], 1)} | {fmt(s['small_p99_ms'], 1)} | "
+                      f"{fmt(s['small_ack_p99_ms'], 1)} | {fmt(s['small_acked'])} | {fmt(s['small_lost'])} | "
+                      f"{fmt(own)} | {fmt(ratio(own, unpaced) if target != 'unpaced' else None, 2)} | "
+                      f"{fmt(ratio(own, builtin) if target != 'builtin' else None, 2)} | "
+                      f"{fmt(s['firehose_ack_p99_ms'], 1)} | {fmt(s['firehose_lost'])} | "
+                      f"{fmt(s.get('machine_busy'), 2)} |")
+                for error in s.get("errors", []):
+                    print(f"|   | error: {error} |")
+
+
+def print_state(results):
+    summary = results["summary"]
     state = summary.get("state pubsubd")
     if state:
         print("\n| state (pubsubd) | subscribe p99 ms | retrieve p99 ms | fan-out notif/s | lost "

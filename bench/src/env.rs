@@ -59,6 +59,24 @@ pub struct Env {
     pub pubsubd_log: Option<PathBuf>,
     /// The server's scratch directory (config, log).
     pub server_dir: PathBuf,
+    /// Further pubsubd builds attached side by side (`serve-env --extra-pubsubd`),
+    /// each with its own JID and database: `--target <name>` measures one.
+    #[serde(default)]
+    pub extra_pubsubd: Vec<ExtraPubsubd>,
+}
+
+/// Another pubsubd binary running beside the main one (e.g. an older commit,
+/// as a baseline measured in the same run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtraPubsubd {
+    /// The name a scenario's `--target` uses.
+    pub name: String,
+    /// Its component JID.
+    pub jid: String,
+    /// Its process.
+    pub pid: u32,
+    /// Its log file.
+    pub log: PathBuf,
 }
 
 impl Env {
@@ -77,7 +95,24 @@ impl Env {
                 .clone()
                 .context("this environment runs no pubsubd"),
             "builtin" => Ok(self.builtin_pubsub.clone()),
-            jid => Ok(jid.to_string()),
+            other => Ok(self
+                .extra_pubsubd
+                .iter()
+                .find(|e| e.name == other)
+                .map_or_else(|| other.to_string(), |e| e.jid.clone())),
+        }
+    }
+
+    /// The pubsubd process behind a `--target`, if it is one this
+    /// environment started.
+    pub fn pubsubd_pid_of(&self, target: &str) -> Option<u32> {
+        match target {
+            "pubsubd" => self.pubsubd_pid,
+            other => self
+                .extra_pubsubd
+                .iter()
+                .find(|e| e.name == other)
+                .map(|e| e.pid),
         }
     }
 }
@@ -93,6 +128,8 @@ pub struct ServeOptions {
     pub env_file: Option<PathBuf>,
     /// Extra arguments for `pubsubd run`.
     pub pubsubd_args: Vec<String>,
+    /// Further pubsubd binaries by name, started the same way beside it.
+    pub extra_pubsubd: Vec<(String, PathBuf)>,
 }
 
 /// Starts server, database and pubsubd, prints the environment, and keeps
@@ -121,6 +158,19 @@ pub fn serve(options: &ServeOptions) -> anyhow::Result<()> {
         db = Some(test_db);
         pubsubd = Some(process);
     }
+    // The extra builds: each its own slot and database, the same settings.
+    let mut extras = Vec::new();
+    for (name, bin) in &options.extra_pubsubd {
+        let slot = server.lease_component();
+        let test_db = runtime.block_on(TestDb::create())?;
+        let mut args = slot.pubsubd_args(test_db.url());
+        args.extend(options.pubsubd_args.iter().cloned());
+        let mut process = PubsubdProcess::spawn(bin, &args, &[("RUST_LOG", PUBSUBD_LOG_LEVEL)])?;
+        runtime
+            .block_on(process.wait_for_log("component connected", PUBSUBD_READY_TIMEOUT))
+            .with_context(|| format!("pubsubd `{name}` ({})", bin.display()))?;
+        extras.push((name.clone(), slot, test_db, process));
+    }
     let pubsubd_pid = pubsubd.as_ref().map(PubsubdProcess::pid);
     let server_pid = server_process(server.dir());
     let env = Env {
@@ -143,6 +193,15 @@ pub fn serve(options: &ServeOptions) -> anyhow::Result<()> {
         },
         pubsubd_log: pubsubd.as_ref().map(PubsubdProcess::log_path),
         server_dir: server.dir().to_path_buf(),
+        extra_pubsubd: extras
+            .iter()
+            .map(|(name, slot, _, process)| ExtraPubsubd {
+                name: name.clone(),
+                jid: slot.jid().to_string(),
+                pid: process.pid(),
+                log: process.log_path(),
+            })
+            .collect(),
     };
     let json = serde_json::to_string(&env)?;
     if let Some(path) = &options.env_file {
@@ -160,6 +219,16 @@ pub fn serve(options: &ServeOptions) -> anyhow::Result<()> {
         }
         let _ = runtime.block_on(process.terminate());
     }
+    for (name, _, _, process) in &mut extras {
+        if !process.is_running() {
+            bail!(
+                "pubsubd `{name}` exited during the run:\n{}",
+                process.log_tail(40)
+            );
+        }
+        let _ = runtime.block_on(process.terminate());
+    }
+    drop(extras);
     drop(pubsubd);
     drop(db);
     drop(server);

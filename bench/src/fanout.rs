@@ -4,7 +4,7 @@
 //!
 //! Owns the order of the phases and the arithmetic of the result.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,13 +135,28 @@ pub struct FanoutReport {
 
 /// Runs the scenario.
 pub async fn run(env: &Env, config: &FanoutConfig) -> anyhow::Result<FanoutReport> {
+    prepare(env, config).await?.measure(None).await
+}
+
+/// A scenario set up and not yet measured: nodes created, subscribers
+/// subscribed, the publisher logged in. `mixed` prepares two of them and
+/// measures them side by side.
+pub struct Prepared<'a> {
+    env: &'a Env,
+    config: &'a FanoutConfig,
+    watched: Watched,
+    nodes: Arc<Vec<String>>,
+    publisher: conn::Session,
+    assignment: Assignment,
+    population: population::Population,
+    create_s: f64,
+}
+
+/// Creates the nodes, subscribes the population and logs the publisher in.
+pub async fn prepare<'a>(env: &'a Env, config: &'a FanoutConfig) -> anyhow::Result<Prepared<'a>> {
     let watched = Watched {
         server: env.server_pid,
-        pubsubd: if config.target == "builtin" {
-            None
-        } else {
-            env.pubsubd_pid
-        },
+        pubsubd: env.pubsubd_pid_of(&config.target),
     };
     let run_id = format!("{}-{}", std::process::id(), now_us());
     let nodes: Arc<Vec<String>> = Arc::new(
@@ -200,98 +215,126 @@ pub async fn run(env: &Env, config: &FanoutConfig) -> anyhow::Result<FanoutRepor
         population::clients(env, &spec, &assignment, &nodes, &config.service).await?
     };
     population.subscribe.check("subscribe")?;
-    let subscribe_s = population.setup.as_secs_f64();
-
-    let receiving = population.start();
-    let tally = Arc::clone(&receiving.tally);
-    let (rss, sampler) = RssPeaks::start(watched);
-    let cpu_before = watched.cpu_now();
-
-    let plan = PublishPlan {
-        service: config.service.clone(),
-        nodes: Arc::clone(&nodes),
-        items: config.items,
-        size: config.size,
-        window: config.window,
-        rate: config.rate,
-        max_publish_time: config.max_publish_time,
-        timeout: config.timeout,
-    };
-    let (published, mut publisher_writer) =
-        publisher::publish(publisher.reader, publisher.writer, plan).await;
-    let expected = published.acked * assignment.per_node as u64;
-
-    // Wait for the notifications: all of them, or until they stop coming.
-    let deadline = tokio::time::Instant::now() + config.timeout;
-    let mut last_count = tally.unique.load(Ordering::Relaxed);
-    let mut last_change = tokio::time::Instant::now();
-    loop {
-        let count = tally.unique.load(Ordering::Relaxed);
-        let now = tokio::time::Instant::now();
-        if count >= expected || now >= deadline || now - last_change >= config.settle {
-            break;
-        }
-        if count != last_count {
-            last_count = count;
-            last_change = now;
-        }
-        tokio::time::sleep(PROGRESS_POLL).await;
-    }
-    let cpu = watched.cpu_now().since(&cpu_before);
-    sampler.abort();
-    let peak_rss = rss.peaks(&watched);
-    let mut inbox = receiving.finish().await;
-    conn::close(&mut publisher_writer).await;
-
-    let delivered = tally.unique.load(Ordering::Relaxed);
-    let last_us = tally
-        .last_us
-        .load(Ordering::Relaxed)
-        .max(published.last_answer_us);
-    let measured_s = (last_us.saturating_sub(published.start_us)) as f64 / 1e6;
-    let ack_span_s = (published.last_answer_us.saturating_sub(published.start_us)) as f64 / 1e6;
-    let per_s = |n: u64, s: f64| if s > 0.0 { round3(n as f64 / s) } else { 0.0 };
-    let mut ack_latencies = published.ack_latencies_us;
-    let server_cpu = cpu.server_s.map(|s| s + cpu.pubsubd_s.unwrap_or(0.0));
-    let failure = published.failure.or(inbox.failure.take());
-    if delivered == 0 && expected > 0 && failure.is_none() {
-        bail!(
-            "no notification arrived (expected {expected}); first error seen: {}",
-            inbox.first_error.as_deref().unwrap_or("none")
-        );
-    }
-    Ok(FanoutReport {
-        scenario: "fanout",
-        server: env.server_kind.clone(),
-        target: config.target.clone(),
-        service: config.service.clone(),
-        nodes: config.nodes,
-        subscribers: config.subscribers,
-        per_node: assignment.per_node,
-        virtual_subscribers: config.virtual_subscribers,
-        size: config.size,
-        window: config.window,
-        create_s: round3(create_s),
-        subscribe_s: round3(subscribe_s),
-        published: published.sent,
-        acked: published.acked,
-        publish_errors: published.errors,
-        acks_per_s: per_s(published.acked + published.errors, ack_span_s),
-        ack_latency: Latency::from_us(&mut ack_latencies),
-        expected,
-        delivered,
-        duplicates: inbox.duplicates,
-        lost: expected.saturating_sub(delivered),
-        delivered_per_s: per_s(delivered, measured_s),
-        latency: Latency::from_us(&mut inbox.latencies_us),
-        measured_s: round3(measured_s),
-        cpu: cpu.clone(),
-        load_cpu_per_server_cpu: server_cpu
-            .filter(|s| *s > 0.0)
-            .map(|s| round3(cpu.load_s / s)),
-        peak_rss,
-        subscriber_errors: inbox.errors,
-        first_error: published.first_error.or(inbox.first_error),
-        failure,
+    Ok(Prepared {
+        env,
+        config,
+        watched,
+        nodes,
+        publisher,
+        assignment,
+        population,
+        create_s,
     })
+}
+
+impl Prepared<'_> {
+    /// Publishes and counts what arrives. `stop`, once set, ends publishing
+    /// early (what was published is still awaited and measured).
+    pub async fn measure(self, stop: Option<Arc<AtomicBool>>) -> anyhow::Result<FanoutReport> {
+        let Prepared {
+            env,
+            config,
+            watched,
+            nodes,
+            publisher,
+            assignment,
+            population,
+            create_s,
+        } = self;
+        let subscribe_s = population.setup.as_secs_f64();
+
+        let receiving = population.start();
+        let tally = Arc::clone(&receiving.tally);
+        let (rss, sampler) = RssPeaks::start(watched);
+        let cpu_before = watched.cpu_now();
+
+        let plan = PublishPlan {
+            service: config.service.clone(),
+            nodes: Arc::clone(&nodes),
+            items: config.items,
+            size: config.size,
+            window: config.window,
+            rate: config.rate,
+            max_publish_time: config.max_publish_time,
+            stop,
+            timeout: config.timeout,
+        };
+        let (published, mut publisher_writer) =
+            publisher::publish(publisher.reader, publisher.writer, plan).await;
+        let expected = published.acked * assignment.per_node as u64;
+
+        // Wait for the notifications: all of them, or until they stop coming.
+        let deadline = tokio::time::Instant::now() + config.timeout;
+        let mut last_count = tally.unique.load(Ordering::Relaxed);
+        let mut last_change = tokio::time::Instant::now();
+        loop {
+            let count = tally.unique.load(Ordering::Relaxed);
+            let now = tokio::time::Instant::now();
+            if count >= expected || now >= deadline || now - last_change >= config.settle {
+                break;
+            }
+            if count != last_count {
+                last_count = count;
+                last_change = now;
+            }
+            tokio::time::sleep(PROGRESS_POLL).await;
+        }
+        let cpu = watched.cpu_now().since(&cpu_before);
+        sampler.abort();
+        let peak_rss = rss.peaks(&watched);
+        let mut inbox = receiving.finish().await;
+        conn::close(&mut publisher_writer).await;
+
+        let delivered = tally.unique.load(Ordering::Relaxed);
+        let last_us = tally
+            .last_us
+            .load(Ordering::Relaxed)
+            .max(published.last_answer_us);
+        let measured_s = (last_us.saturating_sub(published.start_us)) as f64 / 1e6;
+        let ack_span_s = (published.last_answer_us.saturating_sub(published.start_us)) as f64 / 1e6;
+        let per_s = |n: u64, s: f64| if s > 0.0 { round3(n as f64 / s) } else { 0.0 };
+        let mut ack_latencies = published.ack_latencies_us;
+        let server_cpu = cpu.server_s.map(|s| s + cpu.pubsubd_s.unwrap_or(0.0));
+        let failure = published.failure.or(inbox.failure.take());
+        if delivered == 0 && expected > 0 && failure.is_none() {
+            bail!(
+                "no notification arrived (expected {expected}); first error seen: {}",
+                inbox.first_error.as_deref().unwrap_or("none")
+            );
+        }
+        Ok(FanoutReport {
+            scenario: "fanout",
+            server: env.server_kind.clone(),
+            target: config.target.clone(),
+            service: config.service.clone(),
+            nodes: config.nodes,
+            subscribers: config.subscribers,
+            per_node: assignment.per_node,
+            virtual_subscribers: config.virtual_subscribers,
+            size: config.size,
+            window: config.window,
+            create_s: round3(create_s),
+            subscribe_s: round3(subscribe_s),
+            published: published.sent,
+            acked: published.acked,
+            publish_errors: published.errors,
+            acks_per_s: per_s(published.acked + published.errors, ack_span_s),
+            ack_latency: Latency::from_us(&mut ack_latencies),
+            expected,
+            delivered,
+            duplicates: inbox.duplicates,
+            lost: expected.saturating_sub(delivered),
+            delivered_per_s: per_s(delivered, measured_s),
+            latency: Latency::from_us(&mut inbox.latencies_us),
+            measured_s: round3(measured_s),
+            cpu: cpu.clone(),
+            load_cpu_per_server_cpu: server_cpu
+                .filter(|s| *s > 0.0)
+                .map(|s| round3(cpu.load_s / s)),
+            peak_rss,
+            subscriber_errors: inbox.errors,
+            first_error: published.first_error.or(inbox.first_error),
+            failure,
+        })
+    }
 }

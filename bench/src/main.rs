@@ -13,6 +13,7 @@ mod env;
 mod fanout;
 mod iq;
 mod metrics;
+mod mixed;
 mod population;
 mod publisher;
 mod reader;
@@ -47,6 +48,9 @@ enum Command {
     Route(RouteArgs),
     /// Publish to subscribed nodes of a pubsub service and measure delivery.
     Fanout(FanoutArgs),
+    /// A small node published at a low rate while a big fan-out runs on the
+    /// same service: the small node's latencies and the firehose's rate.
+    Mixed(MixedArgs),
     /// pubsubd with a large state (rows inserted with SQL): subscribe and
     /// retrieve latency, memory during a big fan-out.
     State(StateArgs),
@@ -105,6 +109,25 @@ struct ServeArgs {
     /// per node than its default (10,000), e.g. an archive of ten million items.
     #[arg(long)]
     max_items: Option<u64>,
+    /// Another pubsubd binary to run beside the first, as `NAME=PATH` (its
+    /// own JID and database, the same settings); scenarios measure it with
+    /// `--target NAME`. Repeatable.
+    #[arg(long, value_parser = parse_extra)]
+    extra_pubsubd: Vec<(String, PathBuf)>,
+}
+
+/// `NAME=PATH` of `--extra-pubsubd`.
+fn parse_extra(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, path))
+            if !name.is_empty() && !path.is_empty() && !["pubsubd", "builtin"].contains(&name) =>
+        {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!(
+            "expected NAME=PATH (NAME not pubsubd or builtin), got `{text}`"
+        )),
+    }
 }
 
 /// Options every scenario has.
@@ -212,6 +235,50 @@ struct FanoutArgs {
 }
 
 #[derive(Debug, Args)]
+struct MixedArgs {
+    #[command(flatten)]
+    common: Common,
+    /// `pubsubd`, `builtin`, the name of an `--extra-pubsubd`, or any pubsub JID.
+    #[arg(long, default_value = "pubsubd")]
+    target: String,
+    /// The firehose's subscribers (client sessions, `<prefix>f<n>`).
+    #[arg(long, default_value_t = 2000)]
+    firehose_subscribers: usize,
+    /// Items published to the firehose, as fast as `--window` allows.
+    #[arg(long, default_value_t = 200)]
+    firehose_items: u64,
+    /// The firehose publisher's window.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Stop publishing to the firehose after this many seconds.
+    #[arg(long)]
+    max_publish_seconds: Option<f64>,
+    /// The small node's subscribers (client sessions, `<prefix>s<n>`).
+    #[arg(long, default_value_t = 5)]
+    small_subscribers: usize,
+    /// The small node's publishes per second.
+    #[arg(long, default_value_t = 10.0)]
+    small_rate: f64,
+    /// Measure the small node without the firehose (the baseline).
+    #[arg(long)]
+    alone: bool,
+    /// Alone, publish to the small node for this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    alone_seconds: f64,
+    /// Item payload (Atom entry) size in bytes, both nodes.
+    #[arg(long, default_value_t = 1500)]
+    size: usize,
+    /// The firehose's publishing (and node-creating) account.
+    #[arg(long, default_value = pubsubd_testkit::ADMIN_USER)]
+    publisher: String,
+    /// The small node's publishing account: another sender than the
+    /// firehose's, as a command bus beside a feed would be. Prosody's
+    /// built-in service lets only its admin create nodes.
+    #[arg(long, default_value = "mixed-publisher")]
+    small_publisher: String,
+}
+
+#[derive(Debug, Args)]
 struct StateArgs {
     #[command(flatten)]
     common: Common,
@@ -273,6 +340,7 @@ fn serve_env(args: &ServeArgs) -> anyhow::Result<()> {
         kind,
         pubsubd,
         env_file: args.env_file.clone(),
+        extra_pubsubd: args.extra_pubsubd.clone(),
         pubsubd_args: pubsubd_config(
             args.connections,
             args.fanout_workers,
@@ -352,6 +420,46 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 timeout: secs(args.common.timeout),
             };
             report::print(&fanout::run(&env, &config).await?, args.common.json)
+        }
+        Command::Mixed(args) => {
+            let env = env::Env::load(&args.common.env)?;
+            let side = |subscribers: usize, prefix: &str, publisher: &str| fanout::FanoutConfig {
+                service: String::new(),
+                target: args.target.clone(),
+                nodes: 1,
+                subscribers,
+                per_node: subscribers,
+                virtual_subscribers: false,
+                items: 0,
+                size: args.size,
+                window: args.window,
+                rate: None,
+                max_publish_time: None,
+                max_items: 256,
+                publisher: publisher.to_string(),
+                user_prefix: format!("{}{prefix}", args.common.user_prefix),
+                login_concurrency: args.common.login_concurrency,
+                settle: secs(args.common.settle),
+                timeout: secs(args.common.timeout),
+            };
+            let service = env.service(&args.target)?;
+            let small = fanout::FanoutConfig {
+                service: service.clone(),
+                // Published until the firehose is delivered: this only bounds it.
+                items: (args.small_rate * args.common.timeout).ceil().max(1.0) as u64,
+                window: 64,
+                rate: Some(args.small_rate),
+                max_publish_time: args.alone.then(|| secs(args.alone_seconds)),
+                ..side(args.small_subscribers, "s", &args.small_publisher)
+            };
+            let firehose = (!args.alone).then(|| fanout::FanoutConfig {
+                service,
+                items: args.firehose_items,
+                max_publish_time: args.max_publish_seconds.map(secs),
+                ..side(args.firehose_subscribers, "f", &args.publisher)
+            });
+            let config = mixed::MixedConfig { firehose, small };
+            report::print(&mixed::run(&env, &config).await?, args.common.json)
         }
         Command::Reader(args) => {
             let r = reader::run(args.stanzas, args.rounds).await?;

@@ -5,7 +5,7 @@
 //!
 //! Owns publish pacing and acknowledgement accounting.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +44,9 @@ pub struct PublishPlan {
     /// Stop publishing new items after this long (the outstanding ones
     /// are still awaited), so a slow service is measured on fewer items.
     pub max_publish_time: Option<Duration>,
+    /// Stop publishing new items once this is set (the `mixed` scenario's
+    /// small node stops with the firehose).
+    pub stop: Option<Arc<AtomicBool>>,
     /// Give up after this long.
     pub timeout: Duration,
 }
@@ -139,6 +142,13 @@ pub async fn publish(
             if plan
                 .max_publish_time
                 .is_some_and(|limit| now_us() - start_us >= limit.as_micros() as u64)
+            {
+                break;
+            }
+            if plan
+                .stop
+                .as_ref()
+                .is_some_and(|stop| stop.load(Ordering::Relaxed))
             {
                 break;
             }

@@ -353,6 +353,7 @@ pub async fn run(env: &Env, config: &StateConfig) -> anyhow::Result<StateReport>
         window: 1,
         rate: None,
         max_publish_time: None,
+        stop: None,
         timeout: config.timeout,
     };
     let (published, mut owner_writer) = publisher::publish(owner.reader, owner.writer, plan).await;
