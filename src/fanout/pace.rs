@@ -16,11 +16,16 @@
 //!
 //! The rate is measured from the barriers themselves: a page of *n* notifications
 //! confirmed *t* after the server could start on it (its queueing, or the previous
-//! confirmation if that came later) is a sample of *n / t*. A window that is too small
-//! for the server measures the round trip rather than the server, and the next window
-//! grows by the ratio of [`TARGET`] to that round trip, so it reaches the server's pace
-//! within a few pages.
+//! confirmation if that came later) is a sample of *n / t*, and *t* less the time *n*
+//! takes at the best rate is a sample of the link's own delay (the barrier's round
+//! trip); the smallest recent one counts. The window is the best recent rate
+//! times [`TARGET`] plus that delay, with a quarter more on top: a window the server
+//! empties faster than it is refilled measures a higher rate next time and grows, and a
+//! slow sample (a pause, a reconnect) does not shrink it until it is the best of the
+//! last [`RATE_MEMORY`]. So the window settles where the server holds about [`TARGET`]
+//! of work, never lower than what keeps it busy.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,19 +34,25 @@ use tokio::sync::Notify;
 /// What a connection's unconfirmed fan-out may amount to, in the server's routing time.
 pub const TARGET: Duration = Duration::from_millis(50);
 
-/// The smallest window, in notifications: enough for a few small nodes at once.
-const MIN_WINDOW: usize = 64;
+/// The smallest window, in notifications: enough for a few small nodes at once, and two
+/// pages that are not all round trip on a slow server.
+const MIN_WINDOW: usize = 256;
 
 /// The largest window: two pages of the engine's largest size, what the engine kept in
 /// flight before it paced.
 const MAX_WINDOW: usize = 8192;
 
-/// The window before anything has been measured: small enough not to bury a slow server
-/// (Prosody routes about 1,500 a second), and it grows within a few pages on a fast one.
-const FIRST_WINDOW: usize = 512;
+/// The window before anything has been measured: about a second of a slow server
+/// (Prosody routes 1,500 to 3,000 a second), and it grows within a few pages on a fast one.
+const FIRST_WINDOW: usize = 1024;
 
-/// How much one full-window sample moves the measured rate.
-const SMOOTHING: f64 = 0.5;
+/// How long a rate sample counts towards the best recent rate, and the quickest round
+/// trip towards the link's delay.
+const RATE_MEMORY: Duration = Duration::from_secs(2);
+const DELAY_MEMORY: Duration = Duration::from_secs(10);
+
+/// The window's margin over the measured need: what lets it find a faster server.
+const GAIN: f64 = 1.25;
 
 /// The pace of one connection, shared by the workers that send on it.
 #[derive(Debug)]
@@ -57,9 +68,48 @@ struct State {
     /// Notifications admitted and not yet confirmed or given back.
     in_flight: usize,
     window: usize,
-    /// Measured notifications per second, once sampled.
-    rate: Option<f64>,
+    /// Recent rate samples (when, notifications per second), newest last.
+    rates: VecDeque<(Instant, f64)>,
+    /// Recent round trips (when, how long), newest last.
+    delays: VecDeque<(Instant, Duration)>,
     last_confirmed: Option<Instant>,
+}
+
+impl State {
+    /// The best rate of the last [`RATE_MEMORY`].
+    fn rate(&self) -> Option<f64> {
+        self.rates.iter().map(|(_, r)| *r).reduce(f64::max)
+    }
+
+    /// The quickest round trip of the last [`DELAY_MEMORY`].
+    fn delay(&self) -> Duration {
+        self.delays
+            .iter()
+            .map(|(_, d)| *d)
+            .min()
+            .unwrap_or_default()
+    }
+
+    fn sample(&mut self, now: Instant, rate: f64, delay: Duration) {
+        self.rates.push_back((now, rate));
+        while self
+            .rates
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_MEMORY)
+            && self.rates.len() > 1
+        {
+            self.rates.pop_front();
+        }
+        self.delays.push_back((now, delay));
+        while self
+            .delays
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > DELAY_MEMORY)
+            && self.delays.len() > 1
+        {
+            self.delays.pop_front();
+        }
+    }
 }
 
 impl Default for Pace {
@@ -76,7 +126,8 @@ impl Pace {
             state: Mutex::new(State {
                 in_flight: 0,
                 window: FIRST_WINDOW,
-                rate: None,
+                rates: VecDeque::new(),
+                delays: VecDeque::new(),
                 last_confirmed: None,
             }),
             room: Notify::new(),
@@ -100,9 +151,9 @@ impl Pace {
         self.state.lock().map_or(FIRST_WINDOW, |s| s.window)
     }
 
-    /// The measured routing rate, in notifications per second.
+    /// The best recent routing rate, in notifications per second.
     pub fn rate(&self) -> Option<f64> {
-        self.state.lock().ok().and_then(|s| s.rate)
+        self.state.lock().ok().and_then(|s| s.rate())
     }
 
     /// Subscriptions per page for a batch of `jobs` jobs: half the window's worth, at
@@ -146,16 +197,20 @@ impl Pace {
                 let start = s.last_confirmed.map_or(queued_at, |t| t.max(queued_at));
                 let took = now.saturating_duration_since(start).as_secs_f64().max(1e-4);
                 let measured = n as f64 / took;
-                let weight = SMOOTHING * (n as f64 / s.window as f64).min(1.0);
-                let rate = s.rate.map_or(measured, |r| r + weight * (measured - r));
-                s.rate = Some(rate);
-                s.window = window_for(rate);
+                // The link's own delay: the page's time less what serving it takes at the
+                // best rate, so that neither the page before it nor its own size counts.
+                let best = s.rate().map_or(measured, |r| r.max(measured));
+                let delay = Duration::from_secs_f64((took - n as f64 / best).max(0.0));
+                s.sample(now, measured, delay);
                 s.last_confirmed = Some(now);
-                let connection = self.connection.clone();
-                metrics::gauge!(crate::metrics::FANOUT_WINDOW, "connection" => connection.clone())
-                    .set(s.window as f64);
-                metrics::gauge!(crate::metrics::FANOUT_ROUTE_RATE, "connection" => connection)
-                    .set(rate);
+                if let Some(rate) = s.rate() {
+                    s.window = window_for(rate, s.delay());
+                    let connection = self.connection.clone();
+                    metrics::gauge!(crate::metrics::FANOUT_WINDOW, "connection" => connection.clone())
+                        .set(s.window as f64);
+                    metrics::gauge!(crate::metrics::FANOUT_ROUTE_RATE, "connection" => connection)
+                        .set(rate);
+                }
             }
         }
         self.room.notify_waiters();
@@ -198,9 +253,10 @@ impl Drop for Admitted {
     }
 }
 
-/// The window for a measured rate: [`TARGET`] of it, within the bounds.
-fn window_for(rate: f64) -> usize {
-    let window = rate * TARGET.as_secs_f64();
+/// The window for the best recent `rate` over a link of round trip `delay`: what is in
+/// transit plus [`TARGET`] of queue, with a margin, within the bounds.
+fn window_for(rate: f64, delay: Duration) -> usize {
+    let window = GAIN * rate * (TARGET + delay).as_secs_f64();
     if window.is_finite() {
         (window as usize).clamp(MIN_WINDOW, MAX_WINDOW)
     } else {
@@ -213,12 +269,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_window_is_the_target_of_the_rate_within_bounds() {
-        assert_eq!(window_for(1_500.0), MIN_WINDOW.max(75));
-        assert_eq!(window_for(20_000.0), 1_000);
-        assert_eq!(window_for(1e9), MAX_WINDOW);
-        assert_eq!(window_for(0.0), MIN_WINDOW);
-        assert_eq!(window_for(f64::NAN), MAX_WINDOW);
+    fn the_window_is_the_target_of_the_rate_plus_the_link_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(window_for(1_500.0, ms(0)), MIN_WINDOW);
+        assert_eq!(window_for(20_000.0, ms(0)), 1_250);
+        assert_eq!(window_for(20_000.0, ms(30)), 2_000);
+        assert_eq!(window_for(1e9, ms(0)), MAX_WINDOW);
+        assert_eq!(window_for(0.0, ms(0)), MIN_WINDOW);
+        assert_eq!(window_for(f64::NAN, ms(0)), MAX_WINDOW);
     }
 
     #[tokio::test]
@@ -247,29 +305,66 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn confirmations_move_the_window_towards_the_rate() {
-        let pace = Arc::new(Pace::default());
-        // A slow server: 256 notifications confirmed after 200 ms, twice.
-        for _ in 0..2 {
-            let page = Admitted {
-                pace: pace.clone(),
-                n: 256,
-                queued_at: Instant::now() - Duration::from_millis(200),
-            };
-            if let Ok(mut s) = pace.state.lock() {
-                s.in_flight += 256;
-                s.last_confirmed = None;
-            }
-            page.confirmed();
+    /// Confirms a page of `n` queued `ago` before now, as if nothing came before it.
+    fn confirm(pace: &Arc<Pace>, n: usize, ago: Duration) {
+        if let Ok(mut s) = pace.state.lock() {
+            s.in_flight += n;
+            s.last_confirmed = None;
         }
+        Admitted {
+            pace: pace.clone(),
+            n,
+            queued_at: Instant::now() - ago,
+        }
+        .confirmed();
+    }
+
+    #[tokio::test]
+    async fn the_window_follows_the_best_recent_rate_and_the_quickest_round_trip() {
+        let pace = Arc::new(Pace::default());
+        // 256 notifications confirmed 200 ms after they were queued: 1,280 a second, all
+        // of it service time (no delay beyond it), so 1.25 × 1,280 × 50 ms = 80, and the
+        // smallest window.
+        confirm(&pace, 256, Duration::from_millis(200));
         let rate = pace.rate().expect("sampled");
-        assert!((1_000.0..1_400.0).contains(&rate), "{rate}");
+        assert!((1_200.0..1_400.0).contains(&rate), "{rate}");
         assert_eq!(pace.window(), MIN_WINDOW);
         assert_eq!(pace.per_page(500, 1), (MIN_WINDOW / 2) as u32);
-        assert_eq!(pace.per_page(500, 100), 1);
-        // Nothing stays admitted.
-        assert_eq!(pace.state.lock().map(|s| s.in_flight).ok(), Some(0));
+        assert_eq!(pace.per_page(500, 1_000), 1);
+        // A slow page (a pause on the server) does not shrink it: the best rate holds.
+        let before = pace.window();
+        confirm(&pace, 16, Duration::from_millis(200));
+        assert_eq!(pace.window(), before);
+        // A fast server: 4,000 in 100 ms is 40,000 a second, 1.25 × 40,000 × 50 ms.
+        confirm(&pace, 4_000, Duration::from_millis(100));
+        assert!(
+            (2_400..=2_600).contains(&pace.window()),
+            "{}",
+            pace.window()
+        );
+        // A page that took longer than its size explains (1,000 in 75 ms at 40,000 a
+        // second: 50 ms more) counts once no quicker page is recent, since the link's
+        // delay is the smallest seen: 1.25 × 40,000 × (50 + 50) ms.
+        confirm(&pace, 1_000, Duration::from_millis(75));
+        assert!(
+            (2_400..=2_600).contains(&pace.window()),
+            "{}",
+            pace.window()
+        );
+        if let Ok(mut s) = pace.state.lock() {
+            s.delays.clear();
+        }
+        confirm(&pace, 1_000, Duration::from_millis(75));
+        assert!(
+            (4_900..=5_100).contains(&pace.window()),
+            "{}",
+            pace.window()
+        );
+        assert_eq!(
+            pace.state.lock().map(|s| s.in_flight).ok(),
+            Some(0),
+            "nothing stays admitted"
+        );
     }
 
     #[test]
