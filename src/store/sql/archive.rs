@@ -109,7 +109,7 @@ pub fn page_sql(
 macro_rules! archive_store {
     ($store:ty) => {
         const _: () = {
-            use sqlx::{AssertSqlSafe, Row};
+            use sqlx::AssertSqlSafe;
 
             use $crate::domain::archive::{ArchiveId, ArchiveQuery};
             use $crate::store::archive::ArchiveStore;
@@ -141,14 +141,7 @@ macro_rules! archive_store {
                         };
                     }
                     let rows = q.fetch_all(self.pool()).await?;
-                    rows.iter()
-                        .map(|row| {
-                            Ok(SeqItem {
-                                seq: row.try_get("seq")?,
-                                item: rows::item(row)?,
-                            })
-                        })
-                        .collect()
+                    rows.iter().map(rows::seq_item).collect()
                 }
 
                 async fn archive_present(

@@ -8,8 +8,6 @@ macro_rules! item_seq_store {
     ($store:ty) => {
         $crate::store::sql::archive_store!($store);
         const _: () = {
-            use sqlx::Row;
-
             use $crate::store::item_seq::{ItemSeqStore, SeqItem};
             use $crate::store::sql::items::NEWER;
             use $crate::store::sql::rows;
@@ -26,14 +24,7 @@ macro_rules! item_seq_store {
                     let rows = self
                         .item_rows(node_pk, NEWER, after, i64::from(limit))
                         .await?;
-                    rows.iter()
-                        .map(|row| {
-                            Ok(SeqItem {
-                                seq: row.try_get("seq")?,
-                                item: rows::item(row)?,
-                            })
-                        })
-                        .collect()
+                    rows.iter().map(rows::seq_item).collect()
                 }
 
                 async fn latest_seq(&self, node_pk: i64) -> Result<Option<i64>, StoreError> {

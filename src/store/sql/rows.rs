@@ -70,6 +70,14 @@ pub fn item<R: Stored>(row: &R) -> Result<ItemRecord, StoreError> {
     })
 }
 
+/// An item with its place in the publish order (`seq` among the columns).
+pub fn seq_item<R: Stored>(row: &R) -> Result<crate::store::item_seq::SeqItem, StoreError> {
+    Ok(crate::store::item_seq::SeqItem {
+        seq: row.field("seq")?,
+        item: item(row)?,
+    })
+}
+
 /// Rows of [`SUBSCRIPTIONS`].
 pub fn subscription<R: Stored>(row: &R) -> Result<SubscriptionRecord, StoreError> {
     let Json(options) = row.field("options")?;
