@@ -23,9 +23,6 @@ use crate::stanzas::{self, NodeOptions};
 /// Node creations in flight at once.
 const CREATE_WINDOW: usize = 64;
 
-/// How often the driver looks at the delivery count while waiting.
-const PROGRESS_POLL: Duration = Duration::from_millis(20);
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
@@ -264,21 +261,9 @@ impl Prepared<'_> {
         let expected = published.acked * assignment.per_node as u64;
 
         // Wait for the notifications: all of them, or until they stop coming.
-        let deadline = tokio::time::Instant::now() + config.timeout;
-        let mut last_count = tally.unique.load(Ordering::Relaxed);
-        let mut last_change = tokio::time::Instant::now();
-        loop {
-            let count = tally.unique.load(Ordering::Relaxed);
-            let now = tokio::time::Instant::now();
-            if count >= expected || now >= deadline || now - last_change >= config.settle {
-                break;
-            }
-            if count != last_count {
-                last_count = count;
-                last_change = now;
-            }
-            tokio::time::sleep(PROGRESS_POLL).await;
-        }
+        tally
+            .wait_settled(expected, config.timeout, config.settle)
+            .await;
         let cpu = watched.cpu_now().since(&cpu_before);
         sampler.abort();
         let peak_rss = rss.peaks(&watched);

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -34,7 +35,30 @@ impl Tally {
             last_us: AtomicU64::new(0),
         })
     }
+
+    /// Waits until `expected` deliveries were counted, `timeout` has passed, or none
+    /// came for `settle`.
+    pub async fn wait_settled(&self, expected: u64, timeout: Duration, settle: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last_count = self.unique.load(Ordering::Relaxed);
+        let mut last_change = tokio::time::Instant::now();
+        loop {
+            let count = self.unique.load(Ordering::Relaxed);
+            let now = tokio::time::Instant::now();
+            if count >= expected || now >= deadline || now - last_change >= settle {
+                return;
+            }
+            if count != last_count {
+                last_count = count;
+                last_change = now;
+            }
+            tokio::time::sleep(PROGRESS_POLL).await;
+        }
+    }
 }
+
+/// How often [`Tally::wait_settled`] looks at the count.
+const PROGRESS_POLL: Duration = Duration::from_millis(20);
 
 /// How a connection's messages map to subscribers.
 #[derive(Debug, Clone, Copy)]

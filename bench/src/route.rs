@@ -25,9 +25,6 @@ use crate::stanzas;
 /// bottleneck, small enough to interleave the connections.
 const BATCH_MESSAGES: u64 = 64;
 
-/// How often the driver looks at the delivery count while waiting.
-const PROGRESS_POLL: Duration = Duration::from_millis(20);
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
@@ -237,21 +234,10 @@ pub async fn run(env: &Env, config: &RouteConfig) -> anyhow::Result<RouteReport>
     }
     let send_s = (now_us() - start_us) as f64 / 1e6;
 
-    let deadline = tokio::time::Instant::now() + config.timeout;
-    let mut last_count = 0;
-    let mut last_change = tokio::time::Instant::now();
-    loop {
-        let count = tally.unique.load(Ordering::Relaxed);
-        let now = tokio::time::Instant::now();
-        if count >= config.messages || now >= deadline || now - last_change >= config.settle {
-            break;
-        }
-        if count != last_count {
-            last_count = count;
-            last_change = now;
-        }
-        tokio::time::sleep(PROGRESS_POLL).await;
-    }
+    // Wait for the notifications: all of them, or until they stop coming.
+    tally
+        .wait_settled(config.messages, config.timeout, config.settle)
+        .await;
     let cpu = watched.cpu_now().since(&cpu_before);
     sampler.abort();
     let peak_rss = rss.peaks(&watched);

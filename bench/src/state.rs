@@ -41,9 +41,6 @@ const ARCHIVE_PAGE: u32 = 100;
 /// Payload size of the template item (and so of every inserted item).
 const ITEM_SIZE: usize = 1500;
 
-/// How often the driver looks at the delivery count.
-const PROGRESS_POLL: Duration = Duration::from_millis(20);
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
@@ -367,21 +364,10 @@ pub async fn run(env: &Env, config: &StateConfig) -> anyhow::Result<StateReport>
         );
     }
     let expected = published.acked * config.fanout_subscriptions;
-    let deadline = tokio::time::Instant::now() + config.timeout;
-    let mut last_count = 0;
-    let mut last_change = tokio::time::Instant::now();
-    loop {
-        let count = tally.unique.load(Ordering::Relaxed);
-        let now = tokio::time::Instant::now();
-        if count >= expected || now >= deadline || now - last_change >= config.settle {
-            break;
-        }
-        if count != last_count {
-            last_count = count;
-            last_change = now;
-        }
-        tokio::time::sleep(PROGRESS_POLL).await;
-    }
+    // Wait for the notifications: all of them, or until they stop coming.
+    tally
+        .wait_settled(expected, config.timeout, config.settle)
+        .await;
     let cpu = watched.cpu_now().since(&cpu_before);
     sampler.abort();
     let peak_rss = rss.peaks(&watched);
