@@ -38,8 +38,9 @@ const RETRIEVE_MAX_ITEMS: u32 = 10;
 /// Items of one archive probe page (XEP-0313 `max`): a bot catching up pages by 100.
 const ARCHIVE_PAGE: u32 = 100;
 
-/// Payload size of the template item (and so of every inserted item).
-const ITEM_SIZE: usize = 1500;
+/// Payload size of the template item (and so of every inserted item) unless told
+/// otherwise: an Atom entry of about this size.
+pub const ITEM_SIZE: usize = 1500;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -56,6 +57,8 @@ pub struct StateConfig {
     pub fanout_items: u64,
     /// Latency probes.
     pub probes: usize,
+    /// Payload bytes of every item (the template's, copied).
+    pub item_size: usize,
     /// Stop waiting after this long without a delivery.
     pub settle: Duration,
     /// Limit per phase.
@@ -169,7 +172,7 @@ pub async fn run(env: &Env, config: &StateConfig) -> anyhow::Result<StateReport>
     });
     requests.push(Request {
         id: "p0".into(),
-        xml: stanzas::publish("p0", &service, &names[0], 0, now_us(), ITEM_SIZE),
+        xml: stanzas::publish("p0", &service, &names[0], 0, now_us(), config.item_size),
     });
     iq::pipelined(
         &mut owner.reader,
@@ -346,7 +349,7 @@ pub async fn run(env: &Env, config: &StateConfig) -> anyhow::Result<StateReport>
         service: service.clone(),
         nodes: Arc::new(vec![big.clone()]),
         items: config.fanout_items,
-        size: ITEM_SIZE,
+        size: config.item_size,
         window: 1,
         rate: None,
         max_publish_time: None,

@@ -28,7 +28,7 @@ use crate::store::claims::{
     ClaimedBatch, ClaimedJob, LeaseOwner, Resource, SessionKey, Subscriber,
 };
 use crate::store::jobs::JobTarget;
-use crate::xmpp::{BarrierError, Outbound};
+use crate::xmpp::{BarrierError, Lane, Outbound};
 
 /// How serving a batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,9 +252,10 @@ async fn send_whole(
             .map(|(batch, page)| batch.jobs.len() * page.as_ref().map_or(1, Vec::len))
             .sum();
         let mut admitted = tokio::select! {
-            admitted = link.pace.admit(estimate) => admitted,
+            admitted = link.pace.admit_whole(estimate) => admitted,
             _ = stop.wait_for(|stopping| *stopping) => return Outcome::Stopped,
         };
+        let lane = admitted.lane();
         let mut queued = 0;
         for (batch, page) in small {
             let sent = match page {
@@ -263,9 +264,9 @@ async fn send_whole(
                         .config
                         .presence_based_delivery
                         .then_some(resources.as_slice());
-                    queue_page(ctx, &link.out, batch, page, presence).await
+                    queue_page(ctx, &link.out, lane, batch, page, presence).await
                 }
-                None => queue_direct(ctx, &link.out, batch).await,
+                None => queue_direct(ctx, &link.out, lane, batch).await,
             };
             let Some(sent) = sent else {
                 return Outcome::Stopped;
@@ -274,7 +275,7 @@ async fn send_whole(
         }
         admitted.resize(usize::try_from(queued).unwrap_or(usize::MAX));
         let barrier = tokio::select! {
-            answered = link.out.barrier() => answered,
+            answered = link.out.barrier_on(lane) => answered,
             why = raised(fenced) => return Outcome::Fenced(why),
         };
         match barrier {
@@ -545,13 +546,6 @@ async fn send_page(
     per_page: u32,
     stop: &mut watch::Receiver<bool>,
 ) -> Page {
-    // Room in the connection's window first (see `pace`): a full window waits here,
-    // before the page is read, while other nodes' smaller pages may still fit.
-    let estimate = per_page as usize * batch.jobs.len();
-    let mut admitted = tokio::select! {
-        admitted = link.pace.admit(estimate) => admitted,
-        _ = stop.wait_for(|stopping| *stopping) => return Page::Stopping,
-    };
     let Some(page) = backoff::retry("read subscribers", stop, || {
         ctx.store.subscribers(batch.node_pk, after, per_page)
     })
@@ -578,7 +572,25 @@ async fn send_page(
     } else {
         None
     };
-    let Some(notifications) = queue_page(ctx, &link.out, batch, &page, resources.as_deref()).await
+    // Room on the connection (see `pace`), for what the page really holds: a full window
+    // waits here, the page read meanwhile. A small node, whole in its first page, is
+    // admitted beside it into the express lane.
+    let estimate = page.len() * batch.jobs.len();
+    let whole = after == batch.cursor && page.len() < per_page as usize;
+    let admit = async {
+        if whole {
+            link.pace.admit_whole(estimate).await
+        } else {
+            link.pace.admit(estimate).await
+        }
+    };
+    let mut admitted = tokio::select! {
+        admitted = admit => admitted,
+        _ = stop.wait_for(|stopping| *stopping) => return Page::Stopping,
+    };
+    let lane = admitted.lane();
+    let Some(notifications) =
+        queue_page(ctx, &link.out, lane, batch, &page, resources.as_deref()).await
     else {
         return Page::Closed;
     };
@@ -588,7 +600,7 @@ async fn send_page(
     // on its own task so that the next page can be queued while the server works; the
     // page leaves the window when it is answered, whatever the walk does meanwhile.
     let receipt = tokio::spawn(async move {
-        let answer = out.barrier().await;
+        let answer = out.barrier_on(lane).await;
         if answer.is_ok() {
             admitted.confirmed();
         }
@@ -612,6 +624,7 @@ async fn send_page(
 async fn queue_page(
     ctx: &Context,
     out: &Outbound,
+    lane: Lane,
     batch: &ClaimedBatch,
     page: &[Subscriber],
     resources: Option<&[Resource]>,
@@ -622,7 +635,12 @@ async fn queue_page(
         .collect();
     // Read once per page, so that a subscriber's notifications of the page all take the
     // same path (the multicast service and the direct route are not ordered together).
-    let route = ctx.settings.multicast.as_deref().and_then(|m| m.route());
+    // Small deliveries go direct: through the service they would queue behind the big
+    // nodes' groups it is expanding.
+    let route = match lane {
+        Lane::Bulk => ctx.settings.multicast.as_deref().and_then(|m| m.route()),
+        Lane::Express => None,
+    };
     let multicast = route.as_ref().map(|(jid, limit)| (&**jid, *limit));
     let mut queued = 0;
     let mut group: Vec<(&str, i64)> = Vec::new();
@@ -642,7 +660,10 @@ async fn queue_page(
                         }
                     }
                     _ => {
-                        if !out.send(one_by_one(ctx, job, to, sub.pk, subid)).await {
+                        if !out
+                            .send_on(lane, one_by_one(ctx, job, to, sub.pk, subid))
+                            .await
+                        {
                             return None;
                         }
                     }
@@ -703,7 +724,12 @@ fn of_bare_jid<'a>(sorted: &'a [Resource], bare: &str) -> &'a [Resource] {
 
 /// Queues the notification of each job of `batch` (jobs with one target each) and
 /// returns how many; `None` if the queue is closed.
-async fn queue_direct(ctx: &Context, out: &Outbound, batch: &ClaimedBatch) -> Option<u64> {
+async fn queue_direct(
+    ctx: &Context,
+    out: &Outbound,
+    lane: Lane,
+    batch: &ClaimedBatch,
+) -> Option<u64> {
     let mut queued = 0;
     for job in &batch.jobs {
         let JobTarget::Jid(to) = &job.target else {
@@ -711,7 +737,7 @@ async fn queue_direct(ctx: &Context, out: &Outbound, batch: &ClaimedBatch) -> Op
         };
         let id = deliver::notification_id(job.id, None);
         let stanza = deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, None);
-        if !out.send(stanza).await {
+        if !out.send_on(lane, stanza).await {
             return None;
         }
         queued += 1;
@@ -732,15 +758,16 @@ async fn direct(
             return Outcome::Fenced(why);
         }
         let mut admitted = tokio::select! {
-            admitted = ctx.links[0].pace.admit(batch.jobs.len()) => admitted,
+            admitted = ctx.links[0].pace.admit_whole(batch.jobs.len()) => admitted,
             _ = stop.wait_for(|stopping| *stopping) => return Outcome::Stopped,
         };
-        let Some(queued) = queue_direct(ctx, &ctx.out, batch).await else {
+        let lane = admitted.lane();
+        let Some(queued) = queue_direct(ctx, &ctx.out, lane, batch).await else {
             return Outcome::Stopped;
         };
         admitted.resize(usize::try_from(queued).unwrap_or(usize::MAX));
         let barrier = tokio::select! {
-            answered = ctx.out.barrier() => answered,
+            answered = ctx.out.barrier_on(lane) => answered,
             why = raised(fenced) => return Outcome::Fenced(why),
         };
         match barrier {

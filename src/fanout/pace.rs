@@ -11,8 +11,12 @@
 //! *window*. Every page, and every group of small nodes, is admitted into the window
 //! before it is queued and leaves it when its barrier is answered; pages are sized to
 //! half the window, so two are in flight and the server never waits for a round trip.
-//! Admission takes whoever fits first, so a small node's few notifications get in
-//! between a firehose's pages instead of after the whole walk.
+//! A small delivery (at most [`EXPRESS_MAX`] notifications: a node with a few
+//! subscribers, a one-JID notification) does not compete with pages for the window: it
+//! has a room of its own, [`EXPRESS_ROOM`] beyond the window, and travels in the
+//! connection's express lane, written before the bulk lane ([`Lane`]). So a
+//! five-subscriber node next to a firehose waits for no page of the firehose's in
+//! pubsubd, only for what the server already holds (the window, about [`TARGET`]).
 //!
 //! The rate is measured from the barriers themselves: a page of *n* notifications
 //! confirmed *t* after the server could start on it (its queueing, or the previous
@@ -30,6 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use crate::xmpp::Lane;
 
 /// What a connection's unconfirmed fan-out may amount to, in the server's routing time.
 pub const TARGET: Duration = Duration::from_millis(50);
@@ -54,6 +60,14 @@ const DELAY_MEMORY: Duration = Duration::from_secs(10);
 /// The window's margin over the measured need: what lets it find a faster server.
 const GAIN: f64 = 1.25;
 
+/// The largest whole delivery that counts as small and goes in the express lane. Pages
+/// of a walk that goes on never do, however small `fanout_page_size` is.
+pub const EXPRESS_MAX: usize = 64;
+
+/// What small deliveries may have in flight beyond the window: a few dozen small nodes'
+/// notifications at once. Bounded so that many small nodes together are still paced.
+const EXPRESS_ROOM: usize = 256;
+
 /// The pace of one connection, shared by the workers that send on it.
 #[derive(Debug)]
 pub struct Pace {
@@ -65,8 +79,10 @@ pub struct Pace {
 
 #[derive(Debug)]
 struct State {
-    /// Notifications admitted and not yet confirmed or given back.
+    /// Notifications admitted to the window and not yet confirmed or given back.
     in_flight: usize,
+    /// The same for small deliveries, in their own room.
+    express_in_flight: usize,
     window: usize,
     /// Recent rate samples (when, notifications per second), newest last.
     rates: VecDeque<(Instant, f64)>,
@@ -88,6 +104,14 @@ impl State {
             .map(|(_, d)| *d)
             .min()
             .unwrap_or_default()
+    }
+
+    /// The in-flight count of `lane`.
+    fn counter(&mut self, lane: Lane) -> &mut usize {
+        match lane {
+            Lane::Bulk => &mut self.in_flight,
+            Lane::Express => &mut self.express_in_flight,
+        }
     }
 
     fn sample(&mut self, now: Instant, rate: f64, delay: Duration) {
@@ -125,6 +149,7 @@ impl Pace {
             connection: index.to_string(),
             state: Mutex::new(State {
                 in_flight: 0,
+                express_in_flight: 0,
                 window: FIRST_WINDOW,
                 rates: VecDeque::new(),
                 delays: VecDeque::new(),
@@ -143,6 +168,9 @@ pub struct Admitted {
     pace: Arc<Pace>,
     n: usize,
     queued_at: Instant,
+    /// Where the notifications go: small deliveries in the express lane, out of the
+    /// window.
+    lane: Lane,
 }
 
 impl Pace {
@@ -167,33 +195,61 @@ impl Pace {
     /// Waits until `n` more notifications fit in the window (or nothing is in flight,
     /// so that a page larger than the window still goes), and admits them.
     pub async fn admit(self: &Arc<Self>, n: usize) -> Admitted {
+        self.admit_in(n, Lane::Bulk).await
+    }
+
+    /// Admits a whole delivery of `n` notifications (a small node, one-JID notifications,
+    /// never a page of a walk that goes on): into the express room if it is small (at
+    /// most [`EXPRESS_MAX`]), else into the window as [`admit`](Self::admit) does.
+    pub async fn admit_whole(self: &Arc<Self>, n: usize) -> Admitted {
+        let lane = if n <= EXPRESS_MAX {
+            Lane::Express
+        } else {
+            Lane::Bulk
+        };
+        self.admit_in(n, lane).await
+    }
+
+    async fn admit_in(self: &Arc<Self>, n: usize, lane: Lane) -> Admitted {
         loop {
             let room = self.room.notified();
-            if let Ok(mut s) = self.state.lock() {
-                if s.in_flight == 0 || s.in_flight + n <= s.window {
-                    s.in_flight += n;
-                    return Admitted {
-                        pace: self.clone(),
-                        n,
-                        queued_at: Instant::now(),
-                    };
-                }
-            } else {
-                // A poisoned lock cannot pace: let everything through.
-                return Admitted {
-                    pace: self.clone(),
-                    n: 0,
-                    queued_at: Instant::now(),
-                };
+            if let Some(admitted) = self.try_admit(n, lane) {
+                return admitted;
             }
             room.await;
         }
     }
 
-    fn leave(&self, n: usize, sample: Option<(Instant, Instant)>) {
+    /// Admits `n` into `lane` if they fit now.
+    fn try_admit(self: &Arc<Self>, n: usize, lane: Lane) -> Option<Admitted> {
+        let admitted = |n| Admitted {
+            pace: self.clone(),
+            n,
+            queued_at: Instant::now(),
+            lane,
+        };
+        // A poisoned lock cannot pace: let everything through.
+        let Ok(mut s) = self.state.lock() else {
+            return Some(admitted(0));
+        };
+        let fits = match lane {
+            Lane::Express => s.express_in_flight == 0 || s.express_in_flight + n <= EXPRESS_ROOM,
+            Lane::Bulk => s.in_flight == 0 || s.in_flight + n <= s.window,
+        };
+        fits.then(|| {
+            *s.counter(lane) += n;
+            admitted(n)
+        })
+    }
+
+    /// `n` notifications of `lane` leave: confirmed at `sample.1` after being queued at
+    /// `sample.0`, or given back. Only pages sample the rate: a small delivery's
+    /// confirmation mostly measures the pages written before it.
+    fn leave(&self, n: usize, lane: Lane, sample: Option<(Instant, Instant)>) {
         if let Ok(mut s) = self.state.lock() {
-            s.in_flight = s.in_flight.saturating_sub(n);
-            if let Some((queued_at, now)) = sample {
+            let counter = s.counter(lane);
+            *counter = counter.saturating_sub(n);
+            if let Some((queued_at, now)) = sample.filter(|_| lane == Lane::Bulk) {
                 let start = s.last_confirmed.map_or(queued_at, |t| t.max(queued_at));
                 let took = now.saturating_duration_since(start).as_secs_f64().max(1e-4);
                 let measured = n as f64 / took;
@@ -228,10 +284,16 @@ impl Admitted {
         self.n == 0
     }
 
-    /// Admits `actual` instead of the estimate made before the page was read.
+    /// The lane the admitted notifications go in.
+    pub fn lane(&self) -> Lane {
+        self.lane
+    }
+
+    /// Admits `actual` instead of the estimate (presence may add or drop recipients).
     pub fn resize(&mut self, actual: usize) {
         if let Ok(mut s) = self.pace.state.lock() {
-            s.in_flight = s.in_flight.saturating_sub(self.n) + actual;
+            let counter = s.counter(self.lane);
+            *counter = counter.saturating_sub(self.n) + actual;
         }
         self.n = actual;
         self.pace.room.notify_waiters();
@@ -241,14 +303,15 @@ impl Admitted {
     /// their time is a sample of the server's rate.
     pub fn confirmed(mut self) {
         let n = std::mem::take(&mut self.n);
-        self.pace.leave(n, Some((self.queued_at, Instant::now())));
+        self.pace
+            .leave(n, self.lane, Some((self.queued_at, Instant::now())));
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         if self.n > 0 {
-            self.pace.leave(self.n, None);
+            self.pace.leave(self.n, self.lane, None);
         }
     }
 }
@@ -290,6 +353,35 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!third.is_finished(), "the window is full");
+        // A five-subscriber node does not wait for the full window: it has its own room
+        // and lane.
+        let small = tokio::time::timeout(Duration::from_secs(1), pace.admit_whole(5))
+            .await
+            .expect("a small delivery is admitted beside a full window");
+        assert_eq!(small.lane(), Lane::Express);
+        assert_eq!(first.lane(), Lane::Bulk);
+        drop(small);
+        // Small deliveries together are bounded by their room.
+        let many: Vec<Admitted> = {
+            let mut v = Vec::new();
+            for _ in 0..(EXPRESS_ROOM / EXPRESS_MAX) {
+                v.push(pace.admit_whole(EXPRESS_MAX).await);
+            }
+            v
+        };
+        let waiting = {
+            let pace = pace.clone();
+            tokio::spawn(async move { pace.admit_whole(EXPRESS_MAX).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the express room is full");
+        drop(many);
+        let waited = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("express room was given back")
+            .expect("joined");
+        assert_eq!(waited.lane(), Lane::Express);
+        drop(waited);
         drop(first);
         let third = tokio::time::timeout(Duration::from_secs(1), third)
             .await
@@ -315,6 +407,7 @@ mod tests {
             pace: pace.clone(),
             n,
             queued_at: Instant::now() - ago,
+            lane: Lane::Bulk,
         }
         .confirmed();
     }
@@ -374,6 +467,7 @@ mod tests {
             pace: pace.clone(),
             n: 0,
             queued_at: Instant::now(),
+            lane: Lane::Bulk,
         };
         if let Ok(mut s) = pace.state.lock() {
             s.in_flight = 0;

@@ -33,7 +33,7 @@ pub mod stranger;
 pub mod supervisor;
 
 pub use handshake::ConnectError;
-pub use outbound::{BarrierError, Outbound, OutboundQueue};
+pub use outbound::{BarrierError, Lane, Outbound, OutboundQueue};
 pub use settings::{MulticastSettings, Secret, ServerAddr, Settings};
 pub use supervisor::{ConnectionState, Supervisor};
 

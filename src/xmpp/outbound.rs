@@ -34,39 +34,58 @@ pub enum BarrierError {
     Closed,
 }
 
+/// Which of the two notification lanes a stanza or barrier travels in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Fan-out pages: the bulk of the traffic.
+    Bulk,
+    /// Small deliveries (a node with a few subscribers, one-JID notifications), written
+    /// before the bulk lane so that they do not wait behind a big node's pages.
+    Express,
+}
+
 /// A handle for sending stanzas to the XMPP server.
 ///
-/// Two lanes: answers to requests ([`Outbound::reply`]) go before bulk traffic
-/// (notifications, [`Outbound::send`]), so a publisher's acknowledgement never waits
-/// behind thousands of queued notifications. Order holds within each lane, and barriers
-/// travel in the bulk lane, behind the notifications they confirm.
+/// Three lanes, written in this order: answers to requests ([`Outbound::reply`]), small
+/// deliveries ([`Lane::Express`]) and the bulk of fan-out ([`Outbound::send`]), so a
+/// publisher's acknowledgement and a five-subscriber node's notification never wait
+/// behind thousands of queued notifications. Order holds within each lane, and a barrier
+/// travels in the lane of the notifications it confirms, behind them. A barrier's ping
+/// confirms everything written before it, whichever lane it came from.
 #[derive(Clone, Debug)]
 pub struct Outbound {
     tx: mpsc::Sender<Outgoing>,
+    express: mpsc::Sender<Outgoing>,
     replies: mpsc::Sender<String>,
 }
 
-/// The receiving end of both lanes, owned by the connection supervisor.
+/// The receiving end of the lanes, owned by the connection supervisor.
 #[derive(Debug)]
 pub struct OutboundQueue {
     bulk: mpsc::Receiver<Outgoing>,
+    express: mpsc::Receiver<Outgoing>,
     replies: mpsc::Receiver<String>,
 }
 
 impl OutboundQueue {
-    /// The next entry, answers first; `None` once every handle is gone.
+    /// The next entry, answers first, then small deliveries; `None` once every handle is
+    /// gone.
     pub async fn recv(&mut self) -> Option<Outgoing> {
         tokio::select! {
             biased;
             Some(reply) = self.replies.recv() => Some(Outgoing::Stanza(reply)),
+            Some(item) = self.express.recv() => Some(item),
             item = self.bulk.recv() => item,
         }
     }
 
-    /// The next entry if one is waiting, answers first.
+    /// The next entry if one is waiting, in the same order.
     pub fn try_recv(&mut self) -> Result<Outgoing, mpsc::error::TryRecvError> {
-        match self.replies.try_recv() {
-            Ok(reply) => Ok(Outgoing::Stanza(reply)),
+        if let Ok(reply) = self.replies.try_recv() {
+            return Ok(Outgoing::Stanza(reply));
+        }
+        match self.express.try_recv() {
+            Ok(item) => Ok(item),
             Err(_) => self.bulk.try_recv(),
         }
     }
@@ -75,24 +94,47 @@ impl OutboundQueue {
 /// Room in the answer lane: request handlers are few, so answers never pile up.
 const REPLY_QUEUE: usize = 256;
 
+/// Room in the express lane: fan-out's pacing keeps small deliveries in flight to a few
+/// hundred notifications (see `fanout::pace`), plus their barriers.
+const EXPRESS_QUEUE: usize = 1024;
+
 impl Outbound {
     /// Creates the handle and its queue with room for `capacity` bulk entries.
     pub fn channel(capacity: usize) -> (Outbound, OutboundQueue) {
         let (tx, bulk) = mpsc::channel(capacity);
+        let (express_tx, express) = mpsc::channel(EXPRESS_QUEUE);
         let (reply_tx, replies) = mpsc::channel(REPLY_QUEUE);
         (
             Outbound {
                 tx,
+                express: express_tx,
                 replies: reply_tx,
             },
-            OutboundQueue { bulk, replies },
+            OutboundQueue {
+                bulk,
+                express,
+                replies,
+            },
         )
+    }
+
+    fn lane(&self, lane: Lane) -> &mpsc::Sender<Outgoing> {
+        match lane {
+            Lane::Bulk => &self.tx,
+            Lane::Express => &self.express,
+        }
     }
 
     /// Queues a finished stanza in the bulk lane, waiting while it is full. Returns
     /// `false` when the service is shutting down and the stanza was not queued.
     pub async fn send(&self, stanza: String) -> bool {
-        self.tx.send(Outgoing::Stanza(stanza)).await.is_ok()
+        self.send_on(Lane::Bulk, stanza).await
+    }
+
+    /// Queues a finished stanza in `lane`, waiting while it is full. Returns `false` when
+    /// the service is shutting down and the stanza was not queued.
+    pub async fn send_on(&self, lane: Lane, stanza: String) -> bool {
+        self.lane(lane).send(Outgoing::Stanza(stanza)).await.is_ok()
     }
 
     /// Queues the answer to a request in the answer lane, written before bulk traffic.
@@ -104,8 +146,13 @@ impl Outbound {
     /// before the call: the writer sends an XEP-0199 ping to the server after them, and
     /// the server processes a component stream in order, so its answer is a receipt.
     pub async fn barrier(&self) -> Result<(), BarrierError> {
+        self.barrier_on(Lane::Bulk).await
+    }
+
+    /// [`barrier`](Self::barrier) for what this handle queued in `lane`.
+    pub async fn barrier_on(&self, lane: Lane) -> Result<(), BarrierError> {
         let (done, wait) = oneshot::channel();
-        self.tx
+        self.lane(lane)
             .send(Outgoing::Barrier(done))
             .await
             .map_err(|_| BarrierError::Closed)?;
@@ -119,6 +166,7 @@ impl Outbound {
     /// How many entries are waiting in both lanes (for metrics).
     pub fn queued(&self) -> usize {
         (self.tx.max_capacity() - self.tx.capacity())
+            + (self.express.max_capacity() - self.express.capacity())
             + (self.replies.max_capacity() - self.replies.capacity())
     }
 }
