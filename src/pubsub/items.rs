@@ -362,7 +362,7 @@ impl Pubsub {
         subid: Option<&SubId>,
     ) -> Result<Retrieved, DomainError> {
         let access = self.access(req, node).await?;
-        check_retrieve_items(&context(req, &access, None))?;
+        check_retrieve_items(&self.roster_context(req, &access, None).await?)?;
         if let Some(subid) = subid {
             if !access.subscriptions.iter().any(|s| s.subid == *subid) {
                 return Err(DomainError::InvalidSubId);
