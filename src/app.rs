@@ -234,6 +234,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             None => Multicast::discovered(m.limit),
         })
     });
+    // Subscriptions the owners' rosters no longer grant are taken back (presence and
+    // roster access models).
+    tracker.spawn(crate::pubsub::revocation::run(
+        pubsub_for_edges.clone(),
+        draining.clone(),
+    ));
     if let Some(m) = multicast.as_ref().filter(|m| m.is_discovered()) {
         tracker.spawn(crate::xmpp::discovery::run(
             m.clone(),

@@ -4,7 +4,8 @@
 //! subscriptions over XMPP. Without the privilege (a slot the server does not trust)
 //! both models fail closed and say why.
 //!
-//! Each server trusts four component slots; the tests here lease at most four at once.
+//! Each server trusts four component slots; the tests here lease at most four at once
+//! (one test on both stores, the others on PostgreSQL).
 
 mod common;
 
@@ -13,12 +14,15 @@ use std::time::Duration;
 use common::roster::{cancel_presence, set_item, subscribe_to_presence};
 use common::{
     create, err, iq, items_of, ok, publish, pubsub, start, start_privileged, subscribe, user,
-    Pubsubd, NS_STANZAS, READY,
+    Pubsubd, NOTIFY, NS_EVENT, NS_STANZAS, QUIET, READY,
 };
 use pubsubd_testkit::{both_servers, Client, Element};
 
 /// How long a roster read is trusted (pubsub::rosters::FRESH_FOR) plus a margin.
 const ROSTER_FRESHNESS: Duration = Duration::from_secs(7);
+/// A revoked subscriber is told within two sweeps (pubsub::revocation::SWEEP_EVERY)
+/// and the delivery of the notification.
+const REVOKED: Duration = Duration::from_secs(20);
 
 const ENTRY: &str = "<entry xmlns='http://www.w3.org/2005/Atom'><title>hi</title></entry>";
 
@@ -31,7 +35,13 @@ async fn privileged(server: &pubsubd_testkit::XmppServer) -> anyhow::Result<Pubs
 }
 
 async fn retrieve(client: &mut Client, ps: &Pubsubd, node: &str) -> anyhow::Result<Element> {
-    iq(client, ps, "get", &pubsub(&format!("<items node='{node}'/>"))).await
+    iq(
+        client,
+        ps,
+        "get",
+        &pubsub(&format!("<items node='{node}'/>")),
+    )
+    .await
 }
 
 /// The `<text/>` of an error reply.
@@ -41,6 +51,44 @@ fn error_text(reply: &Element) -> String {
         .and_then(|e| e.get_child("text", NS_STANZAS))
         .map(|t| t.text())
         .unwrap_or_default()
+}
+
+/// Waits for the subscription-state notification (§8.8.4) telling `client` its
+/// subscription to `node` is gone.
+async fn told_subscription_ended(client: &mut Client, node: &str) -> anyhow::Result<()> {
+    client
+        .wait_for(
+            |e| {
+                e.name() == "message"
+                    && e.get_child("event", NS_EVENT)
+                        .and_then(|ev| ev.get_child("subscription", NS_EVENT))
+                        .is_some_and(|s| {
+                            s.attr("node") == Some(node) && s.attr("subscription") == Some("none")
+                        })
+            },
+            REVOKED,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Whether the notification of item `id` of `node` arrives within `within`.
+async fn notified(client: &mut Client, node: &str, id: &str, within: Duration) -> bool {
+    client
+        .wait_for(
+            |e| {
+                e.name() == "message"
+                    && e.get_child("event", NS_EVENT)
+                        .and_then(|ev| ev.get_child("items", NS_EVENT))
+                        .is_some_and(|i| {
+                            i.attr("node") == Some(node)
+                                && i.children().any(|c| c.attr("id") == Some(id))
+                        })
+            },
+            within,
+        )
+        .await
+        .is_ok()
 }
 
 /// The service's advertised pubsub features, as `client` sees them.
@@ -65,7 +113,7 @@ async fn features(client: &mut Client, ps: &Pubsubd) -> anyhow::Result<Vec<Strin
 }
 
 both_servers!(
-    presence_node_admits_contacts_subscribed_to_the_owner,
+    postgres presence_node_admits_contacts_subscribed_to_the_owner,
     |server| async move {
         let ps = privileged(server).await?;
         let mut owner_c = user(server, "owner").await?;
@@ -165,10 +213,15 @@ both_servers!(
         }
 
         // The owner moves the friend to another group: within the roster's freshness
-        // the friend may no longer retrieve, and the colleague, now a friend, may.
+        // the friend loses its subscription and may no longer retrieve, and the
+        // colleague, now a friend, may.
         set_item(&mut owner_c, friend.bare_jid(), &["work"]).await?;
         set_item(&mut owner_c, colleague.bare_jid(), &["friends"]).await?;
         tokio::time::sleep(ROSTER_FRESHNESS).await;
+        // Its subscription is taken back, and it is told.
+        told_subscription_ended(&mut friend, "album").await?;
+        ok(&publish(&mut owner_c, &ps, "album", Some("2"), ENTRY).await?);
+        assert!(!notified(&mut friend, "album", "2", QUIET).await, "no more notifications");
         err(
             &retrieve(&mut friend, &ps, "album").await?,
             "auth",
@@ -248,6 +301,61 @@ both_servers!(
         ps.process
             .wait_for_log("cannot read the owner's roster", READY)
             .await?;
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
+both_servers!(
+    cancelling_a_presence_subscription_ends_the_node_subscription,
+    |server| async move {
+        let ps = privileged(server).await?;
+        let mut owner_c = user(server, "owner").await?;
+        let mut contact = user(server, "contact").await?;
+        let mut other = user(server, "other").await?;
+        subscribe_to_presence(&mut contact, &mut owner_c).await?;
+        subscribe_to_presence(&mut other, &mut owner_c).await?;
+        create(
+            &mut owner_c,
+            &ps,
+            "diary",
+            &[("pubsub#access_model", "presence")],
+        )
+        .await?;
+        ok(&subscribe(&mut contact, &ps, "diary").await?);
+        ok(&subscribe(&mut other, &ps, "diary").await?);
+        ok(&publish(&mut owner_c, &ps, "diary", Some("1"), ENTRY).await?);
+        assert!(notified(&mut contact, "diary", "1", NOTIFY).await);
+        assert!(notified(&mut other, "diary", "1", NOTIFY).await);
+
+        // The owner cancels the contact's presence subscription (RFC 6121 §3.2).
+        let started = std::time::Instant::now();
+        cancel_presence(&mut owner_c, contact.bare_jid()).await?;
+        told_subscription_ended(&mut contact, "diary").await?;
+        let took = started.elapsed();
+        ok(&publish(&mut owner_c, &ps, "diary", Some("2"), ENTRY).await?);
+        assert!(notified(&mut other, "diary", "2", NOTIFY).await, "the other contact still hears");
+        assert!(!notified(&mut contact, "diary", "2", QUIET).await, "no more notifications");
+        err(
+            &retrieve(&mut contact, &ps, "diary").await?,
+            "auth",
+            "not-authorized",
+            Some("presence-subscription-required"),
+        );
+        err(
+            &subscribe(&mut contact, &ps, "diary").await?,
+            "auth",
+            "not-authorized",
+            Some("presence-subscription-required"),
+        );
+        let line = ps
+            .process
+            .log_contents()
+            .lines()
+            .find(|l| l.contains("the owner's roster no longer grants it"))
+            .map(str::to_owned)
+            .unwrap_or_default();
+        assert!(line.contains(contact.bare_jid()), "{line}");
+        eprintln!("revocation took {took:?}");
         Ok::<_, anyhow::Error>(())
     }
 );

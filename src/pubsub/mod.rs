@@ -15,6 +15,7 @@
 //! - [`notify`]: which jobs a change queues, and for whom.
 //! - [`policy`]: service-wide settings from the `[service]` table.
 //! - [`rosters`]: the owners' rosters the `presence` and `roster` access models read.
+//! - [`revocation`]: removing subscriptions those rosters no longer grant.
 
 pub mod archive;
 pub mod authorization;
@@ -24,6 +25,7 @@ pub mod nodes;
 pub mod notify;
 pub mod owner;
 pub mod policy;
+pub mod revocation;
 pub mod rosters;
 pub mod subscriptions;
 

@@ -13,7 +13,10 @@ const NS_ROSTER: &str = "jabber:iq:roster";
 
 /// `user` puts `contact` in its roster in `groups` (an empty list: in no group).
 pub async fn set_item(user: &mut Client, contact: &str, groups: &[&str]) -> anyhow::Result<()> {
-    let groups: String = groups.iter().map(|g| format!("<group>{g}</group>")).collect();
+    let groups: String = groups
+        .iter()
+        .map(|g| format!("<group>{g}</group>"))
+        .collect();
     let query = stanza::parse(&format!(
         "<query xmlns='{NS_ROSTER}'><item jid='{contact}'>{groups}</item></query>"
     ));
@@ -32,7 +35,10 @@ pub async fn remove_item(user: &mut Client, contact: &str) -> anyhow::Result<()>
         "<query xmlns='{NS_ROSTER}'><item jid='{contact}' subscription='remove'/></query>"
     ));
     let reply = user.iq(stanza::iq("set", "", query)).await?;
-    anyhow::ensure!(reply.attr("type") == Some("result"), "roster remove refused");
+    anyhow::ensure!(
+        reply.attr("type") == Some("result"),
+        "roster remove refused"
+    );
     Ok(())
 }
 
@@ -83,7 +89,11 @@ pub async fn cancel_presence(owner: &mut Client, contact: &str) -> anyhow::Resul
 }
 
 /// Waits until `user`'s roster item for `contact` has one of `states`.
-async fn wait_subscription(user: &mut Client, contact: &str, states: &[&str]) -> anyhow::Result<()> {
+async fn wait_subscription(
+    user: &mut Client,
+    contact: &str,
+    states: &[&str],
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
         let state = item(user, contact)
