@@ -333,8 +333,14 @@ both_servers!(
         told_subscription_ended(&mut contact, "diary").await?;
         let took = started.elapsed();
         ok(&publish(&mut owner_c, &ps, "diary", Some("2"), ENTRY).await?);
-        assert!(notified(&mut other, "diary", "2", NOTIFY).await, "the other contact still hears");
-        assert!(!notified(&mut contact, "diary", "2", QUIET).await, "no more notifications");
+        assert!(
+            notified(&mut other, "diary", "2", NOTIFY).await,
+            "the other contact still hears"
+        );
+        assert!(
+            !notified(&mut contact, "diary", "2", QUIET).await,
+            "no more notifications"
+        );
         err(
             &retrieve(&mut contact, &ps, "diary").await?,
             "auth",
