@@ -84,6 +84,7 @@ impl Pubsub {
                         .with_publish_options(form, &self.policy.limits)?,
                     None => self.policy.default_config.clone(),
                 };
+                self.check_roster_model(req, &config)?;
                 match self.insert_node(req, Some(node.clone()), &config).await {
                     Ok(n) => (n, true),
                     // Someone else created it meanwhile: publish to theirs, with their rules.

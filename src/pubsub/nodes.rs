@@ -47,7 +47,11 @@ impl Pubsub {
     /// A `roster` node needs the owner's roster groups: refused while the server grants
     /// no roster privilege for the owner's domain, with the reason in the text and the
     /// log. (`presence` stays configurable, failing closed, as it always did.)
-    fn check_roster_model(&self, req: &Requester, config: &NodeConfig) -> Result<(), DomainError> {
+    pub(crate) fn check_roster_model(
+        &self,
+        req: &Requester,
+        config: &NodeConfig,
+    ) -> Result<(), DomainError> {
         if config.access_model != AccessModel::Roster || self.rosters.readable(req.bare.domain()) {
             return Ok(());
         }

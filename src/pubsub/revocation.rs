@@ -119,7 +119,14 @@ impl Pubsub {
         let mut rosters = Vec::with_capacity(owners.len());
         for owner in &owners {
             if !read.contains_key(owner) {
-                read.insert(owner.clone(), self.rosters.reread(owner).await);
+                // Without the privilege nothing is read (nor logged every sweep), and
+                // nothing is removed.
+                let roster = if self.rosters.readable(owner.domain().as_str()) {
+                    self.rosters.reread(owner).await
+                } else {
+                    None
+                };
+                read.insert(owner.clone(), roster);
             }
             rosters.push(read.get(owner).cloned().flatten());
         }
