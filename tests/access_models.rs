@@ -141,8 +141,15 @@ both_servers!(
         .await?;
         ok(&publish(&mut owner_c, &ps, "diary", Some("1"), ENTRY).await?);
 
+        // The first request reads the owner's roster through the server; the next one
+        // finds it cached.
+        let started = std::time::Instant::now();
         ok(&subscribe(&mut contact, &ps, "diary").await?);
+        let reading = started.elapsed();
+        let started = std::time::Instant::now();
         let items = retrieve(&mut contact, &ps, "diary").await?;
+        let cached = started.elapsed();
+        eprintln!("subscribe with a roster read: {reading:?}; retrieval from the cache: {cached:?}");
         ok(&items);
         assert_eq!(items_of(&items).len(), 1);
 
