@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::roster::{Item, Subscription};
 
+use super::access::AccessModel;
+
 /// One contact of an owner's roster, as the access rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
@@ -69,6 +71,34 @@ impl OwnerRoster {
     }
 }
 
+/// What the owners' rosters say of `who` on a node of `model` with the allowed `groups`
+/// (the [`AccessContext`](super::AccessContext) fact of that model): yes if any owner's
+/// roster admits, unknown if none does and one could not be read (`None` in
+/// `rosters`), else no. Models that do not read rosters admit.
+pub fn admitted<'r>(
+    rosters: impl IntoIterator<Item = Option<&'r OwnerRoster>>,
+    model: AccessModel,
+    who: &BareJid,
+    groups: &[String],
+) -> Option<bool> {
+    let mut unknown = false;
+    for roster in rosters {
+        let admits = match (roster, model) {
+            (None, _) => {
+                unknown = true;
+                continue;
+            }
+            (Some(r), AccessModel::Presence) => r.presence_subscribed(who),
+            (Some(r), AccessModel::Roster) => r.in_groups(who, groups),
+            (Some(_), _) => true,
+        };
+        if admits {
+            return Some(true);
+        }
+    }
+    (!unknown).then_some(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +128,27 @@ mod tests {
             assert!(!r.presence_subscribed(&jid(no)), "{no}");
         }
         assert_eq!(r.len(), 5);
+    }
+
+    #[test]
+    fn any_owner_admitting_admits_and_an_unread_roster_makes_no_unknown() {
+        let friend = jid("a@x");
+        let yes = roster("<item jid='a@x' subscription='both'><group>friends</group></item>");
+        let no = roster("<item jid='a@x' subscription='to'/>");
+        let groups = vec!["friends".to_string()];
+        for model in [AccessModel::Presence, AccessModel::Roster] {
+            let got =
+                |rs: &[Option<&OwnerRoster>]| admitted(rs.iter().copied(), model, &friend, &groups);
+            assert_eq!(got(&[Some(&no), Some(&yes)]), Some(true), "{model}");
+            assert_eq!(got(&[None, Some(&yes)]), Some(true), "{model}");
+            assert_eq!(got(&[Some(&no), None]), None, "{model}");
+            assert_eq!(got(&[Some(&no)]), Some(false), "{model}");
+            assert_eq!(got(&[]), Some(false), "{model}: no owner, nobody admitted");
+        }
+        assert_eq!(
+            admitted([Some(&no)], AccessModel::Open, &friend, &groups),
+            Some(true)
+        );
     }
 
     #[test]

@@ -96,36 +96,21 @@ impl Pubsub {
         }
         let owners = self.owners(access.node.pk).await?;
         let who = subscriber.map_or_else(|| req.bare.clone(), Jid::to_bare);
-        let groups = &access.node.config.roster_groups_allowed;
-        let known = self
-            .roster_fact(&owners, |roster| match model {
-                AccessModel::Presence => roster.presence_subscribed(&who),
-                _ => roster.in_groups(&who, groups),
-            })
-            .await;
+        let mut rosters = Vec::with_capacity(owners.len());
+        for owner in &owners {
+            rosters.push(self.rosters.of(owner).await);
+        }
+        let known = crate::domain::roster::admitted(
+            rosters.iter().map(Option::as_deref),
+            model,
+            &who,
+            &access.node.config.roster_groups_allowed,
+        );
         match model {
             AccessModel::Presence => ctx.presence_subscribed = known,
             _ => ctx.in_roster_group = known,
         }
         Ok(ctx)
-    }
-
-    /// What `fact` says over the owners' rosters: yes if any roster says yes, unknown if
-    /// none does and one cannot be read, else no.
-    pub(crate) async fn roster_fact(
-        &self,
-        owners: &[BareJid],
-        fact: impl Fn(&crate::domain::roster::OwnerRoster) -> bool,
-    ) -> Option<bool> {
-        let mut unknown = false;
-        for owner in owners {
-            match self.rosters.of(owner).await {
-                Some(roster) if fact(&roster) => return Some(true),
-                Some(_) => {}
-                None => unknown = true,
-            }
-        }
-        (!unknown).then_some(false)
     }
 }
 

@@ -19,7 +19,7 @@ use xmpp_parsers::jid::BareJid;
 
 use super::{internal, notify, Pubsub};
 use crate::domain::roster::OwnerRoster;
-use crate::domain::{AccessModel, Affiliation, DomainError, SubscriptionState};
+use crate::domain::{Affiliation, DomainError, SubscriptionState};
 use crate::store::NodeRecord;
 
 /// How often subscriptions are re-judged: the same as a roster's freshness. A change
@@ -138,13 +138,13 @@ impl Pubsub {
                 continue;
             }
             // Removed only when every owner's roster was read and none admits.
-            let refused = rosters.iter().all(|r| {
-                r.as_ref().is_some_and(|roster| match model {
-                    AccessModel::Presence => !roster.presence_subscribed(&who),
-                    _ => !roster.in_groups(&who, groups),
-                })
-            });
-            if !refused {
+            let known = crate::domain::roster::admitted(
+                rosters.iter().map(Option::as_deref),
+                model,
+                &who,
+                groups,
+            );
+            if known != Some(false) {
                 continue;
             }
             let mut jobs = vec![notify::subscription_changed(
