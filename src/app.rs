@@ -196,10 +196,23 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let outs_for_fanout = outs;
     let presence =
         crate::fanout::presence::Presence::new(presence_store, out.clone(), cfg.xmpp.jid.clone());
+    let queries = Arc::new(Queries::default());
+    let privileges = Arc::new(Privileges::default());
+    let rosters = Arc::new(crate::pubsub::rosters::Rosters::new(
+        Arc::new(ServerRosters {
+            queries: queries.clone(),
+            privileges: privileges.clone(),
+            out: out.clone(),
+            own: cfg.xmpp.jid.clone(),
+        }),
+        crate::pubsub::rosters::CAPACITY,
+        crate::pubsub::rosters::FRESH_FOR,
+    ));
     let pubsub = Arc::new(crate::pubsub::Pubsub {
         jid: cfg.xmpp.jid.clone(),
         store,
         policy,
+        rosters,
     });
     let pubsub_for_edges = pubsub.clone();
     let service = Arc::new(Service {
@@ -221,8 +234,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
             None => Multicast::discovered(m.limit),
         })
     });
-    let queries = Arc::new(Queries::default());
-    let privileges = Arc::new(Privileges::default());
+    // Subscriptions the owners' rosters no longer grant are taken back (presence and
+    // roster access models).
+    tracker.spawn(crate::pubsub::revocation::run(
+        pubsub_for_edges.clone(),
+        draining.clone(),
+    ));
     if let Some(m) = multicast.as_ref().filter(|m| m.is_discovered()) {
         tracker.spawn(crate::xmpp::discovery::run(
             m.clone(),
@@ -375,4 +392,35 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     }
     tracing::info!("pubsubd stopped");
     Ok(())
+}
+
+/// Users' rosters read through the server with the XEP-0356 roster privilege, for the
+/// `presence` and `roster` access models.
+struct ServerRosters {
+    queries: Arc<Queries>,
+    privileges: Arc<Privileges>,
+    out: Outbound,
+    own: xmpp_parsers::jid::BareJid,
+}
+
+#[async_trait::async_trait]
+impl crate::pubsub::rosters::RosterSource for ServerRosters {
+    fn readable(&self, domain: &str) -> bool {
+        crate::xmpp::roster::readable(&self.privileges, domain)
+    }
+
+    async fn read(
+        &self,
+        owner: &xmpp_parsers::jid::BareJid,
+    ) -> Result<crate::domain::roster::OwnerRoster, crate::pubsub::rosters::RosterReadError> {
+        use crate::pubsub::rosters::RosterReadError;
+        use crate::xmpp::roster::RosterError;
+        crate::xmpp::roster::read(&self.queries, &self.privileges, &self.out, &self.own, owner)
+            .await
+            .map(crate::domain::roster::OwnerRoster::from_items)
+            .map_err(|e| match e {
+                RosterError::NotGranted(domain) => RosterReadError::NotGranted(domain),
+                other => RosterReadError::Failed(other.to_string()),
+            })
+    }
 }

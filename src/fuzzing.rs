@@ -105,6 +105,7 @@ impl StreamHarness {
                 jid: jid.clone(),
                 store: Arc::new(store),
                 policy: Policy::default(),
+                rosters: Arc::default(),
             });
             let (out, mut queue) = Outbound::channel(1024);
             let counted = answers.clone();

@@ -521,7 +521,7 @@ both_servers!(
 );
 
 both_servers!(
-    roster_access_model_is_refused_as_unsupported,
+    roster_access_model_is_refused_without_the_roster_privilege,
     |server| async move {
         let ps = start(server).await?;
         let mut a = user(server, "a").await?;

@@ -105,7 +105,12 @@ pub async fn publish(args: PublishArgs) -> Result<(), CliError> {
     let store = open_store(&cfg.database, CLI_POOL, None, Opener::Admin)
         .await?
         .store;
-    let pubsub = Pubsub { jid, store, policy };
+    let pubsub = Pubsub {
+        jid,
+        store,
+        policy,
+        rosters: std::sync::Arc::default(),
+    };
     let requester = pubsub.requester(Jid::from(publisher));
     let name = node.to_string();
     let published = pubsub

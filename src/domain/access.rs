@@ -26,9 +26,7 @@ pub enum AccessModel {
     Open,
     /// Anyone with a presence subscription (`from`/`both`) to an owner.
     Presence,
-    /// Anyone in an allowed roster group of an owner. Not offered by this service (it
-    /// cannot see rosters), but the rules below still refuse correctly if a stored node
-    /// has it.
+    /// Anyone in an allowed roster group (`pubsub#roster_groups_allowed`) of an owner.
     Roster,
     /// Subscriptions need owner approval; only subscribers retrieve items.
     Authorize,
@@ -65,10 +63,10 @@ impl AccessModel {
             .ok_or_else(|| DomainError::NotAcceptable(format!("unknown access model '{value}'")))
     }
 
-    /// Whether nodes may be configured with this model here. `roster` needs the owners'
-    /// roster groups, which an external component cannot read.
-    pub fn is_supported(self) -> bool {
-        self != AccessModel::Roster
+    /// Whether the model is decided by the owners' rosters (`presence`, `roster`), which
+    /// the service reads through the server's XEP-0356 roster privilege.
+    pub fn needs_rosters(self) -> bool {
+        matches!(self, AccessModel::Presence | AccessModel::Roster)
     }
 }
 
@@ -131,9 +129,13 @@ pub struct AccessContext {
     /// The state of the requester's subscription to the node (`None` if it has none).
     pub subscription: SubscriptionState,
     /// Whether the requester is known to have a presence subscription (`from`/`both`) to
-    /// an owner of the node; `None` when the service cannot tell. Unknown is treated as
-    /// "no": the rules fail closed.
+    /// an owner of the node; `None` when the service cannot tell (no roster privilege).
+    /// Unknown fails closed: only what the owner granted, or a subscription granted
+    /// before, passes.
     pub presence_subscribed: Option<bool>,
+    /// Whether the requester is known to be in one of the node's allowed roster groups
+    /// of an owner's roster; `None` when the service cannot tell, read as above.
+    pub in_roster_group: Option<bool>,
     /// The node's `pubsub#access_model`.
     pub access_model: AccessModel,
     /// The node's `pubsub#publish_model`.
@@ -171,6 +173,33 @@ fn not_authorized(reason: NotAuthorizedReason) -> DomainError {
     DomainError::NotAuthorized { reason }
 }
 
+/// The `presence` and `roster` models: what the owners' rosters say decides, for a new
+/// request and for an existing subscription alike (a contact removed from the roster
+/// loses the node). When the rosters cannot be read, only a subscription granted before
+/// passes: the service fails closed for newcomers and does not drop what it cannot
+/// judge. `Ok(())` is admitted.
+fn roster_rule(ctx: &AccessContext) -> Result<(), DomainError> {
+    let subscribed = ctx.subscription.is_active();
+    let (known, refused, unknown) = match ctx.access_model {
+        AccessModel::Presence => (
+            ctx.presence_subscribed,
+            NotAuthorizedReason::PresenceSubscriptionRequired,
+            NotAuthorizedReason::PresenceUnknown,
+        ),
+        _ => (
+            ctx.in_roster_group,
+            NotAuthorizedReason::NotInRosterGroup,
+            NotAuthorizedReason::RosterUnknown,
+        ),
+    };
+    match known {
+        Some(true) => Ok(()),
+        Some(false) => Err(not_authorized(refused)),
+        None if subscribed => Ok(()),
+        None => Err(not_authorized(unknown)),
+    }
+}
+
 /// May the requester subscribe (XEP-0060 §6.1)?
 ///
 /// Outcasts and publish-only entities are `forbidden` (§4.1, §6.1.3.8). A pending request
@@ -178,9 +207,10 @@ fn not_authorized(reason: NotAuthorizedReason) -> DomainError {
 /// back by the access model: §12.11 makes owners and publishers always allowed, and §4.1
 /// grants members subscription, so on an `authorize` node they are auto-approved as
 /// §6.1.4 permits. Everyone else is judged by the access model: open → subscribed;
-/// presence → `presence-subscription-required` unless known to be subscribed to an
-/// owner's presence; roster → `not-in-roster-group`; authorize → `Pending`; whitelist →
-/// `closed-node`. An existing active subscription that still passes these rules is
+/// presence → `presence-subscription-required` unless an owner's roster shows a
+/// presence subscription (`from`/`both`); roster → `not-in-roster-group` unless an
+/// owner's roster has the requester in an allowed group (both: see [`roster_rule`] for
+/// rosters that cannot be read); authorize → `Pending`; whitelist → `closed-node`. An existing active subscription that still passes these rules is
 /// reported as `Subscribed`, so the caller returns the current state (§6.1.6, no
 /// multi-subscribe); one that no longer passes (say, the node became whitelist-only) is
 /// refused like a new request.
@@ -198,14 +228,9 @@ pub fn check_subscribe(ctx: &AccessContext) -> Result<SubscribeDecision, DomainE
     let subscribed = ctx.subscription.is_active();
     match ctx.access_model {
         AccessModel::Open => Ok(SubscribeDecision::Subscribed),
-        AccessModel::Presence if subscribed || ctx.presence_subscribed == Some(true) => {
-            Ok(SubscribeDecision::Subscribed)
+        AccessModel::Presence | AccessModel::Roster => {
+            roster_rule(ctx).map(|()| SubscribeDecision::Subscribed)
         }
-        AccessModel::Presence => Err(not_authorized(
-            NotAuthorizedReason::PresenceSubscriptionRequired,
-        )),
-        AccessModel::Roster if subscribed => Ok(SubscribeDecision::Subscribed),
-        AccessModel::Roster => Err(not_authorized(NotAuthorizedReason::NotInRosterGroup)),
         AccessModel::Authorize if subscribed => Ok(SubscribeDecision::Subscribed),
         AccessModel::Authorize => Ok(SubscribeDecision::Pending),
         AccessModel::Whitelist => Err(DomainError::ClosedNode),
@@ -217,8 +242,7 @@ pub fn check_subscribe(ctx: &AccessContext) -> Result<SubscribeDecision, DomainE
 /// Outcasts and publish-only entities are `forbidden` (§4.1). Owners, publishers and
 /// members may always retrieve (§6.5.1: "MUST always allow the node owner ... SHOULD
 /// always allow a publisher"; §4.1 grants members). For the rest: open → allowed;
-/// presence/roster → allowed with a known presence subscription or an active node
-/// subscription (which was granted under the same rule), else not-authorized;
+/// presence/roster → as for subscribing ([`roster_rule`]), else not-authorized;
 /// authorize → only with an active subscription, else `not-subscribed`; whitelist →
 /// `closed-node`.
 pub fn check_retrieve_items(ctx: &AccessContext) -> Result<(), DomainError> {
@@ -230,12 +254,7 @@ pub fn check_retrieve_items(ctx: &AccessContext) -> Result<(), DomainError> {
     let subscribed = ctx.subscription.is_active();
     match ctx.access_model {
         AccessModel::Open => Ok(()),
-        AccessModel::Presence if subscribed || ctx.presence_subscribed == Some(true) => Ok(()),
-        AccessModel::Presence => Err(not_authorized(
-            NotAuthorizedReason::PresenceSubscriptionRequired,
-        )),
-        AccessModel::Roster if subscribed => Ok(()),
-        AccessModel::Roster => Err(not_authorized(NotAuthorizedReason::NotInRosterGroup)),
+        AccessModel::Presence | AccessModel::Roster => roster_rule(ctx),
         AccessModel::Authorize if subscribed => Ok(()),
         AccessModel::Authorize => Err(not_authorized(NotAuthorizedReason::NotSubscribed)),
         AccessModel::Whitelist => Err(DomainError::ClosedNode),

@@ -10,15 +10,46 @@ use thiserror::Error;
 /// (XEP-0060 §6.1.3.2–6.1.3.3 and §6.5.9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NotAuthorizedReason {
-    /// The node uses the `presence` access model and the requester is not known to have a
-    /// presence subscription to an owner.
+    /// The node uses the `presence` access model and no owner's roster shows the
+    /// requester subscribed to the owner's presence.
     PresenceSubscriptionRequired,
+    /// The node uses the `presence` access model and the service cannot read the owners'
+    /// rosters (no XEP-0356 roster privilege): it fails closed. Same condition as
+    /// [`Self::PresenceSubscriptionRequired`]; the text says why.
+    PresenceUnknown,
     /// The node uses the `roster` access model and the requester is not in an allowed
     /// roster group.
     NotInRosterGroup,
+    /// The node uses the `roster` access model and the service cannot read the owners'
+    /// rosters: it fails closed. Same condition as [`Self::NotInRosterGroup`].
+    RosterUnknown,
     /// The node only returns items to subscribers (`authorize` model) and the requester is
     /// not subscribed (a pending subscription counts as not subscribed).
     NotSubscribed,
+}
+
+impl std::fmt::Display for NotAuthorizedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotAuthorizedReason::PresenceSubscriptionRequired => {
+                "the node admits only contacts subscribed to an owner's presence"
+            }
+            NotAuthorizedReason::PresenceUnknown => {
+                "the node admits only contacts subscribed to an owner's presence, and the \
+                 service cannot read the owner's roster (the XMPP server granted it no \
+                 XEP-0356 roster privilege)"
+            }
+            NotAuthorizedReason::NotInRosterGroup => {
+                "the node admits only an owner's contacts in its allowed roster groups"
+            }
+            NotAuthorizedReason::RosterUnknown => {
+                "the node admits only an owner's contacts in its allowed roster groups, and \
+                 the service cannot read the owner's roster (the XMPP server granted it no \
+                 XEP-0356 roster privilege)"
+            }
+            NotAuthorizedReason::NotSubscribed => "the node returns items to subscribers only",
+        })
+    }
 }
 
 /// A failure of a pubsub operation, in XEP-0060's vocabulary.
@@ -37,7 +68,7 @@ pub enum DomainError {
     #[error("insufficient privileges")]
     Forbidden,
     /// The access model refuses the requester; the reason selects the pubsub condition.
-    #[error("not authorized: {reason:?}")]
+    #[error("not authorized: {reason}")]
     NotAuthorized {
         /// Which access-model rule refused the requester.
         reason: NotAuthorizedReason,

@@ -28,6 +28,7 @@ mod node_config_form;
 pub mod node_id;
 pub mod node_metadata;
 pub mod requests;
+pub mod roster;
 pub mod subscription;
 
 pub use access::{

@@ -11,7 +11,7 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 
 use super::access::{AccessModel, PublishModel};
 use super::error::DomainError;
-use super::form_values::{bool_field, list_single_field, text_field};
+use super::form_values::{bool_field, list_single_field, multi_field, text_field};
 use super::limits::ServiceLimits;
 use super::node_config_form::{self, ConfigChange};
 
@@ -204,6 +204,9 @@ pub struct NodeConfig {
     /// `pubsub#item_expire`, in seconds; `None` (form value `max`) means items do not
     /// expire. Default: none.
     pub item_expire: Option<u64>,
+    /// `pubsub#roster_groups_allowed`: the owners' roster groups the `roster` access
+    /// model admits. Default: none (a `roster` node then admits affiliates only).
+    pub roster_groups_allowed: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -229,6 +232,7 @@ impl Default for NodeConfig {
             itemreply: ItemReply::None,
             max_payload_size: DEFAULT_MAX_PAYLOAD_SIZE,
             item_expire: None,
+            roster_groups_allowed: Vec::new(),
         }
     }
 }
@@ -260,10 +264,6 @@ impl NodeConfig {
     }
 
     fn fields(&self) -> Vec<Field> {
-        let access_models: Vec<AccessModel> = AccessModel::ALL
-            .into_iter()
-            .filter(|m| m.is_supported())
-            .collect();
         vec![
             text_field("pubsub#title", "A friendly name for the node", self.title.as_deref()),
             text_field(
@@ -315,8 +315,14 @@ impl NodeConfig {
             list_single_field(
                 "pubsub#access_model",
                 "Specify the subscriber model",
-                &options(&access_models, AccessModel::as_str, access_model_label),
+                &options(&AccessModel::ALL, AccessModel::as_str, access_model_label),
                 self.access_model.as_str(),
+            ),
+            multi_field(
+                "pubsub#roster_groups_allowed",
+                xmpp_parsers::data_forms::FieldType::ListMulti,
+                "Roster groups allowed to subscribe",
+                self.roster_groups_allowed.clone(),
             ),
             list_single_field(
                 "pubsub#publish_model",
@@ -372,7 +378,8 @@ impl NodeConfig {
     /// Per XEP-0004 §3.3, fields this service does not know are ignored and reported in
     /// [`ConfigChange::ignored`]. Malformed values and values above the service ceilings
     /// are `not-acceptable`; a field given twice or the wrong FORM_TYPE is `bad-request`;
-    /// `roster` is `unsupported-access-model`; `collection` is `unsupported` `collections`.
+    /// `collection` is `unsupported` `collections`. Whether the `presence` and `roster`
+    /// models can be served (the roster privilege) is the caller's question.
     pub fn apply_form(
         &mut self,
         form: &DataForm,

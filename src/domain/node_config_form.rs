@@ -15,6 +15,10 @@ use super::node_config::{
     ItemReply, MaxItems, NodeConfig, NotificationType, SendLastPublished, PUBLISH_OPTIONS_FORM_TYPE,
 };
 
+/// How many roster groups a node may allow: a roster of a person has a handful; the
+/// bound keeps a stored configuration and each permission check small.
+pub const MAX_ROSTER_GROUPS: usize = 64;
+
 /// What a successful configuration changed, for the caller's follow-up work (a
 /// `notify_config` notification, re-checking subscriptions after an access model change,
 /// logging ignored fields).
@@ -174,14 +178,23 @@ fn apply_field(
         }
         "pubsub#itemreply" => config.itemreply = choice(field, ItemReply::parse)?,
         "pubsub#publish_model" => config.publish_model = choice(field, PublishModel::parse)?,
-        "pubsub#access_model" => {
-            let model = choice(field, AccessModel::parse)?;
-            if !model.is_supported() {
-                return Err(Rejection::Unsupported(DomainError::UnsupportedAccessModel(
-                    model.as_str(),
+        "pubsub#access_model" => config.access_model = choice(field, AccessModel::parse)?,
+        "pubsub#roster_groups_allowed" => {
+            let mut groups: Vec<String> = field
+                .values
+                .iter()
+                .map(|g| g.trim())
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect();
+            groups.sort();
+            groups.dedup();
+            if groups.len() > MAX_ROSTER_GROUPS {
+                return Err(invalid(format!(
+                    "at most {MAX_ROSTER_GROUPS} roster groups may be allowed"
                 )));
             }
-            config.access_model = model;
+            config.roster_groups_allowed = groups;
         }
         // Registered fields for behaviour this service does not have: accepted only with
         // the value that describes what it does anyway, so nobody is silently misled.
@@ -228,7 +241,7 @@ fn apply_field(
             }
         },
         // Everything else, including registered fields that only matter for features
-        // this service lacks (body_xslt, dataform_xslt, roster_groups_allowed, language,
+        // this service lacks (body_xslt, dataform_xslt, language,
         // contact), is ignored as XEP-0004 §3.3 requires.
         _ => return Ok(Outcome::Unknown),
     }

@@ -32,7 +32,8 @@ async fn info_answer(svc: &Service, req: &IqRequest) -> Answer {
         let result = DiscoInfoResult {
             node: None,
             identities: vec![Identity::new("pubsub", "service", "en", "pubsubd")],
-            features: features::all().collect(),
+            features: features::all(svc.pubsub.rosters.readable(req.from.domain().as_str()))
+                .collect(),
             extensions: vec![],
         };
         return Ok(Some(result.into()));

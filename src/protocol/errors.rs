@@ -68,10 +68,11 @@ pub fn stanza_error(err: &DomainError, by: Option<Jid>) -> StanzaError {
         // §6.1.3.2, §6.1.3.3, §6.5.9.3.
         E::NotAuthorized { reason } => {
             let name = match reason {
-                NotAuthorizedReason::PresenceSubscriptionRequired => {
-                    "presence-subscription-required"
+                NotAuthorizedReason::PresenceSubscriptionRequired
+                | NotAuthorizedReason::PresenceUnknown => "presence-subscription-required",
+                NotAuthorizedReason::NotInRosterGroup | NotAuthorizedReason::RosterUnknown => {
+                    "not-in-roster-group"
                 }
-                NotAuthorizedReason::NotInRosterGroup => "not-in-roster-group",
                 NotAuthorizedReason::NotSubscribed => "not-subscribed",
             };
             (T::Auth, C::NotAuthorized, Some(pubsub_condition(name)))

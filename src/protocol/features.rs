@@ -58,11 +58,21 @@ pub const PUBSUB_FEATURES: &[&str] = &[
     "subscription-options", // subscription_options_are_read_and_changed
 ];
 
-/// Every feature `var` for the service's disco#info.
-pub fn all() -> impl Iterator<Item = String> {
+/// XEP-0060 features that work only while the server lets the service read its users'
+/// rosters (XEP-0356 roster privilege), so advertised only then.
+pub const ROSTER_FEATURES: &[&str] = &[
+    "access-presence", // presence_node_admits_contacts_subscribed_to_the_owner
+    "access-roster",   // roster_node_admits_contacts_in_allowed_groups_only
+];
+
+/// Every feature `var` for the service's disco#info; `rosters` when the requester's
+/// server lets the service read rosters.
+pub fn all(rosters: bool) -> impl Iterator<Item = String> {
+    let roster_features = if rosters { ROSTER_FEATURES } else { &[] };
     PROTOCOLS.iter().map(|s| s.to_string()).chain(
         PUBSUB_FEATURES
             .iter()
+            .chain(roster_features)
             .map(|f| format!("{}#{f}", ns::PUBSUB)),
     )
 }

@@ -12,6 +12,7 @@ pub mod features;
 pub mod ping;
 pub mod rate_limit;
 pub mod reply;
+pub mod roster_push;
 pub mod stanza;
 pub mod version;
 pub mod xep0060;
@@ -185,6 +186,7 @@ impl Service {
                 xep0060::answer(&self.pubsub, &self.limits, xep0060::Namespace::Owner, req).await
             }
             ns::MAM => xep0313::answer(self, req).await,
+            ns::ROSTER => roster_push::answer(self, req),
             other => {
                 tracing::info!(ns = other, name = req.payload.name(), "unsupported request");
                 reply::error(

@@ -2,7 +2,7 @@
 //! rule and errors as retrieving items (§6.5), then one keyset page of the node's
 //! items in publish order. What the archive holds is in [`crate::domain::archive`].
 
-use super::{context, internal, Pubsub, Requester};
+use super::{internal, Pubsub, Requester};
 use crate::domain::archive::{page, ArchiveRequest, Page, MAX_PAGE};
 use crate::domain::{check_retrieve_items, DomainError, NodeId};
 use crate::store::{NodeAccess, NodeRecord, SeqItem};
@@ -28,7 +28,7 @@ impl Pubsub {
     /// The node, if `req` may read its items and it keeps them.
     async fn readable(&self, req: &Requester, node: &NodeId) -> Result<NodeAccess, DomainError> {
         let access = self.access(req, node).await?;
-        check_retrieve_items(&context(req, &access, None))?;
+        check_retrieve_items(&self.roster_context(req, &access, None).await?)?;
         if !access.node.config.persist_items {
             return Err(DomainError::UnsupportedFeature("persistent-items"));
         }

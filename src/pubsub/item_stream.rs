@@ -2,7 +2,7 @@
 //! gateway's server-sent events. The same permission rule as retrieving items (§6.5)
 //! is applied on every read, so a requester who loses access stops receiving.
 
-use super::{context, internal, Pubsub, Requester};
+use super::{internal, Pubsub, Requester};
 use crate::domain::{check_retrieve_items, DomainError, NodeId};
 use crate::store::{NodeRecord, SeqItem};
 
@@ -29,7 +29,7 @@ impl Pubsub {
         max: u32,
     ) -> Result<ItemsSince, DomainError> {
         let access = self.access(req, node).await?;
-        check_retrieve_items(&context(req, &access, None))?;
+        check_retrieve_items(&self.roster_context(req, &access, None).await?)?;
         if !access.node.config.persist_items {
             return Err(DomainError::UnsupportedFeature("persistent-items"));
         }

@@ -84,6 +84,7 @@ impl Pubsub {
                         .with_publish_options(form, &self.policy.limits)?,
                     None => self.policy.default_config.clone(),
                 };
+                self.check_roster_model(req, &config)?;
                 match self.insert_node(req, Some(node.clone()), &config).await {
                     Ok(n) => (n, true),
                     // Someone else created it meanwhile: publish to theirs, with their rules.
@@ -362,7 +363,7 @@ impl Pubsub {
         subid: Option<&SubId>,
     ) -> Result<Retrieved, DomainError> {
         let access = self.access(req, node).await?;
-        check_retrieve_items(&context(req, &access, None))?;
+        check_retrieve_items(&self.roster_context(req, &access, None).await?)?;
         if let Some(subid) = subid {
             if !access.subscriptions.iter().any(|s| s.subid == *subid) {
                 return Err(DomainError::InvalidSubId);

@@ -14,6 +14,8 @@
 //! - [`owner`]: managing a node's subscriptions (approvals) and affiliations.
 //! - [`notify`]: which jobs a change queues, and for whom.
 //! - [`policy`]: service-wide settings from the `[service]` table.
+//! - [`rosters`]: the owners' rosters the `presence` and `roster` access models read.
+//! - [`revocation`]: removing subscriptions those rosters no longer grant.
 
 pub mod archive;
 pub mod authorization;
@@ -23,13 +25,17 @@ pub mod nodes;
 pub mod notify;
 pub mod owner;
 pub mod policy;
+pub mod revocation;
+pub mod rosters;
 pub mod subscriptions;
 
 use std::sync::Arc;
 
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use crate::domain::{AccessContext, DomainError, NodeId, SubscriptionState};
+use crate::domain::{
+    AccessContext, AccessModel, Affiliation, DomainError, NodeId, SubscriptionState,
+};
 use crate::store::{NodeAccess, Store, StoreError};
 pub use policy::Policy;
 
@@ -49,6 +55,8 @@ pub struct Pubsub {
     pub jid: BareJid,
     pub store: Arc<dyn Store>,
     pub policy: Policy,
+    /// The owners' rosters, for the `presence` and `roster` access models.
+    pub rosters: Arc<rosters::Rosters>,
 }
 
 impl Pubsub {
@@ -70,6 +78,39 @@ impl Pubsub {
             .await
             .map_err(internal)?
             .ok_or(DomainError::NodeNotFound)
+    }
+
+    /// [`context`] with what the owners' rosters say of the requester, for the rules that
+    /// read them (subscribe, retrieve). Rosters are read only when they can change the
+    /// answer: a `presence` or `roster` node and a requester the owner did not affiliate.
+    pub(crate) async fn roster_context(
+        &self,
+        req: &Requester,
+        access: &NodeAccess,
+        subscriber: Option<&Jid>,
+    ) -> Result<AccessContext, DomainError> {
+        let mut ctx = context(req, access, subscriber);
+        let model = ctx.access_model;
+        if !model.needs_rosters() || ctx.affiliation != Affiliation::None {
+            return Ok(ctx);
+        }
+        let owners = self.owners(access.node.pk).await?;
+        let who = subscriber.map_or_else(|| req.bare.clone(), Jid::to_bare);
+        let mut rosters = Vec::with_capacity(owners.len());
+        for owner in &owners {
+            rosters.push(self.rosters.of(owner).await);
+        }
+        let known = crate::domain::roster::admitted(
+            rosters.iter().map(Option::as_deref),
+            model,
+            &who,
+            &access.node.config.roster_groups_allowed,
+        );
+        match model {
+            AccessModel::Presence => ctx.presence_subscribed = known,
+            _ => ctx.in_roster_group = known,
+        }
+        Ok(ctx)
     }
 }
 
@@ -97,9 +138,10 @@ pub(crate) fn context(
     AccessContext {
         affiliation: access.affiliation.effective(req.admin),
         subscription,
-        // pubsubd cannot see the owners' rosters: unknown, so the presence model fails
-        // closed (see README, "Access models").
+        // What the owners' rosters say is filled in by `Pubsub::roster_context` where a
+        // rule reads it; unknown here.
         presence_subscribed: None,
+        in_roster_group: None,
         access_model: access.node.config.access_model,
         publish_model: access.node.config.publish_model,
     }

@@ -6,7 +6,7 @@ use xmpp_parsers::jid::BareJid;
 use super::{context, internal, notify, Pubsub, Requester};
 use crate::domain::{
     check_configure, check_create, check_delete, check_node_metadata_visibility, check_purge,
-    Affiliation, DomainError, NodeConfig, NodeId,
+    AccessModel, Affiliation, DomainError, NodeConfig, NodeId,
 };
 use crate::store::{NodeRecord, Refusal};
 
@@ -39,8 +39,29 @@ impl Pubsub {
         let mut config = self.policy.default_config.clone();
         if let Some(form) = form {
             config.apply_form(form, &self.policy.limits)?;
+            self.check_roster_model(req, &config)?;
         }
         self.insert_node(req, name, &config).await
+    }
+
+    /// A `roster` node needs the owner's roster groups: refused while the server grants
+    /// no roster privilege for the owner's domain, with the reason in the text and the
+    /// log. (`presence` stays configurable, failing closed, as it always did.)
+    pub(crate) fn check_roster_model(
+        &self,
+        req: &Requester,
+        config: &NodeConfig,
+    ) -> Result<(), DomainError> {
+        if config.access_model != AccessModel::Roster || self.rosters.readable(req.bare.domain()) {
+            return Ok(());
+        }
+        tracing::warn!(
+            owner = %req.bare,
+            "roster access model refused: the XMPP server granted no XEP-0356 roster privilege"
+        );
+        Err(DomainError::UnsupportedAccessModel(
+            "roster (the XMPP server granted this service no XEP-0356 roster privilege, so it cannot read roster groups)",
+        ))
     }
 
     /// Stores a new node; an instant node gets a fresh random name.
@@ -88,6 +109,9 @@ impl Pubsub {
         check_configure(&context(req, &access, None))?;
         let mut config = access.node.config.clone();
         let change = config.apply_form(form, &self.policy.limits)?;
+        if change.is_changed("pubsub#access_model") {
+            self.check_roster_model(req, &config)?;
+        }
         if !change.ignored.is_empty() {
             tracing::debug!(node = %node, ignored = ?change.ignored, "unknown configuration fields ignored");
         }

@@ -4,7 +4,7 @@
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use super::{authorization, context, internal, notify, Pubsub, Requester};
+use super::{authorization, internal, notify, Pubsub, Requester};
 use crate::domain::{
     acts_for, check_subscribe, Affiliation, DomainError, NodeId, SendLastPublished, SubId,
     SubscribeDecision, SubscribeOptions, SubscriptionState,
@@ -28,7 +28,7 @@ impl Pubsub {
             return Err(DomainError::InvalidJid);
         }
         let access = self.access(req, node).await?;
-        let decision = check_subscribe(&context(req, &access, Some(jid)))?;
+        let decision = check_subscribe(&self.roster_context(req, &access, Some(jid)).await?)?;
         if let Some(existing) = access.subscriptions.iter().find(|s| s.jid == *jid) {
             if existing.state.is_active() {
                 return Ok(existing.clone());

@@ -254,6 +254,11 @@ pub trait NodeStore: Send + Sync + 'static {
     /// How many nodes `owner` owns (for the per-owner quota).
     async fn owned_nodes(&self, owner: &BareJid) -> Result<u64, StoreError>;
 
+    /// Live nodes whose access model is decided by rosters (`presence`, `roster`) and
+    /// that have subscriptions, in `pk` order after `after_pk`, at most `limit`: what the
+    /// revocation sweep re-judges.
+    async fn roster_nodes(&self, after_pk: i64, limit: u32) -> Result<Vec<NodeRecord>, StoreError>;
+
     /// Replaces the configuration, keeps only the newest `keep_items` items, and queues
     /// `jobs`.
     async fn configure_node(

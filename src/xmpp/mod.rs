@@ -17,6 +17,7 @@
 //! - [`discovery`]: finding that service on every new stream, unless one is named.
 //! - [`queries`]: requests pubsubd itself sends, and the answers they wait for.
 //! - [`privilege`]: what the server grants pubsubd of its users (XEP-0356).
+//! - [`roster`]: reading a user's roster with that privilege.
 //! - [`render`]: XML escaping and serialisation helpers for outgoing stanzas.
 
 pub mod discovery;
@@ -27,6 +28,7 @@ pub mod privilege;
 pub mod queries;
 pub mod refused;
 pub mod render;
+pub mod roster;
 pub mod session;
 pub mod settings;
 pub mod stranger;

@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod gateway;
 pub mod items;
+pub mod roster;
 pub mod sink;
 pub mod store;
 pub mod watched;

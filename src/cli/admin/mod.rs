@@ -179,7 +179,12 @@ async fn context(store: &StoreFlags, jid: Option<&JidFlag>, json: bool) -> Resul
             .map_err(|e| CliError::Input(format!("{PLACEHOLDER_JID}: {e}")))?,
     };
     Ok(Ctx {
-        pubsub: Pubsub { jid, store, policy },
+        pubsub: Pubsub {
+            jid,
+            store,
+            policy,
+            rosters: std::sync::Arc::default(),
+        },
         out: output::Output { json },
     })
 }

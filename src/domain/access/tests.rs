@@ -1,16 +1,18 @@
 //! The permission table, tested as use cases and exhaustively over every combination of
-//! affiliation × access model × publish model × subscription state × presence knowledge.
+//! affiliation × access model × publish model × subscription state × what the owners'
+//! rosters say (presence subscription, roster group: unknown, no, yes).
 
 use super::*;
 
 const AFFILIATIONS: [Affiliation; 6] = Affiliation::ALL;
-const PRESENCE: [Option<bool>; 3] = [None, Some(false), Some(true)];
+const KNOWN: [Option<bool>; 3] = [None, Some(false), Some(true)];
 
 fn ctx(affiliation: Affiliation, access_model: AccessModel) -> AccessContext {
     AccessContext {
         affiliation,
         subscription: SubscriptionState::None,
         presence_subscribed: Some(false),
+        in_roster_group: Some(false),
         access_model,
         publish_model: PublishModel::Publishers,
     }
@@ -26,15 +28,16 @@ fn all_contexts() -> impl Iterator<Item = AccessContext> {
                     SubscriptionState::ALL
                         .into_iter()
                         .flat_map(move |subscription| {
-                            PRESENCE
-                                .into_iter()
-                                .map(move |presence_subscribed| AccessContext {
+                            KNOWN.into_iter().flat_map(move |presence_subscribed| {
+                                KNOWN.into_iter().map(move |in_roster_group| AccessContext {
                                     affiliation,
                                     subscription,
                                     presence_subscribed,
+                                    in_roster_group,
                                     access_model,
                                     publish_model,
                                 })
+                            })
                         })
                 })
         })
@@ -53,7 +56,9 @@ fn code<T: Into<Outcome>>(result: Result<T, DomainError>) -> &'static str {
         Err(DomainError::NodeNotFound) => "hidden",
         Err(DomainError::NotAuthorized { reason }) => match reason {
             NotAuthorizedReason::PresenceSubscriptionRequired => "presence-required",
+            NotAuthorizedReason::PresenceUnknown => "presence-unknown",
             NotAuthorizedReason::NotInRosterGroup => "not-in-roster-group",
+            NotAuthorizedReason::RosterUnknown => "roster-unknown",
             NotAuthorizedReason::NotSubscribed => "not-subscribed",
         },
         Err(DomainError::PendingSubscription) => "pending-subscription",
@@ -169,6 +174,8 @@ fn retrieve_items_table() {
 
 #[test]
 fn retrieve_items_table_for_active_subscribers() {
+    // The owners' rosters no longer admit the subscriber: the subscription granted under
+    // them does not outlive them.
     let subscribed = |a, m| AccessContext {
         subscription: SubscriptionState::Subscribed,
         ..ctx(a, m)
@@ -185,7 +192,13 @@ fn retrieve_items_table_for_active_subscribers() {
                 "forbidden",
             ],
             ["ok", "ok", "ok", "ok", "ok"],
-            ["ok", "ok", "ok", "ok", "closed-node"],
+            [
+                "ok",
+                "presence-required",
+                "not-in-roster-group",
+                "ok",
+                "closed-node",
+            ],
             [
                 "forbidden",
                 "forbidden",
@@ -378,17 +391,88 @@ fn publish_only_never_subscribes_or_retrieves_but_always_publishes() {
     }
 }
 
+/// An unknown-roster refusal as the refusal of a roster that said no.
+fn as_known<T>(r: Result<T, DomainError>) -> Result<T, DomainError> {
+    r.map_err(|e| match e {
+        DomainError::NotAuthorized {
+            reason: NotAuthorizedReason::PresenceUnknown,
+        } => not_authorized(NotAuthorizedReason::PresenceSubscriptionRequired),
+        DomainError::NotAuthorized {
+            reason: NotAuthorizedReason::RosterUnknown,
+        } => not_authorized(NotAuthorizedReason::NotInRosterGroup),
+        other => other,
+    })
+}
+
 #[test]
-fn unknown_presence_is_treated_as_no_presence_subscription() {
-    for c in all_contexts().filter(|c| c.presence_subscribed.is_none()) {
+fn unknown_rosters_refuse_newcomers_as_a_no_would_and_say_so() {
+    // Without the roster privilege a newcomer is refused as if the rosters said no,
+    // with a reason saying the service cannot tell.
+    for c in all_contexts().filter(|c| !c.subscription.is_active()) {
         let known_no = AccessContext {
-            presence_subscribed: Some(false),
+            presence_subscribed: c.presence_subscribed.or(Some(false)),
+            in_roster_group: c.in_roster_group.or(Some(false)),
             ..c
         };
-        assert_eq!(check_subscribe(&c), check_subscribe(&known_no), "{c:?}");
+        assert_eq!(
+            as_known(check_subscribe(&c)),
+            check_subscribe(&known_no),
+            "{c:?}"
+        );
+        assert_eq!(
+            as_known(check_retrieve_items(&c)),
+            check_retrieve_items(&known_no),
+            "{c:?}"
+        );
+    }
+}
+
+/// Neither outcast nor publish-only: the access model is asked at all.
+fn is_granted_or_outcast_free(c: &AccessContext) -> bool {
+    !matches!(
+        c.affiliation,
+        Affiliation::Outcast | Affiliation::PublishOnly
+    )
+}
+
+#[test]
+fn the_rosters_decide_for_subscribers_and_newcomers_alike() {
+    for c in all_contexts().filter(|c| {
+        c.access_model.needs_rosters()
+            && is_granted_or_outcast_free(c)
+            && !matches!(
+                c.affiliation,
+                Affiliation::Owner | Affiliation::Publisher | Affiliation::Member
+            )
+            && c.subscription != SubscriptionState::Pending
+    }) {
+        let known = match c.access_model {
+            AccessModel::Presence => c.presence_subscribed,
+            _ => c.in_roster_group,
+        };
+        let expected = known.unwrap_or(c.subscription.is_active());
+        assert_eq!(check_retrieve_items(&c).is_ok(), expected, "{c:?}");
+        assert_eq!(check_subscribe(&c).is_ok(), expected, "{c:?}");
+    }
+}
+
+#[test]
+fn each_model_reads_only_its_own_roster_fact() {
+    for c in all_contexts() {
+        let flipped = match c.access_model {
+            AccessModel::Presence => AccessContext {
+                in_roster_group: c.in_roster_group.map(|b| !b),
+                ..c
+            },
+            _ => AccessContext {
+                presence_subscribed: c.presence_subscribed.map(|b| !b),
+                ..c
+            },
+        };
+        assert_eq!(check_subscribe(&c), check_subscribe(&flipped), "{c:?}");
         assert_eq!(
             check_retrieve_items(&c),
-            check_retrieve_items(&known_no),
+            check_retrieve_items(&flipped),
             "{c:?}"
         );
     }
@@ -630,12 +714,47 @@ fn entity_acts_for_its_own_full_and_bare_jids_only() {
 }
 
 #[test]
-fn roster_is_not_a_supported_access_model() {
-    assert!(!AccessModel::Roster.is_supported());
-    assert!(AccessModel::ALL
+fn only_presence_and_roster_need_rosters() {
+    let needing: Vec<_> = AccessModel::ALL
         .into_iter()
-        .filter(|m| *m != AccessModel::Roster)
-        .all(AccessModel::is_supported));
+        .filter(|m| m.needs_rosters())
+        .collect();
+    assert_eq!(needing, [AccessModel::Presence, AccessModel::Roster]);
+}
+
+#[test]
+fn contact_in_an_allowed_group_may_subscribe_to_roster_node() {
+    let c = AccessContext {
+        in_roster_group: Some(true),
+        ..ctx(Affiliation::None, AccessModel::Roster)
+    };
+    assert_eq!(check_subscribe(&c), Ok(SubscribeDecision::Subscribed));
+    assert_eq!(check_retrieve_items(&c), Ok(()));
+}
+
+#[test]
+fn without_the_roster_privilege_the_error_says_why() {
+    let c = AccessContext {
+        presence_subscribed: None,
+        in_roster_group: None,
+        ..ctx(Affiliation::None, AccessModel::Presence)
+    };
+    let err = check_subscribe(&c).expect_err("fails closed");
+    assert_eq!(
+        err,
+        DomainError::NotAuthorized {
+            reason: NotAuthorizedReason::PresenceUnknown
+        }
+    );
+    assert!(err.to_string().contains("roster privilege"), "{err}");
+    let c = AccessContext {
+        access_model: AccessModel::Roster,
+        ..c
+    };
+    assert!(check_retrieve_items(&c)
+        .expect_err("fails closed")
+        .to_string()
+        .contains("roster privilege"));
 }
 
 #[test]

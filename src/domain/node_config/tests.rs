@@ -37,8 +37,9 @@ fn field<'f>(form: &'f DataForm, var: &str) -> &'f Field {
         .unwrap_or_else(|| panic!("no field {var}"))
 }
 
-/// The fields of XEP-0060 Example 125 (owner submits configuration), minus the
-/// roster access model, which this service does not offer.
+/// The fields of XEP-0060 Example 125 (owner submits configuration), with the open
+/// access model instead of roster (whether roster can be served is the caller's
+/// question: the roster privilege).
 const EXAMPLE_SUBMISSION: &[(&str, &[&str])] = &[
     ("pubsub#title", &["Princely Musings (Atom)"]),
     ("pubsub#deliver_notifications", &["1"]),
@@ -101,22 +102,52 @@ fn owner_submits_the_xep_example_configuration() {
         !change.is_changed("pubsub#access_model"),
         "open was already the value"
     );
+    assert_eq!(change.ignored, ["pubsub#body_xslt"]);
     assert_eq!(
-        change.ignored,
-        ["pubsub#roster_groups_allowed", "pubsub#body_xslt"]
+        config.roster_groups_allowed,
+        ["courtiers", "friends", "servants"]
     );
 }
 
 #[test]
-fn owner_cannot_choose_the_roster_access_model() {
+fn owner_chooses_the_roster_access_model_and_its_groups() {
     let mut config = NodeConfig::default();
-    let err = config
+    config
         .apply_form(
-            &config_form(&[("pubsub#access_model", &["roster"])]),
+            &config_form(&[
+                ("pubsub#access_model", &["roster"]),
+                (
+                    "pubsub#roster_groups_allowed",
+                    &["friends", " ", "family", "friends"],
+                ),
+            ]),
             &limits(),
         )
-        .unwrap_err();
-    assert_eq!(err, DomainError::UnsupportedAccessModel("roster"));
+        .unwrap();
+    assert_eq!(config.access_model, AccessModel::Roster);
+    assert_eq!(config.roster_groups_allowed, ["family", "friends"]);
+    let form = config.to_form();
+    let field = form
+        .fields
+        .iter()
+        .find(|f| f.var.as_deref() == Some("pubsub#roster_groups_allowed"))
+        .expect("the groups are in the form");
+    assert_eq!(field.values, ["family", "friends"]);
+    let too_many: Vec<String> = (0..=super::node_config_form::MAX_ROSTER_GROUPS)
+        .map(|n| format!("g{n}"))
+        .collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    assert!(config
+        .apply_form(
+            &config_form(&[("pubsub#roster_groups_allowed", &too_many)]),
+            &limits(),
+        )
+        .is_err());
+    assert_eq!(
+        config.roster_groups_allowed,
+        ["family", "friends"],
+        "unchanged"
+    );
 }
 
 #[test]
@@ -335,7 +366,10 @@ fn configuration_form_offers_current_values_and_supported_choices() {
     assert_eq!(access.type_, FieldType::ListSingle);
     assert_eq!(access.values, ["whitelist"]);
     let offered: Vec<_> = access.options.iter().map(|o| o.value.as_str()).collect();
-    assert_eq!(offered, ["open", "presence", "authorize", "whitelist"]);
+    assert_eq!(
+        offered,
+        ["open", "presence", "roster", "authorize", "whitelist"]
+    );
     assert_eq!(field(&form, "pubsub#max_items").values, ["max"]);
     assert_eq!(field(&form, "pubsub#item_expire").values, ["max"]);
     assert_eq!(

@@ -144,6 +144,27 @@ macro_rules! node_store {
                     Ok(n.max(0) as u64)
                 }
 
+                async fn roster_nodes(
+                    &self,
+                    after_pk: i64,
+                    limit: u32,
+                ) -> Result<Vec<NodeRecord>, StoreError> {
+                    // `->>` reads a JSON member as text on both: PostgreSQL's jsonb and
+                    // SQLite's JSON text (3.38 and later).
+                    let rows = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {NODE_COLUMNS} FROM nodes
+                         WHERE NOT deleted AND pk > $1
+                           AND config ->> 'access_model' IN ('presence', 'roster')
+                           AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.node_pk = nodes.pk)
+                         ORDER BY pk LIMIT $2"
+                    )))
+                    .bind(after_pk)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await?;
+                    rows.iter().map(rows::node).collect()
+                }
+
                 async fn configure_node(
                     &self,
                     pk: i64,
