@@ -539,3 +539,71 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
+
+/// The Python that has Debian's `python3-slixmpp` (`.ci/run` installs it), not whatever
+/// `python3` comes first on the PATH.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+// An off-the-shelf client: slixmpp's own `xep_0313` plugin pages the archive forward and
+// back with RSM, as it would a user's archive. Only the node is added, by a stanza
+// filter, since the plugin cannot name one (tests/clients/slixmpp_archive.py).
+both_servers!(
+    slixmpp_pages_a_node_archive_with_its_own_plugin,
+    |server| async move {
+        let ps = start(server).await?;
+        let account = server.create_user("slix").await?;
+        let mut c = pubsubd_testkit::Client::login(server.c2s_addr(), &account).await?;
+        create(&mut c, &ps, "feed", &[]).await?;
+        let ids: Vec<String> = (1..=7).map(|n| format!("entry-{n}")).collect();
+        for id in &ids {
+            ok(&publish(&mut c, &ps, "feed", Some(id), &atom(id)).await?);
+        }
+        // An overwrite moves entry-2 to the end, as pubsubd documents.
+        ok(&publish(&mut c, &ps, "feed", Some("entry-2"), &atom("again")).await?);
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/slixmpp_archive.py"
+        );
+        let c2s = server.c2s_addr();
+        let out = tokio::process::Command::new(SYSTEM_PYTHON)
+            .arg(script)
+            .arg(account.jid())
+            .arg(account.password())
+            .arg(c2s.ip().to_string())
+            .arg(c2s.port().to_string())
+            .arg(ps.jid())
+            .arg("feed")
+            .arg("3")
+            .kill_on_drop(true)
+            .output()
+            .await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "slixmpp: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: serde_json::Value = serde_json::from_str(stdout.trim())?;
+        let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+        expected.retain(|id| *id != "entry-2");
+        expected.push("entry-2");
+        let list = |key: &str| -> Vec<String> {
+            got[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(list("forward"), expected, "{got}");
+        expected.reverse();
+        assert_eq!(list("backward"), expected, "{got}");
+        // 7 items in pages of 3: three pages, and the plugin asks once more after a
+        // short page (it reads no `complete`), which is answered empty.
+        let pages = got["pages"].as_u64().unwrap_or(0);
+        assert!((3..=4).contains(&pages), "{got}");
+        Ok::<_, anyhow::Error>(())
+    }
+);
