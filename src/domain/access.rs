@@ -261,6 +261,27 @@ pub fn check_retrieve_items(ctx: &AccessContext) -> Result<(), DomainError> {
     }
 }
 
+/// May an existing subscription stay (the revocation sweep, re-judging a subscription
+/// against the owners' rosters as they are now)?
+///
+/// Outcasts and publish-only entities are `forbidden` (they hold no subscription).
+/// Owners, publishers and members always keep theirs (§4.1). On `presence` and `roster`
+/// nodes everyone else keeps it only while the rosters still admit them, with
+/// [`roster_rule`]'s rule for rosters that cannot be read: an active subscription is
+/// kept, never dropped on what the service cannot judge. Other access models are not
+/// the sweep's business: their subscriptions stay.
+pub fn check_keep_subscription(ctx: &AccessContext) -> Result<(), DomainError> {
+    match ctx.affiliation {
+        Affiliation::Outcast | Affiliation::PublishOnly => return Err(DomainError::Forbidden),
+        a if is_granted(a) => return Ok(()),
+        _ => {}
+    }
+    match ctx.access_model {
+        AccessModel::Presence | AccessModel::Roster => roster_rule(ctx),
+        AccessModel::Open | AccessModel::Authorize | AccessModel::Whitelist => Ok(()),
+    }
+}
+
 /// May the requester publish (XEP-0060 §7.1, error §7.1.3.1 `forbidden`)?
 ///
 /// Owners, publishers and publish-only entities always may; outcasts never. Others

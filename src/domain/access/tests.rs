@@ -767,3 +767,71 @@ fn model_names_round_trip() {
     }
     assert!(AccessModel::parse("private").is_err());
 }
+
+// ---- Keeping a subscription (the revocation sweep).
+
+/// A subscriber whose subscription is active, with what the rosters say as given.
+fn subscribed_with(
+    known: Option<bool>,
+) -> impl Fn(Affiliation, AccessModel) -> AccessContext {
+    move |affiliation, access_model| AccessContext {
+        subscription: SubscriptionState::Subscribed,
+        presence_subscribed: known,
+        in_roster_group: known,
+        ..ctx(affiliation, access_model)
+    }
+}
+
+#[test]
+fn keep_subscription_table() {
+    const FORBIDDEN: [&str; 5] = ["forbidden"; 5];
+    const OK: [&str; 5] = ["ok"; 5];
+    // The rosters say no: only the unaffiliated lose it, and only on roster nodes.
+    assert_table(
+        [
+            OK,
+            OK,
+            FORBIDDEN,
+            OK,
+            ["ok", "presence-required", "not-in-roster-group", "ok", "ok"],
+            FORBIDDEN,
+        ],
+        subscribed_with(Some(false)),
+        check_keep_subscription,
+    );
+    // The rosters cannot be read, or say yes: an active subscription stays.
+    for known in [None, Some(true)] {
+        assert_table(
+            [OK, OK, FORBIDDEN, OK, OK, FORBIDDEN],
+            subscribed_with(known),
+            check_keep_subscription,
+        );
+    }
+}
+
+#[test]
+fn a_subscription_is_taken_back_only_on_a_known_no_in_every_context() {
+    for c in all_contexts() {
+        let keep = check_keep_subscription(&c).is_ok();
+        let fact = match c.access_model {
+            AccessModel::Presence => c.presence_subscribed,
+            AccessModel::Roster => c.in_roster_group,
+            _ => Some(true),
+        };
+        let expected = match c.affiliation {
+            Affiliation::Outcast | Affiliation::PublishOnly => false,
+            Affiliation::Owner | Affiliation::Publisher | Affiliation::Member => true,
+            Affiliation::None => match fact {
+                Some(yes) => yes,
+                None => c.subscription.is_active(),
+            },
+        };
+        assert_eq!(keep, expected, "{c:?}");
+        if keep {
+            // Whatever may be kept may be subscribed to again, if it is active.
+            if c.subscription.is_active() {
+                assert!(check_subscribe(&c).is_ok(), "{c:?}");
+            }
+        }
+    }
+}
