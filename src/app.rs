@@ -413,14 +413,29 @@ impl crate::pubsub::rosters::RosterSource for ServerRosters {
         &self,
         owner: &xmpp_parsers::jid::BareJid,
     ) -> Result<crate::domain::roster::OwnerRoster, crate::pubsub::rosters::RosterReadError> {
+        use crate::domain::roster::OwnerRoster;
         use crate::pubsub::rosters::RosterReadError;
+        use crate::xmpp::queries::QueryError;
         use crate::xmpp::roster::RosterError;
-        crate::xmpp::roster::read(&self.queries, &self.privileges, &self.out, &self.own, owner)
-            .await
-            .map(crate::domain::roster::OwnerRoster::from_items)
-            .map_err(|e| match e {
-                RosterError::NotGranted(domain) => RosterReadError::NotGranted(domain),
-                other => RosterReadError::Failed(other.to_string()),
-            })
+        let read =
+            crate::xmpp::roster::read(&self.queries, &self.privileges, &self.out, &self.own, owner)
+                .await
+                .map_err(|e| match e {
+                    RosterError::NotGranted(domain) => RosterReadError::NotGranted(domain),
+                    RosterError::Query(QueryError::Timeout(t)) => RosterReadError::Timeout(t),
+                    RosterError::Query(QueryError::Refused(condition)) => {
+                        RosterReadError::Refused { condition }
+                    }
+                    RosterError::Query(QueryError::Closed) => RosterReadError::NoStream,
+                    RosterError::NoRoster | RosterError::NotARoster { .. } => {
+                        RosterReadError::NoRoster
+                    }
+                })?;
+        if read.skipped > 0 {
+            tracing::warn!(%owner, skipped = read.skipped, "roster items that do not parse were skipped");
+        }
+        OwnerRoster::from_items(read.items).map_err(|too_large| RosterReadError::TooLarge {
+            contacts: too_large.contacts,
+        })
     }
 }

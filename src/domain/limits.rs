@@ -16,6 +16,15 @@ pub const DEFAULT_MAX_ITEMS_CEILING: u32 = 10_000;
 /// stanza size limit is 256 KiB, so larger payloads would not reach the service anyway.
 pub const DEFAULT_MAX_PAYLOAD_SIZE_CEILING: u32 = 256 * 1024;
 
+/// Default number of a node's owners whose rosters one request consults: a personal
+/// node has one owner; a few more cover shared ones, and each is a round trip through
+/// the XMPP server.
+pub const DEFAULT_MAX_ROSTER_OWNERS: u32 = 4;
+
+/// Default number of owners whose nodes one revocation tick (every 5 s) re-judges: each
+/// is one roster read through the server, so a tick costs at most this many reads.
+pub const DEFAULT_REVOCATION_OWNERS_PER_TICK: u32 = 100;
+
 /// Operator-set upper bounds that node owners cannot exceed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -29,6 +38,11 @@ pub struct ServiceLimits {
     /// How many subscriptions one bare JID may hold across the service; `None` for no
     /// limit.
     pub max_subscriptions_per_jid: Option<u32>,
+    /// How many of a `presence` or `roster` node's owners have their rosters read for
+    /// one request; owners past it count as unknown (fail closed for newcomers).
+    pub max_roster_owners: u32,
+    /// How many owners the revocation sweep judges per tick.
+    pub revocation_owners_per_tick: u32,
 }
 
 impl Default for ServiceLimits {
@@ -38,6 +52,8 @@ impl Default for ServiceLimits {
             max_payload_size: DEFAULT_MAX_PAYLOAD_SIZE_CEILING,
             max_nodes_per_owner: None,
             max_subscriptions_per_jid: None,
+            max_roster_owners: DEFAULT_MAX_ROSTER_OWNERS,
+            revocation_owners_per_tick: DEFAULT_REVOCATION_OWNERS_PER_TICK,
         }
     }
 }

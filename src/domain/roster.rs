@@ -12,6 +12,23 @@ use xmpp_parsers::roster::{Item, Subscription};
 
 use super::access::AccessModel;
 
+/// The most contacts a roster may hold to be kept: a larger one is treated as unknown
+/// (nothing admitted that the owner did not affiliate, nothing taken back), so one
+/// roster cannot fill the cache. Far above any person's contacts.
+pub const MAX_CONTACTS: usize = 10_000;
+
+/// The most roster groups kept per contact; the rest are not looked at. A person files
+/// a contact under a handful of groups.
+pub const MAX_GROUPS_PER_CONTACT: usize = 32;
+
+/// A roster over [`MAX_CONTACTS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a roster of {contacts} contacts is over the {MAX_CONTACTS} kept")]
+pub struct RosterTooLarge {
+    /// How many items it holds.
+    pub contacts: usize,
+}
+
 /// One contact of an owner's roster, as the access rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
@@ -29,20 +46,30 @@ pub struct OwnerRoster {
 }
 
 impl OwnerRoster {
-    /// From the items of a `jabber:iq:roster` result.
-    pub fn from_items(items: Vec<Item>) -> Self {
+    /// From the items of a `jabber:iq:roster` result; refused over [`MAX_CONTACTS`].
+    pub fn from_items(items: Vec<Item>) -> Result<Self, RosterTooLarge> {
+        if items.len() > MAX_CONTACTS {
+            return Err(RosterTooLarge {
+                contacts: items.len(),
+            });
+        }
         let contacts = items
             .into_iter()
             .filter(|i| i.subscription != Subscription::Remove)
             .map(|i| {
                 let contact = Contact {
                     sees_owner: matches!(i.subscription, Subscription::From | Subscription::Both),
-                    groups: i.groups.into_iter().map(|g| g.0).collect(),
+                    groups: i
+                        .groups
+                        .into_iter()
+                        .take(MAX_GROUPS_PER_CONTACT)
+                        .map(|g| g.0)
+                        .collect(),
                 };
                 (i.jid, contact)
             })
             .collect();
-        OwnerRoster { contacts }
+        Ok(OwnerRoster { contacts })
     }
 
     /// How many contacts it holds (what a cache of rosters counts).
@@ -108,11 +135,34 @@ mod tests {
         let el: minidom::Element = format!("<query xmlns='jabber:iq:roster'>{xml}</query>")
             .parse()
             .expect("well-formed");
-        OwnerRoster::from_items(Roster::try_from(el).expect("a roster").items)
+        OwnerRoster::from_items(Roster::try_from(el).expect("a roster").items).expect("small")
     }
 
     fn jid(s: &str) -> BareJid {
         BareJid::new(s).expect("jid")
+    }
+
+    #[test]
+    fn a_roster_over_the_cap_is_refused_and_groups_are_capped() {
+        let many = (0..=MAX_CONTACTS)
+            .map(|n| format!("<item jid='c{n}@x' subscription='both'/>"))
+            .collect::<String>();
+        let el: minidom::Element = format!("<query xmlns='jabber:iq:roster'>{many}</query>")
+            .parse()
+            .expect("well-formed");
+        let items = Roster::try_from(el).expect("a roster").items;
+        assert_eq!(
+            OwnerRoster::from_items(items),
+            Err(RosterTooLarge {
+                contacts: MAX_CONTACTS + 1
+            })
+        );
+        let groups = (0..100)
+            .map(|n| format!("<group>g{n}</group>"))
+            .collect::<String>();
+        let r = roster(&format!("<item jid='a@x' subscription='both'>{groups}</item>"));
+        assert!(r.in_groups(&jid("a@x"), &["g0".to_string()]));
+        assert!(!r.in_groups(&jid("a@x"), &["g99".to_string()]), "past the cap");
     }
 
     #[test]

@@ -94,18 +94,24 @@ impl Pubsub {
         if !model.needs_rosters() || ctx.affiliation != Affiliation::None {
             return Ok(ctx);
         }
-        let owners = self.owners(access.node.pk).await?;
         let who = subscriber.map_or_else(|| req.bare.clone(), Jid::to_bare);
-        let mut rosters = Vec::with_capacity(owners.len());
-        for owner in &owners {
-            rosters.push(self.rosters.of(owner).await);
-        }
-        let known = crate::domain::roster::admitted(
-            rosters.iter().map(Option::as_deref),
-            model,
-            &who,
-            &access.node.config.roster_groups_allowed,
-        );
+        // A requester of the service's own domain (the HTTP gateway's anonymous one) is
+        // no user of the server and so in no roster: no roster is read for it.
+        let known = if who.domain() == self.jid.domain() {
+            Some(false)
+        } else {
+            let owners = self.owners(access.node.pk).await?;
+            self.rosters
+                .admit(
+                    &owners,
+                    model,
+                    &who,
+                    &access.node.config.roster_groups_allowed,
+                    self.policy.limits.max_roster_owners as usize,
+                    rosters::REQUEST_DEADLINE,
+                )
+                .await
+        };
         match model {
             AccessModel::Presence => ctx.presence_subscribed = known,
             _ => ctx.in_roster_group = known,

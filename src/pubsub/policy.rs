@@ -11,6 +11,8 @@
 //! max_items = 10000                     # ceiling on pubsub#max_items
 //! max_nodes_per_owner = 1000
 //! max_subscriptions_per_jid = 10000
+//! max_roster_owners = 4                 # owners' rosters read per request
+//! revocation_owners_per_tick = 100      # owners the revocation sweep judges per 5 s
 //!
 //! [service.default_config]              # node defaults, pubsub#<name> = value
 //! access_model = "open"
@@ -60,6 +62,8 @@ const KEYS: &[&str] = &[
     "max_items",
     "max_nodes_per_owner",
     "max_subscriptions_per_jid",
+    "max_roster_owners",
+    "revocation_owners_per_tick",
     "default_config",
 ];
 
@@ -96,6 +100,12 @@ impl Policy {
         }
         p.limits.max_nodes_per_owner = int_value(table, "max_nodes_per_owner")?;
         p.limits.max_subscriptions_per_jid = int_value(table, "max_subscriptions_per_jid")?;
+        if let Some(v) = int_value(table, "max_roster_owners")? {
+            p.limits.max_roster_owners = v;
+        }
+        if let Some(v) = int_value(table, "revocation_owners_per_tick")? {
+            p.limits.revocation_owners_per_tick = v.max(1);
+        }
         // Node defaults never exceed the ceilings.
         p.default_config.max_payload_size = p
             .default_config

@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use hashlink::LruCache;
 use xmpp_parsers::jid::BareJid;
 
-use crate::domain::roster::OwnerRoster;
+use crate::domain::roster::{admitted, OwnerRoster};
+use crate::domain::AccessModel;
 
 /// How many owners' rosters are kept. A roster is a few hundred bytes to a few tens of
 /// KiB; 4,096 of them stay within tens of MiB, whatever the number of users, and cover
@@ -30,15 +31,45 @@ pub const CAPACITY: usize = 4096;
 /// to a component: a contact removed from a group loses access within this time.
 pub const FRESH_FOR: Duration = Duration::from_secs(5);
 
+/// How long one request may spend reading owners' rosters, all of them together: a
+/// request holds its sender's lane meanwhile.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Why a roster could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RosterReadError {
     /// The owner's server granted no roster privilege (XEP-0356) on the present stream.
     #[error("the XMPP server of {0} granted no XEP-0356 roster privilege")]
     NotGranted(String),
-    /// The server did not answer, or answered with an error.
-    #[error("the roster read failed: {0}")]
-    Failed(String),
+    /// The server did not answer in time.
+    #[error("the roster read got no answer within {0:?}")]
+    Timeout(Duration),
+    /// The server answered with an error of this defined condition.
+    #[error("the roster read was answered with an error ({condition})")]
+    Refused {
+        /// The stanza error's defined condition.
+        condition: String,
+    },
+    /// No stream to the server (shutting down, or reconnecting).
+    #[error("the roster read found no stream to the server")]
+    NoStream,
+    /// The answer held no roster (an empty result, or another payload).
+    #[error("the server answered the roster read without a roster")]
+    NoRoster,
+    /// The roster holds more contacts than are kept ([`crate::domain::roster::MAX_CONTACTS`]).
+    #[error("the roster holds {contacts} contacts, more than are kept")]
+    TooLarge {
+        /// How many it holds.
+        contacts: usize,
+    },
+}
+
+impl RosterReadError {
+    /// Whether the read failed (as opposed to the privilege not being held): the
+    /// requester is told to wait rather than that they are not authorized.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, RosterReadError::NotGranted(_))
+    }
 }
 
 /// Reads users' rosters.
@@ -92,10 +123,19 @@ impl Rosters {
     /// `owner`'s roster, from the cache while fresh; `None` when it cannot be read (no
     /// privilege, no answer), logged with the reason.
     pub async fn of(&self, owner: &BareJid) -> Option<Arc<OwnerRoster>> {
-        let source = self.source.as_ref()?;
         if let Some(fresh) = self.cached(owner, self.fresh_for) {
             return Some(fresh);
         }
+        self.read_now(owner).await.ok()
+    }
+
+    /// Reads `owner`'s roster now, whatever the cache holds (the revocation sweep), and
+    /// keeps it. The cached entry stays until the new read replaces it, so requests
+    /// meanwhile still answer from it.
+    pub async fn read_now(&self, owner: &BareJid) -> Result<Arc<OwnerRoster>, RosterReadError> {
+        let Some(source) = self.source.as_ref() else {
+            return Err(RosterReadError::NotGranted(owner.domain().to_string()));
+        };
         match source.read(owner).await {
             Ok(roster) => {
                 let roster = Arc::new(roster);
@@ -108,19 +148,52 @@ impl Rosters {
                         },
                     );
                 }
-                Some(roster)
+                Ok(roster)
             }
             Err(e) => {
                 tracing::warn!(%owner, error = %e, "cannot read the owner's roster: the presence and roster access models refuse newcomers");
-                None
+                Err(e)
             }
         }
     }
 
-    /// Reads `owner`'s roster again now, whatever the cache holds (the revocation sweep).
-    pub async fn reread(&self, owner: &BareJid) -> Option<Arc<OwnerRoster>> {
-        self.forget(owner);
-        self.of(owner).await
+    /// What the rosters of `owners` say of `who` on a node of `model` with the allowed
+    /// `groups`, for one request: yes as soon as one admits (the rest are not read), no
+    /// when all were read and none admits, unknown otherwise. At most `cap` owners are
+    /// consulted and all within `deadline`; an owner whose server granted no roster
+    /// privilege is not asked (and not logged: that is the configuration, not an event).
+    pub async fn admit(
+        &self,
+        owners: &[BareJid],
+        model: AccessModel,
+        who: &BareJid,
+        groups: &[String],
+        cap: usize,
+        deadline: Duration,
+    ) -> Option<bool> {
+        let walk = async {
+            let mut unknown = owners.len() > cap;
+            for owner in owners.iter().take(cap) {
+                if !self.readable(owner.domain().as_str()) {
+                    tracing::debug!(%owner, "no roster privilege for the owner's domain");
+                    unknown = true;
+                    continue;
+                }
+                match self.of(owner).await {
+                    Some(r) => {
+                        if admitted([Some(&*r)], model, who, groups) == Some(true) {
+                            return Some(true);
+                        }
+                    }
+                    None => unknown = true,
+                }
+            }
+            (!unknown).then_some(false)
+        };
+        tokio::time::timeout(deadline, walk).await.unwrap_or_else(|_| {
+            tracing::warn!(%who, "the owners' rosters were not read in time: unknown");
+            None
+        })
     }
 
     /// Drops `owner`'s cached roster (a roster push said it changed).
@@ -128,6 +201,11 @@ impl Rosters {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(owner);
         }
+    }
+
+    /// `owner`'s roster if the cache holds a fresh one; never reads.
+    pub fn fresh(&self, owner: &BareJid) -> Option<Arc<OwnerRoster>> {
+        self.cached(owner, self.fresh_for)
     }
 
     /// How many rosters are cached.
@@ -172,7 +250,8 @@ mod tests {
                 xmpp_parsers::roster::Roster::try_from(el)
                     .expect("roster")
                     .items,
-            ))
+            )
+            .expect("small"))
         }
     }
 
@@ -196,7 +275,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         rosters.of(&owner).await.expect("readable");
         assert_eq!(source.reads.load(Ordering::SeqCst), 2, "stale: read again");
-        rosters.reread(&owner).await.expect("readable");
+        rosters.read_now(&owner).await.expect("readable");
         assert_eq!(source.reads.load(Ordering::SeqCst), 3);
     }
 
@@ -228,5 +307,95 @@ mod tests {
         let none = Rosters::default();
         assert!(!none.readable("x"));
         assert!(none.of(&jid("owner@x")).await.is_none());
+    }
+
+    /// Answers after `delay`, with a roster of one `from` contact named `friend`.
+    struct Slow {
+        delay: Duration,
+        reads: AtomicUsize,
+        friend: &'static str,
+    }
+
+    #[async_trait]
+    impl RosterSource for Slow {
+        fn readable(&self, domain: &str) -> bool {
+            domain == "x"
+        }
+        async fn read(&self, _owner: &BareJid) -> Result<OwnerRoster, RosterReadError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            let el: minidom::Element = format!(
+                "<query xmlns='jabber:iq:roster'><item jid='{}' subscription='from'/></query>",
+                self.friend
+            )
+            .parse()
+            .expect("well-formed");
+            Ok(OwnerRoster::from_items(
+                xmpp_parsers::roster::Roster::try_from(el)
+                    .expect("roster")
+                    .items,
+            )
+            .expect("small"))
+        }
+    }
+
+    fn owners(n: usize) -> Vec<BareJid> {
+        (0..n).map(|i| jid(&format!("owner{i}@x"))).collect()
+    }
+
+    #[tokio::test]
+    async fn a_request_stops_at_the_first_owner_who_admits_and_reads_at_most_the_cap() {
+        let source = Arc::new(Slow {
+            delay: Duration::ZERO,
+            reads: AtomicUsize::new(0),
+            friend: "friend@x",
+        });
+        let rosters = Rosters::new(source.clone(), 64, FRESH_FOR);
+        let friend = jid("friend@x");
+        let yes = rosters
+            .admit(&owners(50), AccessModel::Presence, &friend, &[], 4, REQUEST_DEADLINE)
+            .await;
+        assert_eq!(yes, Some(true));
+        assert_eq!(source.reads.load(Ordering::SeqCst), 1, "stopped at the first");
+        let stranger = jid("stranger@x");
+        let unknown = rosters
+            .admit(&owners(50), AccessModel::Presence, &stranger, &[], 4, REQUEST_DEADLINE)
+            .await;
+        assert_eq!(unknown, None, "owners past the cap are unknown");
+        assert_eq!(source.reads.load(Ordering::SeqCst), 4, "three more, the first cached");
+        let no = rosters
+            .admit(&owners(3), AccessModel::Presence, &stranger, &[], 4, REQUEST_DEADLINE)
+            .await;
+        assert_eq!(no, Some(false), "all read, none admits");
+    }
+
+    #[tokio::test]
+    async fn a_request_reads_within_one_deadline_and_skips_unreadable_domains() {
+        let source = Arc::new(Slow {
+            delay: Duration::from_millis(300),
+            reads: AtomicUsize::new(0),
+            friend: "friend@x",
+        });
+        let rosters = Rosters::new(source.clone(), 64, FRESH_FOR);
+        let started = Instant::now();
+        let got = rosters
+            .admit(
+                &owners(4),
+                AccessModel::Presence,
+                &jid("stranger@x"),
+                &[],
+                4,
+                Duration::from_millis(500),
+            )
+            .await;
+        assert_eq!(got, None);
+        assert!(started.elapsed() < Duration::from_millis(800), "one deadline for all");
+        let elsewhere = [jid("owner@elsewhere")];
+        let before = source.reads.load(Ordering::SeqCst);
+        let got = rosters
+            .admit(&elsewhere, AccessModel::Presence, &jid("friend@x"), &[], 4, REQUEST_DEADLINE)
+            .await;
+        assert_eq!(got, None);
+        assert_eq!(source.reads.load(Ordering::SeqCst), before, "not asked");
     }
 }

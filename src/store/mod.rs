@@ -24,7 +24,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::domain::error::FailureKind;
 use crate::domain::{
-    Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState,
+    AccessModel, Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState,
 };
 pub use archive::ArchiveStore;
 pub use item_seq::{ItemSeqStore, SeqItem};
@@ -259,6 +259,23 @@ pub trait NodeStore: Send + Sync + 'static {
     /// revocation sweep re-judges.
     async fn roster_nodes(&self, after_pk: i64, limit: u32) -> Result<Vec<NodeRecord>, StoreError>;
 
+    /// The owners of such nodes, in JID order after `after` (`None`: from the start), at
+    /// most `limit`: the revocation sweep's keyset walk.
+    async fn roster_node_owners(
+        &self,
+        after: Option<&BareJid>,
+        limit: u32,
+    ) -> Result<Vec<BareJid>, StoreError>;
+
+    /// Such nodes owned by `owner`, in `pk` order, at most `limit`, each row decoded on
+    /// its own: a node that does not decode (a corrupt configuration) is its own error,
+    /// not the others'.
+    async fn owned_roster_nodes(
+        &self,
+        owner: &BareJid,
+        limit: u32,
+    ) -> Result<Vec<Result<NodeRecord, StoreError>>, StoreError>;
+
     /// Replaces the configuration, keeps only the newest `keep_items` items, and queues
     /// `jobs`.
     async fn configure_node(
@@ -350,6 +367,18 @@ pub trait SubscriptionStore: Send + Sync + 'static {
         subid: Option<&SubId>,
         jobs: Vec<NewJob>,
     ) -> Result<Option<SubscriptionRecord>, StoreError>;
+
+    /// Removes the subscription `subscription_pk` as the revocation sweep judged it, in
+    /// one statement that checks the judgement still holds: the node is live and still
+    /// of `access_model`, and the subscriber has no owner, publisher or member
+    /// affiliation with it. `jobs` commit with the removal. Returns whether it was
+    /// removed.
+    async fn revoke_subscription(
+        &self,
+        subscription_pk: i64,
+        access_model: AccessModel,
+        jobs: Vec<NewJob>,
+    ) -> Result<bool, StoreError>;
 
     /// Changes a subscription's state and options; `jobs` commit with the change.
     async fn update_subscription(

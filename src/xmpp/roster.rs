@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::ns;
 use xmpp_parsers::roster::{Item, Roster};
 
 use super::outbound::Outbound;
@@ -27,9 +28,29 @@ pub enum RosterError {
     /// The query failed.
     #[error(transparent)]
     Query(#[from] QueryError),
-    /// The answer was not a roster.
-    #[error("the answer is not a roster: {0}")]
-    Malformed(String),
+    /// The server answered with an empty result and no `<query/>`. Not read as an
+    /// empty roster: a roster that is wrongly empty would take every contact's access
+    /// away, and a server answers a roster get with its query.
+    #[error("the server answered the roster get without a roster")]
+    NoRoster,
+    /// The answer's payload was not a `jabber:iq:roster` query.
+    #[error("the answer is a <{name} xmlns='{ns}'/>, not a roster")]
+    NotARoster {
+        /// The payload's element name.
+        name: String,
+        /// Its namespace.
+        ns: String,
+    },
+}
+
+/// A roster as read: its items, and how many were skipped as unreadable (a JID the
+/// parser rejects, say), so that one odd contact does not make the whole roster unknown.
+#[derive(Debug, Default)]
+pub struct ReadRoster {
+    /// The items that parsed.
+    pub items: Vec<Item>,
+    /// How many `<item/>`s did not.
+    pub skipped: usize,
 }
 
 /// Whether `domain`'s rosters may be read on the present stream.
@@ -44,7 +65,7 @@ pub async fn read(
     out: &Outbound,
     own: &BareJid,
     owner: &BareJid,
-) -> Result<Vec<Item>, RosterError> {
+) -> Result<ReadRoster, RosterError> {
     if !readable(privileges, owner.domain().as_str()) {
         return Err(RosterError::NotGranted(owner.domain().to_string()));
     }
@@ -62,11 +83,57 @@ pub async fn read(
         )
         .await?;
     match answer {
-        // An empty result: an empty roster (RFC 6121 allows it with versioning only,
-        // but nothing else could be meant).
-        None => Ok(vec![]),
-        Some(el) => Roster::try_from(el)
-            .map(|r| r.items)
-            .map_err(|e| RosterError::Malformed(e.to_string())),
+        None => Err(RosterError::NoRoster),
+        Some(el) => parse(&el),
+    }
+}
+
+/// The items of a `jabber:iq:roster` query, item by item: an item that does not parse
+/// is skipped and counted, the others kept.
+pub fn parse(el: &Element) -> Result<ReadRoster, RosterError> {
+    if !el.is("query", ns::ROSTER) {
+        return Err(RosterError::NotARoster {
+            name: el.name().to_string(),
+            ns: el.ns(),
+        });
+    }
+    let mut read = ReadRoster::default();
+    for child in el.children().filter(|c| c.is("item", ns::ROSTER)) {
+        match Item::try_from(child.clone()) {
+            Ok(item) => read.items.push(item),
+            Err(_) => read.skipped += 1,
+        }
+    }
+    Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn el(xml: &str) -> Element {
+        xml.parse().expect("well-formed")
+    }
+
+    #[test]
+    fn one_bad_item_is_skipped_and_the_rest_kept() {
+        let read = parse(&el("<query xmlns='jabber:iq:roster'>\
+             <item jid='a@x' subscription='both'/>\
+             <item jid='@@bad@@/' subscription='both'/>\
+             <item subscription='both'/>\
+             <item jid='b@x' subscription='from'><group>g</group></item></query>"))
+        .expect("a roster");
+        assert_eq!(read.items.len(), 2);
+        assert_eq!(read.skipped, 2);
+    }
+
+    #[test]
+    fn an_empty_query_is_an_empty_roster_but_another_payload_is_not_a_roster() {
+        let empty = parse(&el("<query xmlns='jabber:iq:roster'/>")).expect("a roster");
+        assert!(empty.items.is_empty());
+        assert!(matches!(
+            parse(&el("<query xmlns='jabber:iq:version'/>")),
+            Err(RosterError::NotARoster { .. })
+        ));
     }
 }

@@ -165,6 +165,52 @@ macro_rules! node_store {
                     rows.iter().map(rows::node).collect()
                 }
 
+                async fn roster_node_owners(
+                    &self,
+                    after: Option<&BareJid>,
+                    limit: u32,
+                ) -> Result<Vec<BareJid>, StoreError> {
+                    let rows = sqlx::query(
+                        "SELECT DISTINCT a.jid FROM affiliations a
+                         JOIN nodes n ON n.pk = a.node_pk
+                         WHERE a.affiliation = 'owner' AND a.jid > $1 AND NOT n.deleted
+                           AND n.config ->> 'access_model' IN ('presence', 'roster')
+                           AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.node_pk = n.pk)
+                         ORDER BY a.jid LIMIT $2",
+                    )
+                    .bind(after.map_or_else(String::new, ToString::to_string))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await?;
+                    rows.iter()
+                        .map(|r| {
+                            let jid: String = r.try_get("jid")?;
+                            $crate::store::decode::bare_jid(&jid)
+                        })
+                        .collect()
+                }
+
+                async fn owned_roster_nodes(
+                    &self,
+                    owner: &BareJid,
+                    limit: u32,
+                ) -> Result<Vec<Result<NodeRecord, StoreError>>, StoreError> {
+                    let rows = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {NODE_COLUMNS} FROM nodes
+                         WHERE NOT deleted
+                           AND pk IN (SELECT node_pk FROM affiliations
+                                      WHERE jid = $1 AND affiliation = 'owner')
+                           AND config ->> 'access_model' IN ('presence', 'roster')
+                           AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.node_pk = nodes.pk)
+                         ORDER BY pk LIMIT $2"
+                    )))
+                    .bind(owner.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await?;
+                    Ok(rows.iter().map(rows::node).collect())
+                }
+
                 async fn configure_node(
                     &self,
                     pk: i64,

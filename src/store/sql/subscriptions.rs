@@ -13,7 +13,7 @@ macro_rules! subscription_store {
             use sqlx::AssertSqlSafe;
             use xmpp_parsers::jid::{BareJid, Jid};
 
-            use $crate::domain::{SubId, SubscribeOptions, SubscriptionState};
+            use $crate::domain::{AccessModel, SubId, SubscribeOptions, SubscriptionState};
             use $crate::store::jobs::NewJob;
             use $crate::store::sql::rows::{self, SUBSCRIPTIONS};
             use $crate::store::{StoreError, SubscriptionRecord, SubscriptionStore};
@@ -98,6 +98,39 @@ macro_rules! subscription_store {
                     };
                     self.commit(tx, queued).await?;
                     Ok(record)
+                }
+
+                async fn revoke_subscription(
+                    &self,
+                    subscription_pk: i64,
+                    access_model: AccessModel,
+                    jobs: Vec<NewJob>,
+                ) -> Result<bool, StoreError> {
+                    let mut tx = self.write_tx().await?;
+                    // The judgement and the removal in one statement: nothing an owner
+                    // changed since (the access model, an affiliation) is undone.
+                    let deleted = sqlx::query(
+                        "DELETE FROM subscriptions WHERE pk = $1
+                           AND EXISTS (SELECT 1 FROM nodes n
+                                       WHERE n.pk = subscriptions.node_pk AND NOT n.deleted
+                                         AND n.config ->> 'access_model' = $2)
+                           AND NOT EXISTS (SELECT 1 FROM affiliations a
+                                           WHERE a.node_pk = subscriptions.node_pk
+                                             AND a.jid = subscriptions.bare_jid
+                                             AND a.affiliation IN ('owner', 'publisher', 'member'))",
+                    )
+                    .bind(subscription_pk)
+                    .bind(access_model.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    let removed = deleted.rows_affected() > 0;
+                    let queued = if removed {
+                        Self::insert_jobs(&mut tx, &jobs).await?
+                    } else {
+                        0
+                    };
+                    self.commit(tx, queued).await?;
+                    Ok(removed)
                 }
 
                 async fn update_subscription(
