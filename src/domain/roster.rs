@@ -160,9 +160,14 @@ mod tests {
         let groups = (0..100)
             .map(|n| format!("<group>g{n}</group>"))
             .collect::<String>();
-        let r = roster(&format!("<item jid='a@x' subscription='both'>{groups}</item>"));
+        let r = roster(&format!(
+            "<item jid='a@x' subscription='both'>{groups}</item>"
+        ));
         assert!(r.in_groups(&jid("a@x"), &["g0".to_string()]));
-        assert!(!r.in_groups(&jid("a@x"), &["g99".to_string()]), "past the cap");
+        assert!(
+            !r.in_groups(&jid("a@x"), &["g99".to_string()]),
+            "past the cap"
+        );
     }
 
     #[test]

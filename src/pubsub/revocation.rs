@@ -102,7 +102,9 @@ pub struct Sweep {
 
 impl Sweep {
     fn backed_off(&self, owner: &BareJid, now: Instant) -> bool {
-        self.backoff.get(owner).is_some_and(|(_, until)| *until > now)
+        self.backoff
+            .get(owner)
+            .is_some_and(|(_, until)| *until > now)
     }
 
     fn failed(&mut self, owner: &BareJid, now: Instant) {
@@ -141,7 +143,13 @@ impl Pubsub {
                 return removed;
             }
             match self
-                .visit(&owner, Some(&marked), sweep, &mut next_suspects, budget - spent.min(budget))
+                .visit(
+                    &owner,
+                    Some(&marked),
+                    sweep,
+                    &mut next_suspects,
+                    budget - spent.min(budget),
+                )
                 .await
             {
                 Visit::Done { reads, removed: r } => {

@@ -190,10 +190,12 @@ impl Rosters {
             }
             (!unknown).then_some(false)
         };
-        tokio::time::timeout(deadline, walk).await.unwrap_or_else(|_| {
-            tracing::warn!(%who, "the owners' rosters were not read in time: unknown");
-            None
-        })
+        tokio::time::timeout(deadline, walk)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(%who, "the owners' rosters were not read in time: unknown");
+                None
+            })
     }
 
     /// Drops `owner`'s cached roster (a roster push said it changed).
@@ -353,18 +355,47 @@ mod tests {
         let rosters = Rosters::new(source.clone(), 64, FRESH_FOR);
         let friend = jid("friend@x");
         let yes = rosters
-            .admit(&owners(50), AccessModel::Presence, &friend, &[], 4, REQUEST_DEADLINE)
+            .admit(
+                &owners(50),
+                AccessModel::Presence,
+                &friend,
+                &[],
+                4,
+                REQUEST_DEADLINE,
+            )
             .await;
         assert_eq!(yes, Some(true));
-        assert_eq!(source.reads.load(Ordering::SeqCst), 1, "stopped at the first");
+        assert_eq!(
+            source.reads.load(Ordering::SeqCst),
+            1,
+            "stopped at the first"
+        );
         let stranger = jid("stranger@x");
         let unknown = rosters
-            .admit(&owners(50), AccessModel::Presence, &stranger, &[], 4, REQUEST_DEADLINE)
+            .admit(
+                &owners(50),
+                AccessModel::Presence,
+                &stranger,
+                &[],
+                4,
+                REQUEST_DEADLINE,
+            )
             .await;
         assert_eq!(unknown, None, "owners past the cap are unknown");
-        assert_eq!(source.reads.load(Ordering::SeqCst), 4, "three more, the first cached");
+        assert_eq!(
+            source.reads.load(Ordering::SeqCst),
+            4,
+            "three more, the first cached"
+        );
         let no = rosters
-            .admit(&owners(3), AccessModel::Presence, &stranger, &[], 4, REQUEST_DEADLINE)
+            .admit(
+                &owners(3),
+                AccessModel::Presence,
+                &stranger,
+                &[],
+                4,
+                REQUEST_DEADLINE,
+            )
             .await;
         assert_eq!(no, Some(false), "all read, none admits");
     }
@@ -389,11 +420,21 @@ mod tests {
             )
             .await;
         assert_eq!(got, None);
-        assert!(started.elapsed() < Duration::from_millis(800), "one deadline for all");
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "one deadline for all"
+        );
         let elsewhere = [jid("owner@elsewhere")];
         let before = source.reads.load(Ordering::SeqCst);
         let got = rosters
-            .admit(&elsewhere, AccessModel::Presence, &jid("friend@x"), &[], 4, REQUEST_DEADLINE)
+            .admit(
+                &elsewhere,
+                AccessModel::Presence,
+                &jid("friend@x"),
+                &[],
+                4,
+                REQUEST_DEADLINE,
+            )
             .await;
         assert_eq!(got, None);
         assert_eq!(source.reads.load(Ordering::SeqCst), before, "not asked");

@@ -24,7 +24,8 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::domain::error::FailureKind;
 use crate::domain::{
-    AccessModel, Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions, SubscriptionState,
+    AccessModel, Affiliation, ItemId, NodeConfig, NodeId, SubId, SubscribeOptions,
+    SubscriptionState,
 };
 pub use archive::ArchiveStore;
 pub use item_seq::{ItemSeqStore, SeqItem};

@@ -35,8 +35,12 @@ fn roster(xml: &str) -> OwnerRoster {
     let el: minidom::Element = format!("<query xmlns='jabber:iq:roster'>{xml}</query>")
         .parse()
         .expect("well-formed");
-    OwnerRoster::from_items(xmpp_parsers::roster::Roster::try_from(el).expect("roster").items)
-        .expect("small")
+    OwnerRoster::from_items(
+        xmpp_parsers::roster::Roster::try_from(el)
+            .expect("roster")
+            .items,
+    )
+    .expect("small")
 }
 
 fn pks(v: Vec<&SubscriptionRecord>) -> Vec<i64> {
@@ -62,9 +66,15 @@ fn only_unaffiliated_subscribers_the_rosters_no_longer_admit_lapse() {
          <item jid='gone@x' subscription='to'/>",
     );
     let presence = node(AccessModel::Presence, &[]);
-    assert_eq!(pks(lapsed(&presence, &affiliations, &subs, &[Some(&r)])), [2]);
+    assert_eq!(
+        pks(lapsed(&presence, &affiliations, &subs, &[Some(&r)])),
+        [2]
+    );
     let by_group = node(AccessModel::Roster, &["g"]);
-    assert_eq!(pks(lapsed(&by_group, &affiliations, &subs, &[Some(&r)])), [2]);
+    assert_eq!(
+        pks(lapsed(&by_group, &affiliations, &subs, &[Some(&r)])),
+        [2]
+    );
 }
 
 #[test]
@@ -78,13 +88,20 @@ fn an_unread_roster_or_a_co_owner_who_admits_removes_nothing() {
         Vec::<i64>::new(),
         "a co-owner's roster unknown: nothing removed"
     );
-    assert_eq!(pks(lapsed(&presence, &[], &subs, &[Some(&none), Some(&co)])), [2]);
+    assert_eq!(
+        pks(lapsed(&presence, &[], &subs, &[Some(&none), Some(&co)])),
+        [2]
+    );
 }
 
 #[test]
 fn nodes_of_other_models_are_not_judged() {
     let subs = [sub(1, "stranger@x")];
-    for model in [AccessModel::Open, AccessModel::Authorize, AccessModel::Whitelist] {
+    for model in [
+        AccessModel::Open,
+        AccessModel::Authorize,
+        AccessModel::Whitelist,
+    ] {
         assert!(lapsed(&node(model, &[]), &[], &subs, &[Some(&roster(""))]).is_empty());
     }
 }
