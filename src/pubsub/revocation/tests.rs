@@ -8,9 +8,11 @@ fn jid(s: &str) -> BareJid {
 }
 
 fn node(model: AccessModel, groups: &[&str]) -> NodeRecord {
-    let mut config = NodeConfig::default();
-    config.access_model = model;
-    config.roster_groups_allowed = groups.iter().map(|g| g.to_string()).collect();
+    let config = NodeConfig {
+        access_model: model,
+        roster_groups_allowed: groups.iter().map(|g| g.to_string()).collect(),
+        ..NodeConfig::default()
+    };
     NodeRecord {
         pk: 1,
         name: NodeId::parse("n").expect("node id"),
