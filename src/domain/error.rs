@@ -158,6 +158,11 @@ pub enum DomainError {
     /// The action exists but is disabled for this node or service.
     #[error("not allowed: {0}")]
     NotAllowed(String),
+    /// A `presence` or `roster` node's owner's roster could not be read just now (no
+    /// answer in time, an error answer, no stream to the server): the requester may try
+    /// again later. Not a refusal: the roster privilege is held.
+    #[error("the node owner's roster could not be read; try again later")]
+    RosterUnreadable,
     /// The service is temporarily out of capacity; the requester may retry later.
     #[error("resource constraint")]
     ResourceConstraint,

@@ -92,6 +92,7 @@ pub fn status(error: &DomainError, anonymous: bool) -> StatusCode {
         | E::NotAcceptable(_) => StatusCode::BAD_REQUEST,
         // Rate limits (and other "try again later" refusals).
         E::ResourceConstraint => StatusCode::TOO_MANY_REQUESTS,
+        E::RosterUnreadable => StatusCode::SERVICE_UNAVAILABLE,
         // The database is down: try again later (with `Retry-After`). A concurrent
         // change took a unique key first: a conflict. Anything else: a fault of ours.
         E::Internal {
@@ -123,6 +124,7 @@ fn condition(error: &DomainError) -> &'static str {
         } => "unavailable",
         E::Internal { .. } => "internal",
         E::ResourceConstraint => "rate-limited",
+        E::RosterUnreadable => "unavailable",
         E::LastOwner => "last-owner",
         E::UnsupportedFeature(_) | E::UnsupportedAccessModel(_) => "unsupported",
         E::NotImplemented(_) => "not-implemented",
@@ -248,6 +250,10 @@ mod tests {
         assert_eq!(
             status(&DomainError::ResourceConstraint, false),
             StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status(&DomainError::RosterUnreadable, false),
+            StatusCode::SERVICE_UNAVAILABLE
         );
     }
 }

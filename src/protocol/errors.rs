@@ -214,6 +214,8 @@ pub fn stanza_error(err: &DomainError, by: Option<Jid>) -> StanzaError {
         // §8.2.3.4 (configuration locked down).
         E::NotAllowed(_) => (T::Cancel, C::NotAllowed, None),
         E::ResourceConstraint => (T::Wait, C::ResourceConstraint, None),
+        // The roster read failed, not the requester: wait, as for a database away.
+        E::RosterUnreadable => (T::Wait, C::InternalServerError, None),
         E::PolicyViolation(_) => (T::Modify, C::PolicyViolation, None),
         // §8.2.5.2 and §8.9.2.4: a change that would leave no owner is not-acceptable.
         E::LastOwner => (T::Modify, C::NotAcceptable, None),
@@ -308,6 +310,16 @@ mod tests {
             "auth",
             "not-authorized",
             Some(("presence-subscription-required", None)),
+        );
+    }
+
+    #[test]
+    fn an_unreadable_roster_is_wait_internal_server_error_not_a_refusal() {
+        assert_error(
+            DomainError::RosterUnreadable,
+            "wait",
+            "internal-server-error",
+            None,
         );
     }
 

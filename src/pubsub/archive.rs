@@ -28,7 +28,9 @@ impl Pubsub {
     /// The node, if `req` may read its items and it keeps them.
     async fn readable(&self, req: &Requester, node: &NodeId) -> Result<NodeAccess, DomainError> {
         let access = self.access(req, node).await?;
-        check_retrieve_items(&self.roster_context(req, &access, None).await?)?;
+        self.roster_context(req, &access, None)
+            .await?
+            .check(check_retrieve_items)?;
         if !access.node.config.persist_items {
             return Err(DomainError::UnsupportedFeature("persistent-items"));
         }

@@ -29,7 +29,9 @@ impl Pubsub {
         max: u32,
     ) -> Result<ItemsSince, DomainError> {
         let access = self.access(req, node).await?;
-        check_retrieve_items(&self.roster_context(req, &access, None).await?)?;
+        self.roster_context(req, &access, None)
+            .await?
+            .check(check_retrieve_items)?;
         if !access.node.config.persist_items {
             return Err(DomainError::UnsupportedFeature("persistent-items"));
         }

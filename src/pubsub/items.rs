@@ -363,7 +363,9 @@ impl Pubsub {
         subid: Option<&SubId>,
     ) -> Result<Retrieved, DomainError> {
         let access = self.access(req, node).await?;
-        check_retrieve_items(&self.roster_context(req, &access, None).await?)?;
+        self.roster_context(req, &access, None)
+            .await?
+            .check(check_retrieve_items)?;
         if let Some(subid) = subid {
             if !access.subscriptions.iter().any(|s| s.subid == *subid) {
                 return Err(DomainError::InvalidSubId);

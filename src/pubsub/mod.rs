@@ -34,7 +34,8 @@ use std::sync::Arc;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::domain::{
-    AccessContext, AccessModel, Affiliation, DomainError, NodeId, SubscriptionState,
+    AccessContext, AccessModel, Affiliation, DomainError, NodeId, NotAuthorizedReason,
+    SubscriptionState,
 };
 use crate::store::{NodeAccess, Store, StoreError};
 pub use policy::Policy;
@@ -88,17 +89,20 @@ impl Pubsub {
         req: &Requester,
         access: &NodeAccess,
         subscriber: Option<&Jid>,
-    ) -> Result<AccessContext, DomainError> {
+    ) -> Result<RosterContext, DomainError> {
         let mut ctx = context(req, access, subscriber);
         let model = ctx.access_model;
         if !model.needs_rosters() || ctx.affiliation != Affiliation::None {
-            return Ok(ctx);
+            return Ok(RosterContext {
+                ctx,
+                unreadable: false,
+            });
         }
         let who = subscriber.map_or_else(|| req.bare.clone(), Jid::to_bare);
         // A requester of the service's own domain (the HTTP gateway's anonymous one) is
         // no user of the server and so in no roster: no roster is read for it.
-        let known = if who.domain() == self.jid.domain() {
-            Some(false)
+        let admission = if who.domain() == self.jid.domain() {
+            rosters::Admission::No
         } else {
             let owners = self.owners(access.node.pk).await?;
             self.rosters
@@ -112,11 +116,40 @@ impl Pubsub {
                 )
                 .await
         };
+        let known = admission.known();
         match model {
             AccessModel::Presence => ctx.presence_subscribed = known,
             _ => ctx.in_roster_group = known,
         }
-        Ok(ctx)
+        Ok(RosterContext {
+            ctx,
+            unreadable: admission == rosters::Admission::Unreadable,
+        })
+    }
+}
+
+/// A permission context with what the owners' rosters said, and whether a roster read
+/// failed, so that a refusal for want of a roster is told as "try again later".
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RosterContext {
+    pub ctx: AccessContext,
+    /// A roster read failed (rather than: no privilege).
+    pub unreadable: bool,
+}
+
+impl RosterContext {
+    /// Asks `rule` of the permission table; a refusal because the rosters are unknown
+    /// becomes [`DomainError::RosterUnreadable`] when that is because a read failed.
+    pub fn check<T>(
+        &self,
+        rule: impl Fn(&AccessContext) -> Result<T, DomainError>,
+    ) -> Result<T, DomainError> {
+        rule(&self.ctx).map_err(|e| match e {
+            DomainError::NotAuthorized {
+                reason: NotAuthorizedReason::PresenceUnknown | NotAuthorizedReason::RosterUnknown,
+            } if self.unreadable => DomainError::RosterUnreadable,
+            other => other,
+        })
     }
 }
 
@@ -160,5 +193,51 @@ pub(crate) fn internal(e: StoreError) -> DomainError {
     DomainError::Internal {
         kind: e.kind(),
         details: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{check_retrieve_items, check_subscribe, PublishModel};
+
+    fn unknown(model: AccessModel, unreadable: bool) -> RosterContext {
+        RosterContext {
+            ctx: AccessContext {
+                affiliation: Affiliation::None,
+                subscription: SubscriptionState::None,
+                presence_subscribed: None,
+                in_roster_group: None,
+                access_model: model,
+                publish_model: PublishModel::Publishers,
+            },
+            unreadable,
+        }
+    }
+
+    #[test]
+    fn a_failed_roster_read_is_try_again_later_and_no_privilege_is_not_authorized() {
+        for model in [AccessModel::Presence, AccessModel::Roster] {
+            assert_eq!(
+                unknown(model, true).check(check_subscribe),
+                Err(DomainError::RosterUnreadable)
+            );
+            assert_eq!(
+                unknown(model, true).check(check_retrieve_items),
+                Err(DomainError::RosterUnreadable)
+            );
+            assert!(matches!(
+                unknown(model, false).check(check_subscribe),
+                Err(DomainError::NotAuthorized { .. })
+            ));
+        }
+        let mut known_no = unknown(AccessModel::Presence, true);
+        known_no.ctx.presence_subscribed = Some(false);
+        assert!(matches!(
+            known_no.check(check_subscribe),
+            Err(DomainError::NotAuthorized {
+                reason: NotAuthorizedReason::PresenceSubscriptionRequired
+            })
+        ));
     }
 }

@@ -35,6 +35,31 @@ pub const FRESH_FOR: Duration = Duration::from_secs(5);
 /// request holds its sender's lane meanwhile.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
+/// What the owners' rosters say of a requester.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// An owner's roster admits.
+    Yes,
+    /// Every owner's roster was read and none admits.
+    No,
+    /// Not every roster could be asked (no privilege for the owner's domain, more
+    /// owners than are consulted) and none that was admits.
+    Unknown,
+    /// As `Unknown`, and a read failed (no answer in time, an error, no stream).
+    Unreadable,
+}
+
+impl Admission {
+    /// The permission table's fact: known yes, known no, or unknown.
+    pub fn known(self) -> Option<bool> {
+        match self {
+            Admission::Yes => Some(true),
+            Admission::No => Some(false),
+            Admission::Unknown | Admission::Unreadable => None,
+        }
+    }
+}
+
 /// Why a roster could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RosterReadError {
@@ -120,13 +145,13 @@ impl Rosters {
         self.source.as_ref().is_some_and(|s| s.readable(domain))
     }
 
-    /// `owner`'s roster, from the cache while fresh; `None` when it cannot be read (no
-    /// privilege, no answer), logged with the reason.
-    pub async fn of(&self, owner: &BareJid) -> Option<Arc<OwnerRoster>> {
+    /// `owner`'s roster, from the cache while fresh; the reason when it cannot be read
+    /// (no privilege, no answer), also logged.
+    pub async fn of(&self, owner: &BareJid) -> Result<Arc<OwnerRoster>, RosterReadError> {
         if let Some(fresh) = self.cached(owner, self.fresh_for) {
-            return Some(fresh);
+            return Ok(fresh);
         }
-        self.read_now(owner).await.ok()
+        self.read_now(owner).await
     }
 
     /// Reads `owner`'s roster now, whatever the cache holds (the revocation sweep), and
@@ -159,7 +184,8 @@ impl Rosters {
 
     /// What the rosters of `owners` say of `who` on a node of `model` with the allowed
     /// `groups`, for one request: yes as soon as one admits (the rest are not read), no
-    /// when all were read and none admits, unknown otherwise. At most `cap` owners are
+    /// when all were read and none admits, unknown otherwise (unreadable if a read
+    /// failed or the deadline passed). At most `cap` owners are
     /// consulted and all within `deadline`; an owner whose server granted no roster
     /// privilege is not asked (and not logged: that is the configuration, not an event).
     pub async fn admit(
@@ -170,9 +196,10 @@ impl Rosters {
         groups: &[String],
         cap: usize,
         deadline: Duration,
-    ) -> Option<bool> {
+    ) -> Admission {
         let walk = async {
             let mut unknown = owners.len() > cap;
+            let mut failed = false;
             for owner in owners.iter().take(cap) {
                 if !self.readable(owner.domain().as_str()) {
                     tracing::debug!(%owner, "no roster privilege for the owner's domain");
@@ -180,21 +207,28 @@ impl Rosters {
                     continue;
                 }
                 match self.of(owner).await {
-                    Some(r) => {
+                    Ok(r) => {
                         if admitted([Some(&*r)], model, who, groups) == Some(true) {
-                            return Some(true);
+                            return Admission::Yes;
                         }
                     }
-                    None => unknown = true,
+                    Err(e) => {
+                        unknown = true;
+                        failed |= e.is_failure();
+                    }
                 }
             }
-            (!unknown).then_some(false)
+            match (unknown, failed) {
+                (false, _) => Admission::No,
+                (true, false) => Admission::Unknown,
+                (true, true) => Admission::Unreadable,
+            }
         };
         tokio::time::timeout(deadline, walk)
             .await
             .unwrap_or_else(|_| {
-                tracing::warn!(%who, "the owners' rosters were not read in time: unknown");
-                None
+                tracing::warn!(%who, "the owners' rosters were not read in time");
+                Admission::Unreadable
             })
     }
 
@@ -305,10 +339,10 @@ mod tests {
             FRESH_FOR,
         );
         assert!(!denied.readable("x"));
-        assert!(denied.of(&jid("owner@x")).await.is_none());
+        assert!(denied.of(&jid("owner@x")).await.is_err());
         let none = Rosters::default();
         assert!(!none.readable("x"));
-        assert!(none.of(&jid("owner@x")).await.is_none());
+        assert!(none.of(&jid("owner@x")).await.is_err());
     }
 
     /// Answers after `delay`, with a roster of one `from` contact named `friend`.
@@ -364,7 +398,7 @@ mod tests {
                 REQUEST_DEADLINE,
             )
             .await;
-        assert_eq!(yes, Some(true));
+        assert_eq!(yes, Admission::Yes);
         assert_eq!(
             source.reads.load(Ordering::SeqCst),
             1,
@@ -381,7 +415,11 @@ mod tests {
                 REQUEST_DEADLINE,
             )
             .await;
-        assert_eq!(unknown, None, "owners past the cap are unknown");
+        assert_eq!(
+            unknown,
+            Admission::Unknown,
+            "owners past the cap are unknown"
+        );
         assert_eq!(
             source.reads.load(Ordering::SeqCst),
             4,
@@ -397,7 +435,7 @@ mod tests {
                 REQUEST_DEADLINE,
             )
             .await;
-        assert_eq!(no, Some(false), "all read, none admits");
+        assert_eq!(no, Admission::No, "all read, none admits");
     }
 
     #[tokio::test]
@@ -419,7 +457,7 @@ mod tests {
                 Duration::from_millis(500),
             )
             .await;
-        assert_eq!(got, None);
+        assert_eq!(got, Admission::Unreadable, "the deadline passed");
         assert!(
             started.elapsed() < Duration::from_millis(800),
             "one deadline for all"
@@ -436,7 +474,7 @@ mod tests {
                 REQUEST_DEADLINE,
             )
             .await;
-        assert_eq!(got, None);
+        assert_eq!(got, Admission::Unknown);
         assert_eq!(source.reads.load(Ordering::SeqCst), before, "not asked");
     }
 }

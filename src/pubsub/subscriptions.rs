@@ -28,7 +28,10 @@ impl Pubsub {
             return Err(DomainError::InvalidJid);
         }
         let access = self.access(req, node).await?;
-        let decision = check_subscribe(&self.roster_context(req, &access, Some(jid)).await?)?;
+        let decision = self
+            .roster_context(req, &access, Some(jid))
+            .await?
+            .check(check_subscribe)?;
         if let Some(existing) = access.subscriptions.iter().find(|s| s.jid == *jid) {
             if existing.state.is_active() {
                 return Ok(existing.clone());
