@@ -521,31 +521,6 @@ both_servers!(
 );
 
 both_servers!(
-    roster_access_model_is_refused_without_the_roster_privilege,
-    |server| async move {
-        let ps = start(server).await?;
-        let mut a = user(server, "a").await?;
-        let reply = iq(
-            &mut a,
-            &ps,
-            "set",
-            &pubsub(&format!(
-                "<create node='r'/><configure>{}</configure>",
-                config_form(&[("pubsub#access_model", "roster")])
-            )),
-        )
-        .await?;
-        err(
-            &reply,
-            "modify",
-            "not-acceptable",
-            Some("unsupported-access-model"),
-        );
-        Ok::<_, anyhow::Error>(())
-    }
-);
-
-both_servers!(
     default_subscription_options_are_offered,
     |server| async move {
         let ps = start(server).await?;
