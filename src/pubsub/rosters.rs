@@ -12,6 +12,7 @@
 //! here: permissions are decided at subscribe and retrieve time, and by the revocation
 //! sweep ([`super::revocation`]).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,10 +113,45 @@ struct Entry {
     read_at: Instant,
 }
 
+/// The outcome of a read in flight, shared by everyone waiting for it.
+type Outcome = Option<Result<Arc<OwnerRoster>, RosterReadError>>;
+
+/// One read of an owner's roster in flight: whoever else needs that roster meanwhile
+/// waits for it rather than reading again.
+struct Flight {
+    done: tokio::sync::watch::Sender<Outcome>,
+    /// Set when a roster push said the roster changed after this read was sent: its
+    /// answer may predate the change, so it is not kept.
+    stale: std::sync::atomic::AtomicBool,
+}
+
+/// Removes the flight from the map when its reader finishes or is dropped (a request's
+/// deadline), so that waiters left behind read again instead of waiting for nothing.
+struct Landing<'a> {
+    flights: &'a Mutex<HashMap<BareJid, Arc<Flight>>>,
+    owner: &'a BareJid,
+    flight: Arc<Flight>,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut flights) = self.flights.lock() {
+            if flights
+                .get(self.owner)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                flights.remove(self.owner);
+            }
+        }
+    }
+}
+
 /// The roster cache; without a source every roster is unknown.
 pub struct Rosters {
     source: Option<Arc<dyn RosterSource>>,
     cache: Mutex<LruCache<BareJid, Entry>>,
+    /// At most one read per owner at a time (a few entries: reads in flight).
+    flights: Mutex<HashMap<BareJid, Arc<Flight>>>,
     fresh_for: Duration,
 }
 
@@ -125,6 +161,7 @@ impl Default for Rosters {
         Rosters {
             source: None,
             cache: Mutex::new(LruCache::new(1)),
+            flights: Mutex::new(HashMap::new()),
             fresh_for: FRESH_FOR,
         }
     }
@@ -136,6 +173,7 @@ impl Rosters {
         Rosters {
             source: Some(source),
             cache: Mutex::new(LruCache::new(capacity.max(1))),
+            flights: Mutex::new(HashMap::new()),
             fresh_for,
         }
     }
@@ -156,29 +194,69 @@ impl Rosters {
 
     /// Reads `owner`'s roster now, whatever the cache holds (the revocation sweep), and
     /// keeps it. The cached entry stays until the new read replaces it, so requests
-    /// meanwhile still answer from it.
+    /// meanwhile still answer from it. One read per owner at a time: whoever needs the
+    /// roster while it is read waits for that read (single flight).
     pub async fn read_now(&self, owner: &BareJid) -> Result<Arc<OwnerRoster>, RosterReadError> {
         let Some(source) = self.source.as_ref() else {
             return Err(RosterReadError::NotGranted(owner.domain().to_string()));
         };
-        match source.read(owner).await {
-            Ok(roster) => {
-                let roster = Arc::new(roster);
-                if let Ok(mut cache) = self.cache.lock() {
-                    cache.insert(
-                        owner.clone(),
-                        Entry {
-                            roster: roster.clone(),
-                            read_at: Instant::now(),
-                        },
-                    );
+        loop {
+            // Join the read in flight, or become it.
+            let joined = {
+                let mut flights = self.flights.lock().map_err(|_| RosterReadError::NoStream)?;
+                match flights.get(owner) {
+                    Some(flight) => Err(flight.done.subscribe()),
+                    None => {
+                        let (done, _) = tokio::sync::watch::channel(None);
+                        let flight = Arc::new(Flight {
+                            done,
+                            stale: std::sync::atomic::AtomicBool::new(false),
+                        });
+                        flights.insert(owner.clone(), flight.clone());
+                        Ok(flight)
+                    }
                 }
-                Ok(roster)
+            };
+            let flight = match joined {
+                Ok(flight) => flight,
+                Err(mut waiting) => {
+                    match waiting.wait_for(Option::is_some).await {
+                        Ok(outcome) => {
+                            if let Some(result) = outcome.clone() {
+                                return result;
+                            }
+                        }
+                        // The reader was dropped before answering: read again.
+                        Err(_) => continue,
+                    }
+                    continue;
+                }
+            };
+            let _landing = Landing {
+                flights: &self.flights,
+                owner,
+                flight: flight.clone(),
+            };
+            let result = source.read(owner).await.map(Arc::new);
+            match &result {
+                Ok(roster) => {
+                    let stale = flight.stale.load(std::sync::atomic::Ordering::SeqCst);
+                    if let (false, Ok(mut cache)) = (stale, self.cache.lock()) {
+                        cache.insert(
+                            owner.clone(),
+                            Entry {
+                                roster: roster.clone(),
+                                read_at: Instant::now(),
+                            },
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%owner, error = %e, "cannot read the owner's roster: the presence and roster access models refuse newcomers");
+                }
             }
-            Err(e) => {
-                tracing::warn!(%owner, error = %e, "cannot read the owner's roster: the presence and roster access models refuse newcomers");
-                Err(e)
-            }
+            flight.done.send_replace(Some(result.clone()));
+            return result;
         }
     }
 
@@ -232,8 +310,16 @@ impl Rosters {
             })
     }
 
-    /// Drops `owner`'s cached roster (a roster push said it changed).
+    /// Drops `owner`'s cached roster (a roster push said it changed), and keeps a read
+    /// already in flight from caching what it answers, which may predate the change.
     pub fn forget(&self, owner: &BareJid) {
+        if let Ok(flights) = self.flights.lock() {
+            if let Some(flight) = flights.get(owner) {
+                flight
+                    .stale
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(owner);
         }
@@ -476,5 +562,111 @@ mod tests {
             .await;
         assert_eq!(got, Admission::Unknown);
         assert_eq!(source.reads.load(Ordering::SeqCst), before, "not asked");
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_for_one_roster_share_one_read() {
+        let source = Arc::new(Slow {
+            delay: Duration::from_millis(200),
+            reads: AtomicUsize::new(0),
+            friend: "friend@x",
+        });
+        let rosters = Arc::new(Rosters::new(source.clone(), 8, FRESH_FOR));
+        let owner = jid("owner@x");
+        let waiting: Vec<_> = (0..10)
+            .map(|_| {
+                let rosters = rosters.clone();
+                let owner = owner.clone();
+                tokio::spawn(async move { rosters.of(&owner).await.is_ok() })
+            })
+            .collect();
+        for w in waiting {
+            assert!(w.await.expect("joined"));
+        }
+        assert_eq!(source.reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reread_keeps_the_old_roster_for_others_until_replaced() {
+        let source = Arc::new(Slow {
+            delay: Duration::from_millis(300),
+            reads: AtomicUsize::new(0),
+            friend: "friend@x",
+        });
+        let rosters = Arc::new(Rosters::new(source.clone(), 8, Duration::from_secs(60)));
+        let owner = jid("owner@x");
+        rosters.of(&owner).await.expect("read");
+        let sweep = {
+            let rosters = rosters.clone();
+            let owner = owner.clone();
+            tokio::spawn(async move { rosters.read_now(&owner).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        rosters.of(&owner).await.expect("cached");
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "answered from the cache"
+        );
+        assert!(sweep.await.expect("joined"));
+        assert_eq!(source.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_push_during_a_read_keeps_that_read_out_of_the_cache() {
+        let source = Arc::new(Slow {
+            delay: Duration::from_millis(200),
+            reads: AtomicUsize::new(0),
+            friend: "friend@x",
+        });
+        let rosters = Arc::new(Rosters::new(source.clone(), 8, Duration::from_secs(60)));
+        let owner = jid("owner@x");
+        let reading = {
+            let rosters = rosters.clone();
+            let owner = owner.clone();
+            tokio::spawn(async move { rosters.of(&owner).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rosters.forget(&owner);
+        assert!(
+            reading.await.expect("joined"),
+            "the reader still gets its answer"
+        );
+        assert!(rosters.fresh(&owner).is_none(), "but it is not kept");
+        rosters.of(&owner).await.expect("read");
+        assert_eq!(
+            source.reads.load(Ordering::SeqCst),
+            2,
+            "read again after the push"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_dropped_mid_read_does_not_strand_the_waiters() {
+        let source = Arc::new(Slow {
+            delay: Duration::from_millis(200),
+            reads: AtomicUsize::new(0),
+            friend: "friend@x",
+        });
+        let rosters = Arc::new(Rosters::new(source.clone(), 8, FRESH_FOR));
+        let owner = jid("owner@x");
+        let leader = {
+            let rosters = rosters.clone();
+            let owner = owner.clone();
+            tokio::spawn(async move { rosters.of(&owner).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let follower = {
+            let rosters = rosters.clone();
+            let owner = owner.clone();
+            tokio::spawn(async move { rosters.of(&owner).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        leader.abort();
+        let ok = tokio::time::timeout(Duration::from_secs(2), follower)
+            .await
+            .expect("not stranded")
+            .expect("joined");
+        assert!(ok);
     }
 }
