@@ -502,3 +502,90 @@ async fn item_pages_walk_newest_first_by_position_and_after_an_item() -> anyhow:
     }
     Ok(())
 }
+
+/// The revocation sweep's store side: owners walked in JID order with a cursor, an
+/// owner's roster-governed nodes, and a removal that happens only while the judgement
+/// still holds (the node still of that access model, the subscriber not affiliated).
+#[tokio::test]
+async fn a_revocation_removes_only_while_the_store_still_agrees() -> anyhow::Result<()> {
+    for b in backends().await? {
+        let s = b.store.as_ref();
+        let presence = NodeConfig {
+            access_model: AccessModel::Presence,
+            ..NodeConfig::default()
+        };
+        let pk = node(s, "contacts", presence.clone()).await?;
+        node(s, "open-one", NodeConfig::default()).await?;
+        let opts = SubscribeOptions::default();
+        let mut subs = Vec::new();
+        for who in ["ann@example.org", "bob@example.org", "cat@example.org"] {
+            let (record, _) = s
+                .subscribe(
+                    pk,
+                    &who.parse()?,
+                    &SubId::generate(),
+                    SubscriptionState::Subscribed,
+                    &opts,
+                    vec![],
+                )
+                .await?;
+            subs.push(record.pk);
+        }
+        let owner = jid("owner@example.org");
+        assert_eq!(
+            s.roster_node_owners(None, 10).await?,
+            [owner.clone()],
+            "{}",
+            b.name
+        );
+        assert!(
+            s.roster_node_owners(Some(&owner), 10).await?.is_empty(),
+            "{}",
+            b.name
+        );
+        let owned = s.owned_roster_nodes(&owner, 10).await?;
+        assert_eq!(
+            owned.len(),
+            1,
+            "{}: the open node is not the sweep's",
+            b.name
+        );
+        assert_eq!(owned[0].as_ref().map(|n| n.pk).ok(), Some(pk), "{}", b.name);
+
+        // ann is made a member after the judgement: kept.
+        let member = [AffiliationChange {
+            jid: jid("ann@example.org"),
+            affiliation: Affiliation::Member,
+        }];
+        assert_eq!(s.set_affiliations(pk, &member).await?, Ok(()), "{}", b.name);
+        assert!(
+            !s.revoke_subscription(subs[0], AccessModel::Presence, vec![])
+                .await?,
+            "{}",
+            b.name
+        );
+        // bob: judged on a presence node, removed.
+        assert!(
+            s.revoke_subscription(subs[1], AccessModel::Presence, vec![])
+                .await?,
+            "{}",
+            b.name
+        );
+        // The node is opened after the judgement: cat keeps it.
+        assert_eq!(
+            s.configure_node(pk, &NodeConfig::default(), 100, vec![])
+                .await?,
+            Ok(()),
+            "{}",
+            b.name
+        );
+        assert!(
+            !s.revoke_subscription(subs[2], AccessModel::Presence, vec![])
+                .await?,
+            "{}",
+            b.name
+        );
+        assert_eq!(s.count_subscribers(pk).await?, 2, "{}", b.name);
+    }
+    Ok(())
+}
