@@ -534,7 +534,7 @@ async fn a_revocation_removes_only_while_the_store_still_agrees() -> anyhow::Res
         let owner = jid("owner@example.org");
         assert_eq!(
             s.roster_node_owners(None, 10).await?,
-            [owner.clone()],
+            std::slice::from_ref(&owner),
             "{}",
             b.name
         );

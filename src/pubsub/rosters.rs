@@ -409,7 +409,7 @@ mod tests {
         });
         let rosters = Rosters::new(source, 16, Duration::from_secs(60));
         for n in 0..1000 {
-            rosters.of(&jid(&format!("owner{n}@x"))).await;
+            let _ = rosters.of(&jid(&format!("owner{n}@x"))).await;
         }
         assert_eq!(rosters.cached_count(), 16);
     }
