@@ -52,6 +52,15 @@ impl std::fmt::Display for NotAuthorizedReason {
     }
 }
 
+/// Why an access model is not offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+pub enum UnsupportedAccessReason {
+    /// `roster` needs the owner's roster groups, and the server granted no roster
+    /// privilege for the owner's domain.
+    #[error("the XMPP server granted this service no XEP-0356 roster privilege, so it cannot read roster groups")]
+    NoRosterPrivilege,
+}
+
 /// A failure of a pubsub operation, in XEP-0060's vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DomainError {
@@ -137,9 +146,14 @@ pub enum DomainError {
     /// A subscription options form has an unacceptable value or combination of values.
     #[error("invalid subscription options: {0}")]
     InvalidOptions(String),
-    /// The requested access model is not offered by this service.
-    #[error("unsupported access model: {0}")]
-    UnsupportedAccessModel(&'static str),
+    /// The requested access model is not offered by this service now.
+    #[error("unsupported access model: {model} ({reason})")]
+    UnsupportedAccessModel {
+        /// The model asked for.
+        model: super::access::AccessModel,
+        /// Why it is not offered.
+        reason: UnsupportedAccessReason,
+    },
     /// The operation needs an optional XEP-0060 feature this service or node lacks; the
     /// value is the feature name without the `http://jabber.org/protocol/pubsub#` prefix.
     #[error("unsupported feature: {0}")]

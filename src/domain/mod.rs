@@ -38,7 +38,7 @@ pub use access::{
     SubscribeDecision,
 };
 pub use affiliation::Affiliation;
-pub use error::{DomainError, NotAuthorizedReason};
+pub use error::{DomainError, NotAuthorizedReason, UnsupportedAccessReason};
 pub use limits::{check_create, CreatePolicy, ServiceLimits};
 pub use node_config::{
     ItemReply, MaxItems, NodeConfig, NotificationType, SendLastPublished, NODE_CONFIG_FORM_TYPE,

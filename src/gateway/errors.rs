@@ -72,7 +72,7 @@ pub fn status(error: &DomainError, anonymous: bool) -> StatusCode {
         | E::NodeFull
         | E::MaxItemsExceeded
         | E::UnsupportedFeature(_)
-        | E::UnsupportedAccessModel(_) => StatusCode::CONFLICT,
+        | E::UnsupportedAccessModel { .. } => StatusCode::CONFLICT,
         E::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         E::PayloadTooBig => StatusCode::PAYLOAD_TOO_LARGE,
         E::NotSubscribed
@@ -126,7 +126,7 @@ fn condition(error: &DomainError) -> &'static str {
         E::ResourceConstraint => "rate-limited",
         E::RosterUnreadable => "unavailable",
         E::LastOwner => "last-owner",
-        E::UnsupportedFeature(_) | E::UnsupportedAccessModel(_) => "unsupported",
+        E::UnsupportedFeature(_) | E::UnsupportedAccessModel { .. } => "unsupported",
         E::NotImplemented(_) => "not-implemented",
         E::NodeFull | E::MaxItemsExceeded => "node-full",
         E::MaxNodesExceeded | E::TooManySubscriptions | E::PolicyViolation(_) => "policy-violation",

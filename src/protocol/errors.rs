@@ -195,7 +195,7 @@ pub fn stanza_error(err: &DomainError, by: Option<Jid>) -> StanzaError {
             Some(pubsub_condition("invalid-options")),
         ),
         // §8.1.2.
-        E::UnsupportedAccessModel(_) => (
+        E::UnsupportedAccessModel { .. } => (
             T::Modify,
             C::NotAcceptable,
             Some(pubsub_condition("unsupported-access-model")),
@@ -532,7 +532,10 @@ mod tests {
     fn unsupported_access_model() {
         // Example 126.
         assert_error(
-            DomainError::UnsupportedAccessModel("roster"),
+            DomainError::UnsupportedAccessModel {
+                model: crate::domain::AccessModel::Roster,
+                reason: crate::domain::UnsupportedAccessReason::NoRosterPrivilege,
+            },
             "modify",
             "not-acceptable",
             Some(("unsupported-access-model", None)),

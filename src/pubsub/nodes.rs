@@ -6,7 +6,7 @@ use xmpp_parsers::jid::BareJid;
 use super::{context, internal, notify, Pubsub, Requester};
 use crate::domain::{
     check_configure, check_create, check_delete, check_node_metadata_visibility, check_purge,
-    AccessModel, Affiliation, DomainError, NodeConfig, NodeId,
+    AccessModel, Affiliation, DomainError, NodeConfig, NodeId, UnsupportedAccessReason,
 };
 use crate::store::{NodeRecord, Refusal};
 
@@ -59,9 +59,10 @@ impl Pubsub {
             owner = %req.bare,
             "roster access model refused: the XMPP server granted no XEP-0356 roster privilege"
         );
-        Err(DomainError::UnsupportedAccessModel(
-            "roster (the XMPP server granted this service no XEP-0356 roster privilege, so it cannot read roster groups)",
-        ))
+        Err(DomainError::UnsupportedAccessModel {
+            model: AccessModel::Roster,
+            reason: UnsupportedAccessReason::NoRosterPrivilege,
+        })
     }
 
     /// Stores a new node; an instant node gets a fresh random name.
