@@ -260,13 +260,15 @@ pub trait NodeStore: Send + Sync + 'static {
     /// revocation sweep re-judges.
     async fn roster_nodes(&self, after_pk: i64, limit: u32) -> Result<Vec<NodeRecord>, StoreError>;
 
-    /// The owners of such nodes, in JID order after `after` (`None`: from the start), at
-    /// most `limit`: the revocation sweep's keyset walk.
+    /// The owners of such nodes, in the order of their stored JIDs after `after` (`""`:
+    /// from the start), at most `limit`: the revocation sweep's keyset walk. Each comes
+    /// as its stored key (the next cursor) and its decoded JID, so a JID that no longer
+    /// parses is skipped by the walk, not a wall it stops at.
     async fn roster_node_owners(
         &self,
-        after: Option<&BareJid>,
+        after: &str,
         limit: u32,
-    ) -> Result<Vec<BareJid>, StoreError>;
+    ) -> Result<Vec<(String, Result<BareJid, StoreError>)>, StoreError>;
 
     /// Such nodes owned by `owner`, in `pk` order, at most `limit`, each row decoded on
     /// its own: a node that does not decode (a corrupt configuration) is its own error,

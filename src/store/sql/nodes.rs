@@ -167,9 +167,9 @@ macro_rules! node_store {
 
                 async fn roster_node_owners(
                     &self,
-                    after: Option<&BareJid>,
+                    after: &str,
                     limit: u32,
-                ) -> Result<Vec<BareJid>, StoreError> {
+                ) -> Result<Vec<(String, Result<BareJid, StoreError>)>, StoreError> {
                     let rows = sqlx::query(
                         "SELECT DISTINCT a.jid FROM affiliations a
                          JOIN nodes n ON n.pk = a.node_pk
@@ -178,14 +178,15 @@ macro_rules! node_store {
                            AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.node_pk = n.pk)
                          ORDER BY a.jid LIMIT $2",
                     )
-                    .bind(after.map_or_else(String::new, ToString::to_string))
+                    .bind(after)
                     .bind(i64::from(limit))
                     .fetch_all(self.pool())
                     .await?;
                     rows.iter()
                         .map(|r| {
                             let jid: String = r.try_get("jid")?;
-                            $crate::store::decode::bare_jid(&jid)
+                            let decoded = $crate::store::decode::bare_jid(&jid);
+                            Ok((jid, decoded))
                         })
                         .collect()
                 }
