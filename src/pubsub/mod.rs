@@ -240,4 +240,74 @@ mod tests {
             })
         ));
     }
+
+    mod with_a_store {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use async_trait::async_trait;
+
+        use super::*;
+        use crate::domain::roster::OwnerRoster;
+        use crate::domain::NodeConfig;
+        use crate::pubsub::rosters::{RosterReadError, RosterSource, Rosters};
+        use crate::store::sqlite::SqliteStore;
+        use crate::store::NodeStore as _;
+
+        /// Counts reads; every roster is empty.
+        struct Counting(AtomicUsize);
+
+        #[async_trait]
+        impl RosterSource for Counting {
+            fn readable(&self, _domain: &str) -> bool {
+                true
+            }
+            async fn read(&self, _owner: &BareJid) -> Result<OwnerRoster, RosterReadError> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(OwnerRoster::default())
+            }
+        }
+
+        #[tokio::test]
+        async fn the_anonymous_requester_causes_no_roster_read() {
+            let file = std::env::temp_dir().join(format!(
+                "pubsubd-roster-context-{}.sqlite3",
+                std::process::id()
+            ));
+            let store = SqliteStore::open(&file, 1).await.expect("a store");
+            store.migrate().await.expect("migrations");
+            let node = NodeId::parse("contacts").expect("node id");
+            let config = NodeConfig {
+                access_model: AccessModel::Presence,
+                ..NodeConfig::default()
+            };
+            store
+                .create_node(&node, &config, &BareJid::new("owner@x").expect("jid"))
+                .await
+                .expect("store")
+                .expect("created");
+            let source = Arc::new(Counting(AtomicUsize::new(0)));
+            let pubsub = Pubsub {
+                jid: BareJid::new("pubsub.x").expect("jid"),
+                store: Arc::new(store),
+                policy: Policy::default(),
+                rosters: Arc::new(Rosters::new(source.clone(), 8, rosters::FRESH_FOR)),
+            };
+            let anonymous = pubsub.requester("anonymous@pubsub.x".parse().expect("jid"));
+            let access = pubsub.access(&anonymous, &node).await.expect("node");
+            let ctx = pubsub
+                .roster_context(&anonymous, &access, None)
+                .await
+                .expect("context");
+            assert_eq!(ctx.ctx.presence_subscribed, Some(false));
+            assert_eq!(source.0.load(Ordering::SeqCst), 0, "no roster read");
+            let user = pubsub.requester("someone@x".parse().expect("jid"));
+            let access = pubsub.access(&user, &node).await.expect("node");
+            pubsub
+                .roster_context(&user, &access, None)
+                .await
+                .expect("context");
+            assert_eq!(source.0.load(Ordering::SeqCst), 1, "a user's request reads");
+            let _ = std::fs::remove_file(&file);
+        }
+    }
 }
