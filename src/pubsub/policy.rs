@@ -217,6 +217,20 @@ mod tests {
     }
 
     #[test]
+    fn the_roster_bounds_are_read_and_default_to_four_owners_and_a_hundred_per_tick() {
+        let p = Policy::from_table(&toml::Table::new(), 65536).expect("defaults");
+        assert_eq!(p.limits.max_roster_owners, 4);
+        assert_eq!(p.limits.revocation_owners_per_tick, 100);
+        let p = Policy::from_table(
+            &table("max_roster_owners = 1\nrevocation_owners_per_tick = 0\n"),
+            65536,
+        )
+        .expect("read");
+        assert_eq!(p.limits.max_roster_owners, 1);
+        assert_eq!(p.limits.revocation_owners_per_tick, 1, "at least one");
+    }
+
+    #[test]
     fn admins_creation_policy_and_default_config_are_read() {
         let p = Policy::from_table(
             &table(
