@@ -115,6 +115,56 @@ mod tests {
         xml.parse().expect("well-formed")
     }
 
+    /// Reads `owner@localhost`'s roster with the privilege granted, the server
+    /// answering with `answer` (its `id` filled in).
+    async fn read_answered(answer: &str) -> Result<ReadRoster, RosterError> {
+        use std::sync::Arc;
+
+        use super::super::outbound::Outgoing;
+
+        let privileges = Privileges::default();
+        assert!(privileges.take(&el(
+            "<message xmlns='jabber:component:accept' from='localhost' to='ps.localhost'>\
+             <privilege xmlns='urn:xmpp:privilege:2'><perm access='roster' type='get'/>\
+             </privilege></message>"
+        )));
+        let queries = Arc::new(Queries::default());
+        let (out, mut queue) = Outbound::channel(8);
+        let server = {
+            let queries = queries.clone();
+            let answer = answer.to_string();
+            tokio::spawn(async move {
+                let Some(Outgoing::Stanza(sent)) = queue.recv().await else {
+                    panic!("the roster get is queued as a stanza");
+                };
+                let sent: Element = sent.parse().expect("well-formed");
+                let id = sent.attr("id").expect("an id");
+                assert!(queries.take(&el(&answer.replace("ID", id))));
+            })
+        };
+        let own = BareJid::new("ps.localhost").expect("jid");
+        let owner = BareJid::new("owner@localhost").expect("jid");
+        let read = read(&queries, &privileges, &out, &own, &owner).await;
+        server.await.expect("answered");
+        read
+    }
+
+    #[tokio::test]
+    async fn an_empty_result_without_a_query_is_an_error_not_an_empty_roster() {
+        let empty = read_answered(
+            "<iq xmlns='jabber:component:accept' type='result' id='ID' from='owner@localhost'/>",
+        )
+        .await;
+        assert!(matches!(empty, Err(RosterError::NoRoster)), "{empty:?}");
+        let roster = read_answered(
+            "<iq xmlns='jabber:component:accept' type='result' id='ID' from='owner@localhost'>\
+             <query xmlns='jabber:iq:roster'><item jid='a@x' subscription='both'/></query></iq>",
+        )
+        .await
+        .expect("a roster");
+        assert_eq!(roster.items.len(), 1);
+    }
+
     #[test]
     fn one_bad_item_is_skipped_and_the_rest_kept() {
         let read = parse(&el("<query xmlns='jabber:iq:roster'>\
