@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 
 use super::access::{AccessModel, PublishModel};
+use super::collection::NodeType;
 use super::error::DomainError;
 use super::form_values::{bool_field, list_single_field, text_field};
 use super::limits::ServiceLimits;
@@ -204,6 +205,11 @@ pub struct NodeConfig {
     /// `pubsub#item_expire`, in seconds; `None` (form value `max`) means items do not
     /// expire. Default: none.
     pub item_expire: Option<u64>,
+    /// `pubsub#node_type` (XEP-0248). Default: leaf.
+    pub node_type: NodeType,
+    /// `pubsub#children_max` (XEP-0248), for collections; `None` means no limit.
+    /// Default: none.
+    pub children_max: Option<u32>,
 }
 
 impl Default for NodeConfig {
@@ -229,6 +235,8 @@ impl Default for NodeConfig {
             itemreply: ItemReply::None,
             max_payload_size: DEFAULT_MAX_PAYLOAD_SIZE,
             item_expire: None,
+            node_type: NodeType::Leaf,
+            children_max: None,
         }
     }
 }
@@ -362,6 +370,20 @@ impl NodeConfig {
                 "Specify the semantic type of payload data to be provided at this node.",
                 self.payload_type.as_deref(),
             ),
+            list_single_field(
+                "pubsub#node_type",
+                "Whether the node is a leaf (default) or a collection",
+                &[
+                    ("leaf", "The node contains items"),
+                    ("collection", "The node contains other nodes"),
+                ],
+                self.node_type.as_str(),
+            ),
+            text_field(
+                "pubsub#children_max",
+                "The maximum number of children for this collection. `max` for no limit.",
+                Some(&self.children_max.map_or_else(|| "max".to_owned(), |n| n.to_string())),
+            ),
         ]
     }
 
@@ -372,7 +394,8 @@ impl NodeConfig {
     /// Per XEP-0004 §3.3, fields this service does not know are ignored and reported in
     /// [`ConfigChange::ignored`]. Malformed values and values above the service ceilings
     /// are `not-acceptable`; a field given twice or the wrong FORM_TYPE is `bad-request`;
-    /// `roster` is `unsupported-access-model`; `collection` is `unsupported` `collections`.
+    /// `roster` is `unsupported-access-model`. The link fields (`pubsub#collection`,
+    /// `pubsub#children`) are the caller's ([`LinkRequest`](super::LinkRequest)).
     pub fn apply_form(
         &mut self,
         form: &DataForm,

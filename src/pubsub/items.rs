@@ -6,6 +6,7 @@ use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
 use super::{context, internal, nodes::gone, notify, Pubsub, Requester};
+use crate::domain::collection::check_holds_items;
 use crate::domain::{
     check_create, check_publish, check_retract, check_retrieve_items, DomainError, ItemAuthor,
     ItemId, NodeConfig, NodeId, SubId,
@@ -66,6 +67,7 @@ impl Pubsub {
         {
             Some(access) => {
                 check_publish(&context(req, &access, None))?;
+                check_holds_items(&access.node.config, "publish")?;
                 if let Some(form) = options {
                     access
                         .node
@@ -190,7 +192,9 @@ impl Pubsub {
                 accesses.clear();
                 continue;
             };
-            if let Err(e) = check_publish(&context(&req, &access, None)) {
+            if let Err(e) = check_publish(&context(&req, &access, None))
+                .and_then(|()| check_holds_items(&access.node.config, "publish"))
+            {
                 results[n] = Some(Err(e));
                 continue;
             }
@@ -363,6 +367,7 @@ impl Pubsub {
     ) -> Result<Retrieved, DomainError> {
         let access = self.access(req, node).await?;
         check_retrieve_items(&context(req, &access, None))?;
+        check_holds_items(&access.node.config, "retrieve-items")?;
         if let Some(subid) = subid {
             if !access.subscriptions.iter().any(|s| s.subid == *subid) {
                 return Err(DomainError::InvalidSubId);
