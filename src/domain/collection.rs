@@ -290,7 +290,10 @@ mod tests {
 
     #[test]
     fn subscription_options_offer_items_at_depth_one_or_all() {
-        assert_eq!(SubscriptionType::parse("items"), Ok(SubscriptionType::Items));
+        assert_eq!(
+            SubscriptionType::parse("items"),
+            Ok(SubscriptionType::Items)
+        );
         assert!(matches!(
             SubscriptionType::parse("nodes"),
             Err(DomainError::NotAllowed(_))
@@ -313,7 +316,13 @@ mod tests {
 
     #[test]
     fn depth_is_stored_as_xep_values() {
-        assert_eq!(serde_json::to_string(&SubscriptionDepth::One).unwrap(), "\"1\"");
-        assert_eq!(serde_json::to_string(&SubscriptionDepth::All).unwrap(), "\"all\"");
+        assert_eq!(
+            serde_json::to_string(&SubscriptionDepth::One).unwrap(),
+            "\"1\""
+        );
+        assert_eq!(
+            serde_json::to_string(&SubscriptionDepth::All).unwrap(),
+            "\"all\""
+        );
     }
 }

@@ -188,16 +188,16 @@ fn apply_field(
         // the value that describes what it does anyway, so nobody is silently misled.
         "pubsub#node_type" => {
             let value = single(field).map_err(invalid)?.unwrap_or_default();
-            config.node_type = NodeType::parse(value).map_err(|_| {
-                invalid(format!("unknown node type '{value}'"))
-            })?;
+            config.node_type = NodeType::parse(value)
+                .map_err(|_| invalid(format!("unknown node type '{value}'")))?;
         }
         "pubsub#children_max" => {
             config.children_max = match integer_or_max(field)? {
                 None => None,
-                Some(n) => Some(u32::try_from(n).map_err(|_| {
-                    invalid(format!("'pubsub#children_max' is too large: {n}"))
-                })?),
+                Some(n) => Some(
+                    u32::try_from(n)
+                        .map_err(|_| invalid(format!("'pubsub#children_max' is too large: {n}")))?,
+                ),
             }
         }
         // The links are stored apart from the configuration and changed by the caller

@@ -388,6 +388,8 @@ mod tests {
         let options = SubscribeOptions {
             deliver: false,
             show_values: [ShowValue::Dnd].into_iter().collect(),
+            subscription_depth: SubscriptionDepth::All,
+            ..SubscribeOptions::default()
         };
         let mut form = options.to_form(DataFormType::Form);
         assert_eq!(form.form_type(), Some(SUBSCRIBE_OPTIONS_FORM_TYPE));

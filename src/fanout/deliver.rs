@@ -147,6 +147,7 @@ mod tests {
         SubscribeOptions {
             deliver: true,
             show_values: shows.iter().copied().collect(),
+            ..SubscribeOptions::default()
         }
     }
 

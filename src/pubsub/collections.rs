@@ -8,7 +8,9 @@
 
 use super::{context, internal, Pubsub, Requester};
 use crate::domain::collection::{check_parent, LinkRequest};
-use crate::domain::{check_configure, check_node_metadata_visibility, DomainError, NodeConfig, NodeId};
+use crate::domain::{
+    check_configure, check_node_metadata_visibility, DomainError, NodeConfig, NodeId,
+};
 use crate::store::{LinkChange, LinkRefusal, NodeRecord};
 
 /// The links of one node, parents and children, by name.
@@ -25,9 +27,7 @@ fn refused(r: LinkRefusal) -> DomainError {
         // XEP-0248 §6.2.3.3 and §6.4.3.2: not-allowed + max-nodes-exceeded.
         LinkRefusal::TooManyChildren => DomainError::MaxNodesExceeded,
         // XEP-0248 §6.5.3.1.
-        LinkRefusal::NotLinked => {
-            DomainError::BadRequest("the nodes are not associated".into())
-        }
+        LinkRefusal::NotLinked => DomainError::BadRequest("the nodes are not associated".into()),
     }
 }
 
@@ -140,7 +140,8 @@ impl Pubsub {
                 parent: pk,
                 children: children.iter().map(|c| c.pk).collect(),
             };
-            let limits: Vec<(i64, u32)> = config.children_max.map(|m| (pk, m)).into_iter().collect();
+            let limits: Vec<(i64, u32)> =
+                config.children_max.map(|m| (pk, m)).into_iter().collect();
             self.store
                 .change_links(&change, &limits)
                 .await
@@ -182,7 +183,11 @@ impl Pubsub {
     }
 
     /// A node the requester may know of (`item-not-found` otherwise).
-    async fn visible_node(&self, req: &Requester, name: &NodeId) -> Result<NodeRecord, DomainError> {
+    async fn visible_node(
+        &self,
+        req: &Requester,
+        name: &NodeId,
+    ) -> Result<NodeRecord, DomainError> {
         let access = self.access(req, name).await?;
         check_node_metadata_visibility(&context(req, &access, None))?;
         Ok(access.node)

@@ -108,8 +108,12 @@ impl Pubsub {
         check_type_change(access.node.config.node_type, config.node_type)?;
         let links = LinkRequest::from_form(form, NODE_CONFIG_FORM_TYPE)?;
         let planned = self.plan_links(req, &config, &links).await?;
-        if config.node_type == NodeType::Leaf && !self.links_of(access.node.pk).await?.children.is_empty() {
-            return Err(DomainError::InvalidLink("a leaf node cannot have children".into()));
+        if config.node_type == NodeType::Leaf
+            && !self.links_of(access.node.pk).await?.children.is_empty()
+        {
+            return Err(DomainError::InvalidLink(
+                "a leaf node cannot have children".into(),
+            ));
         }
         if !change.ignored.is_empty() {
             tracing::debug!(node = %node, ignored = ?change.ignored, "unknown configuration fields ignored");

@@ -150,7 +150,11 @@ fn node_type_and_children_max_are_configured() {
         .apply_form(&config_form(&[("pubsub#node_type", &["tree"])]), &limits())
         .unwrap_err();
     assert!(matches!(err, DomainError::NotAcceptable(_)));
-    assert_eq!(config.node_type, crate::domain::NodeType::Collection, "unchanged");
+    assert_eq!(
+        config.node_type,
+        crate::domain::NodeType::Collection,
+        "unchanged"
+    );
 }
 
 #[test]

@@ -161,7 +161,8 @@ impl Backend for PgStore {
     const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state, 'options', s.options)
         ORDER BY s.pk), '[]')";
-    const LOCK_LINKS: Option<&'static str> = Some("LOCK TABLE collection_links IN SHARE ROW EXCLUSIVE MODE");
+    const LOCK_LINKS: Option<&'static str> =
+        Some("LOCK TABLE collection_links IN SHARE ROW EXCLUSIVE MODE");
 }
 
 crate::store::sql::node_store!(PgStore);

@@ -104,6 +104,15 @@ macro_rules! collection_store {
                     change: &LinkChange,
                     limits: &[(i64, u32)],
                 ) -> Result<Result<(), LinkRefusal>, StoreError> {
+                    let self_link = match change {
+                        LinkChange::Associate { parent, child } => parent == child,
+                        LinkChange::Dissociate { .. } => false,
+                        LinkChange::SetParents { child, parents } => parents.contains(child),
+                        LinkChange::SetChildren { parent, children } => children.contains(parent),
+                    };
+                    if self_link {
+                        return Ok(Err(LinkRefusal::Cycle));
+                    }
                     let mut tx = self.write_tx().await?;
                     if let Some(lock) = <$store>::LOCK_LINKS {
                         sqlx::query(lock).execute(&mut *tx).await?;
