@@ -317,3 +317,250 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
+
+const SUBSCRIBE_OPTIONS: &str = "http://jabber.org/protocol/pubsub#subscribe_options";
+const NS_SHIM: &str = "http://jabber.org/protocol/shim";
+
+/// Subscribes the client's bare JID to `node` with subscription options `fields`.
+async fn subscribe_with(
+    c: &mut Client,
+    ps: &Pubsubd,
+    node: &str,
+    fields: &[(&str, &str)],
+) -> anyhow::Result<Element> {
+    let jid = c.bare_jid().to_owned();
+    iq(
+        c,
+        ps,
+        "set",
+        &pubsub(&format!(
+            "<subscribe node='{node}' jid='{jid}'/><options>{}</options>",
+            form(SUBSCRIBE_OPTIONS, fields)
+        )),
+    )
+    .await
+}
+
+/// One received notification: the node its `<items/>` names, the item id, the
+/// `Collection` header (if any) and the message id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Got {
+    node: String,
+    item: String,
+    collection: Option<String>,
+    id: String,
+}
+
+/// Every item notification that arrives within NOTIFY of the first, until QUIET
+/// passes without another.
+async fn notifications(c: &mut Client, ps: &Pubsubd) -> Vec<Got> {
+    let mut got = Vec::new();
+    let mut wait = NOTIFY;
+    while let Some(m) = next_event(c, ps, wait).await {
+        wait = QUIET;
+        let Some(items) = m
+            .get_child("event", NS_EVENT)
+            .and_then(|e| e.get_child("items", NS_EVENT))
+        else {
+            continue;
+        };
+        let collection = m.get_child("headers", NS_SHIM).and_then(|h| {
+            h.children()
+                .find(|x| x.attr("name") == Some("Collection"))
+                .map(|x| x.text())
+        });
+        for item in items.children().filter(|i| i.name() == "item") {
+            got.push(Got {
+                node: items.attr("node").unwrap_or_default().to_owned(),
+                item: item.attr("id").unwrap_or_default().to_owned(),
+                collection: collection.clone(),
+                id: m.attr("id").unwrap_or_default().to_owned(),
+            });
+        }
+    }
+    got.sort();
+    got
+}
+
+/// `(node, item, collection)` of each notification, in order.
+fn seen(got: &[Got]) -> Vec<(&str, &str, Option<&str>)> {
+    got.iter()
+        .map(|g| (g.node.as_str(), g.item.as_str(), g.collection.as_deref()))
+        .collect()
+}
+
+both_servers!(
+    items_reach_collection_subscribers_by_depth_once_per_subscription,
+    |server| async move {
+        let ps = start(server).await?;
+        let mut a = user(server, "a").await?;
+        create(&mut a, &ps, "top", COLLECTION).await?;
+        create(
+            &mut a,
+            &ps,
+            "mid",
+            &[
+                ("pubsub#node_type", "collection"),
+                ("pubsub#collection", "top"),
+            ],
+        )
+        .await?;
+        create(&mut a, &ps, "deep", &[("pubsub#collection", "mid")]).await?;
+        create(&mut a, &ps, "near", &[("pubsub#collection", "top")]).await?;
+        // s1: the collection at depth 1 (the default); s2: depth all; s3: the leaf
+        // itself and its collection, two subscriptions.
+        let mut s1 = user(server, "s1").await?;
+        let mut s2 = user(server, "s2").await?;
+        let mut s3 = user(server, "s3").await?;
+        ok(&subscribe(&mut s1, &ps, "top").await?);
+        ok(&subscribe_with(
+            &mut s2,
+            &ps,
+            "top",
+            &[
+                ("pubsub#subscription_type", "items"),
+                ("pubsub#subscription_depth", "all"),
+            ],
+        )
+        .await?);
+        ok(&subscribe(&mut s3, &ps, "deep").await?);
+        ok(&subscribe(&mut s3, &ps, "mid").await?);
+        ok(&publish(&mut a, &ps, "deep", Some("d1"), "<x xmlns='urn:example'/>").await?);
+        ok(&publish(&mut a, &ps, "near", Some("n1"), "<x xmlns='urn:example'/>").await?);
+        // The notification names the leaf; the header, the collection it came through.
+        assert_eq!(
+            seen(&notifications(&mut s1, &ps).await),
+            [("near", "n1", Some("top"))]
+        );
+        assert_eq!(
+            seen(&notifications(&mut s2, &ps).await),
+            [("deep", "d1", Some("top")), ("near", "n1", Some("top"))]
+        );
+        let s3_got = notifications(&mut s3, &ps).await;
+        assert_eq!(
+            seen(&s3_got),
+            [("deep", "d1", None), ("deep", "d1", Some("mid"))]
+        );
+        assert_ne!(
+            s3_got[0].id, s3_got[1].id,
+            "one message id per subscription"
+        );
+        // A depth-1 subscription to top after unsubscribing from mid: nothing from deep.
+        let jid = s3.bare_jid().to_owned();
+        ok(&iq(
+            &mut s3,
+            &ps,
+            "set",
+            &pubsub(&format!("<unsubscribe node='mid' jid='{jid}'/>")),
+        )
+        .await?);
+        ok(&subscribe(&mut s3, &ps, "top").await?);
+        ok(&publish(&mut a, &ps, "deep", Some("d2"), "<x xmlns='urn:example'/>").await?);
+        assert_eq!(
+            seen(&notifications(&mut s3, &ps).await),
+            [("deep", "d2", None)]
+        );
+        // A dissociated leaf sends nothing through the collection any more.
+        ok(&iq(&mut a, &ps, "set", &link("dissociate", "top", "near")).await?);
+        ok(&publish(&mut a, &ps, "near", Some("n2"), "<x xmlns='urn:example'/>").await?);
+        ok(&publish(&mut a, &ps, "deep", Some("d3"), "<x xmlns='urn:example'/>").await?);
+        assert_eq!(
+            seen(&notifications(&mut s2, &ps).await),
+            [("deep", "d2", Some("top")), ("deep", "d3", Some("top"))]
+        );
+        assert!(notifications(&mut s1, &ps).await.is_empty());
+        // Options XEP-0248 lets a service refuse: not-allowed.
+        let mut s4 = user(server, "s4").await?;
+        for (var, value) in [
+            ("pubsub#subscription_type", "nodes"),
+            ("pubsub#subscription_depth", "2"),
+        ] {
+            err(
+                &subscribe_with(&mut s4, &ps, "top", &[(var, value)]).await?,
+                "cancel",
+                "not-allowed",
+                None,
+            );
+        }
+        err(
+            &subscribe_with(
+                &mut s4,
+                &ps,
+                "top",
+                &[("pubsub#subscription_depth", "deep")],
+            )
+            .await?,
+            "modify",
+            "bad-request",
+            Some("invalid-options"),
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
+both_servers!(
+    collection_subscribers_never_receive_items_they_may_not_read,
+    |server| async move {
+        let ps = start(server).await?;
+        let mut a = user(server, "a").await?;
+        let mut s = user(server, "s").await?;
+        let mut banned = user(server, "banned").await?;
+        create(&mut a, &ps, "all", COLLECTION).await?;
+        create(&mut a, &ps, "open", &[("pubsub#collection", "all")]).await?;
+        create(
+            &mut a,
+            &ps,
+            "closed",
+            &[
+                ("pubsub#collection", "all"),
+                ("pubsub#access_model", "whitelist"),
+            ],
+        )
+        .await?;
+        create(
+            &mut a,
+            &ps,
+            "asked",
+            &[
+                ("pubsub#collection", "all"),
+                ("pubsub#access_model", "authorize"),
+            ],
+        )
+        .await?;
+        ok(&subscribe(&mut s, &ps, "all").await?);
+        ok(&subscribe(&mut banned, &ps, "all").await?);
+        let outcast = banned.bare_jid().to_owned();
+        ok(&iq(&mut a, &ps, "set", &owner(&format!(
+            "<affiliations node='open'><affiliation jid='{outcast}' affiliation='outcast'/></affiliations>"
+        ))).await?);
+        for node in ["open", "closed", "asked"] {
+            ok(&publish(&mut a, &ps, node, Some("i1"), "<x xmlns='urn:example'/>").await?);
+        }
+        assert_eq!(
+            seen(&notifications(&mut s, &ps).await),
+            [("open", "i1", Some("all"))]
+        );
+        assert!(
+            notifications(&mut banned, &ps).await.is_empty(),
+            "an outcast of the leaf"
+        );
+        // A member of the whitelist leaf reads it, so gets it through the collection.
+        let member = s.bare_jid().to_owned();
+        ok(&iq(&mut a, &ps, "set", &owner(&format!(
+            "<affiliations node='closed'><affiliation jid='{member}' affiliation='member'/></affiliations>"
+        ))).await?);
+        ok(&publish(
+            &mut a,
+            &ps,
+            "closed",
+            Some("i2"),
+            "<x xmlns='urn:example'/>",
+        )
+        .await?);
+        assert_eq!(
+            seen(&notifications(&mut s, &ps).await),
+            [("closed", "i2", Some("all"))]
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+);

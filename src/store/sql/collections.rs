@@ -31,7 +31,7 @@ pub fn collections_above_sql(in_list: &str) -> String {
              FROM collection_links c JOIN up u ON c.child_pk = u.pk
              WHERE u.depth < {MAX_DEPTH}
          )
-         SELECT u.leaf, u.pk, n.name, min(u.depth) AS depth
+         SELECT u.leaf, u.pk, n.name, CAST(min(u.depth) AS BIGINT) AS depth
          FROM up u JOIN nodes n ON n.pk = u.pk AND NOT n.deleted
          GROUP BY u.leaf, u.pk, n.name
          ORDER BY u.leaf, u.pk"
