@@ -110,6 +110,34 @@ both_servers!(
             config_values(&mut a, &ps, "musings", "pubsub#collection").await?,
             ["blogs"]
         );
+        // A node may belong to several collections (`multi-collections`).
+        create(&mut a, &ps, "news", COLLECTION).await?;
+        ok(&iq(&mut a, &ps, "set", &link("associate", "news", "musings")).await?);
+        assert_eq!(
+            config_values(&mut a, &ps, "musings", "pubsub#collection").await?,
+            ["blogs", "news"]
+        );
+        ok(&iq(&mut a, &ps, "set", &link("dissociate", "news", "musings")).await?);
+        // The service says so (XEP-0248 §4.1), and that it sends the last item.
+        let info = iq(
+            &mut a,
+            &ps,
+            "get",
+            &format!("<query xmlns='{NS_DISCO_INFO}'/>"),
+        )
+        .await?;
+        let features: Vec<String> = info
+            .get_child("query", NS_DISCO_INFO)
+            .map(|q| {
+                q.children()
+                    .filter_map(|f| f.attr("var").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for f in ["collections", "multi-collections", "last-published"] {
+            let var = format!("{NS_PUBSUB}#{f}");
+            assert!(features.contains(&var), "missing {var} in {features:?}");
+        }
         // Dissociation (§6.5); a second one finds nothing to undo: bad-request.
         ok(&iq(&mut a, &ps, "set", &link("dissociate", "blogs", "ravings")).await?);
         assert_eq!(disco_children(&mut a, &ps, "blogs").await?, ["musings"]);
