@@ -188,7 +188,10 @@ pub async fn prepare<'a>(env: &'a Env, config: &'a FanoutConfig) -> anyhow::Resu
         iq::pipelined(
             &mut publisher.reader,
             &mut publisher.writer,
-            vec![Request { id: "cc".into(), xml }],
+            vec![Request {
+                id: "cc".into(),
+                xml,
+            }],
             1,
             config.timeout,
         )
@@ -219,8 +222,7 @@ pub async fn prepare<'a>(env: &'a Env, config: &'a FanoutConfig) -> anyhow::Resu
     .check("create")?;
     let create_s = created.elapsed().as_secs_f64();
 
-    let mut assignment =
-        Assignment::round_robin(config.nodes, config.subscribers, config.per_node);
+    let mut assignment = Assignment::round_robin(config.nodes, config.subscribers, config.per_node);
     // The collection's subscribers come after the nodes' (their own accounts), and
     // subscribe to the collection, listed after the nodes.
     let mut subscribed_nodes = nodes.as_ref().clone();
