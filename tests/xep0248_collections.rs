@@ -339,6 +339,20 @@ both_servers!(
             "bad-request",
             None,
         );
+        // A whitelist child is listed to its owner only.
+        create(
+            &mut a,
+            &ps,
+            "secret",
+            &[
+                ("pubsub#collection", "top"),
+                ("pubsub#access_model", "whitelist"),
+            ],
+        )
+        .await?;
+        assert_eq!(disco_children(&mut a, &ps, "top").await?, ["mid", "secret"]);
+        assert_eq!(disco_children(&mut b, &ps, "top").await?, ["mid"]);
+        ok(&iq(&mut a, &ps, "set", &link("dissociate", "top", "secret")).await?);
         // Nothing above changed the graph.
         assert_eq!(disco_children(&mut a, &ps, "top").await?, ["mid"]);
         assert_eq!(disco_children(&mut a, &ps, "mid").await?, ["leaf"]);

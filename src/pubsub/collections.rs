@@ -72,7 +72,9 @@ impl Pubsub {
         .await
     }
 
-    /// The parents and children of a node visible to the requester, with the node.
+    /// The parents and children of a node visible to the requester, with the node;
+    /// linked nodes the requester may not see (a whitelist node it is not affiliated
+    /// with) are left out, as disco#items of the service leaves them out.
     pub async fn node_links(
         &self,
         req: &Requester,
@@ -80,7 +82,37 @@ impl Pubsub {
     ) -> Result<(NodeRecord, Links), DomainError> {
         let node = self.visible_node(req, node).await?;
         let links = self.links_of(node.pk).await?;
+        let links = Links {
+            parents: self.only_visible(req, links.parents).await?,
+            children: self.only_visible(req, links.children).await?,
+        };
         Ok((node, links))
+    }
+
+    /// The nodes of `names` the requester may know of, in one read.
+    async fn only_visible(
+        &self,
+        req: &Requester,
+        names: Vec<NodeId>,
+    ) -> Result<Vec<NodeId>, DomainError> {
+        if names.is_empty() {
+            return Ok(names);
+        }
+        let accesses = self
+            .store
+            .node_accesses(&names, &req.bare)
+            .await
+            .map_err(internal)?;
+        Ok(names
+            .into_iter()
+            .zip(accesses)
+            .filter_map(|(name, access)| {
+                let access = access?;
+                check_node_metadata_visibility(&context(req, &access, None))
+                    .ok()
+                    .map(|()| name)
+            })
+            .collect())
     }
 
     pub(crate) async fn links_of(&self, pk: i64) -> Result<Links, DomainError> {
