@@ -380,7 +380,12 @@ async fn walk(
     mut stop: watch::Receiver<bool>,
     fenced: &Fenced,
 ) -> Outcome {
-    let largest = ctx.settings.subscriptions_per_page(batch.jobs.len());
+    let largest = if batch.through_collections() {
+        ctx.settings
+            .collection_subscriptions_per_page(batch.jobs.len())
+    } else {
+        ctx.settings.subscriptions_per_page(batch.jobs.len())
+    };
     let mut confirmed = batch.cursor;
     let mut recent = Recent::default();
     // Every stream's up/down state, to notice a reconnect that no failed barrier showed
