@@ -5,6 +5,10 @@
 
 mod common;
 
+use anyhow::Context as _;
+
+use common::engine::{duplicates, start_engine, subscribe_virtual, FANOUT_DONE, SETTLE};
+use common::sink::{attach_sink, Inbox};
 use common::*;
 use pubsubd_testkit::{both_servers, Client, Element};
 
@@ -603,6 +607,63 @@ both_servers!(
             seen(&notifications(&mut s, &ps).await),
             [("closed", "i2", Some("all"))]
         );
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
+both_servers!(
+    a_walk_through_a_collection_reaches_every_subscription_once_across_pages,
+    |server| async move {
+        // 300 subscriptions to a leaf and 300 to its collection, interleaved in pk order
+        // (virtual subscribers of a sink component, notifications one by one), and 10
+        // JIDs holding one of each: the walk's pages merge both reads by one cursor.
+        const ROUNDS: i64 = 20;
+        const EACH: i64 = 15;
+        const BOTH: i64 = 10;
+        const ITEMS: usize = 3;
+        let ps = start_engine(server, "").await?;
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        let mut a = user(server, "a").await?;
+        create(&mut a, &ps, "all", COLLECTION).await?;
+        create(&mut a, &ps, "leaf", &[("pubsub#collection", "all")]).await?;
+        let (leaf, all) = (ps.sql.node_pk("leaf").await?, ps.sql.node_pk("all").await?);
+        for round in 0..ROUNDS {
+            subscribe_virtual(&ps.sql, leaf, sink.jid(), round * 2 * EACH, EACH).await?;
+            subscribe_virtual(&ps.sql, all, sink.jid(), round * 2 * EACH + EACH, EACH).await?;
+        }
+        subscribe_virtual(&ps.sql, all, sink.jid(), 0, BOTH).await?;
+        for i in 0..ITEMS {
+            ok(&publish(
+                &mut a,
+                &ps,
+                "leaf",
+                Some(&format!("i{i}")),
+                "<x xmlns='urn:example'/>",
+            )
+            .await?);
+        }
+        let expected = (ROUNDS * 2 * EACH + BOTH) as usize * ITEMS;
+        inbox
+            .wait_unique(expected, FANOUT_DONE)
+            .await
+            .with_context(|| ps.process.log_tail(60))?;
+        ps.wait_idle(FANOUT_DONE).await?;
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(
+            inbox.unique(),
+            expected,
+            "exactly one per subscription and item"
+        );
+        assert_eq!(duplicates(&inbox), 0);
+        let got = inbox.snapshot();
+        for n in [0, BOTH - 1] {
+            let ids = &got[&common::engine::virtual_jid(n, sink.jid())];
+            assert_eq!(ids.len(), 2 * ITEMS, "v{n} holds two subscriptions");
+        }
+        let ids = &got[&common::engine::virtual_jid(BOTH, sink.jid())];
+        assert_eq!(ids.len(), ITEMS, "v{BOTH} holds one");
         Ok::<_, anyhow::Error>(())
     }
 );
