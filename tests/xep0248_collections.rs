@@ -667,3 +667,68 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
+
+both_servers!(
+    through_a_multicast_service_collection_notifications_keep_their_header,
+    |server| async move {
+        // Multicast groups share one body, so a notification through a collection (its
+        // own header) never goes in one: the leaf's subscribers are grouped, the
+        // collection's go one by one, each with its `Collection` header.
+        const EACH: i64 = 200;
+        const ITEMS: usize = 2;
+        let mut ps = start_engine(server, "multicast_limit = 100").await?;
+        ps.process
+            .wait_for_log("multicast on: notifications go in groups", READY)
+            .await?;
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        let mut a = user(server, "a").await?;
+        create(&mut a, &ps, "all", COLLECTION).await?;
+        create(&mut a, &ps, "leaf", &[("pubsub#collection", "all")]).await?;
+        let (leaf, all) = (ps.sql.node_pk("leaf").await?, ps.sql.node_pk("all").await?);
+        subscribe_virtual(&ps.sql, leaf, sink.jid(), 0, EACH).await?;
+        subscribe_virtual(&ps.sql, all, sink.jid(), EACH, EACH).await?;
+        let mut c = user(server, "c").await?;
+        ok(&subscribe(&mut c, &ps, "all").await?);
+        for i in 0..ITEMS {
+            ok(&publish(
+                &mut a,
+                &ps,
+                "leaf",
+                Some(&format!("i{i}")),
+                "<x xmlns='urn:example'/>",
+            )
+            .await?);
+        }
+        let expected = 2 * EACH as usize * ITEMS;
+        inbox
+            .wait_unique(expected, FANOUT_DONE)
+            .await
+            .with_context(|| ps.process.log_tail(60))?;
+        ps.wait_idle(FANOUT_DONE).await?;
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(inbox.total(), expected, "each notification exactly once");
+        let got = inbox.snapshot();
+        let parts = |id: &str| id.split('-').count();
+        let grouped = (0..EACH)
+            .flat_map(|n| got[&common::engine::virtual_jid(n, sink.jid())].clone())
+            .filter(|id| parts(id) == 2)
+            .count();
+        assert!(grouped > 0, "the leaf's subscribers were grouped");
+        for n in EACH..2 * EACH {
+            for id in &got[&common::engine::virtual_jid(n, sink.jid())] {
+                assert_eq!(
+                    parts(id),
+                    3,
+                    "v{n} got {id}: a collection notification in a group"
+                );
+            }
+        }
+        assert_eq!(
+            seen(&notifications(&mut c, &ps).await),
+            [("leaf", "i0", Some("all")), ("leaf", "i1", Some("all"))]
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+);
