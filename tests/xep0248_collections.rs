@@ -732,3 +732,54 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
+
+both_servers!(
+    every_new_open_leaf_joins_the_root_collection_the_operator_names,
+    |server| async move {
+        // `[service] root_collection`: the operator's "everything" firehose.
+        let ps = start_with(server, "[service]\nroot_collection = \"everything\"\n").await?;
+        let mut op = user(server, "op").await?;
+        let mut b = user(server, "b").await?;
+        let mut s = user(server, "s").await?;
+        create(&mut op, &ps, "everything", COLLECTION).await?;
+        ok(&subscribe_with(
+            &mut s,
+            &ps,
+            "everything",
+            &[("pubsub#subscription_depth", "all")],
+        )
+        .await?);
+        create(&mut b, &ps, "news", &[]).await?;
+        create(
+            &mut b,
+            &ps,
+            "private",
+            &[("pubsub#access_model", "whitelist")],
+        )
+        .await?;
+        create(&mut b, &ps, "sub", COLLECTION).await?;
+        // A node auto-created by a publish joins too.
+        ok(&publish(&mut b, &ps, "auto", Some("a1"), "<x xmlns='urn:example'/>").await?);
+        assert_eq!(
+            disco_children(&mut op, &ps, "everything").await?,
+            ["auto", "news"]
+        );
+        ok(&publish(&mut b, &ps, "news", Some("n1"), "<x xmlns='urn:example'/>").await?);
+        ok(&publish(
+            &mut b,
+            &ps,
+            "private",
+            Some("p1"),
+            "<x xmlns='urn:example'/>",
+        )
+        .await?);
+        assert_eq!(
+            seen(&notifications(&mut s, &ps).await),
+            [
+                ("auto", "a1", Some("everything")),
+                ("news", "n1", Some("everything"))
+            ]
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+);

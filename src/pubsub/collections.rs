@@ -9,7 +9,8 @@
 use super::{context, internal, Pubsub, Requester};
 use crate::domain::collection::{check_parent, LinkRequest};
 use crate::domain::{
-    check_configure, check_node_metadata_visibility, DomainError, NodeConfig, NodeId,
+    check_configure, check_node_metadata_visibility, AccessModel, DomainError, NodeConfig, NodeId,
+    NodeType,
 };
 use crate::store::{LinkChange, LinkRefusal, NodeRecord};
 
@@ -198,6 +199,52 @@ impl Pubsub {
             .map_err(internal)?
             .map_err(refused)?;
         tracing::info!(?change, "collection links changed");
+        Ok(())
+    }
+
+    /// Lets a new node join the service's root collection (`[service] root_collection`)
+    /// if it is an open leaf, the collection exists and it has room. A service
+    /// convenience, not the creator's request: when it cannot join, the node stays as
+    /// created and the reason is logged.
+    pub(crate) async fn join_root(&self, node: &NodeRecord) -> Result<(), DomainError> {
+        let Some(root) = &self.policy.root_collection else {
+            return Ok(());
+        };
+        if node.name == *root
+            || node.config.node_type != NodeType::Leaf
+            || node.config.access_model != AccessModel::Open
+        {
+            return Ok(());
+        }
+        let Some(parent) = self.store.node(root).await.map_err(internal)? else {
+            tracing::warn!(%root, node = %node.name, "root collection missing: the node joins none");
+            return Ok(());
+        };
+        if check_parent(&parent.config).is_err() {
+            tracing::warn!(%root, "root_collection names a leaf node: nothing joins it");
+            return Ok(());
+        }
+        let change = LinkChange::Associate {
+            parent: parent.pk,
+            child: node.pk,
+        };
+        let limits: Vec<(i64, u32)> = parent
+            .config
+            .children_max
+            .map(|m| (parent.pk, m))
+            .into_iter()
+            .collect();
+        match self
+            .store
+            .change_links(&change, &limits)
+            .await
+            .map_err(internal)?
+        {
+            Ok(()) => tracing::debug!(%root, node = %node.name, "joined the root collection"),
+            Err(why) => {
+                tracing::warn!(%root, node = %node.name, ?why, "cannot join the root collection")
+            }
+        }
         Ok(())
     }
 

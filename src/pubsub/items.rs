@@ -87,7 +87,10 @@ impl Pubsub {
                     None => self.policy.default_config.clone(),
                 };
                 match self.insert_node(req, Some(node.clone()), &config).await {
-                    Ok(n) => (n, true),
+                    Ok(n) => {
+                        self.join_root(&n).await?;
+                        (n, true)
+                    }
                     // Someone else created it meanwhile: publish to theirs, with their rules.
                     Err(DomainError::NodeExists) => {
                         return Box::pin(self.publish(req, node, item, options)).await

@@ -57,6 +57,10 @@ impl Pubsub {
                 return Err(e);
             }
         }
+        // After the creator's own links, which set the whole set of parents.
+        if planned.is_empty() {
+            self.join_root(&node).await?;
+        }
         Ok(node)
     }
 
