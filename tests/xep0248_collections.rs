@@ -410,11 +410,7 @@ async fn notifications(c: &mut Client, ps: &Pubsubd) -> Vec<Got> {
         else {
             continue;
         };
-        let collection = m.get_child("headers", NS_SHIM).and_then(|h| {
-            h.children()
-                .find(|x| x.attr("name") == Some("Collection"))
-                .map(|x| x.text())
-        });
+        let collection = collection_header(&m);
         for item in items.children().filter(|i| i.name() == "item") {
             got.push(Got {
                 node: items.attr("node").unwrap_or_default().to_owned(),
@@ -426,6 +422,15 @@ async fn notifications(c: &mut Client, ps: &Pubsubd) -> Vec<Got> {
     }
     got.sort();
     got
+}
+
+/// The `Collection` SHIM header of a notification, if any.
+fn collection_header(m: &Element) -> Option<String> {
+    m.get_child("headers", NS_SHIM).and_then(|h| {
+        h.children()
+            .find(|x| x.attr("name") == Some("Collection"))
+            .map(|x| x.text())
+    })
 }
 
 /// `(node, item, collection)` of each notification, in order.
@@ -607,6 +612,36 @@ both_servers!(
             seen(&notifications(&mut s, &ps).await),
             [("closed", "i2", Some("all"))]
         );
+        // Retractions and purges of a leaf reach the collection's subscribers too
+        // (XEP-0248 §5.1, subscription type items), with the header.
+        ok(&iq(
+            &mut a,
+            &ps,
+            "set",
+            &pubsub("<retract node='open' notify='1'><item id='i1'/></retract>"),
+        )
+        .await?);
+        let m = next_event(&mut s, &ps, NOTIFY)
+            .await
+            .expect("retract notification");
+        let event = m.get_child("event", NS_EVENT).expect("event");
+        let retract = event
+            .get_child("items", NS_EVENT)
+            .filter(|i| i.attr("node") == Some("open"))
+            .and_then(|i| i.get_child("retract", NS_EVENT))
+            .expect("retract of the open leaf");
+        assert_eq!(retract.attr("id"), Some("i1"));
+        assert_eq!(collection_header(&m).as_deref(), Some("all"));
+        ok(&iq(&mut a, &ps, "set", &owner("<purge node='closed'/>")).await?);
+        let m = next_event(&mut s, &ps, NOTIFY)
+            .await
+            .expect("purge notification");
+        let purge = m
+            .get_child("event", NS_EVENT)
+            .and_then(|e| e.get_child("purge", NS_EVENT))
+            .expect("purge");
+        assert_eq!(purge.attr("node"), Some("closed"));
+        assert_eq!(collection_header(&m).as_deref(), Some("all"));
         Ok::<_, anyhow::Error>(())
     }
 );
