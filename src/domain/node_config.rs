@@ -1,4 +1,4 @@
-//! [`NodeConfig`]: a leaf node's configuration (the `pubsub#node_config` FORM_TYPE,
+//! [`NodeConfig`]: a node's configuration (leaf or, XEP-0248, collection) (the `pubsub#node_config` FORM_TYPE,
 //! XEP-0060 §8.2 and §16.4.4), its defaults, and its data-form representations.
 //!
 //! Parsing submitted forms lives in `node_config_form`; the disco#info metadata form in
@@ -185,8 +185,11 @@ pub struct NodeConfig {
     pub notify_sub: bool,
     /// `pubsub#purge_offline`. Default: false.
     pub purge_offline: bool,
-    /// `pubsub#send_last_published_item`. Default: never. (A service advertising the
-    /// `last-published` feature would have to default to `on_sub_and_presence`, §4.3.)
+    /// `pubsub#send_last_published_item`. Default: never. The service advertises the
+    /// `last-published` feature (it sends the last item on subscription and presence
+    /// wherever a node asks for it); XEP-0060 suggests `on_sub_and_presence` as the
+    /// default of such a service, which an operator sets in `[service.default_config]`.
+    /// Keeping `never` here is a choice still to be reviewed (docs/xep0060.md).
     pub send_last_published_item: SendLastPublished,
     /// `pubsub#presence_based_delivery`. Default: false.
     pub presence_based_delivery: bool,
