@@ -71,6 +71,7 @@ pub fn status(error: &DomainError, anonymous: bool) -> StatusCode {
         | E::PendingSubscription
         | E::NodeFull
         | E::MaxItemsExceeded
+        | E::InvalidLink(_)
         | E::UnsupportedFeature(_)
         | E::UnsupportedAccessModel(_) => StatusCode::CONFLICT,
         E::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -129,6 +130,7 @@ fn condition(error: &DomainError) -> &'static str {
         E::NodeFull | E::MaxItemsExceeded => "node-full",
         E::MaxNodesExceeded | E::TooManySubscriptions | E::PolicyViolation(_) => "policy-violation",
         E::NotAllowed(_) => "not-allowed",
+        E::InvalidLink(_) => "invalid-link",
         _ => "bad-request",
     }
 }
