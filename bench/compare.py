@@ -51,6 +51,11 @@ FULL = {
     # and the same small node alone for `alone_seconds` (the baseline).
     "mixed": {"subscribers": 2000, "items": 200, "window": 16, "small": 5, "rate": 10,
               "alone_seconds": 10},
+    # #19: 100 leaves x 10 subscribers below one collection with 1,000 subscribers of
+    # its own, against one node with the same 1,010 subscribers per item (pubsubd only;
+    # virtual subscribers of the sink component).
+    "collection": {"leaves": 100, "per_leaf": 10, "collection_subscribers": 1000, "items": 200,
+                   "window": 16},
 }
 SMOKE = {
     "route": {"clients": 20, "messages": 5000, "sizes": []},
@@ -62,6 +67,8 @@ SMOKE = {
               "fanout_subscriptions": 2000, "fanout_items": 2, "probes": 20},
     "mixed": {"subscribers": 100, "items": 40, "window": 16, "small": 5, "rate": 10,
               "alone_seconds": 5},
+    "collection": {"leaves": 10, "per_leaf": 5, "collection_subscribers": 50, "items": 40,
+                   "window": 16},
 }
 FANOUT_SCENARIOS = ["firehose", "wide", "publishes", "nodes"]
 # The testkit's XEP-0033 service (ejabberd's mod_multicast, on Prosody the module
@@ -173,7 +180,7 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="small sizes (CI)")
     parser.add_argument("--runs", type=int, default=2, help="runs per scenario and target (median)")
     parser.add_argument("--only", default="", help="comma-separated scenarios: route," + ",".join(FANOUT_SCENARIOS)
-                        + ",mixed,state")
+                        + ",mixed,collection,state")
     parser.add_argument("--json", help="also write all raw reports and the summary here")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per single run")
     parser.add_argument("--connections", type=int, default=1,
@@ -218,6 +225,7 @@ def main():
     with_pubsubd = "pubsubd" in targets
     if not with_pubsubd:
         only.discard("state")
+        only.discard("collection")
     for binary in (LOAD, PUBSUBD) if with_pubsubd else (LOAD,):
         if not os.path.exists(binary):
             sys.exit(f"missing {binary}: run cargo build --release -p pubsubd -p pubsubd-bench")
@@ -384,6 +392,32 @@ def main():
                     }
                     results["summary"][key]["errors"] = [r["error"] for r in reports if "error" in r]
 
+        if "collection" in only:
+            s = sizes["collection"]
+            per_item = s["per_leaf"] + s["collection_subscribers"]
+            shapes = {
+                # The leaves' subscribers first (round robin, per_leaf each), then the
+                # collection's, each its own virtual user.
+                "collection": ["--nodes", str(s["leaves"]), "--subscribers", str(s["leaves"] * s["per_leaf"]),
+                               "--per-node", str(s["per_leaf"]),
+                               "--collection-subscribers", str(s["collection_subscribers"])],
+                "collection-baseline": ["--nodes", "1", "--subscribers", str(per_item)],
+            }
+            for key, shape in shapes.items():
+                log(f"{key} pubsubd")
+                cmd = [LOAD, "fanout", *common, "--target", "pubsubd", "--virtual", *shape,
+                       "--items", str(s["items"]), "--window", str(s["window"]), *publish_limit]
+                reports = [run_json(cmd, args.timeout) for _ in range(args.runs)]
+                results["raw"][f"{key} pubsubd"] = reports
+                results["summary"][f"{key} pubsubd"] = {
+                    field: summarize(reports, path) for field, path in [
+                        ("delivered_per_s", "delivered_per_s"), ("expected", "expected"),
+                        ("delivered", "delivered"), ("lost", "lost"), ("duplicates", "duplicates"),
+                        ("latency_p99_ms", "latency.p99_ms"), ("pubsubd_cpu_s", "cpu.pubsubd_s"),
+                        ("machine_busy", "cpu.machine_busy")]
+                }
+                results["summary"][f"{key} pubsubd"]["errors"] = [r["error"] for r in reports if "error" in r]
+
         if "state" in only:
             s = sizes["state"]
             log("state pubsubd")
@@ -438,9 +472,24 @@ def print_tables(results, ceiling, scenario_ceilings, bare_ceilings):
     if any(f"{name} {t}" in summary for name in FANOUT_SCENARIOS for t in targets):
         print_fanout(summary, targets, ceiling, scenario_ceilings, bare_ceilings)
     print_mixed(summary, targets)
+    print_collection(summary)
     print(f"\nload average (1, 5, 15 min) before: {fmt_load(results.get('load_before'))}, "
           f"after: {fmt_load(results.get('load_after'))}")
     print_state(results)
+
+
+def print_collection(summary):
+    coll, base = summary.get("collection pubsubd"), summary.get("collection-baseline pubsubd")
+    if not coll or not base:
+        return
+    print("\n| collection (#19) | notif/s | expected | delivered | lost | duplicates | p99 ms | "
+          "pubsubd CPU s | machine busy |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, s in (("leaves below a collection", coll), ("one node, same notifications", base)):
+        print(f"| {label} | {fmt(s['delivered_per_s'])} | {fmt(s['expected'])} | {fmt(s['delivered'])} | "
+              f"{fmt(s['lost'])} | {fmt(s['duplicates'])} | {fmt(s['latency_p99_ms'], 1)} | "
+              f"{fmt(s['pubsubd_cpu_s'], 2)} | {fmt(s.get('machine_busy'), 2)} |")
+    print(f"\ncollection rate / one-node rate: {fmt(ratio(coll['delivered_per_s'], base['delivered_per_s']), 3)}")
 
 
 def print_fanout(summary, targets, ceiling, scenario_ceilings, bare_ceilings):

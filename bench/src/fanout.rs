@@ -36,6 +36,9 @@ pub struct FanoutConfig {
     pub subscribers: usize,
     /// Subscribers per node.
     pub per_node: usize,
+    /// Subscribers of one collection node every node belongs to (XEP-0248; none
+    /// without a collection), beside `subscribers`.
+    pub collection_subscribers: usize,
     /// Subscribers are virtual users of the sink component.
     pub virtual_subscribers: bool,
     /// Items to publish.
@@ -81,6 +84,8 @@ pub struct FanoutReport {
     pub subscribers: usize,
     /// Subscribers per node.
     pub per_node: usize,
+    /// Subscribers of the collection above every node.
+    pub collection_subscribers: usize,
     /// Whether subscribers were virtual (sink component).
     pub virtual_subscribers: bool,
     /// Payload size, bytes.
@@ -176,8 +181,26 @@ pub async fn prepare<'a>(env: &'a Env, config: &'a FanoutConfig) -> anyhow::Resu
         .context("publisher login")?;
 
     let created = std::time::Instant::now();
+    // The collection first, so that each node joins it as it is created.
+    let collection = (config.collection_subscribers > 0).then(|| format!("load-{run_id}-all"));
+    if let Some(name) = &collection {
+        let xml = stanzas::create_collection("cc", &config.service, name);
+        iq::pipelined(
+            &mut publisher.reader,
+            &mut publisher.writer,
+            vec![Request {
+                id: "cc".into(),
+                xml,
+            }],
+            1,
+            config.timeout,
+        )
+        .await?
+        .check("create the collection")?;
+    }
     let options = NodeOptions {
         max_items: config.max_items,
+        collection: collection.clone(),
     };
     let requests = nodes
         .iter()
@@ -199,17 +222,33 @@ pub async fn prepare<'a>(env: &'a Env, config: &'a FanoutConfig) -> anyhow::Resu
     .check("create")?;
     let create_s = created.elapsed().as_secs_f64();
 
-    let assignment = Assignment::round_robin(config.nodes, config.subscribers, config.per_node);
+    let mut assignment = Assignment::round_robin(config.nodes, config.subscribers, config.per_node);
+    // The collection's subscribers come after the nodes' (their own accounts), and
+    // subscribe to the collection, listed after the nodes.
+    let mut subscribed_nodes = nodes.as_ref().clone();
+    if let Some(name) = collection {
+        subscribed_nodes.push(name);
+        for _ in 0..config.collection_subscribers {
+            assignment.nodes_of.push(vec![config.nodes]);
+        }
+    }
+    let subscribed_nodes = Arc::new(subscribed_nodes);
     let population = if config.virtual_subscribers {
-        population::virtual_subscribers(env, &assignment, &nodes, &config.service, config.timeout)
-            .await?
+        population::virtual_subscribers(
+            env,
+            &assignment,
+            &subscribed_nodes,
+            &config.service,
+            config.timeout,
+        )
+        .await?
     } else {
         let spec = ClientSpec {
             prefix: config.user_prefix.clone(),
             concurrency: config.login_concurrency,
             timeout: config.timeout,
         };
-        population::clients(env, &spec, &assignment, &nodes, &config.service).await?
+        population::clients(env, &spec, &assignment, &subscribed_nodes, &config.service).await?
     };
     population.subscribe.check("subscribe")?;
     Ok(Prepared {
@@ -258,7 +297,9 @@ impl Prepared<'_> {
         };
         let (published, mut publisher_writer) =
             publisher::publish(publisher.reader, publisher.writer, plan).await;
-        let expected = published.acked * assignment.per_node as u64;
+        // Each item reaches its node's subscribers and every collection subscriber.
+        let expected =
+            published.acked * (assignment.per_node + config.collection_subscribers) as u64;
 
         // Wait for the notifications: all of them, or until they stop coming.
         tally
@@ -295,6 +336,7 @@ impl Prepared<'_> {
             nodes: config.nodes,
             subscribers: config.subscribers,
             per_node: assignment.per_node,
+            collection_subscribers: config.collection_subscribers,
             virtual_subscribers: config.virtual_subscribers,
             size: config.size,
             window: config.window,

@@ -205,6 +205,11 @@ struct FanoutArgs {
     /// Subscribers per node (default: all of them).
     #[arg(long)]
     per_node: Option<usize>,
+    /// Also create one collection node (XEP-0248) every node joins, with this many
+    /// subscribers of its own (pubsubd only; each item then reaches
+    /// `per_node + collection_subscribers` subscribers).
+    #[arg(long, default_value_t = 0)]
+    collection_subscribers: usize,
     /// Subscribers are virtual users of one sink component instead of
     /// client sessions.
     #[arg(long = "virtual")]
@@ -410,6 +415,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 nodes: args.nodes,
                 subscribers: args.subscribers,
                 per_node: args.per_node.unwrap_or(args.subscribers),
+                collection_subscribers: args.collection_subscribers,
                 virtual_subscribers: args.virtual_subscribers,
                 items: args.items,
                 size: args.size,
@@ -433,6 +439,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 nodes: 1,
                 subscribers,
                 per_node: subscribers,
+                collection_subscribers: 0,
                 virtual_subscribers: false,
                 items: 0,
                 size: args.size,

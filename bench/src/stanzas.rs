@@ -86,6 +86,8 @@ pub const PRESENCE: &str = "<presence/>";
 pub struct NodeOptions {
     /// `pubsub#max_items`.
     pub max_items: u32,
+    /// `pubsub#collection`: the collection the node joins at creation (XEP-0248).
+    pub collection: Option<String>,
 }
 
 /// `from` attribute text, empty for client streams (the server stamps it).
@@ -103,6 +105,16 @@ pub fn create_node(
     node: &str,
     options: &NodeOptions,
 ) -> String {
+    let collection = options
+        .collection
+        .as_deref()
+        .map(|c| {
+            format!(
+                "<field var='pubsub#collection'><value>{}</value></field>",
+                escape(c)
+            )
+        })
+        .unwrap_or_default();
     format!(
         "<iq type='set' id='{id}' to='{service}'{from}><pubsub xmlns='{NS_PUBSUB}'>\
          <create node='{node}'/><configure><x xmlns='jabber:x:data' type='submit'>\
@@ -110,12 +122,25 @@ pub fn create_node(
          <field var='pubsub#access_model'><value>open</value></field>\
          <field var='pubsub#persist_items'><value>1</value></field>\
          <field var='pubsub#deliver_payloads'><value>1</value></field>\
-         <field var='pubsub#max_items'><value>{max}</value></field>\
+         <field var='pubsub#max_items'><value>{max}</value></field>{collection}\
          </x></configure></pubsub></iq>",
         service = escape(service),
         from = from_attr(from),
         node = escape(node),
         max = options.max_items,
+    )
+}
+
+/// Create the collection node `node` (XEP-0248).
+pub fn create_collection(id: &str, service: &str, node: &str) -> String {
+    format!(
+        "<iq type='set' id='{id}' to='{}'><pubsub xmlns='{NS_PUBSUB}'>\
+         <create node='{}'/><configure><x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE' type='hidden'><value>{NS_PUBSUB}#node_config</value></field>\
+         <field var='pubsub#node_type'><value>collection</value></field>\
+         </x></configure></pubsub></iq>",
+        escape(service),
+        escape(node)
     )
 }
 

@@ -154,6 +154,7 @@ pub async fn run(env: &Env, config: &StateConfig) -> anyhow::Result<StateReport>
     .context("owner login")?;
     let options = NodeOptions {
         max_items: u32::try_from(items_per_node.max(1)).unwrap_or(u32::MAX),
+        collection: None,
     };
     let mut requests: Vec<Request> = names
         .iter()

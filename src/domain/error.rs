@@ -169,6 +169,10 @@ pub enum DomainError {
     /// A submitted value is invalid (XEP-0004 §3.4: data validation fails).
     #[error("not acceptable: {0}")]
     NotAcceptable(String),
+    /// A link between nodes that XEP-0248 forbids: a leaf as a parent, a cycle, a
+    /// collection turned back into a leaf (`not-allowed` + `invalid-options`).
+    #[error("invalid link: {0}")]
+    InvalidLink(String),
     /// The action exists but is disabled for this node or service.
     #[error("not allowed: {0}")]
     NotAllowed(String),

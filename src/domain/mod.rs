@@ -20,6 +20,7 @@
 pub mod access;
 pub mod affiliation;
 pub mod archive;
+pub mod collection;
 pub mod error;
 mod form_values;
 pub mod limits;
@@ -38,6 +39,7 @@ pub use access::{
     SubscribeDecision,
 };
 pub use affiliation::Affiliation;
+pub use collection::{LinkRequest, NodeType, SubscriptionDepth, SubscriptionType};
 pub use error::{DomainError, NotAuthorizedReason, UnsupportedAccessReason};
 pub use limits::{check_create, CreatePolicy, ServiceLimits};
 pub use node_config::{

@@ -1,4 +1,4 @@
-//! [`NodeConfig`]: a leaf node's configuration (the `pubsub#node_config` FORM_TYPE,
+//! [`NodeConfig`]: a node's configuration (leaf or, XEP-0248, collection) (the `pubsub#node_config` FORM_TYPE,
 //! XEP-0060 §8.2 and §16.4.4), its defaults, and its data-form representations.
 //!
 //! Parsing submitted forms lives in `node_config_form`; the disco#info metadata form in
@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 
 use super::access::{AccessModel, PublishModel};
+use super::collection::NodeType;
 use super::error::DomainError;
 use super::form_values::{bool_field, list_single_field, multi_field, text_field};
 use super::limits::ServiceLimits;
@@ -184,8 +185,11 @@ pub struct NodeConfig {
     pub notify_sub: bool,
     /// `pubsub#purge_offline`. Default: false.
     pub purge_offline: bool,
-    /// `pubsub#send_last_published_item`. Default: never. (A service advertising the
-    /// `last-published` feature would have to default to `on_sub_and_presence`, §4.3.)
+    /// `pubsub#send_last_published_item`. Default: never. The service advertises the
+    /// `last-published` feature (it sends the last item on subscription and presence
+    /// wherever a node asks for it); XEP-0060 suggests `on_sub_and_presence` as the
+    /// default of such a service, which an operator sets in `[service.default_config]`.
+    /// Keeping `never` here is a choice still to be reviewed (docs/xep0060.md).
     pub send_last_published_item: SendLastPublished,
     /// `pubsub#presence_based_delivery`. Default: false.
     pub presence_based_delivery: bool,
@@ -207,6 +211,11 @@ pub struct NodeConfig {
     /// `pubsub#roster_groups_allowed`: the owners' roster groups the `roster` access
     /// model admits. Default: none (a `roster` node then admits affiliates only).
     pub roster_groups_allowed: Vec<String>,
+    /// `pubsub#node_type` (XEP-0248). Default: leaf.
+    pub node_type: NodeType,
+    /// `pubsub#children_max` (XEP-0248), for collections; `None` means no limit.
+    /// Default: none.
+    pub children_max: Option<u32>,
 }
 
 impl Default for NodeConfig {
@@ -233,6 +242,8 @@ impl Default for NodeConfig {
             max_payload_size: DEFAULT_MAX_PAYLOAD_SIZE,
             item_expire: None,
             roster_groups_allowed: Vec::new(),
+            node_type: NodeType::Leaf,
+            children_max: None,
         }
     }
 }
@@ -368,6 +379,20 @@ impl NodeConfig {
                 "Specify the semantic type of payload data to be provided at this node.",
                 self.payload_type.as_deref(),
             ),
+            list_single_field(
+                "pubsub#node_type",
+                "Whether the node is a leaf (default) or a collection",
+                &[
+                    ("leaf", "The node contains items"),
+                    ("collection", "The node contains other nodes"),
+                ],
+                self.node_type.as_str(),
+            ),
+            text_field(
+                "pubsub#children_max",
+                "The maximum number of children for this collection. `max` for no limit.",
+                Some(&self.children_max.map_or_else(|| "max".to_owned(), |n| n.to_string())),
+            ),
         ]
     }
 
@@ -378,8 +403,9 @@ impl NodeConfig {
     /// Per XEP-0004 §3.3, fields this service does not know are ignored and reported in
     /// [`ConfigChange::ignored`]. Malformed values and values above the service ceilings
     /// are `not-acceptable`; a field given twice or the wrong FORM_TYPE is `bad-request`;
-    /// `collection` is `unsupported` `collections`. Whether the `presence` and `roster`
-    /// models can be served (the roster privilege) is the caller's question.
+    /// `roster` needs the roster privilege: whether the `presence` and `roster` models
+    /// can be served is the caller's question. The link fields (`pubsub#collection`,
+    /// `pubsub#children`) are the caller's ([`LinkRequest`](super::LinkRequest)).
     pub fn apply_form(
         &mut self,
         form: &DataForm,

@@ -8,6 +8,7 @@
 use xmpp_parsers::data_forms::{DataForm, Field, FieldType};
 
 use super::access::{AccessModel, PublishModel};
+use super::collection::NodeType;
 use super::error::DomainError;
 use super::form_values::{boolean, check_type, single, submitted_fields, var};
 use super::limits::ServiceLimits;
@@ -198,24 +199,39 @@ fn apply_field(
         }
         // Registered fields for behaviour this service does not have: accepted only with
         // the value that describes what it does anyway, so nobody is silently misled.
-        "pubsub#node_type" => match single(field).map_err(invalid)? {
-            None | Some("") | Some("leaf") => {}
-            Some("collection") => {
-                return Err(Rejection::Unsupported(DomainError::UnsupportedFeature(
-                    "collections",
-                )))
+        "pubsub#node_type" => {
+            let value = single(field).map_err(invalid)?.unwrap_or_default();
+            config.node_type = NodeType::parse(value)
+                .map_err(|_| invalid(format!("unknown node type '{value}'")))?;
+        }
+        "pubsub#children_max" => {
+            config.children_max = match integer_or_max(field)? {
+                None => None,
+                Some(n) => Some(
+                    u32::try_from(n)
+                        .map_err(|_| invalid(format!("'pubsub#children_max' is too large: {n}")))?,
+                ),
             }
-            Some(other) => return Err(invalid(format!("unknown node type '{other}'"))),
+        }
+        // The links are stored apart from the configuration and changed by the caller
+        // (`LinkRequest`); here they are only known fields.
+        "pubsub#children" | "pubsub#collection" => {}
+        // Association policies other than owners-only are not offered.
+        "pubsub#children_association_policy" => match single(field).map_err(invalid)? {
+            None | Some("") | Some("owners") => {}
+            Some(_) => {
+                return Err(unsupported_value(
+                    field,
+                    "only owners may associate nodes with a collection",
+                ))
+            }
         },
-        "pubsub#children"
-        | "pubsub#children_association_policy"
-        | "pubsub#children_association_whitelist"
-        | "pubsub#children_max"
-        | "pubsub#collection" => {
+        "pubsub#children_association_whitelist" => {
             if field.values.iter().any(|v| !v.is_empty()) {
-                return Err(Rejection::Unsupported(DomainError::UnsupportedFeature(
-                    "collections",
-                )));
+                return Err(unsupported_value(
+                    field,
+                    "only owners may associate nodes with a collection",
+                ));
             }
         }
         "pubsub#subscribe" => {

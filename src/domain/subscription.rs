@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, FieldType, Option_};
 
+use super::collection::{SubscriptionDepth, SubscriptionType};
 use super::error::DomainError;
 use super::form_values::{self, bool_field, boolean, single, submitted_fields, var};
 
@@ -139,6 +140,12 @@ pub struct SubscribeOptions {
     /// delivery depends on presence. Default: all of them, so that a subscriber who never
     /// configures anything is not silently starved.
     pub show_values: BTreeSet<ShowValue>,
+    /// `pubsub#subscription_type` (XEP-0248), meaningful on collections. Default:
+    /// `items` (XEP-0248 suggests `nodes`, which this service does not offer; a plain
+    /// subscription to a collection then receives its leaves' items).
+    pub subscription_type: SubscriptionType,
+    /// `pubsub#subscription_depth` (XEP-0248), meaningful on collections. Default: 1.
+    pub subscription_depth: SubscriptionDepth,
 }
 
 impl Default for SubscribeOptions {
@@ -146,6 +153,8 @@ impl Default for SubscribeOptions {
         SubscribeOptions {
             deliver: true,
             show_values: ShowValue::ALL.into_iter().collect(),
+            subscription_type: SubscriptionType::default(),
+            subscription_depth: SubscriptionDepth::default(),
         }
     }
 }
@@ -177,6 +186,16 @@ impl SubscribeOptions {
             SUBSCRIBE_OPTIONS_FORM_TYPE,
             vec![
                 bool_field("pubsub#deliver", "Enable delivery?", self.deliver),
+                form_values::text_field(
+                    "pubsub#subscription_type",
+                    "Receive notification of items (nodes are not offered)",
+                    Some(self.subscription_type.as_str()),
+                ),
+                form_values::text_field(
+                    "pubsub#subscription_depth",
+                    "How far to traverse the node graph for notifications (1 or all)",
+                    Some(self.subscription_depth.as_str()),
+                ),
                 bool_field(
                     "pubsub#digest",
                     "Receive digest notifications (approx. one per day)?",
@@ -211,6 +230,14 @@ impl SubscribeOptions {
                 "pubsub#expire" => {
                     let lease = single(field).map_err(invalid)?;
                     refuse_if_on(var(field), lease.is_some_and(|v| !v.is_empty()))?
+                }
+                "pubsub#subscription_type" => {
+                    let value = single(field).map_err(invalid)?.unwrap_or_default();
+                    next.subscription_type = SubscriptionType::parse(value)?;
+                }
+                "pubsub#subscription_depth" => {
+                    let value = single(field).map_err(invalid)?.unwrap_or_default();
+                    next.subscription_depth = SubscriptionDepth::parse(value)?;
                 }
                 "pubsub#show-values" => {
                     form_values::check_type(field, FieldType::ListMulti).map_err(invalid)?;
@@ -361,6 +388,8 @@ mod tests {
         let options = SubscribeOptions {
             deliver: false,
             show_values: [ShowValue::Dnd].into_iter().collect(),
+            subscription_depth: SubscriptionDepth::All,
+            ..SubscribeOptions::default()
         };
         let mut form = options.to_form(DataFormType::Form);
         assert_eq!(form.form_type(), Some(SUBSCRIBE_OPTIONS_FORM_TYPE));

@@ -24,10 +24,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{backoff, deliver, Context, Link};
+use crate::domain::collection::collection_readers;
 use crate::store::claims::{
     ClaimedBatch, ClaimedJob, LeaseOwner, Resource, SessionKey, Subscriber,
 };
 use crate::store::jobs::JobTarget;
+use crate::store::StoreError;
 use crate::xmpp::{BarrierError, Lane, Outbound};
 
 /// How serving a batch ended.
@@ -123,7 +125,7 @@ pub async fn serve_claim(
     // the start) continues page by page.
     let fresh: Vec<&ClaimedBatch> = batches
         .iter()
-        .filter(|b| b.walks_subscribers() && b.cursor == 0)
+        .filter(|b| b.walks_subscribers() && b.cursor == 0 && !b.through_collections())
         .collect();
     let asks: Vec<(i64, u32)> = fresh
         .iter()
@@ -147,7 +149,7 @@ pub async fn serve_claim(
             small.push((b, None));
             continue;
         }
-        let whole = if b.cursor == 0 {
+        let whole = if b.cursor == 0 && !b.through_collections() {
             found.next().flatten()
         } else {
             None
@@ -379,7 +381,12 @@ async fn walk(
     mut stop: watch::Receiver<bool>,
     fenced: &Fenced,
 ) -> Outcome {
-    let largest = ctx.settings.subscriptions_per_page(batch.jobs.len());
+    let largest = if batch.through_collections() {
+        ctx.settings
+            .collection_subscriptions_per_page(batch.jobs.len())
+    } else {
+        ctx.settings.subscriptions_per_page(batch.jobs.len())
+    };
     let mut confirmed = batch.cursor;
     let mut recent = Recent::default();
     // Every stream's up/down state, to notice a reconnect that no failed barrier showed
@@ -547,7 +554,7 @@ async fn send_page(
     stop: &mut watch::Receiver<bool>,
 ) -> Page {
     let Some(page) = backoff::retry("read subscribers", stop, || {
-        ctx.store.subscribers(batch.node_pk, after, per_page)
+        subscriber_page(ctx, batch, after, per_page)
     })
     .await
     else {
@@ -617,6 +624,42 @@ async fn send_page(
     }
 }
 
+/// The next keyset page of the walk: the node's subscribers after `after`, and for a
+/// node below collections, theirs too, merged in `pk` order (one cursor for both, since
+/// subscription pks are unique across nodes). Collection subscribers are read only if
+/// the leaf's access model lets some affiliation read it without more facts
+/// ([`collection_readers`]), so the walk asks nothing per subscriber.
+async fn subscriber_page(
+    ctx: &Context,
+    batch: &ClaimedBatch,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Subscriber>, StoreError> {
+    let own = ctx.store.subscribers(batch.node_pk, after, limit).await?;
+    if !batch.through_collections()
+        || !batch
+            .jobs
+            .iter()
+            .any(|j| deliver::reaches_collections(j.kind))
+    {
+        return Ok(own);
+    }
+    let readers = collection_readers(batch.config.access_model);
+    let above = ctx
+        .store
+        .collection_subscribers(batch.node_pk, &batch.collections, &readers, after, limit)
+        .await?;
+    Ok(merge_pages(own, above, limit))
+}
+
+/// The first `limit` of two pages, each in `pk` order, in `pk` order.
+fn merge_pages(a: Vec<Subscriber>, b: Vec<Subscriber>, limit: u32) -> Vec<Subscriber> {
+    let mut merged: Vec<Subscriber> = a.into_iter().chain(b).collect();
+    merged.sort_by_key(|s| s.pk);
+    merged.truncate(limit as usize);
+    merged
+}
+
 /// Queues every job's notification for each subscription of `page` and returns how many;
 /// `None` if the queue is closed. Job by job: every subscription of the page gets the
 /// first job, then the second, so each subscriber still sees the node's items in order,
@@ -645,13 +688,21 @@ async fn queue_page(
     let mut queued = 0;
     let mut group: Vec<(&str, i64)> = Vec::new();
     for job in &batch.jobs {
+        let to_collections = deliver::reaches_collections(job.kind);
         for (sub, presence) in page.iter().zip(&presence) {
-            let subid = sub.shares_bare_jid.then_some(sub.subid.as_str());
+            if sub.via.is_some() && !to_collections {
+                continue;
+            }
+            let headers = deliver::Headers {
+                subid: sub.shares_bare_jid.then_some(sub.subid.as_str()),
+                collection: sub.via.as_deref(),
+            };
             for to in deliver::recipients(sub, job.kind, *presence) {
                 queued += 1;
                 match multicast {
-                    // A SubID header differs per recipient: those go one by one.
-                    Some((service, limit)) if subid.is_none() => {
+                    // Headers differ per recipient (a SubID) or per collection: those
+                    // go one by one, never in a group that shares one body.
+                    Some((service, limit)) if headers == deliver::Headers::default() => {
                         group.push((to, sub.pk));
                         if group.len() >= limit
                             && !send_group(ctx, out, job, service, &mut group).await
@@ -661,7 +712,7 @@ async fn queue_page(
                     }
                     _ => {
                         if !out
-                            .send_on(lane, one_by_one(ctx, job, to, sub.pk, subid))
+                            .send_on(lane, one_by_one(ctx, job, to, sub.pk, headers))
                             .await
                         {
                             return None;
@@ -691,7 +742,7 @@ async fn send_group(
 ) -> bool {
     let stanza = match group.as_slice() {
         [] => return true,
-        [(to, pk)] => one_by_one(ctx, job, to, *pk, None),
+        [(to, pk)] => one_by_one(ctx, job, to, *pk, deliver::Headers::default()),
         many => {
             metrics::counter!(crate::metrics::MULTICAST_GROUPS).increment(1);
             let to: Vec<&str> = many.iter().map(|(to, _)| *to).collect();
@@ -710,9 +761,22 @@ async fn send_group(
 }
 
 /// `job`'s notification to `to` for subscription `pk`, addressed to it alone.
-fn one_by_one(ctx: &Context, job: &ClaimedJob, to: &str, pk: i64, subid: Option<&str>) -> String {
+fn one_by_one(
+    ctx: &Context,
+    job: &ClaimedJob,
+    to: &str,
+    pk: i64,
+    headers: deliver::Headers<'_>,
+) -> String {
     let id = deliver::notification_id(job.id, Some(pk));
-    deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, subid)
+    deliver::message(
+        &ctx.service,
+        to,
+        job.headline,
+        &id,
+        &job.payload_xml,
+        headers,
+    )
 }
 
 /// The resources of `bare` in `sorted` (sorted by bare JID).
@@ -736,7 +800,14 @@ async fn queue_direct(
             continue;
         };
         let id = deliver::notification_id(job.id, None);
-        let stanza = deliver::message(&ctx.service, to, job.headline, &id, &job.payload_xml, None);
+        let stanza = deliver::message(
+            &ctx.service,
+            to,
+            job.headline,
+            &id,
+            &job.payload_xml,
+            deliver::Headers::default(),
+        );
         if !out.send_on(lane, stanza).await {
             return None;
         }

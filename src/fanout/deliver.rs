@@ -59,15 +59,31 @@ pub fn notification_id(job_id: i64, subscription_pk: Option<i64>) -> String {
     }
 }
 
+/// The SHIM headers (XEP-0131) of one notification.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Headers<'a> {
+    /// `SubID`: the subscriber holds several subscriptions to the node (XEP-0060 §12.5).
+    pub subid: Option<&'a str>,
+    /// `Collection`: the notification comes through this collection (XEP-0248 §4.3).
+    pub collection: Option<&'a str>,
+}
+
+/// Whether a subscription to a collection receives a `kind` notification of a leaf
+/// below: items published or retracted and purges, XEP-0248 §5.1's `items` type. The
+/// leaf's own configuration, deletion and subscription events stay with the leaf.
+pub fn reaches_collections(kind: JobKind) -> bool {
+    matches!(kind, JobKind::Items | JobKind::Retract | JobKind::Purge)
+}
+
 /// One notification as a finished stanza:
-/// `<message from to type id>{payload}[SHIM SubID header]</message>`.
+/// `<message from to type id>{payload}[SHIM headers]</message>`.
 pub fn message(
     service: &str,
     to: &str,
     headline: bool,
     id: &str,
     payload: &str,
-    subid: Option<&str>,
+    headers: Headers<'_>,
 ) -> String {
     let kind = if headline { "headline" } else { "normal" };
     let mut m = String::with_capacity(payload.len() + 160);
@@ -81,12 +97,20 @@ pub fn message(
     m.push_str(&escape(id));
     m.push_str("'>");
     m.push_str(payload);
-    if let Some(subid) = subid {
+    if headers.subid.is_some() || headers.collection.is_some() {
         m.push_str("<headers xmlns='");
         m.push_str(NS_SHIM);
-        m.push_str("'><header name='SubID'>");
-        m.push_str(&escape(subid));
-        m.push_str("</header></headers>");
+        m.push_str("'>");
+        for (name, value) in [("SubID", headers.subid), ("Collection", headers.collection)] {
+            if let Some(value) = value {
+                m.push_str("<header name='");
+                m.push_str(name);
+                m.push_str("'>");
+                m.push_str(&escape(value));
+                m.push_str("</header>");
+            }
+        }
+        m.push_str("</headers>");
     }
     m.push_str("</message>");
     m
@@ -104,7 +128,14 @@ pub fn multicast_message(
     payload: &str,
     recipients: &[&str],
 ) -> String {
-    let mut m = message(service, multicast, headline, id, payload, None);
+    let mut m = message(
+        service,
+        multicast,
+        headline,
+        id,
+        payload,
+        Headers::default(),
+    );
     m.truncate(m.len() - "</message>".len());
     m.reserve(recipients.iter().map(|r| r.len() + 32).sum::<usize>() + 80);
     m.push_str("<addresses xmlns='");
@@ -132,6 +163,7 @@ mod tests {
             subid: "sub-7".into(),
             options,
             shares_bare_jid: false,
+            via: None,
         }
     }
 
@@ -147,6 +179,7 @@ mod tests {
         SubscribeOptions {
             deliver: true,
             show_values: shows.iter().copied().collect(),
+            ..SubscribeOptions::default()
         }
     }
 
@@ -224,7 +257,7 @@ mod tests {
             true,
             &notification_id(12, Some(34)),
             "<event xmlns='http://jabber.org/protocol/pubsub#event'/>",
-            None,
+            Headers::default(),
         );
         assert_eq!(
             m,
@@ -233,7 +266,17 @@ mod tests {
         );
         let parsed: minidom::Element = format!(
             "<wrap xmlns='jabber:component:accept'>{}</wrap>",
-            message("ps", "a@b", false, "ps-1", "<x xmlns='y'/>", Some("s&1"))
+            message(
+                "ps",
+                "a@b",
+                false,
+                "ps-1",
+                "<x xmlns='y'/>",
+                Headers {
+                    subid: Some("s&1"),
+                    collection: None
+                }
+            )
         )
         .parse()
         .expect("well-formed");
@@ -245,6 +288,34 @@ mod tests {
             .expect("SubID header");
         assert_eq!(header.attr("name"), Some("SubID"));
         assert_eq!(header.text(), "s&1");
+    }
+
+    #[test]
+    fn a_notification_through_a_collection_names_it_in_a_shim_header() {
+        let parsed: minidom::Element = format!(
+            "<wrap xmlns='jabber:component:accept'>{}</wrap>",
+            message(
+                "ps",
+                "a@b",
+                true,
+                "ps-1-2",
+                "<x xmlns='y'/>",
+                Headers {
+                    subid: None,
+                    collection: Some("blogs")
+                }
+            )
+        )
+        .parse()
+        .expect("well-formed");
+        let msg = parsed.children().next().expect("message");
+        let headers: Vec<(String, String)> = msg
+            .get_child("headers", NS_SHIM)
+            .expect("headers")
+            .children()
+            .map(|h| (h.attr("name").unwrap_or("").to_owned(), h.text()))
+            .collect();
+        assert_eq!(headers, [("Collection".to_owned(), "blogs".to_owned())]);
     }
 
     #[test]

@@ -144,6 +144,18 @@ impl Settings {
         (budget / jobs).clamp(1, self.page_size.max(1))
     }
 
+    /// Subscriptions per page for a walk through collections of a batch of `jobs` jobs:
+    /// the same notifications per page, but not cut to `page_size` subscriptions. A
+    /// firehose of many leaves spreads its publishes over the leaves, so their batches
+    /// hold a job or two and a page of `page_size` would carry a few hundred
+    /// notifications per read, barrier and claim where one busy node's carries
+    /// thousands. The pace window still bounds what is in flight.
+    fn collection_subscriptions_per_page(&self, jobs: usize) -> u32 {
+        let jobs = u32::try_from(jobs.max(1)).unwrap_or(u32::MAX);
+        let budget = PAGE_NOTIFICATIONS.max(self.page_size);
+        (budget / jobs).clamp(1, budget)
+    }
+
     /// Leases are renewed three times per lease period, so one slow renewal (or two)
     /// does not lose them.
     fn renew_every(&self) -> Duration {

@@ -301,6 +301,7 @@ mod tests {
         let only_chat = SubscribeOptions {
             deliver: true,
             show_values: [ShowValue::Chat].into_iter().collect(),
+            ..SubscribeOptions::default()
         };
         assert!(last_item_job(
             item(on_presence(), only_chat),

@@ -71,6 +71,7 @@ pub fn status(error: &DomainError, anonymous: bool) -> StatusCode {
         | E::PendingSubscription
         | E::NodeFull
         | E::MaxItemsExceeded
+        | E::InvalidLink(_)
         | E::UnsupportedFeature(_)
         | E::UnsupportedAccessModel { .. } => StatusCode::CONFLICT,
         E::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -131,6 +132,7 @@ fn condition(error: &DomainError) -> &'static str {
         E::NodeFull | E::MaxItemsExceeded => "node-full",
         E::MaxNodesExceeded | E::TooManySubscriptions | E::PolicyViolation(_) => "policy-violation",
         E::NotAllowed(_) => "not-allowed",
+        E::InvalidLink(_) => "invalid-link",
         _ => "bad-request",
     }
 }

@@ -12,7 +12,7 @@ use super::stanza::{IqKind, IqRequest};
 use super::xep0060::{finish, Answer};
 use super::{features, Service};
 use crate::domain::ItemsQuery;
-use crate::domain::{DomainError, NodeFacts, NodeId};
+use crate::domain::{DomainError, NodeFacts, NodeId, NodeType};
 
 /// Most nodes listed in one disco#items page when the client does not ask for fewer:
 /// a service with a million nodes must not answer with one huge stanza.
@@ -57,7 +57,8 @@ async fn info_answer(svc: &Service, req: &IqRequest) -> Answer {
     let result = DiscoInfoResult {
         node: Some(node),
         identities: vec![Identity::new_anonymous::<_, _, String, String>(
-            "pubsub", "leaf",
+            "pubsub",
+            info.node.config.node_type.as_str(),
         )],
         features: [ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PUBSUB]
             .into_iter()
@@ -101,6 +102,24 @@ async fn items_answer(svc: &Service, req: &IqRequest) -> Answer {
     let service_jid = Jid::from(svc.jid.clone());
     if let Some(node) = &query.node {
         let name = NodeId::parse(node).map_err(|_| DomainError::NodeNotFound)?;
+        let (found, links) = svc.pubsub.node_links(&who, &name).await?;
+        if found.config.node_type == NodeType::Collection {
+            // XEP-0248 §4.2: a collection's items are its children.
+            let result = DiscoItemsResult {
+                node: Some(node.clone()),
+                items: links
+                    .children
+                    .into_iter()
+                    .map(|child| Item {
+                        jid: service_jid.clone(),
+                        node: Some(child.as_str().to_owned()),
+                        name: None,
+                    })
+                    .collect(),
+                rsm: None,
+            };
+            return Ok(Some(Element::from(result)));
+        }
         let q = ItemsQuery::Page {
             max: max as u32,
             after: query.rsm.as_ref().and_then(|r| r.after.clone()),

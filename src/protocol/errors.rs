@@ -213,6 +213,12 @@ pub fn stanza_error(err: &DomainError, by: Option<Jid>) -> StanzaError {
         E::NotAcceptable(_) => (T::Modify, C::NotAcceptable, None),
         // §8.2.3.4 (configuration locked down).
         E::NotAllowed(_) => (T::Cancel, C::NotAllowed, None),
+        // XEP-0248 §6.2.3.1, §6.2.3.4, §6.2.3.5, §6.4.3.3.
+        E::InvalidLink(_) => (
+            T::Cancel,
+            C::NotAllowed,
+            Some(pubsub_condition("invalid-options")),
+        ),
         E::ResourceConstraint => (T::Wait, C::ResourceConstraint, None),
         // The roster read failed, not the requester: wait, as for a database away.
         E::RosterUnreadable => (T::Wait, C::InternalServerError, None),

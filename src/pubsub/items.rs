@@ -6,6 +6,7 @@ use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
 use super::{context, internal, nodes::gone, notify, Pubsub, Requester};
+use crate::domain::collection::check_holds_items;
 use crate::domain::{
     check_create, check_publish, check_retract, check_retrieve_items, DomainError, ItemAuthor,
     ItemId, NodeConfig, NodeId, SubId,
@@ -66,6 +67,7 @@ impl Pubsub {
         {
             Some(access) => {
                 check_publish(&context(req, &access, None))?;
+                check_holds_items(&access.node.config, "publish")?;
                 if let Some(form) = options {
                     access
                         .node
@@ -86,7 +88,10 @@ impl Pubsub {
                 };
                 self.check_roster_model(req, &config)?;
                 match self.insert_node(req, Some(node.clone()), &config).await {
-                    Ok(n) => (n, true),
+                    Ok(n) => {
+                        self.join_root(&n).await?;
+                        (n, true)
+                    }
                     // Someone else created it meanwhile: publish to theirs, with their rules.
                     Err(DomainError::NodeExists) => {
                         return Box::pin(self.publish(req, node, item, options)).await
@@ -191,7 +196,9 @@ impl Pubsub {
                 accesses.clear();
                 continue;
             };
-            if let Err(e) = check_publish(&context(&req, &access, None)) {
+            if let Err(e) = check_publish(&context(&req, &access, None))
+                .and_then(|()| check_holds_items(&access.node.config, "publish"))
+            {
                 results[n] = Some(Err(e));
                 continue;
             }
@@ -366,6 +373,7 @@ impl Pubsub {
         self.roster_context(req, &access, None)
             .await?
             .check(check_retrieve_items)?;
+        check_holds_items(&access.node.config, "retrieve-items")?;
         if let Some(subid) = subid {
             if !access.subscriptions.iter().any(|s| s.subid == *subid) {
                 return Err(DomainError::InvalidSubId);

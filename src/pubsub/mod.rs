@@ -19,6 +19,7 @@
 
 pub mod archive;
 pub mod authorization;
+pub mod collections;
 pub mod item_stream;
 pub mod items;
 pub mod nodes;

@@ -3,10 +3,13 @@
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
+use super::collections::PlannedLinks;
 use super::{context, internal, notify, Pubsub, Requester};
+use crate::domain::collection::check_type_change;
 use crate::domain::{
     check_configure, check_create, check_delete, check_node_metadata_visibility, check_purge,
-    AccessModel, Affiliation, DomainError, NodeConfig, NodeId, UnsupportedAccessReason,
+    AccessModel, Affiliation, DomainError, LinkRequest, NodeConfig, NodeId, NodeType,
+    UnsupportedAccessReason, NODE_CONFIG_FORM_TYPE,
 };
 use crate::store::{NodeRecord, Refusal};
 
@@ -37,11 +40,30 @@ impl Pubsub {
                 .check_node_quota(u32::try_from(owned).unwrap_or(u32::MAX))?;
         }
         let mut config = self.policy.default_config.clone();
+        let mut planned = PlannedLinks::default();
         if let Some(form) = form {
             config.apply_form(form, &self.policy.limits)?;
             self.check_roster_model(req, &config)?;
+            let links = LinkRequest::from_form(form, NODE_CONFIG_FORM_TYPE)?;
+            planned = self.plan_links(req, &config, &links).await?;
         }
-        self.insert_node(req, name, &config).await
+        let node = self.insert_node(req, name, &config).await?;
+        if !planned.is_empty() {
+            // Linked once it exists; a refused link (a parent full meanwhile) takes the
+            // new node back, so a failed create leaves nothing behind.
+            if let Err(e) = self.apply_links(node.pk, &config, &planned).await {
+                self.store
+                    .delete_node(node.pk, None)
+                    .await
+                    .map_err(internal)?;
+                return Err(e);
+            }
+        }
+        // After the creator's own links, which set the whole set of parents.
+        if planned.is_empty() {
+            self.join_root(&node).await?;
+        }
+        Ok(node)
     }
 
     /// A `roster` node needs the owner's roster groups: refused while the server grants
@@ -113,6 +135,16 @@ impl Pubsub {
         if change.is_changed("pubsub#access_model") {
             self.check_roster_model(req, &config)?;
         }
+        check_type_change(access.node.config.node_type, config.node_type)?;
+        let links = LinkRequest::from_form(form, NODE_CONFIG_FORM_TYPE)?;
+        let planned = self.plan_links(req, &config, &links).await?;
+        if config.node_type == NodeType::Leaf
+            && !self.links_of(access.node.pk).await?.children.is_empty()
+        {
+            return Err(DomainError::InvalidLink(
+                "a leaf node cannot have children".into(),
+            ));
+        }
         if !change.ignored.is_empty() {
             tracing::debug!(node = %node, ignored = ?change.ignored, "unknown configuration fields ignored");
         }
@@ -121,7 +153,8 @@ impl Pubsub {
         } else {
             notify::configured(&access.node, &config)
         };
-        let keep = if config.persist_items {
+        // A leaf that becomes a collection loses its items (XEP-0248 §6.2.4).
+        let keep = if config.persist_items && config.node_type == NodeType::Leaf {
             config.max_items.effective(&self.policy.limits)
         } else {
             0
@@ -132,9 +165,13 @@ impl Pubsub {
             .await
             .map_err(internal)?
         {
-            Ok(()) => Ok(config),
-            Err(_) => Err(DomainError::NodeNotFound),
+            Ok(()) => {}
+            Err(_) => return Err(DomainError::NodeNotFound),
         }
+        if !planned.is_empty() {
+            self.apply_links(access.node.pk, &config, &planned).await?;
+        }
+        Ok(config)
     }
 
     /// The configuration a new node gets (§8.3).

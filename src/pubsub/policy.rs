@@ -11,6 +11,7 @@
 //! max_items = 10000                     # ceiling on pubsub#max_items
 //! max_nodes_per_owner = 1000
 //! max_subscriptions_per_jid = 10000
+//! root_collection = "firehose"         # every new open leaf joins this collection
 //! max_roster_owners = 4                 # owners' rosters read per request
 //! revocation_owners_per_tick = 100      # owners the revocation sweep judges per 5 s
 //!
@@ -23,7 +24,7 @@
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use xmpp_parsers::jid::BareJid;
 
-use crate::domain::{CreatePolicy, NodeConfig, ServiceLimits, NODE_CONFIG_FORM_TYPE};
+use crate::domain::{CreatePolicy, NodeConfig, NodeId, ServiceLimits, NODE_CONFIG_FORM_TYPE};
 
 /// Service-wide settings.
 #[derive(Debug, Clone)]
@@ -37,6 +38,10 @@ pub struct Policy {
     pub auto_create: bool,
     /// disco#items on the service lists whitelist nodes only to their affiliates.
     pub hide_private_nodes: bool,
+    /// A collection node (XEP-0248) every new leaf with the `open` access model joins
+    /// when it is created (by request or auto-created), if that collection exists: an
+    /// "everything" firehose the operator creates once. Default: none.
+    pub root_collection: Option<NodeId>,
 }
 
 impl Default for Policy {
@@ -48,6 +53,7 @@ impl Default for Policy {
             default_config: NodeConfig::default(),
             auto_create: true,
             hide_private_nodes: true,
+            root_collection: None,
         }
     }
 }
@@ -65,6 +71,7 @@ const KEYS: &[&str] = &[
     "max_roster_owners",
     "revocation_owners_per_tick",
     "default_config",
+    "root_collection",
 ];
 
 impl Policy {
@@ -98,6 +105,9 @@ impl Policy {
         if let Some(v) = int_value(table, "max_items")? {
             p.limits.max_items = v;
         }
+        p.root_collection = str_value(table, "root_collection")?
+            .map(|name| NodeId::parse(name).map_err(|e| format!("`service.root_collection`: {e}")))
+            .transpose()?;
         p.limits.max_nodes_per_owner = int_value(table, "max_nodes_per_owner")?;
         p.limits.max_subscriptions_per_jid = int_value(table, "max_subscriptions_per_jid")?;
         if let Some(v) = int_value(table, "max_roster_owners")? {

@@ -180,6 +180,20 @@ pub struct ClaimedBatch {
     /// The liveness session the claim was made under (see [`Liveness`]); `None` for a
     /// timer-only lease.
     pub session: Option<SessionKey>,
+    /// The live collections above the node (XEP-0248), read with the claim: their
+    /// subscribers are walked with the node's own.
+    pub collections: Vec<CollectionAbove>,
+}
+
+/// A collection above a claimed node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionAbove {
+    pub pk: i64,
+    /// Its NodeID, for the `Collection` header of what arrives through it.
+    pub name: String,
+    /// A direct parent (every subscription counts), else an ancestor further up (only
+    /// subscriptions of depth `all` count).
+    pub direct: bool,
 }
 
 impl ClaimedBatch {
@@ -193,6 +207,11 @@ impl ClaimedBatch {
         self.jobs
             .first()
             .is_some_and(|j| j.target == JobTarget::Subscribers)
+    }
+
+    /// Whether subscriptions to collections above the node are walked too.
+    pub fn through_collections(&self) -> bool {
+        !self.collections.is_empty()
     }
 
     /// Whether completing the batch removes the node (it carries a `delete` job).
@@ -214,6 +233,9 @@ pub struct Subscriber {
     /// The same bare JID has another active subscription to this node, so its
     /// notifications carry a SubID header.
     pub shares_bare_jid: bool,
+    /// The collection this subscription is to, when it is not to the node itself: its
+    /// notifications carry a `Collection` header (XEP-0248 §4.3).
+    pub via: Option<String>,
 }
 
 /// An available resource of a subscriber.
@@ -346,6 +368,19 @@ pub trait FanoutStore: Send + Sync + 'static {
     /// if it has fewer than `limit`, with `shares_bare_jid` set; `None` if it has
     /// `limit` or more (walk it with [`subscribers`](Self::subscribers) instead).
     /// One call for a group of small nodes instead of one page read each.
+    /// One keyset page of the subscriptions that reach node `leaf_pk` through the
+    /// collections `above` (subscriptions after `after` in `pk` order, at most `limit`),
+    /// only those whose subscriber's affiliation with the leaf is one of `readers`
+    /// (`none` for no affiliation); each with `via` set.
+    async fn collection_subscribers(
+        &self,
+        leaf_pk: i64,
+        above: &[CollectionAbove],
+        readers: &[&str],
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Subscriber>, StoreError>;
+
     async fn whole_nodes(
         &self,
         nodes: &[(i64, u32)],

@@ -149,6 +149,7 @@ pub trait Store:
     + AffiliationStore
     + ItemSeqStore
     + ArchiveStore
+    + CollectionStore
 {
 }
 
@@ -159,7 +160,8 @@ impl<
             + SubscriptionStore
             + AffiliationStore
             + ItemSeqStore
-            + ArchiveStore,
+            + ArchiveStore
+            + CollectionStore,
     > Store for T
 {
 }
@@ -415,6 +417,49 @@ pub trait SubscriptionStore: Send + Sync + 'static {
 }
 
 /// Affiliations.
+/// A change of the links between collections and their children (XEP-0248), by node pk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkChange {
+    /// Adds `child` to `parent` (nothing if linked already).
+    Associate { parent: i64, child: i64 },
+    /// Removes `child` from `parent`.
+    Dissociate { parent: i64, child: i64 },
+    /// Makes `parents` the whole set of `child`'s parents.
+    SetParents { child: i64, parents: Vec<i64> },
+    /// Makes `children` the whole set of `parent`'s children.
+    SetChildren { parent: i64, children: Vec<i64> },
+}
+
+/// Why a link change was not made (nothing changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// A node would become its own ancestor.
+    Cycle,
+    /// A parent would hold more children than its `children_max`.
+    TooManyChildren,
+    /// The nodes to dissociate are not linked.
+    NotLinked,
+}
+
+/// The links between collection nodes and their children.
+#[async_trait]
+pub trait CollectionStore: Send + Sync + 'static {
+    /// Makes `change` in one transaction, serialised with every other link change, and
+    /// keeps it only if no node becomes its own ancestor and each parent of `limits`
+    /// (pk, `children_max`) holds at most that many children afterwards.
+    async fn change_links(
+        &self,
+        change: &LinkChange,
+        limits: &[(i64, u32)],
+    ) -> Result<Result<(), LinkRefusal>, StoreError>;
+
+    /// The names of the live children of node `pk`, in name order.
+    async fn children(&self, pk: i64) -> Result<Vec<NodeId>, StoreError>;
+
+    /// The names of the live collections node `pk` is a child of, in name order.
+    async fn parents(&self, pk: i64) -> Result<Vec<NodeId>, StoreError>;
+}
+
 #[async_trait]
 pub trait AffiliationStore: Send + Sync + 'static {
     /// Every stored affiliation of the node (never `none`).

@@ -164,18 +164,28 @@ fn owner_may_choose_the_whitelist_access_model() {
 }
 
 #[test]
-fn collection_nodes_are_not_implemented() {
+fn node_type_and_children_max_are_configured() {
     let mut config = NodeConfig::default();
-    let err = config
+    config
         .apply_form(
-            &config_form(&[("pubsub#node_type", &["collection"])]),
+            &config_form(&[
+                ("pubsub#node_type", &["collection"]),
+                ("pubsub#children_max", &["2"]),
+            ]),
             &limits(),
         )
+        .unwrap();
+    assert_eq!(config.node_type, crate::domain::NodeType::Collection);
+    assert_eq!(config.children_max, Some(2));
+    let err = config
+        .apply_form(&config_form(&[("pubsub#node_type", &["tree"])]), &limits())
         .unwrap_err();
-    assert_eq!(err, DomainError::UnsupportedFeature("collections"));
-    assert!(config
-        .apply_form(&config_form(&[("pubsub#node_type", &["leaf"])]), &limits())
-        .is_ok());
+    assert!(matches!(err, DomainError::NotAcceptable(_)));
+    assert_eq!(
+        config.node_type,
+        crate::domain::NodeType::Collection,
+        "unchanged"
+    );
 }
 
 #[test]
@@ -346,9 +356,11 @@ fn options_the_service_lacks_are_refused_unless_they_describe_its_behaviour() {
             "{var}={value}"
         );
     }
-    assert_eq!(
-        config.apply_form(&config_form(&[("pubsub#children", &["other"])]), &limits()),
-        Err(DomainError::UnsupportedFeature("collections"))
+    assert!(
+        config
+            .apply_form(&config_form(&[("pubsub#children", &["other"])]), &limits())
+            .is_ok(),
+        "links are the caller's, known but not part of the configuration"
     );
 }
 

@@ -87,6 +87,16 @@ pub enum Command {
     Purge {
         node: NodeId,
     },
+    /// XEP-0248 §6.4: `<collection node><associate node/></collection>`.
+    Associate {
+        collection: NodeId,
+        child: NodeId,
+    },
+    /// XEP-0248 §6.5: `<collection node><dissociate node/></collection>`.
+    Dissociate {
+        collection: NodeId,
+        child: NodeId,
+    },
     NodeSubscriptions {
         node: NodeId,
     },

@@ -5,6 +5,7 @@ use xmpp_parsers::ns;
 
 use super::command::Command;
 use super::render;
+use crate::domain::collection::link_fields;
 use crate::domain::{DomainError, SubscribeOptions};
 use crate::pubsub::{Pubsub, Requester};
 
@@ -95,12 +96,24 @@ pub async fn execute(pubsub: &Pubsub, who: &Requester, cmd: Command) -> Answer {
         }
         Command::GetConfig { node } => {
             let config = pubsub.node_config(who, &node).await?;
+            let (_, links) = pubsub.node_links(who, &node).await?;
+            let mut form = config.to_form();
+            form.fields
+                .extend(link_fields(&links.parents, &links.children));
             Ok(Some(wrap_owner(
                 Element::builder("configure", ns::PUBSUB_OWNER)
                     .attr(render::xml_name("node"), node.as_str())
-                    .append(Element::from(config.to_form()))
+                    .append(Element::from(form))
                     .build(),
             )))
+        }
+        Command::Associate { collection, child } => {
+            pubsub.associate(who, &collection, &child).await?;
+            Ok(None)
+        }
+        Command::Dissociate { collection, child } => {
+            pubsub.dissociate(who, &collection, &child).await?;
+            Ok(None)
         }
         Command::Configure { node, form } => {
             pubsub.configure_node(who, &node, &form).await?;

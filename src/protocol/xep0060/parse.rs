@@ -223,6 +223,26 @@ pub fn owner(req: &IqRequest) -> Result<Command, DomainError> {
                 },
             });
         }
+        // XEP-0248 §6.4 and §6.5, which xmpp-parsers does not model.
+        "collection" => {
+            expect(req, IqKind::Set, "collection")?;
+            let collection = request::node(verb)?;
+            let mut children = verb.children();
+            let (Some(link), None) = (children.next(), children.next()) else {
+                return Err(DomainError::BadRequest(
+                    "<collection/> needs one <associate/> or <dissociate/>".into(),
+                ));
+            };
+            let child = request::node(link)?;
+            return match (link.name(), link.ns() == ns::PUBSUB_OWNER) {
+                ("associate", true) => Ok(Command::Associate { collection, child }),
+                ("dissociate", true) => Ok(Command::Dissociate { collection, child }),
+                _ => Err(DomainError::BadRequest(format!(
+                    "unknown <collection/> request <{}/>",
+                    link.name()
+                ))),
+            };
+        }
         // §8.2.3.3 and friends: the request must name the node.
         "delete" | "purge" | "subscriptions" | "configure" => {
             request::node(verb)?;

@@ -161,12 +161,15 @@ impl Backend for PgStore {
     const SUBSCRIPTIONS_JSON: &'static str = "COALESCE(json_agg(json_build_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state, 'options', s.options)
         ORDER BY s.pk), '[]')";
+    const LOCK_LINKS: Option<&'static str> =
+        Some("LOCK TABLE collection_links IN SHARE ROW EXCLUSIVE MODE");
 }
 
 crate::store::sql::node_store!(PgStore);
 crate::store::sql::subscription_store!(PgStore);
 crate::store::sql::affiliation_store!(PgStore);
 crate::store::sql::item_seq_store!(PgStore);
+crate::store::sql::collection_store!(PgStore);
 
 crate::store::sql::service_store!(PgStore, {
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {

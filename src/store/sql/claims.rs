@@ -8,8 +8,8 @@ use super::rows::Stored;
 use super::Backend;
 use crate::domain::NodeConfig;
 use crate::store::claims::{
-    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, JobHead, SessionKey,
-    Subscriber,
+    batch_len, claim_has_room, ClaimLimits, ClaimedBatch, ClaimedJob, CollectionAbove, JobHead,
+    SessionKey, Subscriber,
 };
 use crate::store::decode;
 use crate::store::jobs::JobTarget;
@@ -51,6 +51,7 @@ pub fn subscriber<R: Stored>(r: &R) -> Result<Subscriber, StoreError> {
         options: decode::options_or_default(&r.field::<String>("options")?, &subid),
         subid,
         shares_bare_jid: false,
+        via: None,
     })
 }
 
@@ -154,6 +155,7 @@ pub fn batches<R: Stored>(
             cursor: 0,
             jobs: Vec::new(),
             session,
+            collections: Vec::new(),
         });
     }
     for r in leased {
@@ -178,6 +180,25 @@ pub fn batches<R: Stored>(
     Ok(batches)
 }
 
+/// Hands each batch the collections above its node, from rows of
+/// [`collections_above_sql`](super::collections::collections_above_sql).
+pub fn attach_collections<R: Stored>(
+    batches: &mut [ClaimedBatch],
+    rows: &[R],
+) -> Result<(), StoreError> {
+    for r in rows {
+        let leaf: i64 = r.field("leaf")?;
+        if let Some(batch) = batches.iter_mut().find(|b| b.node_pk == leaf) {
+            batch.collections.push(CollectionAbove {
+                pk: r.field("pk")?,
+                name: r.field("name")?,
+                direct: r.field::<i64>("depth")? == 1,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Implements `FanoutStore` for `$store` (with the inherent `lease_batches`); `$extra`
 /// are the backend's own methods (`claim_batches`, `resource_available`, …).
 macro_rules! fanout_store {
@@ -189,11 +210,12 @@ macro_rules! fanout_store {
 
             use $crate::store::decode;
             use $crate::store::claims::{
-                ClaimLimits, ClaimedBatch, FanoutStore, JobListener, LastItem, LeaseOwner,
-                Resource, SessionKey, Subscriber,
+                ClaimLimits, ClaimedBatch, CollectionAbove, FanoutStore, JobListener, LastItem,
+                LeaseOwner, Resource, SessionKey, Subscriber,
             };
             use $crate::store::jobs::NewJob;
             use $crate::store::sql::claims;
+            use $crate::store::sql::collections::{collection_page_sql, collections_above_sql};
             use $crate::store::sql::Backend;
             use $crate::store::StoreError;
 
@@ -289,7 +311,16 @@ macro_rules! fanout_store {
                     .bind(Self::list(&node_pks))
                     .fetch_all(&mut *tx)
                     .await?;
-                    let batches = claims::batches(&heads, &leased, &node_rows, session)?;
+                    let mut batches = claims::batches(&heads, &leased, &node_rows, session)?;
+                    // The collections above the claimed nodes, for walks through them
+                    // (one index probe per link).
+                    let above = sqlx::query(AssertSqlSafe(collections_above_sql(
+                        &<$store>::in_list("$1"),
+                    )))
+                    .bind(Self::list(&node_pks))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    claims::attach_collections(&mut batches, &above)?;
                     if batches.is_empty() {
                         tx.rollback().await?;
                     } else {
@@ -445,6 +476,39 @@ macro_rules! fanout_store {
                     };
                     claims::mark_shared(&mut page, &shared);
                     self.after_subscriber_read("subscriber page", started.elapsed(), page.len());
+                    Ok(page)
+                }
+
+                async fn collection_subscribers(
+                    &self,
+                    leaf_pk: i64,
+                    above: &[CollectionAbove],
+                    readers: &[&str],
+                    after: i64,
+                    limit: u32,
+                ) -> Result<Vec<Subscriber>, StoreError> {
+                    if above.is_empty() || readers.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let started = std::time::Instant::now();
+                    let all: Vec<i64> = above.iter().map(|c| c.pk).collect();
+                    let direct: Vec<i64> = above.iter().filter(|c| c.direct).map(|c| c.pk).collect();
+                    let rows = sqlx::query(AssertSqlSafe(collection_page_sql(<$store>::in_list)))
+                        .bind(Self::list(&all))
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .bind(leaf_pk)
+                        .bind(Self::list(&direct))
+                        .bind(Self::list(readers))
+                        .fetch_all(self.pool())
+                        .await?;
+                    let mut page = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let mut sub = claims::subscriber(r)?;
+                        sub.via = Some(r.try_get("via")?);
+                        page.push(sub);
+                    }
+                    self.after_subscriber_read("collection subscriber page", started.elapsed(), page.len());
                     Ok(page)
                 }
 

@@ -25,6 +25,7 @@ pub mod rows;
 pub mod affiliations;
 pub mod archive;
 pub mod claims;
+pub mod collections;
 pub mod item_seq;
 pub mod items;
 pub mod nodes;
@@ -34,6 +35,7 @@ pub mod subscriptions;
 pub(crate) use affiliations::affiliation_store;
 pub(crate) use archive::archive_store;
 pub(crate) use claims::fanout_store;
+pub(crate) use collections::collection_store;
 pub(crate) use item_seq::item_seq_store;
 pub(crate) use items::item_store;
 pub(crate) use nodes::node_store;
@@ -96,4 +98,8 @@ pub trait Backend {
     /// A JSON array of a subscription row `s`'s columns, as [`rows::SubscriptionJson`]
     /// reads them, for the subscriptions matching the `WHERE` that follows.
     const SUBSCRIPTIONS_JSON: &'static str;
+    /// A statement that serialises link changes between collections (PostgreSQL: a
+    /// table lock that readers do not wait for), or `None` where write transactions
+    /// are serialised anyway (SQLite's `BEGIN IMMEDIATE`).
+    const LOCK_LINKS: Option<&'static str>;
 }

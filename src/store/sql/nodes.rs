@@ -237,6 +237,13 @@ macro_rules! node_store {
 
                 async fn delete_node(&self, pk: i64, job: Option<NewJob>) -> Result<(), StoreError> {
                     let mut tx = self.write_tx().await?;
+                    // A deleted collection lets go of its children at once (they
+                    // survive it, XEP-0248 §6.3), and a deleted child leaves its
+                    // collections: no later walk or listing sees either.
+                    sqlx::query("DELETE FROM collection_links WHERE parent_pk = $1 OR child_pk = $1")
+                        .bind(pk)
+                        .execute(&mut *tx)
+                        .await?;
                     let queued = match job {
                         // Subscribers are walked by the fan-out engine, which removes the
                         // row after.

@@ -293,6 +293,7 @@ impl Backend for SqliteStore {
     const SUBSCRIPTIONS_JSON: &'static str = "json_group_array(json_object(
         'pk', s.pk, 'jid', s.jid, 'subid', s.subid, 'state', s.state,
         'options', json(s.options)) ORDER BY s.pk)";
+    const LOCK_LINKS: Option<&'static str> = None;
 }
 
 crate::store::sql::node_store!(SqliteStore);
@@ -300,6 +301,7 @@ crate::store::sql::item_store!(SqliteStore, {});
 crate::store::sql::subscription_store!(SqliteStore);
 crate::store::sql::affiliation_store!(SqliteStore);
 crate::store::sql::item_seq_store!(SqliteStore);
+crate::store::sql::collection_store!(SqliteStore);
 
 crate::store::sql::service_store!(SqliteStore, {
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {

@@ -1,0 +1,214 @@
+//! [`CollectionStore`](crate::store::CollectionStore) in shared SQL: the links between
+//! collections and their children (`collection_links`), changed under one lock and
+//! checked for cycles and `children_max` before commit; and, for the fan-out, the
+//! collections above a leaf and a keyset page of their subscribers.
+
+use crate::domain::collection::MAX_DEPTH;
+
+/// The ancestors of node `$1` (its parents, their parents, …) as rows `up(pk, depth)`,
+/// depth 1 for a parent; at most [`MAX_DEPTH`] links up, so that even a graph that
+/// somehow held a cycle could not make the statement run forever.
+pub fn ancestors_cte(start: &str) -> String {
+    format!(
+        "WITH RECURSIVE up(pk, depth) AS (
+             SELECT parent_pk, 1 FROM collection_links WHERE child_pk = {start}
+           UNION ALL
+             SELECT c.parent_pk, u.depth + 1
+             FROM collection_links c JOIN up u ON c.child_pk = u.pk
+             WHERE u.depth < {MAX_DEPTH}
+         )"
+    )
+}
+
+/// The collections above each node of the list `$1` (`leaf, pk, name, depth`, the
+/// shortest distance), live collections only: what a claim's walks need.
+pub fn collections_above_sql(in_list: &str) -> String {
+    format!(
+        "WITH RECURSIVE up(leaf, pk, depth) AS (
+             SELECT child_pk, parent_pk, 1 FROM collection_links WHERE child_pk {in_list}
+           UNION ALL
+             SELECT u.leaf, c.parent_pk, u.depth + 1
+             FROM collection_links c JOIN up u ON c.child_pk = u.pk
+             WHERE u.depth < {MAX_DEPTH}
+         )
+         SELECT u.leaf, u.pk, n.name, CAST(min(u.depth) AS BIGINT) AS depth
+         FROM up u JOIN nodes n ON n.pk = u.pk AND NOT n.deleted
+         GROUP BY u.leaf, u.pk, n.name
+         ORDER BY u.leaf, u.pk"
+    )
+}
+
+/// One keyset page of the subscriptions that reach leaf `$4` through the collections
+/// above it: subscriptions to a collection of the list `$1` after `$2` in `pk` order,
+/// at most `$3`; a collection of the list `$5` (the direct parents) takes every
+/// subscription, any other only those of depth `all`; and only subscribers whose
+/// affiliation with the leaf (`none` without a row) is one of the list `$6`, the
+/// affiliations that may read the leaf (`domain::collection::collection_readers`).
+/// `via` names the collection.
+pub fn collection_page_sql(in_list: fn(&str) -> String) -> String {
+    format!(
+        "SELECT s.pk, s.jid, s.bare_jid, s.subid, CAST(s.options AS TEXT) AS options,
+                n.name AS via
+         FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
+         WHERE s.node_pk {} AND s.pk > $2 AND s.state = 'subscribed'
+           AND (s.node_pk {} OR s.options ->> 'subscription_depth' = 'all')
+           AND COALESCE((SELECT a.affiliation FROM affiliations a
+                         WHERE a.node_pk = $4 AND a.jid = s.bare_jid), 'none') {}
+         ORDER BY s.pk
+         LIMIT $3",
+        in_list("$1"),
+        in_list("$5"),
+        in_list("$6")
+    )
+}
+
+/// Implements `CollectionStore` for `$store`.
+macro_rules! collection_store {
+    ($store:ty) => {
+        const _: () = {
+            use sqlx::AssertSqlSafe;
+
+            use $crate::domain::NodeId;
+            use $crate::store::sql::collections::ancestors_cte;
+            use $crate::store::sql::Backend;
+            use $crate::store::{CollectionStore, LinkChange, LinkRefusal, StoreError};
+
+            type Conn = <<$store as Backend>::Db as sqlx::Database>::Connection;
+
+            async fn link(conn: &mut Conn, parent: i64, child: i64) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO collection_links (parent_pk, child_pk) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(parent)
+                .bind(child)
+                .execute(conn)
+                .await?;
+                Ok(())
+            }
+
+            async fn names(store: &$store, sql: &str, pk: i64) -> Result<Vec<NodeId>, StoreError> {
+                let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                    .bind(pk)
+                    .fetch_all(store.pool())
+                    .await?;
+                rows.iter()
+                    .map(|n| NodeId::parse(n).map_err(|_| StoreError::Corrupt(format!("node name {n:?}"))))
+                    .collect()
+            }
+
+            #[async_trait::async_trait]
+            impl CollectionStore for $store {
+                async fn change_links(
+                    &self,
+                    change: &LinkChange,
+                    limits: &[(i64, u32)],
+                ) -> Result<Result<(), LinkRefusal>, StoreError> {
+                    let self_link = match change {
+                        LinkChange::Associate { parent, child } => parent == child,
+                        LinkChange::Dissociate { .. } => false,
+                        LinkChange::SetParents { child, parents } => parents.contains(child),
+                        LinkChange::SetChildren { parent, children } => children.contains(parent),
+                    };
+                    if self_link {
+                        return Ok(Err(LinkRefusal::Cycle));
+                    }
+                    let mut tx = self.write_tx().await?;
+                    if let Some(lock) = <$store>::LOCK_LINKS {
+                        sqlx::query(lock).execute(&mut *tx).await?;
+                    }
+                    // The node every new cycle would pass through.
+                    let pivot = match change {
+                        LinkChange::Associate { parent, child } => {
+                            link(&mut tx, *parent, *child).await?;
+                            *child
+                        }
+                        LinkChange::Dissociate { parent, child } => {
+                            let gone = sqlx::query(
+                                "DELETE FROM collection_links WHERE parent_pk = $1 AND child_pk = $2",
+                            )
+                            .bind(parent)
+                            .bind(child)
+                            .execute(&mut *tx)
+                            .await?;
+                            if gone.rows_affected() == 0 {
+                                tx.rollback().await?;
+                                return Ok(Err(LinkRefusal::NotLinked));
+                            }
+                            self.commit(tx, 0).await?;
+                            return Ok(Ok(()));
+                        }
+                        LinkChange::SetParents { child, parents } => {
+                            sqlx::query("DELETE FROM collection_links WHERE child_pk = $1")
+                                .bind(child)
+                                .execute(&mut *tx)
+                                .await?;
+                            for parent in parents {
+                                link(&mut tx, *parent, *child).await?;
+                            }
+                            *child
+                        }
+                        LinkChange::SetChildren { parent, children } => {
+                            sqlx::query("DELETE FROM collection_links WHERE parent_pk = $1")
+                                .bind(parent)
+                                .execute(&mut *tx)
+                                .await?;
+                            for child in children {
+                                link(&mut tx, *parent, *child).await?;
+                            }
+                            *parent
+                        }
+                    };
+                    let cycle: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                        "{} SELECT count(*) FROM up WHERE pk = $1",
+                        ancestors_cte("$1")
+                    )))
+                    .bind(pivot)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if cycle > 0 {
+                        tx.rollback().await?;
+                        return Ok(Err(LinkRefusal::Cycle));
+                    }
+                    for (parent, max) in limits {
+                        let held: i64 = sqlx::query_scalar(
+                            "SELECT count(*) FROM collection_links WHERE parent_pk = $1",
+                        )
+                        .bind(parent)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        if held > i64::from(*max) {
+                            tx.rollback().await?;
+                            return Ok(Err(LinkRefusal::TooManyChildren));
+                        }
+                    }
+                    self.commit(tx, 0).await?;
+                    Ok(Ok(()))
+                }
+
+                async fn children(&self, pk: i64) -> Result<Vec<NodeId>, StoreError> {
+                    names(
+                        self,
+                        "SELECT n.name FROM collection_links c
+                         JOIN nodes n ON n.pk = c.child_pk AND NOT n.deleted
+                         WHERE c.parent_pk = $1 ORDER BY n.name",
+                        pk,
+                    )
+                    .await
+                }
+
+                async fn parents(&self, pk: i64) -> Result<Vec<NodeId>, StoreError> {
+                    names(
+                        self,
+                        "SELECT n.name FROM collection_links c
+                         JOIN nodes n ON n.pk = c.parent_pk AND NOT n.deleted
+                         WHERE c.child_pk = $1 ORDER BY n.name",
+                        pk,
+                    )
+                    .await
+                }
+            }
+        };
+    };
+}
+pub(crate) use collection_store;
