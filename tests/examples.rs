@@ -105,7 +105,14 @@ both_servers!(postgres firehose_bot_resumes_after_a_restart_without_missing_an_i
             Ok(())
         };
         publish_n(&mut publisher, 0).await?;
-        let state = std::env::temp_dir().join(format!("pubsubd-bot-{}.state", ps.jid()));
+        // One file per test run: the Prosody and ejabberd variants run at once and may
+        // lease the same component JID on their servers.
+        let state = std::env::temp_dir().join(format!(
+            "pubsubd-bot-{}-{}-{}.state",
+            std::process::id(),
+            server.kind(),
+            ps.jid()
+        ));
         let _ = std::fs::remove_file(&state);
         let account = server.create_user("bot").await?;
         let service = ps.jid().to_owned();
