@@ -95,10 +95,11 @@ pub async fn controller(
             )
             .await
             .context("agents did not come online")?;
-        if let Some(from) = p.attr("from") {
-            round
-                .online
-                .insert(from.split('/').next().unwrap_or(from).to_owned());
+        // Only the agents': the server also reflects the controller's own presence to
+        // it, and other contacts may come online meanwhile.
+        let bare = p.attr("from").map(|from| from.split('/').next().unwrap_or(from));
+        if let Some(agent) = bare.filter(|b| agents.iter().any(|a| a == b)) {
+            round.online.insert(agent.to_owned());
         }
     }
     for a in agents {
