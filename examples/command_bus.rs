@@ -97,7 +97,9 @@ pub async fn controller(
             .context("agents did not come online")?;
         // Only the agents': the server also reflects the controller's own presence to
         // it, and other contacts may come online meanwhile.
-        let bare = p.attr("from").map(|from| from.split('/').next().unwrap_or(from));
+        let bare = p
+            .attr("from")
+            .map(|from| from.split('/').next().unwrap_or(from));
         if let Some(agent) = bare.filter(|b| agents.iter().any(|a| a == b)) {
             round.online.insert(agent.to_owned());
         }
