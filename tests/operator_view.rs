@@ -415,7 +415,8 @@ async fn status_page_in_a_browser_shows_a_running_fanout_and_no_payload_or_secre
             None => bail!("the notification rate never showed\n{raw}"),
         }
     };
-    let screenshot = output_dir()?.join("status-page.png");
+    // One file per store: the two variants run at once.
+    let screenshot = output_dir()?.join(format!("status-page-{}.png", store_name.to_lowercase()));
     let _ = std::fs::remove_file(&screenshot);
     chromium(&url, &format!("--screenshot={}", screenshot.display())).await?;
     let png = std::fs::read(&screenshot).context("chromium wrote no screenshot")?;
