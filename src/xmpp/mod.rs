@@ -46,3 +46,32 @@ pub trait Inbound: Send + Sync + 'static {
     /// Takes one stanza read from the server.
     fn deliver(&self, stanza: minidom::Element) -> impl std::future::Future<Output = ()> + Send;
 }
+
+/// Whether two strings are equal, at compile time.
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+// Stanzas built with xmpp-parsers are in its default namespace. On a component stream
+// that must be `jabber:component:accept` (xmpp-parsers' `component` feature): Prosody
+// routes nothing a component sends as `jabber:client`, so every answer would be lost.
+// Cargo unifies features across a workspace, so a build of this package alone is the
+// one that would go wrong; it fails here instead.
+const _: () = assert!(
+    same(
+        xmpp_parsers::ns::DEFAULT_NS,
+        xmpp_parsers::ns::COMPONENT_ACCEPT
+    ),
+    "xmpp-parsers must be built with its `component` feature"
+);
