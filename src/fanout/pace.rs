@@ -18,12 +18,16 @@
 //! five-subscriber node next to a firehose waits for no page of the firehose's in
 //! pubsubd, only for what the server already holds (the window, about [`TARGET`]).
 //!
-//! The rate is measured from the barriers themselves: a page of *n* notifications
-//! confirmed *t* after the server could start on it (its queueing, or the previous
-//! confirmation if that came later) is a sample of *n / t*, and *t* less the time *n*
-//! takes at the best rate is a sample of the link's own delay (the barrier's round
-//! trip); the smallest recent one counts. The window is the best recent rate
-//! times [`TARGET`] plus that delay, with a quarter more on top: a window the server
+//! The rate is measured from the barriers themselves: when a page's barrier is answered,
+//! everything confirmed since the page was admitted (the page and those ahead of it),
+//! over the time since the last confirmation before its admission (or since the lane
+//! went busy), is a sample. Spanning the page's whole flight, a sample does not mistake
+//! two answers that arrive together for speed: a server that reads several pages before
+//! answering their barriers confirms the second a moment after the first, and that
+//! moment alone would read as a rate many times the server's. The page's time beyond
+//! what its size takes at the best rate is a sample of the link's own delay (the
+//! barrier's round trip); the smallest recent one counts. The window is the best recent
+//! rate times [`TARGET`] plus that delay, with a quarter more on top: a window the server
 //! empties faster than it is refilled measures a higher rate next time and grows, and a
 //! slow sample (a pause, a reconnect) does not shrink it until it is the best of the
 //! last [`RATE_MEMORY`]. So the window settles where the server holds about [`TARGET`]
@@ -89,6 +93,10 @@ struct State {
     /// Recent round trips (when, how long), newest last.
     delays: VecDeque<(Instant, Duration)>,
     last_confirmed: Option<Instant>,
+    /// Bulk notifications confirmed so far (the rate samples' counter).
+    delivered: u64,
+    /// When the bulk lane last went from empty to busy.
+    busy_since: Instant,
 }
 
 impl State {
@@ -154,6 +162,8 @@ impl Pace {
                 rates: VecDeque::new(),
                 delays: VecDeque::new(),
                 last_confirmed: None,
+                delivered: 0,
+                busy_since: Instant::now(),
             }),
             room: Notify::new(),
         }
@@ -168,6 +178,10 @@ pub struct Admitted {
     pace: Arc<Pace>,
     n: usize,
     queued_at: Instant,
+    /// What had been confirmed when these were admitted, and since when: the start of
+    /// the rate sample their confirmation makes.
+    delivered_before: u64,
+    since: Instant,
     /// Where the notifications go: small deliveries in the express lane, out of the
     /// window.
     lane: Lane,
@@ -222,39 +236,64 @@ impl Pace {
 
     /// Admits `n` into `lane` if they fit now.
     fn try_admit(self: &Arc<Self>, n: usize, lane: Lane) -> Option<Admitted> {
-        let admitted = |n| Admitted {
+        let now = Instant::now();
+        let admitted = |n, delivered_before, since| Admitted {
             pace: self.clone(),
             n,
-            queued_at: Instant::now(),
+            queued_at: now,
+            delivered_before,
+            since,
             lane,
         };
         // A poisoned lock cannot pace: let everything through.
         let Ok(mut s) = self.state.lock() else {
-            return Some(admitted(0));
+            return Some(admitted(0, 0, now));
         };
         let fits = match lane {
             Lane::Express => s.express_in_flight == 0 || s.express_in_flight + n <= EXPRESS_ROOM,
             Lane::Bulk => s.in_flight == 0 || s.in_flight + n <= s.window,
         };
-        fits.then(|| {
-            *s.counter(lane) += n;
-            admitted(n)
-        })
+        if !fits {
+            return None;
+        }
+        if lane == Lane::Bulk && s.in_flight == 0 {
+            // An idle lane: the time before now is not the server's.
+            s.busy_since = now;
+        }
+        *s.counter(lane) += n;
+        let since = match s.last_confirmed {
+            Some(t) if t > s.busy_since => t,
+            _ => s.busy_since,
+        };
+        Some(admitted(n, s.delivered, since))
     }
 
-    /// `n` notifications of `lane` leave: confirmed at `sample.1` after being queued at
-    /// `sample.0`, or given back. Only pages sample the rate: a small delivery's
-    /// confirmation mostly measures the pages written before it.
-    fn leave(&self, n: usize, lane: Lane, sample: Option<(Instant, Instant)>) {
+    /// `n` notifications of `lane` leave, or are given back (`sample` is `None`). Only
+    /// confirmed pages sample the rate: a small delivery's confirmation mostly measures
+    /// the pages written before it.
+    fn leave(&self, n: usize, lane: Lane, sample: Option<Sample>) {
         if let Ok(mut s) = self.state.lock() {
             let counter = s.counter(lane);
             *counter = counter.saturating_sub(n);
-            if let Some((queued_at, now)) = sample.filter(|_| lane == Lane::Bulk) {
-                let start = s.last_confirmed.map_or(queued_at, |t| t.max(queued_at));
-                let took = now.saturating_duration_since(start).as_secs_f64().max(1e-4);
-                let measured = n as f64 / took;
+            if let Some(sample) = sample.filter(|_| lane == Lane::Bulk) {
+                let now = sample.confirmed_at;
+                s.delivered += n as u64;
+                // The rate: everything confirmed since the page was admitted (its own and
+                // the pages ahead of it), over the time since the confirmation before its
+                // admission. Spanning a whole round trip, it does not take two answers
+                // that arrive together (a server that reads several pages at once and
+                // answers their barriers in one go) for a burst of speed.
+                let span = now
+                    .saturating_duration_since(sample.since)
+                    .as_secs_f64()
+                    .max(1e-3);
+                let measured = (s.delivered - sample.delivered_before) as f64 / span;
                 // The link's own delay: the page's time less what serving it takes at the
                 // best rate, so that neither the page before it nor its own size counts.
+                let start = s
+                    .last_confirmed
+                    .map_or(sample.queued_at, |t| t.max(sample.queued_at));
+                let took = now.saturating_duration_since(start).as_secs_f64();
                 let best = s.rate().map_or(measured, |r| r.max(measured));
                 let delay = Duration::from_secs_f64((took - n as f64 / best).max(0.0));
                 s.sample(now, measured, delay);
@@ -271,6 +310,15 @@ impl Pace {
         }
         self.room.notify_waiters();
     }
+}
+
+/// A confirmed page's timing, for the rate and delay samples.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    queued_at: Instant,
+    delivered_before: u64,
+    since: Instant,
+    confirmed_at: Instant,
 }
 
 impl Admitted {
@@ -303,8 +351,13 @@ impl Admitted {
     /// their time is a sample of the server's rate.
     pub fn confirmed(mut self) {
         let n = std::mem::take(&mut self.n);
-        self.pace
-            .leave(n, self.lane, Some((self.queued_at, Instant::now())));
+        let sample = Sample {
+            queued_at: self.queued_at,
+            delivered_before: self.delivered_before,
+            since: self.since,
+            confirmed_at: Instant::now(),
+        };
+        self.pace.leave(n, self.lane, Some(sample));
     }
 }
 
@@ -399,14 +452,18 @@ mod tests {
 
     /// Confirms a page of `n` queued `ago` before now, as if nothing came before it.
     fn confirm(pace: &Arc<Pace>, n: usize, ago: Duration) {
-        if let Ok(mut s) = pace.state.lock() {
+        let delivered_before = pace.state.lock().map_or(0, |mut s| {
             s.in_flight += n;
             s.last_confirmed = None;
-        }
+            s.delivered
+        });
+        let queued_at = Instant::now() - ago;
         Admitted {
             pace: pace.clone(),
             n,
-            queued_at: Instant::now() - ago,
+            queued_at,
+            delivered_before,
+            since: queued_at,
             lane: Lane::Bulk,
         }
         .confirmed();
@@ -461,12 +518,45 @@ mod tests {
     }
 
     #[test]
+    fn answers_arriving_together_are_not_a_burst_of_speed() {
+        // Two pages of 1,000 queued at once; the server answers the first barrier after
+        // 100 ms and the second 1 ms later (it read both pages before answering). The
+        // second page alone looks like 1,000 in 1 ms; over its whole flight it is 2,000
+        // in 101 ms.
+        let pace = Arc::new(Pace::default());
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        if let Ok(mut s) = pace.state.lock() {
+            s.in_flight = 2_000;
+            s.busy_since = t0;
+        }
+        for confirmed in [100, 101] {
+            let sample = Sample {
+                queued_at: t0,
+                delivered_before: 0,
+                since: t0,
+                confirmed_at: ms(confirmed),
+            };
+            pace.leave(1_000, Lane::Bulk, Some(sample));
+        }
+        let rate = pace.rate().expect("sampled");
+        assert!((19_000.0..21_000.0).contains(&rate), "{rate}");
+        assert!(
+            (1_100..=1_400).contains(&pace.window()),
+            "about 1.25 × 20,000 × 50 ms, not the largest window: {}",
+            pace.window()
+        );
+    }
+
+    #[test]
     fn resizing_corrects_the_estimate() {
         let pace = Arc::new(Pace::default());
         let mut page = Admitted {
             pace: pace.clone(),
             n: 0,
             queued_at: Instant::now(),
+            delivered_before: 0,
+            since: Instant::now(),
             lane: Lane::Bulk,
         };
         if let Ok(mut s) = pace.state.lock() {
