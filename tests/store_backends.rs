@@ -38,7 +38,7 @@ async fn an_overwrite_becomes_newest_and_trimming_keeps_the_newest() -> anyhow::
         assert_eq!(s.item_count(pk).await?, 2, "{}", b.name);
         // Reconfiguring to keep one trims at once.
         let ok = s
-            .configure_node(pk, &NodeConfig::default(), 1, vec![])
+            .configure_node(pk, &NodeConfig::default(), 1, &Default::default(), vec![])
             .await?;
         assert_eq!(ok, Ok(()), "{}", b.name);
         assert_eq!(latest_ids(s, pk).await?, ["d"], "{}", b.name);
@@ -573,7 +573,7 @@ async fn a_revocation_removes_only_while_the_store_still_agrees() -> anyhow::Res
         );
         // The node is opened after the judgement: cat keeps it.
         assert_eq!(
-            s.configure_node(pk, &NodeConfig::default(), 100, vec![])
+            s.configure_node(pk, &NodeConfig::default(), 100, &Default::default(), vec![])
                 .await?,
             Ok(()),
             "{}",

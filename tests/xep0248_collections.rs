@@ -42,32 +42,6 @@ async fn disco_children(c: &mut Client, ps: &Pubsubd, node: &str) -> anyhow::Res
         .unwrap_or_default())
 }
 
-/// The values of field `var` in `node`'s configuration form.
-async fn config_values(
-    c: &mut Client,
-    ps: &Pubsubd,
-    node: &str,
-    var: &str,
-) -> anyhow::Result<Vec<String>> {
-    let reply = iq(c, ps, "get", &owner(&format!("<configure node='{node}'/>"))).await?;
-    ok(&reply);
-    let x: Element = reply
-        .get_child("pubsub", NS_OWNER)
-        .and_then(|p| p.get_child("configure", NS_OWNER))
-        .and_then(|c| c.get_child("x", NS_DATA))
-        .cloned()
-        .expect("config form");
-    Ok(x.children()
-        .find(|f| f.attr("var") == Some(var))
-        .map(|f| {
-            f.children()
-                .filter(|v| v.name() == "value")
-                .map(|v| v.text())
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
 const COLLECTION: &[(&str, &str)] = &[("pubsub#node_type", "collection")];
 
 both_servers!(

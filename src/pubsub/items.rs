@@ -87,7 +87,10 @@ impl Pubsub {
                     None => self.policy.default_config.clone(),
                 };
                 self.check_roster_model(req, &config)?;
-                match self.insert_node(req, Some(node.clone()), &config).await {
+                match self
+                    .insert_node(req, Some(node.clone()), &config, &Default::default())
+                    .await
+                {
                     Ok(n) => {
                         self.join_root(&n).await?;
                         (n, true)

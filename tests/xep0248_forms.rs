@@ -1,0 +1,209 @@
+//! XEP-0248 in configuration forms, against real Prosody and ejabberd, on both stores:
+//! a form that changes a node's configuration and its links (`pubsub#collection`,
+//! `pubsub#children`) takes effect whole or not at all, and the form shows a leaf the
+//! fields of a leaf and a collection those of a collection (§6.2).
+
+mod common;
+
+use common::*;
+use pubsubd_testkit::{both_servers, Client};
+
+const COLLECTION: &[(&str, &str)] = &[("pubsub#node_type", "collection")];
+
+/// An owner's configuration request for `node` whose form has `fields`, each with its
+/// values (a multi-valued field such as `pubsub#children` in one field).
+fn configure(node: &str, fields: &[(&str, &[&str])]) -> String {
+    let mut x = format!(
+        "<x xmlns='{NS_DATA}' type='submit'><field var='FORM_TYPE' type='hidden'>\
+         <value>http://jabber.org/protocol/pubsub#node_config</value></field>"
+    );
+    for (var, values) in fields {
+        x.push_str(&format!("<field var='{var}'>"));
+        for value in *values {
+            x.push_str(&format!("<value>{value}</value>"));
+        }
+        x.push_str("</field>");
+    }
+    x.push_str("</x>");
+    owner(&format!("<configure node='{node}'>{x}</configure>"))
+}
+
+/// The title, parents, children and `children_max` `node`'s form shows.
+async fn state(c: &mut Client, ps: &Pubsubd, node: &str) -> anyhow::Result<[Vec<String>; 4]> {
+    Ok([
+        config_values(c, ps, node, "pubsub#title").await?,
+        config_values(c, ps, node, "pubsub#collection").await?,
+        config_values(c, ps, node, "pubsub#children").await?,
+        config_values(c, ps, node, "pubsub#children_max").await?,
+    ])
+}
+
+both_servers!(
+    a_form_changes_configuration_and_links_together_or_not_at_all,
+    |server| async move {
+        let ps = start(server).await?;
+        let mut a = user(server, "a").await?;
+        create(
+            &mut a,
+            &ps,
+            "full",
+            &[
+                ("pubsub#node_type", "collection"),
+                ("pubsub#children_max", "1"),
+            ],
+        )
+        .await?;
+        create(&mut a, &ps, "kid", &[("pubsub#collection", "full")]).await?;
+        create(&mut a, &ps, "top", COLLECTION).await?;
+        create(
+            &mut a,
+            &ps,
+            "mid",
+            &[
+                ("pubsub#node_type", "collection"),
+                ("pubsub#collection", "top"),
+            ],
+        )
+        .await?;
+        create(&mut a, &ps, "leaf", &[("pubsub#title", "old")]).await?;
+        let before = [
+            state(&mut a, &ps, "full").await?,
+            state(&mut a, &ps, "top").await?,
+            state(&mut a, &ps, "mid").await?,
+            state(&mut a, &ps, "leaf").await?,
+        ];
+
+        // A parent that is full: the new title is not kept either (§6.2.3.3).
+        err(
+            &iq(
+                &mut a,
+                &ps,
+                "set",
+                &configure(
+                    "leaf",
+                    &[("pubsub#title", &["new"]), ("pubsub#collection", &["full"])],
+                ),
+            )
+            .await?,
+            "cancel",
+            "not-allowed",
+            Some("max-nodes-exceeded"),
+        );
+        // A cycle (§6.2.3.5), with a title.
+        err(
+            &iq(
+                &mut a,
+                &ps,
+                "set",
+                &configure(
+                    "top",
+                    &[("pubsub#title", &["T"]), ("pubsub#collection", &["mid"])],
+                ),
+            )
+            .await?,
+            "cancel",
+            "not-allowed",
+            Some("invalid-options"),
+        );
+        // More children than the children_max of the same form.
+        err(
+            &iq(
+                &mut a,
+                &ps,
+                "set",
+                &configure(
+                    "top",
+                    &[
+                        ("pubsub#children_max", &["1"]),
+                        ("pubsub#children", &["mid", "leaf"]),
+                    ],
+                ),
+            )
+            .await?,
+            "cancel",
+            "not-allowed",
+            Some("max-nodes-exceeded"),
+        );
+        // A children_max below the children held already.
+        ok(&iq(
+            &mut a,
+            &ps,
+            "set",
+            &configure("top", &[("pubsub#children", &["mid", "kid"])]),
+        )
+        .await?);
+        let before_top = state(&mut a, &ps, "top").await?;
+        err(
+            &iq(
+                &mut a,
+                &ps,
+                "set",
+                &configure("top", &[("pubsub#children_max", &["1"])]),
+            )
+            .await?,
+            "cancel",
+            "not-allowed",
+            Some("max-nodes-exceeded"),
+        );
+        assert_eq!(state(&mut a, &ps, "top").await?, before_top);
+        ok(&iq(
+            &mut a,
+            &ps,
+            "set",
+            &configure("top", &[("pubsub#children", &["mid"])]),
+        )
+        .await?);
+        // And the other way round: a refused configuration (a collection made a leaf,
+        // §6.2.3.4) leaves the links it came with unmade.
+        err(
+            &iq(
+                &mut a,
+                &ps,
+                "set",
+                &configure(
+                    "mid",
+                    &[
+                        ("pubsub#node_type", &["leaf"]),
+                        ("pubsub#collection", &[""]),
+                    ],
+                ),
+            )
+            .await?,
+            "cancel",
+            "not-allowed",
+            Some("invalid-options"),
+        );
+        let after = [
+            state(&mut a, &ps, "full").await?,
+            state(&mut a, &ps, "top").await?,
+            state(&mut a, &ps, "mid").await?,
+            state(&mut a, &ps, "leaf").await?,
+        ];
+        assert_eq!(after, before, "nothing refused changed anything");
+
+        // A form that is accepted changes both.
+        ok(&iq(
+            &mut a,
+            &ps,
+            "set",
+            &configure(
+                "leaf",
+                &[("pubsub#title", &["new"]), ("pubsub#collection", &["top"])],
+            ),
+        )
+        .await?);
+        assert_eq!(
+            config_values(&mut a, &ps, "leaf", "pubsub#title").await?,
+            ["new"]
+        );
+        assert_eq!(
+            config_values(&mut a, &ps, "leaf", "pubsub#collection").await?,
+            ["top"]
+        );
+        assert_eq!(
+            config_values(&mut a, &ps, "top", "pubsub#children").await?,
+            ["leaf", "mid"]
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+);
