@@ -207,3 +207,65 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
+
+both_servers!(
+    a_leaf_form_offers_parents_and_a_collection_form_children_too,
+    |server| async move {
+        // XEP-0248 §6.2: `pubsub#node_type` and `pubsub#collection` on every node's
+        // form; `pubsub#children` and `pubsub#children_max` (an option specific to
+        // collections, which should not appear on a leaf's form) on collections only.
+        let ps = start(server).await?;
+        let mut a = user(server, "a").await?;
+        create(&mut a, &ps, "coll", COLLECTION).await?;
+        create(&mut a, &ps, "leaf", &[("pubsub#collection", "coll")]).await?;
+        let vars = |fields: Vec<(String, Vec<String>)>| -> Vec<String> {
+            fields
+                .into_iter()
+                .map(|(var, _)| var)
+                .filter(|v| {
+                    v == "pubsub#node_type"
+                        || v == "pubsub#collection"
+                        || v.starts_with("pubsub#children")
+                })
+                .collect()
+        };
+        assert_eq!(
+            vars(config_fields(&mut a, &ps, "leaf").await?),
+            ["pubsub#node_type", "pubsub#collection"]
+        );
+        assert_eq!(
+            vars(config_fields(&mut a, &ps, "coll").await?),
+            [
+                "pubsub#node_type",
+                "pubsub#children_max",
+                "pubsub#collection",
+                "pubsub#children"
+            ]
+        );
+        // A leaf made a collection (§6.2.4) may name its first children in the same
+        // form, though its form did not offer the field; its form offers it from then.
+        create(&mut a, &ps, "grows", &[]).await?;
+        ok(&iq(
+            &mut a,
+            &ps,
+            "set",
+            &configure(
+                "grows",
+                &[
+                    ("pubsub#node_type", &["collection"]),
+                    ("pubsub#children", &["leaf"]),
+                ],
+            ),
+        )
+        .await?);
+        assert_eq!(
+            config_values(&mut a, &ps, "grows", "pubsub#children").await?,
+            ["leaf"]
+        );
+        assert_eq!(
+            config_values(&mut a, &ps, "leaf", "pubsub#collection").await?,
+            ["coll", "grows"]
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+);
