@@ -364,6 +364,29 @@ impl Pubsub {
         Ok(())
     }
 
+    /// The node, if `req` may read its items and it holds them: what every way of
+    /// reading a node's items asks (retrieval, §6.5; the archive; following over HTTP).
+    /// A requester who may not read gets the permission table's error. A collection
+    /// holds no items: XEP-0248 §5.2 lets a service refuse retrieval through it, with
+    /// `feature-not-implemented`, here with XEP-0060 §6.5.9.5's `unsupported`
+    /// `retrieve-items`. A node that keeps none is `unsupported` `persistent-items`
+    /// (§6.5.9.4).
+    pub(crate) async fn readable(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+    ) -> Result<NodeAccess, DomainError> {
+        let access = self.access(req, node).await?;
+        self.roster_context(req, &access, None)
+            .await?
+            .check(check_retrieve_items)?;
+        check_holds_items(&access.node.config, "retrieve-items")?;
+        if !access.node.config.persist_items {
+            return Err(DomainError::UnsupportedFeature("persistent-items"));
+        }
+        Ok(access)
+    }
+
     /// Retrieves items (§6.5), newest first.
     pub async fn items(
         &self,
@@ -372,18 +395,11 @@ impl Pubsub {
         query: ItemsQuery,
         subid: Option<&SubId>,
     ) -> Result<Retrieved, DomainError> {
-        let access = self.access(req, node).await?;
-        self.roster_context(req, &access, None)
-            .await?
-            .check(check_retrieve_items)?;
-        check_holds_items(&access.node.config, "retrieve-items")?;
+        let access = self.readable(req, node).await?;
         if let Some(subid) = subid {
             if !access.subscriptions.iter().any(|s| s.subid == *subid) {
                 return Err(DomainError::InvalidSubId);
             }
-        }
-        if !access.node.config.persist_items {
-            return Err(DomainError::UnsupportedFeature("persistent-items"));
         }
         let page = self
             .store
