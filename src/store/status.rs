@@ -50,7 +50,8 @@ pub const NODES_BY_SUBSCRIBERS: &str = "SELECT n.name, c.rows_counted FROM (
      WHERE NOT n.deleted ORDER BY c.rows_counted DESC, n.name";
 
 /// Live nodes with the most stored items, `$1` at most: a read of the nodes' rows,
-/// which hold their counts (`migrations/0011_item_counts.sql`), not of the items.
+/// which hold their counts (`migrations/0011_item_counts.sql`), not of the items. On
+/// PostgreSQL the counts as of the last fold of changes, a second or so ago.
 pub const NODES_BY_ITEMS: &str = "SELECT name, item_count AS rows_counted FROM nodes
      WHERE NOT deleted AND item_count > 0
      ORDER BY item_count DESC, name LIMIT $1";

@@ -1,9 +1,9 @@
 //! [`ItemStore`](crate::store::ItemStore) in shared SQL: publish (with trimming to
 //! `max_items`), retract, purge and retrieval newest first, by the `items_by_seq
 //! (node_pk, seq DESC)` index. Lists of ids travel as one JSON array. A node's number of
-//! items is a column of its row, kept by the schema's triggers
-//! (`migrations/0011_item_counts.sql`) in the transaction of every statement that
-//! adds or removes items, so no statement here counts a node.
+//! items is kept by the schema's triggers (`migrations/0011_item_counts.sql`) in the
+//! transaction of every statement that adds or removes items, and read by
+//! [`ITEM_COUNT`]: no statement here counts a node's items.
 //!
 //! A batch of publishes is the backend's: PostgreSQL does it in one statement (DML
 //! inside `WITH`), and the common publish as a batch of one.
@@ -14,6 +14,13 @@ pub const NEWEST: &str = "ORDER BY seq DESC LIMIT $3 OFFSET $2";
 pub const OLDER: &str = "AND seq < $2 ORDER BY seq DESC LIMIT $3";
 /// For `item_rows`: newer than the publish sequence number `$2`, oldest first.
 pub const NEWER: &str = "AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// The number of items of node `n` (a row of `nodes`): its row's count plus the
+/// changes not yet folded into it (migrations/0011_item_counts.sql; on SQLite there
+/// are none). Exact: a change and the items it counts commit together, and a fold moves
+/// changes into the row in one statement.
+pub const ITEM_COUNT: &str = "CAST(n.item_count + COALESCE((
+         SELECT sum(c.delta) FROM item_count_changes c WHERE c.node_pk = n.pk), 0) AS BIGINT)";
 
 /// Most items counted for the RSM index of a page's first item (XEP-0059 §2.2): an
 /// index-only walk of this many entries costs a few milliseconds, while counting the
@@ -32,7 +39,7 @@ macro_rules! item_store {
 
             use $crate::domain::ItemId;
             use $crate::store::jobs::NewJob;
-            use $crate::store::sql::items::{MAX_INDEX_SCAN, NEWER, NEWEST, OLDER};
+            use $crate::store::sql::items::{ITEM_COUNT, MAX_INDEX_SCAN, NEWER, NEWEST, OLDER};
             use $crate::store::sql::rows::{self, ITEM_COLUMNS};
             use $crate::store::sql::Backend;
             use $crate::store::{
@@ -312,9 +319,10 @@ macro_rules! item_store {
                 }
 
                 async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {
-                    // Kept by the triggers of migrations/0011_item_counts.sql.
                     let n: Option<i64> =
-                        sqlx::query_scalar("SELECT item_count FROM nodes WHERE pk = $1")
+                        sqlx::query_scalar(AssertSqlSafe(format!(
+                            "SELECT {ITEM_COUNT} FROM nodes n WHERE n.pk = $1"
+                        )))
                             .bind(node_pk)
                             .fetch_optional(self.pool())
                             .await?;

@@ -120,7 +120,8 @@ macro_rules! service_store {
                 async fn stats(&self) -> Result<Stats, StoreError> {
                     let row = sqlx::query(
                         "SELECT (SELECT count(*) FROM nodes WHERE NOT deleted) AS nodes,
-                                (SELECT CAST(COALESCE(sum(item_count), 0) AS BIGINT) FROM nodes) AS items,
+                                CAST((SELECT COALESCE(sum(item_count), 0) FROM nodes)
+                                     + (SELECT COALESCE(sum(delta), 0) FROM item_count_changes) AS BIGINT) AS items,
                                 (SELECT count(*) FROM subscriptions WHERE state <> 'pending') AS subscriptions,
                                 (SELECT count(*) FROM subscriptions WHERE state = 'pending') AS pending,
                                 (SELECT count(*) FROM affiliations) AS affiliations",
