@@ -93,7 +93,7 @@ macro_rules! service_store {
                     let size = |name, count| status::NodeSize { name, count };
                     let by_subscribers =
                         counted(&mut tx, status::NODES_BY_SUBSCRIBERS, limit, size).await?;
-                    let by_items = counted(&mut tx, status::NODES_BY_ITEMS, limit, size).await?;
+                    let by_items = counted(&mut tx, AssertSqlSafe(status::nodes_by_items()), limit, size).await?;
                     tx.commit().await?;
                     Ok(status::NodeRanking {
                         by_subscribers,
