@@ -38,6 +38,28 @@ async fn state(c: &mut Client, ps: &Pubsubd, node: &str) -> anyhow::Result<[Vec<
     ])
 }
 
+/// `pubsub#num_items` of `node`'s disco#info meta-data (§5.4).
+async fn num_items(c: &mut Client, ps: &Pubsubd, node: &str) -> anyhow::Result<Option<String>> {
+    const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+    let reply = iq(
+        c,
+        ps,
+        "get",
+        &format!("<query xmlns='{NS_DISCO_INFO}' node='{node}'/>"),
+    )
+    .await?;
+    ok(&reply);
+    Ok(reply
+        .get_child("query", NS_DISCO_INFO)
+        .and_then(|q| q.get_child("x", NS_DATA))
+        .and_then(|x| {
+            x.children()
+                .find(|f| f.attr("var") == Some("pubsub#num_items"))
+        })
+        .and_then(|f| f.children().find(|v| v.name() == "value"))
+        .map(|v| v.text()))
+}
+
 both_servers!(
     a_form_changes_configuration_and_links_together_or_not_at_all,
     |server| async move {
@@ -244,7 +266,12 @@ both_servers!(
         );
         // A leaf made a collection (§6.2.4) may name its first children in the same
         // form, though its form did not offer the field; its form offers it from then.
+        // Its items are purged (§6.2.4), and its count says so.
         create(&mut a, &ps, "grows", &[]).await?;
+        for id in ["1", "2"] {
+            ok(&publish(&mut a, &ps, "grows", Some(id), "<x xmlns='urn:example'/>").await?);
+        }
+        assert_eq!(num_items(&mut a, &ps, "grows").await?.as_deref(), Some("2"));
         ok(&iq(
             &mut a,
             &ps,
@@ -262,6 +289,7 @@ both_servers!(
             config_values(&mut a, &ps, "grows", "pubsub#children").await?,
             ["leaf"]
         );
+        assert_eq!(num_items(&mut a, &ps, "grows").await?.as_deref(), Some("0"));
         assert_eq!(
             config_values(&mut a, &ps, "leaf", "pubsub#collection").await?,
             ["coll", "grows"]
