@@ -9,7 +9,7 @@ use super::{context, internal, nodes::gone, notify, Pubsub, Requester};
 use crate::domain::collection::check_holds_items;
 use crate::domain::{
     check_create, check_publish, check_retract, check_retrieve_items, DomainError, ItemAuthor,
-    ItemId, NodeConfig, NodeId, SubId,
+    ItemId, NodeConfig, NodeId, SubId, MAX_RSM_INDEX,
 };
 use crate::store::{BatchedPublish, ItemsPage, ItemsQuery, NewItem, NodeAccess, NodeRecord};
 
@@ -396,6 +396,17 @@ impl Pubsub {
         subid: Option<&SubId>,
     ) -> Result<Retrieved, DomainError> {
         let access = self.readable(req, node).await?;
+        // XEP-0059 §2.5: a jump this deep is not served (it would walk the node).
+        if let ItemsQuery::Page {
+            index: Some(index), ..
+        } = &query
+        {
+            if *index > MAX_RSM_INDEX {
+                return Err(DomainError::NotImplemented(format!(
+                    "an RSM index deeper than {MAX_RSM_INDEX} items; page by item id instead"
+                )));
+            }
+        }
         if let Some(subid) = subid {
             if !access.subscriptions.iter().any(|s| s.subid == *subid) {
                 return Err(DomainError::InvalidSubId);

@@ -22,13 +22,10 @@ pub const NEWER: &str = "AND seq > $2 ORDER BY seq LIMIT $3";
 pub const ITEM_COUNT: &str = "CAST(n.item_count + COALESCE((
          SELECT sum(c.delta) FROM item_count_changes c WHERE c.node_pk = n.pk), 0) AS BIGINT)";
 
-/// Most items counted for the RSM index of a page's first item (XEP-0059 §2.2): an
-/// index-only walk of this many entries costs a few milliseconds, while counting the
-/// items above a page deep in a node of ten million took most of a second. A page
-/// further from the newest item than this has no index (the XEP lets a responder omit
-/// what is exceptionally costly); the count is exact at any size, read from the node's
-/// row.
-pub const MAX_INDEX_SCAN: i64 = 10_000;
+/// Most items counted for the RSM index of a page's first item (XEP-0059 §2.2),
+/// [`MAX_RSM_INDEX`](crate::domain::MAX_RSM_INDEX): counting the items above a page deep
+/// in a node of ten million took most of a second. The count is exact at any size.
+pub const MAX_INDEX_SCAN: i64 = crate::domain::MAX_RSM_INDEX as i64;
 
 /// Implements `ItemStore` for `$store` (with the inherent `trim` and `item_rows`);
 /// `$extra` are the backend's own methods (`publish_batch`).
