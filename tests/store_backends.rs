@@ -705,3 +705,61 @@ async fn a_nodes_item_count_follows_every_change_to_its_items() -> anyhow::Resul
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn item_counts_stay_exact_under_concurrent_publishes_retractions_and_folds(
+) -> anyhow::Result<()> {
+    // Four writers publish, overwrite and retract on one node at once while the count
+    // changes are folded over and over: the count read afterwards (and after a last
+    // fold) is the number of items stored.
+    for b in backends().await? {
+        let pk = node(b.store.as_ref(), "busy", NodeConfig::default()).await?;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let folder = {
+            let (store, done) = (b.store.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.fold_item_counts(7).await?;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                anyhow::Ok(())
+            })
+        };
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let store = b.store.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..40 {
+                    let id = format!("w{w}-{i}");
+                    store
+                        .publish(pk, Some(item(&id)), 1_000, vec![])
+                        .await?
+                        .ok();
+                    if i % 5 == 0 {
+                        // An overwrite adds nothing.
+                        store
+                            .publish(pk, Some(item(&id)), 1_000, vec![])
+                            .await?
+                            .ok();
+                    }
+                    if i % 3 == 0 {
+                        store.retract(pk, &[ItemId::parse(&id)?], vec![]).await?;
+                    }
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for w in writers {
+            w.await??;
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        folder.await??;
+        let s = b.store.as_ref();
+        let stored = latest_ids(s, pk).await?.len() as u64;
+        assert_eq!(stored, 4 * (40 - 14), "{}", b.name);
+        assert_eq!(s.item_count(pk).await?, stored, "{}", b.name);
+        while s.fold_item_counts(7).await? > 0 {}
+        assert_eq!(s.item_count(pk).await?, stored, "{}: folded", b.name);
+    }
+    Ok(())
+}
