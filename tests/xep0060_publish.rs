@@ -421,6 +421,28 @@ both_servers!(
         assert_eq!(item_ids(&reply), vec!["i3", "i2", "i1"]);
         let reply = iq(&mut a, &ps, "get", &page("<after>unknown</after>")).await?;
         err(&reply, "cancel", "item-not-found", None);
+        // The index of a page's first item, and jumps by index (XEP-0059 §2.2, §2.5):
+        // served up to 10,000 items deep, refused deeper.
+        let first_index = |reply: &Element| {
+            reply
+                .get_child("pubsub", NS_PUBSUB)
+                .and_then(|p| p.get_child("set", NS_RSM))
+                .and_then(|s| s.get_child("first", NS_RSM))
+                .and_then(|f| f.attr("index").map(str::to_owned))
+        };
+        for (rsm, ids, index) in [
+            ("", vec!["i7", "i6", "i5"], "0"),
+            ("<after>i5</after>", vec!["i4", "i3", "i2"], "3"),
+            ("<before>i2</before>", vec!["i5", "i4", "i3"], "2"),
+            ("<before/>", vec!["i3", "i2", "i1"], "4"),
+            ("<index>2</index>", vec!["i5", "i4", "i3"], "2"),
+        ] {
+            let reply = iq(&mut a, &ps, "get", &page(rsm)).await?;
+            assert_eq!(item_ids(&reply), ids, "{rsm}");
+            assert_eq!(first_index(&reply).as_deref(), Some(index), "{rsm}");
+        }
+        let reply = iq(&mut a, &ps, "get", &page("<index>10001</index>")).await?;
+        err(&reply, "cancel", "feature-not-implemented", None);
         let reply = iq(&mut a, &ps, "get", &pubsub("<items/>")).await?;
         err(&reply, "modify", "bad-request", Some("nodeid-required"));
         Ok::<_, anyhow::Error>(())

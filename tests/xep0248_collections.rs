@@ -42,32 +42,6 @@ async fn disco_children(c: &mut Client, ps: &Pubsubd, node: &str) -> anyhow::Res
         .unwrap_or_default())
 }
 
-/// The values of field `var` in `node`'s configuration form.
-async fn config_values(
-    c: &mut Client,
-    ps: &Pubsubd,
-    node: &str,
-    var: &str,
-) -> anyhow::Result<Vec<String>> {
-    let reply = iq(c, ps, "get", &owner(&format!("<configure node='{node}'/>"))).await?;
-    ok(&reply);
-    let x: Element = reply
-        .get_child("pubsub", NS_OWNER)
-        .and_then(|p| p.get_child("configure", NS_OWNER))
-        .and_then(|c| c.get_child("x", NS_DATA))
-        .cloned()
-        .expect("config form");
-    Ok(x.children()
-        .find(|f| f.attr("var") == Some(var))
-        .map(|f| {
-            f.children()
-                .filter(|v| v.name() == "value")
-                .map(|v| v.text())
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
 const COLLECTION: &[(&str, &str)] = &[("pubsub#node_type", "collection")];
 
 both_servers!(
@@ -304,11 +278,28 @@ both_servers!(
             "feature-not-implemented",
             Some("unsupported"),
         );
-        err(
-            &iq(&mut a, &ps, "get", &pubsub("<items node='top'/>")).await?,
-            "cancel",
-            "feature-not-implemented",
-            Some("unsupported"),
+        // Retrieving items of a collection, however asked and by whoever may read it,
+        // is refused as XEP-0248 §5.2.3 lets a service (feature-not-implemented), with
+        // XEP-0060 §6.5.9.5's unsupported retrieve-items; so is its archive (XEP-0313).
+        let mut reader = user(server, "reader").await?;
+        for ask in [
+            "<items node='top'/>",
+            "<items node='top' max_items='2'/>",
+            "<items node='top'><item id='1'/></items>",
+            "<items node='top'/><set xmlns='http://jabber.org/protocol/rsm'><max>2</max></set>",
+        ] {
+            for c in [&mut a, &mut reader] {
+                retrieval_refused(&iq(c, &ps, "get", &pubsub(ask)).await?);
+            }
+        }
+        retrieval_refused(
+            &iq(
+                &mut reader,
+                &ps,
+                "set",
+                "<query xmlns='urn:xmpp:mam:2' queryid='q1' node='top'/>",
+            )
+            .await?,
         );
         // Only a collection's owners link to it; unknown nodes are not found.
         let mut b = user(server, "b").await?;
@@ -363,6 +354,24 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
+
+/// Panics unless `reply` refuses a retrieval of items as XEP-0060 §6.5.9.5 does:
+/// `cancel`, `feature-not-implemented`, `unsupported` with `feature='retrieve-items'`.
+#[track_caller]
+fn retrieval_refused(reply: &Element) {
+    err(
+        reply,
+        "cancel",
+        "feature-not-implemented",
+        Some("unsupported"),
+    );
+    let feature = reply
+        .children()
+        .find(|c| c.name() == "error")
+        .and_then(|e| e.children().find(|c| c.name() == "unsupported"))
+        .and_then(|u| u.attr("feature"));
+    assert_eq!(feature, Some("retrieve-items"), "{reply:?}");
+}
 
 const SUBSCRIBE_OPTIONS: &str = "http://jabber.org/protocol/pubsub#subscribe_options";
 const NS_SHIM: &str = "http://jabber.org/protocol/shim";

@@ -223,27 +223,31 @@ pub fn collection_readers(model: AccessModel) -> Vec<&'static str> {
         .collect()
 }
 
-/// The link fields of a node's configuration form, with the current links: text-multi
-/// `pubsub#collection` (parents) and `pubsub#children` (XEP-0248 §6.2).
-pub fn link_fields(parents: &[NodeId], children: &[NodeId]) -> Vec<Field> {
+/// The link fields of the configuration form of a node of type `node_type`, with the
+/// current links: text-multi `pubsub#collection` (its parents: any node may have them)
+/// and, for a collection only, `pubsub#children` (XEP-0248 §6.2). A leaf cannot have
+/// children (§6.2.3.1), so its form does not offer them; a form that turns a leaf into
+/// a collection may still name its first children.
+pub fn link_fields(node_type: NodeType, parents: &[NodeId], children: &[NodeId]) -> Vec<Field> {
     let multi = |var: &str, label: &str, names: &[NodeId]| {
         let mut field = Field::new(var, FieldType::TextMulti);
         field.label = Some(label.to_owned());
         field.values = names.iter().map(|n| n.as_str().to_owned()).collect();
         field
     };
-    vec![
-        multi(
-            "pubsub#collection",
-            "The collections of which this node is a child",
-            parents,
-        ),
-        multi(
+    let mut fields = vec![multi(
+        "pubsub#collection",
+        "The collections of which this node is a child",
+        parents,
+    )];
+    if node_type == NodeType::Collection {
+        fields.push(multi(
             "pubsub#children",
             "The nodes of which this node is a parent",
             children,
-        ),
-    ]
+        ));
+    }
+    fields
 }
 
 #[cfg(test)]
@@ -259,6 +263,22 @@ mod tests {
         ));
         config.node_type = NodeType::Collection;
         assert_eq!(check_parent(&config), Ok(()));
+    }
+
+    #[test]
+    fn only_a_collections_form_offers_children() {
+        let name = |n: &str| NodeId::parse(n).expect("node id");
+        let vars = |node_type| -> Vec<String> {
+            link_fields(node_type, &[name("p")], &[])
+                .into_iter()
+                .map(|f| f.var.unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(vars(NodeType::Leaf), ["pubsub#collection"]);
+        assert_eq!(
+            vars(NodeType::Collection),
+            ["pubsub#collection", "pubsub#children"]
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub use node_config::{
 pub use node_config_form::ConfigChange;
 pub use node_id::{ItemId, NodeId, SubId, MAX_ID_BYTES};
 pub use node_metadata::{NodeFacts, META_DATA_FORM_TYPE};
-pub use requests::{AffiliationChange, ItemsQuery};
+pub use requests::{AffiliationChange, ItemsQuery, MAX_RSM_INDEX};
 pub use subscription::{
     ShowValue, SubscribeOptions, SubscriptionState, SUBSCRIBE_OPTIONS_FORM_TYPE,
 };

@@ -275,7 +275,7 @@ impl NodeConfig {
     }
 
     fn fields(&self) -> Vec<Field> {
-        vec![
+        let mut fields = vec![
             text_field("pubsub#title", "A friendly name for the node", self.title.as_deref()),
             text_field(
                 "pubsub#description",
@@ -388,12 +388,21 @@ impl NodeConfig {
                 ],
                 self.node_type.as_str(),
             ),
-            text_field(
+        ];
+        // XEP-0248 §6.2: options specific to collections should not be offered on
+        // the forms of leaves.
+        if self.node_type == NodeType::Collection {
+            fields.push(text_field(
                 "pubsub#children_max",
                 "The maximum number of children for this collection. `max` for no limit.",
-                Some(&self.children_max.map_or_else(|| "max".to_owned(), |n| n.to_string())),
-            ),
-        ]
+                Some(
+                    &self
+                        .children_max
+                        .map_or_else(|| "max".to_owned(), |n| n.to_string()),
+                ),
+            ));
+        }
+        fields
     }
 
     /// Applies a submitted configuration form (§8.2.4), validating every field against

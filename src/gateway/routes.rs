@@ -228,8 +228,13 @@ async fn list_items(
         .map_err(|e| caller.fail(e))?;
     caller.may_read(&got.node.config)?;
     let items = &got.page.items;
-    let shown_to = got.page.first_index.unwrap_or(0) + items.len() as u64;
-    let next = (shown_to < got.page.count)
+    // Deeper than the store counts positions (`MAX_RSM_INDEX`), a full page says
+    // that more may follow.
+    let more = match got.page.first_index {
+        Some(first) => first + (items.len() as u64) < got.page.count,
+        None => items.len() as u64 >= u64::from(max),
+    };
+    let next = more
         .then(|| items.last().map(|i| i.id.as_str().to_owned()))
         .flatten();
     Ok(Json(json!({

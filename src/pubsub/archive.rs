@@ -1,11 +1,11 @@
 //! Reading a node's archive (XEP-0313 on pubsub nodes, XEP-0442): the same permission
-//! rule and errors as retrieving items (§6.5), then one keyset page of the node's
-//! items in publish order. What the archive holds is in [`crate::domain::archive`].
+//! rule and errors as retrieving items (§6.5, [`Pubsub::readable`]; a collection's too),
+//! then one keyset page of the node's items in publish order. What the archive holds is in [`crate::domain::archive`].
 
 use super::{internal, Pubsub, Requester};
 use crate::domain::archive::{page, ArchiveRequest, Page, MAX_PAGE};
-use crate::domain::{check_retrieve_items, DomainError, NodeId};
-use crate::store::{NodeAccess, NodeRecord, SeqItem};
+use crate::domain::{DomainError, NodeId};
+use crate::store::{NodeRecord, SeqItem};
 
 /// A page of a node's archive, with the node it was read from (its configuration
 /// shapes the result messages as it shapes notifications).
@@ -25,18 +25,6 @@ pub struct ArchiveEnds {
 }
 
 impl Pubsub {
-    /// The node, if `req` may read its items and it keeps them.
-    async fn readable(&self, req: &Requester, node: &NodeId) -> Result<NodeAccess, DomainError> {
-        let access = self.access(req, node).await?;
-        self.roster_context(req, &access, None)
-            .await?
-            .check(check_retrieve_items)?;
-        if !access.node.config.persist_items {
-            return Err(DomainError::UnsupportedFeature("persistent-items"));
-        }
-        Ok(access)
-    }
-
     /// One page of `node`'s archive. Every id the request names as a bound must be a
     /// position the service has handed out, and every id in `ids` must be in the
     /// archive: otherwise `item-not-found` (XEP-0313 §4.1.3, §5.1).

@@ -12,7 +12,7 @@ use crate::domain::{
     check_configure, check_node_metadata_visibility, AccessModel, DomainError, NodeConfig, NodeId,
     NodeType,
 };
-use crate::store::{LinkChange, LinkRefusal, NodeRecord};
+use crate::store::{LinkChange, LinkRefusal, NodeLinks, NodeRecord};
 
 /// The links of one node, parents and children, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Links {
     pub children: Vec<NodeId>,
 }
 
-fn refused(r: LinkRefusal) -> DomainError {
+pub(crate) fn refused(r: LinkRefusal) -> DomainError {
     match r {
         // XEP-0248 §6.2.3.5 and §6.4.3.3.
         LinkRefusal::Cycle => DomainError::InvalidLink("the link would make a cycle".into()),
@@ -42,13 +42,10 @@ impl Pubsub {
     ) -> Result<(), DomainError> {
         let parent = self.owned_collection(req, collection).await?;
         let child = self.visible_node(req, child).await?;
-        self.change_links(
-            LinkChange::Associate {
-                parent: parent.pk,
-                child: child.pk,
-            },
-            &[&parent],
-        )
+        self.change_links(LinkChange::Associate {
+            parent: parent.pk,
+            child: child.pk,
+        })
         .await
     }
 
@@ -63,13 +60,10 @@ impl Pubsub {
         let parent = self.access(req, collection).await?;
         check_configure(&context(req, &parent, None))?;
         let child = self.visible_node(req, child).await?;
-        self.change_links(
-            LinkChange::Dissociate {
-                parent: parent.node.pk,
-                child: child.pk,
-            },
-            &[],
-        )
+        self.change_links(LinkChange::Dissociate {
+            parent: parent.node.pk,
+            child: child.pk,
+        })
         .await
     }
 
@@ -123,20 +117,22 @@ impl Pubsub {
         })
     }
 
-    /// Checks the links a configuration form asks of `node` (configured as `config`)
+    /// Checks the links a configuration form asks of a node configured as `config`,
     /// without changing anything: each parent a collection the requester owns, each
-    /// child visible, children only on a collection. Returns the change(s) to make.
+    /// child visible, children only on a collection. Returns them by pk, for the store
+    /// to make in the transaction that stores the configuration (which checks cycles
+    /// and `children_max`).
     pub(crate) async fn plan_links(
         &self,
         req: &Requester,
         config: &NodeConfig,
         links: &LinkRequest,
-    ) -> Result<PlannedLinks, DomainError> {
-        let mut planned = PlannedLinks::default();
+    ) -> Result<NodeLinks, DomainError> {
+        let mut planned = NodeLinks::default();
         if let Some(parents) = &links.parents {
             let mut found = Vec::with_capacity(parents.len());
             for name in parents {
-                found.push(self.owned_collection(req, name).await?);
+                found.push(self.owned_collection(req, name).await?.pk);
             }
             planned.parents = Some(found);
         }
@@ -146,55 +142,16 @@ impl Pubsub {
             }
             let mut found = Vec::with_capacity(children.len());
             for name in children {
-                found.push(self.visible_node(req, name).await?);
+                found.push(self.visible_node(req, name).await?.pk);
             }
             planned.children = Some(found);
         }
         Ok(planned)
     }
 
-    /// Makes the planned link changes of node `pk`, whose configuration is now `config`.
-    pub(crate) async fn apply_links(
-        &self,
-        pk: i64,
-        config: &NodeConfig,
-        planned: &PlannedLinks,
-    ) -> Result<(), DomainError> {
-        if let Some(parents) = &planned.parents {
-            let change = LinkChange::SetParents {
-                child: pk,
-                parents: parents.iter().map(|p| p.pk).collect(),
-            };
-            let limits: Vec<&NodeRecord> = parents.iter().collect();
-            self.change_links(change, &limits).await?;
-        }
-        if let Some(children) = &planned.children {
-            let change = LinkChange::SetChildren {
-                parent: pk,
-                children: children.iter().map(|c| c.pk).collect(),
-            };
-            let limits: Vec<(i64, u32)> =
-                config.children_max.map(|m| (pk, m)).into_iter().collect();
-            self.store
-                .change_links(&change, &limits)
-                .await
-                .map_err(internal)?
-                .map_err(refused)?;
-        }
-        Ok(())
-    }
-
-    async fn change_links(
-        &self,
-        change: LinkChange,
-        parents: &[&NodeRecord],
-    ) -> Result<(), DomainError> {
-        let limits: Vec<(i64, u32)> = parents
-            .iter()
-            .filter_map(|p| p.config.children_max.map(|m| (p.pk, m)))
-            .collect();
+    async fn change_links(&self, change: LinkChange) -> Result<(), DomainError> {
         self.store
-            .change_links(&change, &limits)
+            .change_links(&change)
             .await
             .map_err(internal)?
             .map_err(refused)?;
@@ -228,18 +185,7 @@ impl Pubsub {
             parent: parent.pk,
             child: node.pk,
         };
-        let limits: Vec<(i64, u32)> = parent
-            .config
-            .children_max
-            .map(|m| (parent.pk, m))
-            .into_iter()
-            .collect();
-        match self
-            .store
-            .change_links(&change, &limits)
-            .await
-            .map_err(internal)?
-        {
+        match self.store.change_links(&change).await.map_err(internal)? {
             Ok(()) => tracing::debug!(%root, node = %node.name, "joined the root collection"),
             Err(why) => {
                 tracing::warn!(%root, node = %node.name, ?why, "cannot join the root collection")
@@ -270,19 +216,5 @@ impl Pubsub {
         let access = self.access(req, name).await?;
         check_node_metadata_visibility(&context(req, &access, None))?;
         Ok(access.node)
-    }
-}
-
-/// Link changes checked by [`Pubsub::plan_links`], with the nodes they name.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PlannedLinks {
-    parents: Option<Vec<NodeRecord>>,
-    children: Option<Vec<NodeRecord>>,
-}
-
-impl PlannedLinks {
-    /// Whether there is nothing to change.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.parents.is_none() && self.children.is_none()
     }
 }

@@ -1,9 +1,10 @@
 //! Following a node's items as they are published: the use case behind the HTTP
-//! gateway's server-sent events. The same permission rule as retrieving items (§6.5)
-//! is applied on every read, so a requester who loses access stops receiving.
+//! gateway's server-sent events. The same permission rule and errors as retrieving
+//! items (§6.5, [`Pubsub::readable`]) are applied on every read, so a requester who
+//! loses access stops receiving.
 
 use super::{internal, Pubsub, Requester};
-use crate::domain::{check_retrieve_items, DomainError, NodeId};
+use crate::domain::{DomainError, NodeId};
 use crate::store::{NodeRecord, SeqItem};
 
 /// Items published after a cursor, with the node they were read from.
@@ -28,13 +29,7 @@ impl Pubsub {
         after: Option<i64>,
         max: u32,
     ) -> Result<ItemsSince, DomainError> {
-        let access = self.access(req, node).await?;
-        self.roster_context(req, &access, None)
-            .await?
-            .check(check_retrieve_items)?;
-        if !access.node.config.persist_items {
-            return Err(DomainError::UnsupportedFeature("persistent-items"));
-        }
+        let access = self.readable(req, node).await?;
         let pk = access.node.pk;
         let (items, cursor) = match after {
             None => (

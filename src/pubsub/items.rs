@@ -9,7 +9,7 @@ use super::{context, internal, nodes::gone, notify, Pubsub, Requester};
 use crate::domain::collection::check_holds_items;
 use crate::domain::{
     check_create, check_publish, check_retract, check_retrieve_items, DomainError, ItemAuthor,
-    ItemId, NodeConfig, NodeId, SubId,
+    ItemId, NodeConfig, NodeId, SubId, MAX_RSM_INDEX,
 };
 use crate::store::{BatchedPublish, ItemsPage, ItemsQuery, NewItem, NodeAccess, NodeRecord};
 
@@ -87,7 +87,10 @@ impl Pubsub {
                     None => self.policy.default_config.clone(),
                 };
                 self.check_roster_model(req, &config)?;
-                match self.insert_node(req, Some(node.clone()), &config).await {
+                match self
+                    .insert_node(req, Some(node.clone()), &config, &Default::default())
+                    .await
+                {
                     Ok(n) => {
                         self.join_root(&n).await?;
                         (n, true)
@@ -361,6 +364,29 @@ impl Pubsub {
         Ok(())
     }
 
+    /// The node, if `req` may read its items and it holds them: what every way of
+    /// reading a node's items asks (retrieval, §6.5; the archive; following over HTTP).
+    /// A requester who may not read gets the permission table's error. A collection
+    /// holds no items: XEP-0248 §5.2 lets a service refuse retrieval through it, with
+    /// `feature-not-implemented`, here with XEP-0060 §6.5.9.5's `unsupported`
+    /// `retrieve-items`. A node that keeps none is `unsupported` `persistent-items`
+    /// (§6.5.9.4).
+    pub(crate) async fn readable(
+        &self,
+        req: &Requester,
+        node: &NodeId,
+    ) -> Result<NodeAccess, DomainError> {
+        let access = self.access(req, node).await?;
+        self.roster_context(req, &access, None)
+            .await?
+            .check(check_retrieve_items)?;
+        check_holds_items(&access.node.config, "retrieve-items")?;
+        if !access.node.config.persist_items {
+            return Err(DomainError::UnsupportedFeature("persistent-items"));
+        }
+        Ok(access)
+    }
+
     /// Retrieves items (§6.5), newest first.
     pub async fn items(
         &self,
@@ -369,18 +395,22 @@ impl Pubsub {
         query: ItemsQuery,
         subid: Option<&SubId>,
     ) -> Result<Retrieved, DomainError> {
-        let access = self.access(req, node).await?;
-        self.roster_context(req, &access, None)
-            .await?
-            .check(check_retrieve_items)?;
-        check_holds_items(&access.node.config, "retrieve-items")?;
+        let access = self.readable(req, node).await?;
+        // XEP-0059 §2.5: a jump this deep is not served (it would walk the node).
+        if let ItemsQuery::Page {
+            index: Some(index), ..
+        } = &query
+        {
+            if *index > MAX_RSM_INDEX {
+                return Err(DomainError::NotImplemented(format!(
+                    "an RSM index deeper than {MAX_RSM_INDEX} items; page by item id instead"
+                )));
+            }
+        }
         if let Some(subid) = subid {
             if !access.subscriptions.iter().any(|s| s.subid == *subid) {
                 return Err(DomainError::InvalidSubId);
             }
-        }
-        if !access.node.config.persist_items {
-            return Err(DomainError::UnsupportedFeature("persistent-items"));
         }
         let page = self
             .store

@@ -282,7 +282,12 @@ mod tests {
                 ..NodeConfig::default()
             };
             store
-                .create_node(&node, &config, &BareJid::new("owner@x").expect("jid"))
+                .create_node(
+                    &node,
+                    &config,
+                    &BareJid::new("owner@x").expect("jid"),
+                    &Default::default(),
+                )
                 .await
                 .expect("store")
                 .expect("created");

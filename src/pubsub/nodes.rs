@@ -3,7 +3,7 @@
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::jid::BareJid;
 
-use super::collections::PlannedLinks;
+use super::collections::refused;
 use super::{context, internal, notify, Pubsub, Requester};
 use crate::domain::collection::check_type_change;
 use crate::domain::{
@@ -11,7 +11,7 @@ use crate::domain::{
     AccessModel, Affiliation, DomainError, LinkRequest, NodeConfig, NodeId, NodeType,
     UnsupportedAccessReason, NODE_CONFIG_FORM_TYPE,
 };
-use crate::store::{NodeRecord, Refusal};
+use crate::store::{NodeLinks, NodeRecord, Refusal};
 
 /// What disco#info on a node shows (§5.3, §5.4).
 #[derive(Debug, Clone)]
@@ -40,27 +40,18 @@ impl Pubsub {
                 .check_node_quota(u32::try_from(owned).unwrap_or(u32::MAX))?;
         }
         let mut config = self.policy.default_config.clone();
-        let mut planned = PlannedLinks::default();
+        let mut links = NodeLinks::default();
         if let Some(form) = form {
             config.apply_form(form, &self.policy.limits)?;
             self.check_roster_model(req, &config)?;
-            let links = LinkRequest::from_form(form, NODE_CONFIG_FORM_TYPE)?;
-            planned = self.plan_links(req, &config, &links).await?;
+            let asked = LinkRequest::from_form(form, NODE_CONFIG_FORM_TYPE)?;
+            links = self.plan_links(req, &config, &asked).await?;
         }
-        let node = self.insert_node(req, name, &config).await?;
-        if !planned.is_empty() {
-            // Linked once it exists; a refused link (a parent full meanwhile) takes the
-            // new node back, so a failed create leaves nothing behind.
-            if let Err(e) = self.apply_links(node.pk, &config, &planned).await {
-                self.store
-                    .delete_node(node.pk, None)
-                    .await
-                    .map_err(internal)?;
-                return Err(e);
-            }
-        }
-        // After the creator's own links, which set the whole set of parents.
-        if planned.is_empty() {
+        // Created and linked in one transaction: a refused link (a parent full
+        // meanwhile) leaves nothing behind.
+        let node = self.insert_node(req, name, &config, &links).await?;
+        // The creator's own links set the whole set of parents.
+        if links.is_empty() {
             self.join_root(&node).await?;
         }
         Ok(node)
@@ -87,26 +78,23 @@ impl Pubsub {
         })
     }
 
-    /// Stores a new node; an instant node gets a fresh random name.
+    /// Stores a new node with its links; an instant node gets a fresh random name.
     pub(crate) async fn insert_node(
         &self,
         req: &Requester,
         name: Option<NodeId>,
         config: &NodeConfig,
+        links: &NodeLinks,
     ) -> Result<NodeRecord, DomainError> {
         let name = name.unwrap_or_else(NodeId::generate);
-        match self
+        let node = self
             .store
-            .create_node(&name, config, &req.bare)
+            .create_node(&name, config, &req.bare, links)
             .await
             .map_err(internal)?
-        {
-            Ok(node) => {
-                tracing::info!(node = %node.name, owner = %req.bare, "node created");
-                Ok(node)
-            }
-            Err(_) => Err(DomainError::NodeExists),
-        }
+            .map_err(gone)?;
+        tracing::info!(node = %node.name, owner = %req.bare, "node created");
+        Ok(node)
     }
 
     /// The current configuration, for the owner's form (§8.2.1).
@@ -136,8 +124,8 @@ impl Pubsub {
             self.check_roster_model(req, &config)?;
         }
         check_type_change(access.node.config.node_type, config.node_type)?;
-        let links = LinkRequest::from_form(form, NODE_CONFIG_FORM_TYPE)?;
-        let planned = self.plan_links(req, &config, &links).await?;
+        let asked = LinkRequest::from_form(form, NODE_CONFIG_FORM_TYPE)?;
+        let links = self.plan_links(req, &config, &asked).await?;
         if config.node_type == NodeType::Leaf
             && !self.links_of(access.node.pk).await?.children.is_empty()
         {
@@ -159,18 +147,12 @@ impl Pubsub {
         } else {
             0
         };
-        match self
-            .store
-            .configure_node(access.node.pk, &config, keep, jobs)
+        // The configuration and the links commit together, or neither does.
+        self.store
+            .configure_node(access.node.pk, &config, keep, &links, jobs)
             .await
             .map_err(internal)?
-        {
-            Ok(()) => {}
-            Err(_) => return Err(DomainError::NodeNotFound),
-        }
-        if !planned.is_empty() {
-            self.apply_links(access.node.pk, &config, &planned).await?;
-        }
+            .map_err(gone)?;
         Ok(config)
     }
 
@@ -242,5 +224,6 @@ pub(crate) fn gone(r: Refusal) -> DomainError {
         Refusal::NodeExists => DomainError::NodeExists,
         Refusal::LastOwner => DomainError::LastOwner,
         Refusal::NodeGone => DomainError::NodeNotFound,
+        Refusal::Links(r) => refused(r),
     }
 }

@@ -211,6 +211,13 @@ pub trait ServiceStore: Send + Sync + 'static {
     /// fan-out and publishes never wait behind retention.
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError>;
 
+    /// Adds at most `batch` of the item count changes that publishes, retractions,
+    /// purges and expiry left (`item_count_changes`) to their nodes' counts, in one
+    /// statement, and returns how many it took. Readers see the same exact count before
+    /// and after; folding only keeps what they add up short. A no-op where the triggers
+    /// update the node's row at once (SQLite).
+    async fn fold_item_counts(&self, batch: u32) -> Result<u64, StoreError>;
+
     /// Nodes in name order, starting after `after`, at most `limit`; with the total count.
     /// With a `viewer`, whitelist nodes appear only if the viewer is affiliated with
     /// them (and not an outcast).
@@ -246,12 +253,16 @@ pub trait NodeStore: Send + Sync + 'static {
         requester: &BareJid,
     ) -> Result<Vec<Option<NodeAccess>>, StoreError>;
 
-    /// Creates a node owned by `owner`; `Err(Refusal::NodeExists)` if the name is taken.
+    /// Creates a node owned by `owner` with the links of its configuration form, in one
+    /// transaction; `Err(Refusal::NodeExists)` if the name is taken,
+    /// `Err(Refusal::Links(_))` if the links are refused (as
+    /// [`CollectionStore::change_links`] refuses them), and then nothing is created.
     async fn create_node(
         &self,
         name: &NodeId,
         config: &NodeConfig,
         owner: &BareJid,
+        links: &NodeLinks,
     ) -> Result<Result<NodeRecord, Refusal>, StoreError>;
 
     /// How many nodes `owner` owns (for the per-owner quota).
@@ -281,13 +292,17 @@ pub trait NodeStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Result<NodeRecord, StoreError>>, StoreError>;
 
-    /// Replaces the configuration, keeps only the newest `keep_items` items, and queues
-    /// `jobs`.
+    /// Replaces the configuration, keeps only the newest `keep_items` items, makes the
+    /// links of the configuration form and queues `jobs`, in one transaction: all of it
+    /// or nothing. Links are refused (`Err(Refusal::Links(_))`) as
+    /// [`CollectionStore::change_links`] refuses them, and also when a collection would
+    /// hold more children than the `children_max` of `config`.
     async fn configure_node(
         &self,
         pk: i64,
         config: &NodeConfig,
         keep_items: u32,
+        links: &NodeLinks,
         jobs: Vec<NewJob>,
     ) -> Result<Result<(), Refusal>, StoreError>;
 
@@ -430,6 +445,75 @@ pub enum LinkChange {
     SetChildren { parent: i64, children: Vec<i64> },
 }
 
+impl LinkChange {
+    /// The node every cycle the change could make passes through (`None`: removing a
+    /// link makes none).
+    pub fn pivot(&self) -> Option<i64> {
+        match self {
+            LinkChange::Associate { child, .. } | LinkChange::SetParents { child, .. } => {
+                Some(*child)
+            }
+            LinkChange::SetChildren { parent, .. } => Some(*parent),
+            LinkChange::Dissociate { .. } => None,
+        }
+    }
+
+    /// The collections that may hold more children after the change.
+    pub fn growing_parents(&self) -> Vec<i64> {
+        match self {
+            LinkChange::Associate { parent, .. } | LinkChange::SetChildren { parent, .. } => {
+                vec![*parent]
+            }
+            LinkChange::SetParents { parents, .. } => parents.clone(),
+            LinkChange::Dissociate { .. } => vec![],
+        }
+    }
+
+    /// Whether the change links a node to itself.
+    pub fn links_itself(&self) -> bool {
+        match self {
+            LinkChange::Associate { parent, child } => parent == child,
+            LinkChange::Dissociate { .. } => false,
+            LinkChange::SetParents { child, parents } => parents.contains(child),
+            LinkChange::SetChildren { parent, children } => children.contains(parent),
+        }
+    }
+}
+
+/// The links a configuration form gives a node (XEP-0248 §6.2), by pk: each a whole
+/// new set when present (`pubsub#collection`: its parents; `pubsub#children`: its
+/// children), unchanged when `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeLinks {
+    pub parents: Option<Vec<i64>>,
+    pub children: Option<Vec<i64>>,
+}
+
+impl NodeLinks {
+    /// The changes that make these the links of node `pk`.
+    pub fn changes(&self, pk: i64) -> Vec<LinkChange> {
+        let mut changes = Vec::new();
+        if let Some(parents) = &self.parents {
+            changes.push(LinkChange::SetParents {
+                child: pk,
+                parents: parents.clone(),
+            });
+        }
+        if let Some(children) = &self.children {
+            changes.push(LinkChange::SetChildren {
+                parent: pk,
+                children: children.clone(),
+            });
+        }
+        changes
+    }
+
+    /// Whether the form changes no link.
+    pub fn is_empty(&self) -> bool {
+        self.parents.is_none() && self.children.is_none()
+    }
+}
+
 /// Why a link change was not made (nothing changed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkRefusal {
@@ -445,12 +529,12 @@ pub enum LinkRefusal {
 #[async_trait]
 pub trait CollectionStore: Send + Sync + 'static {
     /// Makes `change` in one transaction, serialised with every other link change, and
-    /// keeps it only if no node becomes its own ancestor and each parent of `limits`
-    /// (pk, `children_max`) holds at most that many children afterwards.
+    /// keeps it only if no node becomes its own ancestor and each collection that
+    /// gained children holds at most its `children_max` afterwards (read in the same
+    /// transaction).
     async fn change_links(
         &self,
         change: &LinkChange,
-        limits: &[(i64, u32)],
     ) -> Result<Result<(), LinkRefusal>, StoreError>;
 
     /// The names of the live children of node `pk`, in name order.

@@ -110,4 +110,6 @@ pub enum Refusal {
     LastOwner,
     /// The node disappeared in the meantime.
     NodeGone,
+    /// The links the configuration asked for were refused; nothing changed.
+    Links(super::LinkRefusal),
 }

@@ -390,6 +390,47 @@ pub fn strip_ids(xml: &str) -> String {
     format!("{}{}", &xml[..start], &xml[end..])
 }
 
+/// The fields of `node`'s configuration form (§8.2.1), in order: each `var` with its
+/// values.
+pub async fn config_fields(
+    c: &mut Client,
+    ps: &Pubsubd,
+    node: &str,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let reply = iq(c, ps, "get", &owner(&format!("<configure node='{node}'/>"))).await?;
+    ok(&reply);
+    let x = reply
+        .get_child("pubsub", NS_OWNER)
+        .and_then(|p| p.get_child("configure", NS_OWNER))
+        .and_then(|c| c.get_child("x", NS_DATA))
+        .ok_or_else(|| anyhow::anyhow!("no form in {}", stanza::to_xml(&reply)))?;
+    Ok(x.children()
+        .filter_map(|f| {
+            let values = f
+                .children()
+                .filter(|v| v.name() == "value")
+                .map(|v| v.text())
+                .collect();
+            Some((f.attr("var")?.to_owned(), values))
+        })
+        .collect())
+}
+
+/// The values of field `var` in `node`'s configuration form (none if it is absent).
+pub async fn config_values(
+    c: &mut Client,
+    ps: &Pubsubd,
+    node: &str,
+    var: &str,
+) -> anyhow::Result<Vec<String>> {
+    Ok(config_fields(c, ps, node)
+        .await?
+        .into_iter()
+        .find(|(v, _)| v == var)
+        .map(|(_, values)| values)
+        .unwrap_or_default())
+}
+
 /// Creates `node` (owned by `client`), optionally with configuration fields.
 pub async fn create(
     client: &mut Client,

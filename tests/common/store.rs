@@ -78,6 +78,7 @@ pub async fn node(store: &dyn Store, name: &str, config: NodeConfig) -> anyhow::
             &NodeId::parse(name).expect("valid name"),
             &config,
             &jid("owner@example.org"),
+            &Default::default(),
         )
         .await?;
     Ok(created.map_err(|r| anyhow::anyhow!("{r:?}"))?.pk)

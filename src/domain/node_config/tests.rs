@@ -512,3 +512,24 @@ fn older_rows_with_missing_fields_still_load() {
     assert_eq!(config.notification_type, NotificationType::Headline);
     assert!(serde_json::from_str::<NodeConfig>(r#"{"max_items":"lots"}"#).is_err());
 }
+
+#[test]
+fn children_max_is_offered_on_collections_only() {
+    let vars = |config: &NodeConfig| -> Vec<String> {
+        config
+            .to_form()
+            .fields
+            .into_iter()
+            .filter_map(|f| f.var)
+            .collect()
+    };
+    let leaf = NodeConfig::default();
+    assert!(vars(&leaf).iter().any(|v| v == "pubsub#node_type"));
+    assert!(!vars(&leaf).iter().any(|v| v == "pubsub#children_max"));
+    let collection = NodeConfig {
+        node_type: crate::domain::NodeType::Collection,
+        children_max: Some(3),
+        ..NodeConfig::default()
+    };
+    assert!(vars(&collection).iter().any(|v| v == "pubsub#children_max"));
+}

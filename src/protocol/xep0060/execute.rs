@@ -98,8 +98,11 @@ pub async fn execute(pubsub: &Pubsub, who: &Requester, cmd: Command) -> Answer {
             let config = pubsub.node_config(who, &node).await?;
             let (_, links) = pubsub.node_links(who, &node).await?;
             let mut form = config.to_form();
-            form.fields
-                .extend(link_fields(&links.parents, &links.children));
+            form.fields.extend(link_fields(
+                config.node_type,
+                &links.parents,
+                &links.children,
+            ));
             Ok(Some(wrap_owner(
                 Element::builder("configure", ns::PUBSUB_OWNER)
                     .attr(render::xml_name("node"), node.as_str())

@@ -199,6 +199,7 @@ mod ticks {
                     &NodeId::parse(&format!("n{n}")).expect("node id"),
                     &config,
                     &jid(&format!("owner{n}@x")),
+                    &Default::default(),
                 )
                 .await
                 .expect("store")

@@ -171,6 +171,11 @@ crate::store::sql::affiliation_store!(PgStore);
 crate::store::sql::item_seq_store!(PgStore);
 crate::store::sql::collection_store!(PgStore);
 
+/// First key of the advisory lock that lets one process of the store at a time fold
+/// item count changes ("psic"): two folds would lock the same node rows in different
+/// orders.
+const FOLD_LOCK_CLASS: i32 = 0x7073_6963;
+
 crate::store::sql::service_store!(PgStore, {
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {
         // Only nodes with an item_expire setting are looked at; for each, the items
@@ -191,5 +196,36 @@ crate::store::sql::service_store!(PgStore, {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn fold_item_counts(&self, batch: u32) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, 0)")
+            .bind(FOLD_LOCK_CLASS)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok(0);
+        }
+        // The changes leave and their sum arrives in one statement: a reader's snapshot
+        // holds either. Changes of a node that is gone are dropped. (A data-modifying
+        // CTE runs to completion whether or not the query reads it.)
+        let folded: i64 = sqlx::query_scalar(
+            "WITH moved AS (
+                 DELETE FROM item_count_changes WHERE ctid IN (
+                     SELECT ctid FROM item_count_changes LIMIT $1)
+                 RETURNING node_pk, delta
+             ), folded AS (
+                 UPDATE nodes n SET item_count = n.item_count + s.delta
+                 FROM (SELECT node_pk, sum(delta) AS delta FROM moved GROUP BY node_pk) s
+                 WHERE n.pk = s.node_pk
+             )
+             SELECT count(*) FROM moved",
+        )
+        .bind(i64::from(batch))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(folded.max(0) as u64)
     }
 });

@@ -1,7 +1,9 @@
 //! [`CollectionStore`](crate::store::CollectionStore) in shared SQL: the links between
 //! collections and their children (`collection_links`), changed under one lock and
-//! checked for cycles and `children_max` before commit; and, for the fan-out, the
-//! collections above a leaf and a keyset page of their subscribers.
+//! checked for cycles and `children_max` before commit (alone, or inside the
+//! transaction that creates or configures a node, so a form's configuration and links
+//! commit together); and, for the fan-out, the collections above a leaf and a keyset
+//! page of their subscribers.
 
 use crate::domain::collection::MAX_DEPTH;
 
@@ -62,14 +64,22 @@ pub fn collection_page_sql(in_list: fn(&str) -> String) -> String {
     )
 }
 
-/// Implements `CollectionStore` for `$store`.
+/// Whether collection `$1` holds more children than its configuration's
+/// `children_max` (none: no limit). A number in the stored JSON on both backends.
+pub const OVER_CHILDREN_MAX: &str = "SELECT EXISTS (
+         SELECT 1 FROM nodes n WHERE n.pk = $1
+           AND CAST(n.config ->> 'children_max' AS BIGINT)
+               < (SELECT count(*) FROM collection_links c WHERE c.parent_pk = n.pk))";
+
+/// Implements `CollectionStore` for `$store` (with the inherent `link_in_tx`, which
+/// node creation and configuration use too).
 macro_rules! collection_store {
     ($store:ty) => {
         const _: () = {
             use sqlx::AssertSqlSafe;
 
             use $crate::domain::NodeId;
-            use $crate::store::sql::collections::ancestors_cte;
+            use $crate::store::sql::collections::{ancestors_cte, OVER_CHILDREN_MAX};
             use $crate::store::sql::Backend;
             use $crate::store::{CollectionStore, LinkChange, LinkRefusal, StoreError};
 
@@ -97,93 +107,107 @@ macro_rules! collection_store {
                     .collect()
             }
 
+            impl $store {
+                /// Makes `changes` inside the write transaction `conn`, serialised with
+                /// every other link change, and checks the graph after them: no node its
+                /// own ancestor, and each collection of `parents_to_check` or gaining
+                /// children at most its `children_max` (read here, so a configuration
+                /// changed earlier in the same transaction counts). On a refusal the
+                /// caller rolls back: rows may have been written.
+                pub(crate) async fn link_in_tx(
+                    conn: &mut Conn,
+                    changes: &[LinkChange],
+                    parents_to_check: &[i64],
+                ) -> Result<Result<(), LinkRefusal>, sqlx::Error> {
+                    if changes.iter().any(LinkChange::links_itself) {
+                        return Ok(Err(LinkRefusal::Cycle));
+                    }
+                    if let Some(lock) = <$store>::LOCK_LINKS {
+                        sqlx::query(lock).execute(&mut *conn).await?;
+                    }
+                    for change in changes {
+                        match change {
+                            LinkChange::Associate { parent, child } => {
+                                link(conn, *parent, *child).await?;
+                            }
+                            LinkChange::Dissociate { parent, child } => {
+                                let gone = sqlx::query(
+                                    "DELETE FROM collection_links WHERE parent_pk = $1 AND child_pk = $2",
+                                )
+                                .bind(parent)
+                                .bind(child)
+                                .execute(&mut *conn)
+                                .await?;
+                                if gone.rows_affected() == 0 {
+                                    return Ok(Err(LinkRefusal::NotLinked));
+                                }
+                            }
+                            LinkChange::SetParents { child, parents } => {
+                                sqlx::query("DELETE FROM collection_links WHERE child_pk = $1")
+                                    .bind(child)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                for parent in parents {
+                                    link(conn, *parent, *child).await?;
+                                }
+                            }
+                            LinkChange::SetChildren { parent, children } => {
+                                sqlx::query("DELETE FROM collection_links WHERE parent_pk = $1")
+                                    .bind(parent)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                for child in children {
+                                    link(conn, *parent, *child).await?;
+                                }
+                            }
+                        }
+                    }
+                    for pivot in changes.iter().filter_map(LinkChange::pivot) {
+                        let cycle: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                            "{} SELECT count(*) FROM up WHERE pk = $1",
+                            ancestors_cte("$1")
+                        )))
+                        .bind(pivot)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        if cycle > 0 {
+                            return Ok(Err(LinkRefusal::Cycle));
+                        }
+                    }
+                    let mut parents: Vec<i64> = parents_to_check.to_vec();
+                    parents.extend(changes.iter().flat_map(LinkChange::growing_parents));
+                    parents.sort_unstable();
+                    parents.dedup();
+                    for parent in parents {
+                        let over: bool = sqlx::query_scalar(OVER_CHILDREN_MAX)
+                            .bind(parent)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        if over {
+                            return Ok(Err(LinkRefusal::TooManyChildren));
+                        }
+                    }
+                    Ok(Ok(()))
+                }
+            }
+
             #[async_trait::async_trait]
             impl CollectionStore for $store {
                 async fn change_links(
                     &self,
                     change: &LinkChange,
-                    limits: &[(i64, u32)],
                 ) -> Result<Result<(), LinkRefusal>, StoreError> {
-                    let self_link = match change {
-                        LinkChange::Associate { parent, child } => parent == child,
-                        LinkChange::Dissociate { .. } => false,
-                        LinkChange::SetParents { child, parents } => parents.contains(child),
-                        LinkChange::SetChildren { parent, children } => children.contains(parent),
-                    };
-                    if self_link {
-                        return Ok(Err(LinkRefusal::Cycle));
-                    }
                     let mut tx = self.write_tx().await?;
-                    if let Some(lock) = <$store>::LOCK_LINKS {
-                        sqlx::query(lock).execute(&mut *tx).await?;
-                    }
-                    // The node every new cycle would pass through.
-                    let pivot = match change {
-                        LinkChange::Associate { parent, child } => {
-                            link(&mut tx, *parent, *child).await?;
-                            *child
-                        }
-                        LinkChange::Dissociate { parent, child } => {
-                            let gone = sqlx::query(
-                                "DELETE FROM collection_links WHERE parent_pk = $1 AND child_pk = $2",
-                            )
-                            .bind(parent)
-                            .bind(child)
-                            .execute(&mut *tx)
-                            .await?;
-                            if gone.rows_affected() == 0 {
-                                tx.rollback().await?;
-                                return Ok(Err(LinkRefusal::NotLinked));
-                            }
+                    match Self::link_in_tx(&mut tx, std::slice::from_ref(change), &[]).await? {
+                        Ok(()) => {
                             self.commit(tx, 0).await?;
-                            return Ok(Ok(()));
+                            Ok(Ok(()))
                         }
-                        LinkChange::SetParents { child, parents } => {
-                            sqlx::query("DELETE FROM collection_links WHERE child_pk = $1")
-                                .bind(child)
-                                .execute(&mut *tx)
-                                .await?;
-                            for parent in parents {
-                                link(&mut tx, *parent, *child).await?;
-                            }
-                            *child
-                        }
-                        LinkChange::SetChildren { parent, children } => {
-                            sqlx::query("DELETE FROM collection_links WHERE parent_pk = $1")
-                                .bind(parent)
-                                .execute(&mut *tx)
-                                .await?;
-                            for child in children {
-                                link(&mut tx, *parent, *child).await?;
-                            }
-                            *parent
-                        }
-                    };
-                    let cycle: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-                        "{} SELECT count(*) FROM up WHERE pk = $1",
-                        ancestors_cte("$1")
-                    )))
-                    .bind(pivot)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if cycle > 0 {
-                        tx.rollback().await?;
-                        return Ok(Err(LinkRefusal::Cycle));
-                    }
-                    for (parent, max) in limits {
-                        let held: i64 = sqlx::query_scalar(
-                            "SELECT count(*) FROM collection_links WHERE parent_pk = $1",
-                        )
-                        .bind(parent)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        if held > i64::from(*max) {
+                        Err(refusal) => {
                             tx.rollback().await?;
-                            return Ok(Err(LinkRefusal::TooManyChildren));
+                            Ok(Err(refusal))
                         }
                     }
-                    self.commit(tx, 0).await?;
-                    Ok(Ok(()))
                 }
 
                 async fn children(&self, pk: i64) -> Result<Vec<NodeId>, StoreError> {

@@ -1,6 +1,9 @@
 //! [`ItemStore`](crate::store::ItemStore) in shared SQL: publish (with trimming to
 //! `max_items`), retract, purge and retrieval newest first, by the `items_by_seq
-//! (node_pk, seq DESC)` index. Lists of ids travel as one JSON array.
+//! (node_pk, seq DESC)` index. Lists of ids travel as one JSON array. A node's number of
+//! items is kept by the schema's triggers (`migrations/0011_item_counts.sql`) in the
+//! transaction of every statement that adds or removes items, and read by
+//! [`ITEM_COUNT`]: no statement here counts a node's items.
 //!
 //! A batch of publishes is the backend's: PostgreSQL does it in one statement (DML
 //! inside `WITH`), and the common publish as a batch of one.
@@ -12,6 +15,18 @@ pub const OLDER: &str = "AND seq < $2 ORDER BY seq DESC LIMIT $3";
 /// For `item_rows`: newer than the publish sequence number `$2`, oldest first.
 pub const NEWER: &str = "AND seq > $2 ORDER BY seq LIMIT $3";
 
+/// The number of items of node `n` (a row of `nodes`): its row's count plus the
+/// changes not yet folded into it (migrations/0011_item_counts.sql; on SQLite there
+/// are none). Exact: a change and the items it counts commit together, and a fold moves
+/// changes into the row in one statement.
+pub const ITEM_COUNT: &str = "CAST(n.item_count + COALESCE((
+         SELECT sum(c.delta) FROM item_count_changes c WHERE c.node_pk = n.pk), 0) AS BIGINT)";
+
+/// Most items counted for the RSM index of a page's first item (XEP-0059 §2.2),
+/// [`MAX_RSM_INDEX`](crate::domain::MAX_RSM_INDEX): counting the items above a page deep
+/// in a node of ten million took most of a second. The count is exact at any size.
+pub const MAX_INDEX_SCAN: i64 = crate::domain::MAX_RSM_INDEX as i64;
+
 /// Implements `ItemStore` for `$store` (with the inherent `trim` and `item_rows`);
 /// `$extra` are the backend's own methods (`publish_batch`).
 macro_rules! item_store {
@@ -21,7 +36,7 @@ macro_rules! item_store {
 
             use $crate::domain::ItemId;
             use $crate::store::jobs::NewJob;
-            use $crate::store::sql::items::{NEWER, NEWEST, OLDER};
+            use $crate::store::sql::items::{ITEM_COUNT, MAX_INDEX_SCAN, NEWER, NEWEST, OLDER};
             use $crate::store::sql::rows::{self, ITEM_COLUMNS};
             use $crate::store::sql::Backend;
             use $crate::store::{
@@ -56,6 +71,24 @@ macro_rules! item_store {
                     .bind(limit)
                     .fetch_all(self.pool())
                     .await
+                }
+
+                /// How many items of the node are newer than the sequence number `seq`
+                /// (the RSM index of the item of `seq`, XEP-0059 §2.2), if that takes
+                /// at most [`MAX_INDEX_SCAN`] index entries; `None` (no index given)
+                /// deeper.
+                async fn newer_than(&self, node_pk: i64, seq: i64) -> Result<Option<u64>, sqlx::Error> {
+                    let newer: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM (
+                             SELECT 1 FROM items WHERE node_pk = $1 AND seq > $2
+                             ORDER BY seq LIMIT $3) AS newer",
+                    )
+                    .bind(node_pk)
+                    .bind(seq)
+                    .bind(MAX_INDEX_SCAN + 1)
+                    .fetch_one(self.pool())
+                    .await?;
+                    Ok((newer <= MAX_INDEX_SCAN).then_some(newer.max(0) as u64))
                 }
 
                 /// Deletes all but the newest `keep` items of the node.
@@ -254,19 +287,17 @@ macro_rules! item_store {
                                     self.item_rows(node_pk, NEWEST, skip, limit).await?
                                 }
                             };
-                            let first_index = match rows.first() {
-                                Some(first) => {
-                                    let seq: i64 = first.try_get("seq")?;
-                                    let newer: i64 = sqlx::query_scalar(
-                                        "SELECT count(*) FROM items WHERE node_pk = $1 AND seq > $2",
-                                    )
-                                    .bind(node_pk)
-                                    .bind(seq)
-                                    .fetch_one(self.pool())
-                                    .await?;
-                                    Some(newer.max(0) as u64)
+                            let first_index = match (rows.first(), after, before, index) {
+                                (None, ..) => None,
+                                // The last page ends with the oldest item.
+                                (Some(_), None, Some(before), _) if before.is_empty() => {
+                                    Some(count.saturating_sub(rows.len() as u64))
                                 }
-                                None => None,
+                                (Some(_), None, None, skip) => Some(u64::from(skip.unwrap_or(0))),
+                                (Some(first), ..) => {
+                                    let seq: i64 = first.try_get("seq")?;
+                                    self.newer_than(node_pk, seq).await?
+                                }
                             };
                             (records(&rows)?, first_index)
                         }
@@ -285,11 +316,14 @@ macro_rules! item_store {
                 }
 
                 async fn item_count(&self, node_pk: i64) -> Result<u64, StoreError> {
-                    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE node_pk = $1")
-                        .bind(node_pk)
-                        .fetch_one(self.pool())
-                        .await?;
-                    Ok(n.max(0) as u64)
+                    let n: Option<i64> =
+                        sqlx::query_scalar(AssertSqlSafe(format!(
+                            "SELECT {ITEM_COUNT} FROM nodes n WHERE n.pk = $1"
+                        )))
+                            .bind(node_pk)
+                            .fetch_optional(self.pool())
+                            .await?;
+                    Ok(n.unwrap_or(0).max(0) as u64)
                 }
 
                         $($extra)*

@@ -10,12 +10,14 @@ macro_rules! node_store {
             use sqlx::{AssertSqlSafe, Row};
             use xmpp_parsers::jid::BareJid;
 
-            use $crate::domain::{NodeConfig, NodeId};
+            use $crate::domain::{NodeConfig, NodeId, NodeType};
             use $crate::store::jobs::NewJob;
             use $crate::store::sql::nodes::node_access;
             use $crate::store::sql::rows::{self, NODE_COLUMNS};
             use $crate::store::sql::Backend;
-            use $crate::store::{NodeAccess, NodeRecord, NodeStore, Refusal, StoreError};
+            use $crate::store::{
+                NodeAccess, NodeLinks, NodeRecord, NodeStore, Refusal, StoreError,
+            };
 
             /// What node_access reads of node `n` for the requester `$2`: the node's
             /// columns, the requester's affiliation and its subscriptions (as JSON), in
@@ -104,6 +106,7 @@ macro_rules! node_store {
                     name: &NodeId,
                     config: &NodeConfig,
                     owner: &BareJid,
+                    links: &NodeLinks,
                 ) -> Result<Result<NodeRecord, Refusal>, StoreError> {
                     let mut tx = self.write_tx().await?;
                     // The conflict target names the partial index: only a live node takes
@@ -129,6 +132,14 @@ macro_rules! node_store {
                     .bind(owner.as_str())
                     .execute(&mut *tx)
                     .await?;
+                    if !links.is_empty() {
+                        if let Err(refusal) =
+                            Self::link_in_tx(&mut tx, &links.changes(node.pk), &[]).await?
+                        {
+                            tx.rollback().await?;
+                            return Ok(Err(Refusal::Links(refusal)));
+                        }
+                    }
                     self.commit(tx, 0).await?;
                     Ok(Ok(node))
                 }
@@ -217,9 +228,19 @@ macro_rules! node_store {
                     pk: i64,
                     config: &NodeConfig,
                     keep_items: u32,
+                    links: &NodeLinks,
                     jobs: Vec<NewJob>,
                 ) -> Result<Result<(), Refusal>, StoreError> {
                     let mut tx = self.write_tx().await?;
+                    // A collection's own `children_max` is checked again under the
+                    // links' lock, so lowering it below the children held is refused.
+                    let collection = config.node_type == NodeType::Collection;
+                    if collection || !links.is_empty() {
+                        // Taken first: the lock that every link change takes first too.
+                        if let Some(lock) = <$store>::LOCK_LINKS {
+                            sqlx::query(lock).execute(&mut *tx).await?;
+                        }
+                    }
                     let updated =
                         sqlx::query("UPDATE nodes SET config = $2 WHERE pk = $1 AND NOT deleted")
                             .bind(pk)
@@ -230,6 +251,15 @@ macro_rules! node_store {
                         return Ok(Err(Refusal::NodeGone));
                     }
                     Self::trim(&mut tx, pk, keep_items).await?;
+                    if collection || !links.is_empty() {
+                        let own: &[i64] = if collection { &[pk] } else { &[] };
+                        if let Err(refusal) =
+                            Self::link_in_tx(&mut tx, &links.changes(pk), own).await?
+                        {
+                            tx.rollback().await?;
+                            return Ok(Err(Refusal::Links(refusal)));
+                        }
+                    }
                     let queued = Self::insert_jobs(&mut tx, &jobs).await?;
                     self.commit(tx, queued).await?;
                     Ok(Ok(()))

@@ -93,7 +93,7 @@ macro_rules! service_store {
                     let size = |name, count| status::NodeSize { name, count };
                     let by_subscribers =
                         counted(&mut tx, status::NODES_BY_SUBSCRIBERS, limit, size).await?;
-                    let by_items = counted(&mut tx, status::NODES_BY_ITEMS, limit, size).await?;
+                    let by_items = counted(&mut tx, AssertSqlSafe(status::nodes_by_items()), limit, size).await?;
                     tx.commit().await?;
                     Ok(status::NodeRanking {
                         by_subscribers,
@@ -120,7 +120,8 @@ macro_rules! service_store {
                 async fn stats(&self) -> Result<Stats, StoreError> {
                     let row = sqlx::query(
                         "SELECT (SELECT count(*) FROM nodes WHERE NOT deleted) AS nodes,
-                                (SELECT count(*) FROM items) AS items,
+                                CAST((SELECT COALESCE(sum(item_count), 0) FROM nodes)
+                                     + (SELECT COALESCE(sum(delta), 0) FROM item_count_changes) AS BIGINT) AS items,
                                 (SELECT count(*) FROM subscriptions WHERE state <> 'pending') AS subscriptions,
                                 (SELECT count(*) FROM subscriptions WHERE state = 'pending') AS pending,
                                 (SELECT count(*) FROM affiliations) AS affiliations",
