@@ -15,6 +15,7 @@
 mod backoff;
 mod batch;
 pub mod deliver;
+mod group;
 pub mod pace;
 pub mod presence;
 mod wakeup;
