@@ -152,6 +152,22 @@ impl Db {
         ))
     }
 
+    /// Makes `child` a child of the collection `parent`, as an association does.
+    pub async fn associate(&self, parent: i64, child: i64) -> anyhow::Result<()> {
+        let linked: i64 = on_db!(
+            self,
+            sqlx::query_scalar(
+                "INSERT INTO collection_links (parent_pk, child_pk) VALUES ($1, $2)
+                 RETURNING child_pk"
+            )
+            .bind(parent)
+            .bind(child),
+            fetch_one
+        );
+        anyhow::ensure!(linked == child);
+        Ok(())
+    }
+
     /// The first subscription (in walk order) of `node`.
     pub async fn first_subscription(&self, node: i64) -> anyhow::Result<i64> {
         Ok(on_db!(
