@@ -651,31 +651,20 @@ async fn subscriber_page(
     after: i64,
     limit: u32,
 ) -> Result<(Vec<Row>, bool), StoreError> {
+    // The store's pages first: the leaves read whole are taken from memory only as far
+    // as those pages reach.
     let mut sources = Vec::new();
     for (i, member) in group.members().iter().enumerate() {
-        let source = match &member.whole {
-            Some(all) => {
-                let from = all.partition_point(|sub| sub.pk <= after);
-                Source {
-                    rows: all[from..]
-                        .iter()
-                        .map(|sub| Row::own(i, sub.clone()))
-                        .collect(),
-                    complete: true,
-                }
-            }
-            None => {
-                let page = ctx
-                    .store
-                    .subscribers(member.batch.node_pk, after, limit)
-                    .await?;
-                Source {
-                    complete: page.len() < limit as usize,
-                    rows: page.into_iter().map(|sub| Row::own(i, sub)).collect(),
-                }
-            }
-        };
-        sources.push(source);
+        if member.whole.is_none() {
+            let page = ctx
+                .store
+                .subscribers(member.batch.node_pk, after, limit)
+                .await?;
+            sources.push(Source {
+                complete: page.len() < limit as usize,
+                rows: page.into_iter().map(|sub| Row::own(i, sub)).collect(),
+            });
+        }
     }
     if let Some(ask) = group.through_ask() {
         let page = ctx
@@ -688,6 +677,12 @@ async fn subscriber_page(
         });
     }
     let budget = (limit as usize).saturating_mul(group.jobs().len().max(1));
+    let bound = group::known_up_to(&sources);
+    for (i, member) in group.members().iter().enumerate() {
+        if let Some(all) = &member.whole {
+            sources.push(group::from_whole(i, all, after, bound, budget));
+        }
+    }
     Ok(group::merge(group, sources, budget))
 }
 

@@ -243,16 +243,44 @@ pub(super) struct Source {
     pub complete: bool,
 }
 
-/// The next page of a walk, from its sources: their rows in `pk` order up to where
-/// every source is known (the last row of each incomplete one), cut once the next row
-/// would take the page past `budget` notifications (one row at least). Also whether
-/// more may follow.
-pub(super) fn merge(group: &Group<'_>, sources: Vec<Source>, budget: usize) -> (Vec<Row>, bool) {
-    let bound = sources
+/// Where every one of `sources` is known up to: the last row of the incomplete source
+/// that ends first (`None`: all are complete).
+pub(super) fn known_up_to(sources: &[Source]) -> Option<i64> {
+    sources
         .iter()
         .filter(|s| !s.complete)
         .filter_map(|s| s.rows.last().map(|r| r.sub.pk))
-        .min();
+        .min()
+}
+
+/// The subscriptions `all` of member `member`, read whole, as a source of the page after
+/// `after`: those up to `bound` (rows past it would wait for the next page anyway), at
+/// most `most` (a page of at most `most` notifications holds no more rows of one leaf).
+pub(super) fn from_whole(
+    member: usize,
+    all: &[Subscriber],
+    after: i64,
+    bound: Option<i64>,
+    most: usize,
+) -> Source {
+    let rest = &all[all.partition_point(|sub| sub.pk <= after)..];
+    let known = rest.partition_point(|sub| bound.is_none_or(|b| sub.pk <= b));
+    let take = known.min(most.max(1));
+    Source {
+        rows: rest[..take]
+            .iter()
+            .map(|sub| Row::own(member, sub.clone()))
+            .collect(),
+        // Cut at the bound, it still holds every row up to it.
+        complete: take == known,
+    }
+}
+
+/// The next page of a walk, from its sources: their rows in `pk` order up to where
+/// every source is known ([`known_up_to`]), cut once the next row would take the page
+/// past `budget` notifications (one row at least). Also whether more may follow.
+pub(super) fn merge(group: &Group<'_>, sources: Vec<Source>, budget: usize) -> (Vec<Row>, bool) {
+    let bound = known_up_to(&sources);
     let mut more = sources.iter().any(|s| !s.complete);
     let mut rows: Vec<Row> = sources
         .into_iter()
@@ -488,5 +516,17 @@ mod tests {
         assert!(!more, "the end of the walk");
         let (rows, _) = merge(group, vec![through(&[30], true)], 1);
         assert_eq!(pks(&rows), [30], "one row at least, whatever its size");
+    }
+
+    #[test]
+    fn a_leaf_read_whole_gives_a_page_its_rows_after_the_position_up_to_the_bound() {
+        let all: Vec<Subscriber> = [1, 5, 9, 12].iter().map(|pk| sub(*pk, "l@x")).collect();
+        let source = from_whole(0, &all, 1, Some(9), 10);
+        assert_eq!(pks(&source.rows), [5, 9]);
+        assert!(source.complete, "everything up to the bound");
+        let source = from_whole(0, &all, 0, None, 2);
+        assert_eq!(pks(&source.rows), [1, 5]);
+        assert!(!source.complete, "cut by the page's size: more after 5");
+        assert!(from_whole(0, &all, 12, None, 10).rows.is_empty());
     }
 }
