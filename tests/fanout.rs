@@ -524,6 +524,76 @@ both_servers!(
         Ok::<_, anyhow::Error>(())
     }
 );
+both_servers!(
+    leaves_walked_together_and_stopped_midway_are_finished_from_their_shared_cursor,
+    |server| async move {
+        // Leaves below one collection, published to in one transaction: the one worker
+        // walks them together, and one cursor is saved on all their jobs. Stopped
+        // midway, the next start continues each from it (alone or together again).
+        const LEAVES: i64 = 4;
+        const EACH: i64 = 10;
+        const THROUGH: i64 = 10_000;
+        let mut ps = start_engine(
+            server,
+            &format!("fanout_lease_secs = 600\nfanout_workers = 1\n{SMALL_PAGES}"),
+        )
+        .await?;
+        let sink = server.lease_component();
+        let inbox = Inbox::default();
+        attach_sink(server, &sink, inbox.clone()).await?;
+        let all = create_node(&ps.sql, "all", r#"{"node_type": "collection"}"#).await?;
+        let leaves = virtual_nodes(&ps.sql, "leaf", LEAVES, sink.jid(), EACH).await?;
+        for (leaf, _) in &leaves {
+            ps.sql.associate(all, *leaf).await?;
+        }
+        subscribe_virtual(&ps.sql, all, sink.jid(), LEAVES * EACH, THROUGH).await?;
+        let burst: Vec<(i64, &str, &str)> = leaves
+            .iter()
+            .map(|(pk, name)| (*pk, name.as_str(), "only"))
+            .collect();
+        let jobs = publish_burst(&ps.sql, &burst, true).await?;
+        wait_in_progress(&ps.sql, jobs[0], THROUGH / 4, THROUGH).await?;
+        let status = ps.process.terminate().await?;
+        assert!(status.success(), "{status:?}");
+        assert!(
+            ps.process
+                .log_contents()
+                .contains("walking leaves below the same collections together"),
+            "{}",
+            ps.process.log_tail(40)
+        );
+        let mut saved = Vec::new();
+        for job in &jobs {
+            saved.push(ps.sql.cursor_and_owner(*job).await?);
+        }
+        let expected = (LEAVES * (EACH + THROUGH)) as usize;
+        eprintln!(
+            "{}: stopped with {} of {expected} delivered, saved {saved:?}",
+            server.kind(),
+            inbox.unique()
+        );
+        assert!(
+            inbox.unique() < expected,
+            "the fan-out finished before SIGTERM"
+        );
+        assert!(saved[0].0 > 0, "progress was saved");
+        assert!(
+            saved.iter().all(|s| *s == (saved[0].0, None)),
+            "one cursor on every job of the walk, the lease given back"
+        );
+        let _next = ps.another().await?;
+        inbox
+            .wait_unique(expected, Duration::from_secs(60))
+            .await
+            .with_context(|| ps.process.log_tail(40))?;
+        ps.wait_idle(FANOUT_DONE).await?;
+        tokio::time::sleep(SETTLE).await;
+        assert_eq!(inbox.unique(), expected, "one per subscription and job");
+        eprintln!("{}: {} duplicates", server.kind(), duplicates(&inbox));
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
 // ---------------------------------------------------------------------------------
 // Presence
 

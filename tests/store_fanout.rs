@@ -10,8 +10,11 @@ use common::job;
 use common::store::*;
 use pubsubd::domain::node_config::SendLastPublished;
 use pubsubd::domain::ShowValue;
-use pubsubd::domain::{NodeConfig, SubId, SubscribeOptions, SubscriptionState};
-use pubsubd::store::claims::ClaimLimits;
+use pubsubd::domain::{
+    Affiliation, AffiliationChange, NodeConfig, SubId, SubscribeOptions, SubscriptionDepth,
+    SubscriptionState,
+};
+use pubsubd::store::claims::{ClaimLimits, CollectionAbove};
 use pubsubd::store::jobs::{JobKind, JobTarget, NewJob};
 
 #[tokio::test]
@@ -398,6 +401,138 @@ async fn subscribers_come_in_keyset_pages_and_a_shared_bare_jid_is_flagged() -> 
         assert!(
             f.subscribers(n, bob_phone, 2).await?.is_empty(),
             "{}",
+            b.name
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn collection_subscribers_come_in_keyset_pages_with_their_affiliations_with_the_leaves(
+) -> anyhow::Result<()> {
+    for b in backends().await? {
+        let (s, f) = (b.store.as_ref(), b.fanout.as_ref());
+        let [root, all, open, closed, other] = [
+            node(s, "root", NodeConfig::default()).await?,
+            node(s, "all", NodeConfig::default()).await?,
+            node(s, "open", NodeConfig::default()).await?,
+            node(s, "closed", NodeConfig::default()).await?,
+            node(s, "other", NodeConfig::default()).await?,
+        ];
+        let deep = SubscribeOptions {
+            subscription_depth: SubscriptionDepth::All,
+            ..SubscribeOptions::default()
+        };
+        let alice = sub(s, all, "alice@example.org", SubscribeOptions::default()).await?;
+        let bob = sub(s, all, "bob@example.org/phone", SubscribeOptions::default()).await?;
+        // Depth 1 to a collection further up: it does not reach the leaves.
+        sub(s, root, "dave@example.org", SubscribeOptions::default()).await?;
+        let erin = sub(s, root, "erin@example.org", deep).await?;
+        // A leaf's own subscription is not the collections'.
+        sub(s, open, "frank@example.org", SubscribeOptions::default()).await?;
+        s.subscribe(
+            all,
+            &"carol@example.org".parse()?,
+            &SubId::generate(),
+            SubscriptionState::Pending,
+            &SubscribeOptions::default(),
+            vec![],
+        )
+        .await?;
+        let affiliate = |pk, who: &str, affiliation| {
+            let change = [AffiliationChange {
+                jid: jid(who),
+                affiliation,
+            }];
+            async move { s.set_affiliations(pk, &change).await }
+        };
+        affiliate(open, "alice@example.org", Affiliation::Outcast)
+            .await?
+            .map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        affiliate(closed, "bob@example.org", Affiliation::Member)
+            .await?
+            .map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        // Not a leaf asked about: neither listed nor a reason to be read.
+        affiliate(other, "erin@example.org", Affiliation::Publisher)
+            .await?
+            .map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        let above = [
+            CollectionAbove {
+                pk: all,
+                name: "all".into(),
+                direct: true,
+            },
+            CollectionAbove {
+                pk: root,
+                name: "root".into(),
+                direct: false,
+            },
+        ];
+        let leaves = [open, closed];
+        let anyone = ["owner", "publisher", "member", "none"];
+        let page = f
+            .collection_subscribers(&above, &leaves, &anyone, 0, 10)
+            .await?;
+        let got: Vec<(i64, Option<&str>)> = page
+            .subscribers
+            .iter()
+            .map(|p| (p.pk, p.via.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (alice, Some("all")),
+                (bob, Some("all")),
+                (erin, Some("root"))
+            ],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            page.subscribers[1].bare_jid, "bob@example.org",
+            "{}",
+            b.name
+        );
+        let mut facts: Vec<(i64, &str, Affiliation)> = page
+            .affiliations
+            .iter()
+            .map(|a| (a.leaf_pk, a.bare_jid.as_str(), a.affiliation))
+            .collect();
+        facts.sort_unstable_by_key(|(pk, jid, _)| (*pk, jid.to_string()));
+        assert_eq!(
+            facts,
+            [
+                (open, "alice@example.org", Affiliation::Outcast),
+                (closed, "bob@example.org", Affiliation::Member),
+            ],
+            "{}",
+            b.name
+        );
+        // Without `none` among the readers, only who holds a reader's affiliation
+        // with one of the leaves.
+        let members = ["owner", "publisher", "member"];
+        let page = f
+            .collection_subscribers(&above, &leaves, &members, 0, 10)
+            .await?;
+        let pks: Vec<i64> = page.subscribers.iter().map(|p| p.pk).collect();
+        assert_eq!(pks, [bob], "{}", b.name);
+        // Keyset pages, one cursor across the collections.
+        let page = f
+            .collection_subscribers(&above, &leaves, &anyone, alice, 1)
+            .await?;
+        let pks: Vec<i64> = page.subscribers.iter().map(|p| p.pk).collect();
+        assert_eq!(pks, [bob], "{}", b.name);
+        let page = f
+            .collection_subscribers(&above, &leaves, &anyone, bob, 1)
+            .await?;
+        let pks: Vec<i64> = page.subscribers.iter().map(|p| p.pk).collect();
+        assert_eq!(pks, [erin], "{}", b.name);
+        assert!(
+            f.collection_subscribers(&above, &leaves, &[], 0, 10)
+                .await?
+                .subscribers
+                .is_empty(),
+            "{}: no reader, nobody",
             b.name
         );
     }

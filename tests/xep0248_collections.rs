@@ -656,6 +656,101 @@ both_servers!(
 );
 
 both_servers!(
+    leaves_walked_together_give_each_collection_subscriber_what_it_may_read,
+    |server| async move {
+        // Three leaves below one collection, published to in one transaction, so that
+        // the one worker claims them together and walks them as one group: an open
+        // leaf, a whitelist leaf and an open leaf with an outcast.
+        let mut ps = start_engine(server, "fanout_workers = 1").await?;
+        let mut a = user(server, "a").await?;
+        create(&mut a, &ps, "all", COLLECTION).await?;
+        create(&mut a, &ps, "open", &[("pubsub#collection", "all")]).await?;
+        create(
+            &mut a,
+            &ps,
+            "closed",
+            &[
+                ("pubsub#collection", "all"),
+                ("pubsub#access_model", "whitelist"),
+            ],
+        )
+        .await?;
+        create(&mut a, &ps, "shunned", &[("pubsub#collection", "all")]).await?;
+        // s: no affiliation; m: a member of the whitelist; x: an outcast of shunned;
+        // l: subscribed to the open leaf itself too.
+        let mut s = user(server, "s").await?;
+        let mut m = user(server, "m").await?;
+        let mut x = user(server, "x").await?;
+        let mut l = user(server, "l").await?;
+        for c in [&mut s, &mut m, &mut x, &mut l] {
+            ok(&subscribe(c, &ps, "all").await?);
+        }
+        ok(&subscribe(&mut l, &ps, "open").await?);
+        for (node, who, affiliation) in [("closed", &m, "member"), ("shunned", &x, "outcast")] {
+            let jid = who.bare_jid().to_owned();
+            ok(&iq(&mut a, &ps, "set", &owner(&format!(
+                "<affiliations node='{node}'><affiliation jid='{jid}' affiliation='{affiliation}'/></affiliations>"
+            ))).await?);
+        }
+        let (open, closed, shunned) = (
+            ps.sql.node_pk("open").await?,
+            ps.sql.node_pk("closed").await?,
+            ps.sql.node_pk("shunned").await?,
+        );
+        common::engine::publish_burst(
+            &ps.sql,
+            &[
+                (open, "open", "o1"),
+                (closed, "closed", "c1"),
+                (shunned, "shunned", "x1"),
+                (open, "open", "o2"),
+                (closed, "closed", "c2"),
+                (shunned, "shunned", "x2"),
+            ],
+            true,
+        )
+        .await?;
+        let all = Some("all");
+        let open_items = [("open", "o1", all), ("open", "o2", all)];
+        let shunned_items = [("shunned", "x1", all), ("shunned", "x2", all)];
+        assert_eq!(
+            seen(&notifications(&mut s, &ps).await),
+            [open_items, shunned_items].concat()
+        );
+        assert_eq!(
+            seen(&notifications(&mut m, &ps).await),
+            [
+                &[("closed", "c1", all), ("closed", "c2", all)][..],
+                &open_items,
+                &shunned_items
+            ]
+            .concat()
+        );
+        assert_eq!(seen(&notifications(&mut x, &ps).await), open_items);
+        let l_got = notifications(&mut l, &ps).await;
+        assert_eq!(
+            seen(&l_got),
+            [
+                &[
+                    ("open", "o1", None),
+                    ("open", "o1", all),
+                    ("open", "o2", None),
+                    ("open", "o2", all)
+                ][..],
+                &shunned_items
+            ]
+            .concat()
+        );
+        assert_ne!(l_got[0].id, l_got[1].id, "one message id per subscription");
+        ps.process
+            .wait_for_log("walking leaves below the same collections together", SETTLE)
+            .await
+            .with_context(|| ps.process.log_tail(40))?;
+        Ok::<_, anyhow::Error>(())
+    }
+);
+
+both_servers!(
     a_walk_through_a_collection_reaches_every_subscription_once_across_pages,
     |server| async move {
         // 300 subscriptions to a leaf and 300 to its collection, interleaved in pk order

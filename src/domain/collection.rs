@@ -196,29 +196,33 @@ pub fn check_type_change(before: NodeType, after: NodeType) -> Result<(), Domain
     Ok(())
 }
 
-/// The affiliations (`none` included) whose holders may read a leaf's items under
-/// `model` without a subscription to the leaf or knowledge of their presence: the
-/// permission table asked once per affiliation. A collection subscriber receives a
-/// leaf's items only with one of these on the leaf, so the walk needs no per-subscriber
-/// question (one indexed probe of `affiliations` per row in the same statement). This
-/// fails closed: a collection subscriber who could read an `authorize`, `presence` or
-/// `roster` leaf only through a subscription to it or through an owner's roster gets
-/// that leaf's items through the leaf subscription, not through the collection (the
-/// walk reads no rosters).
+/// Whether the holder of `affiliation` with a leaf under `model` may read the leaf's
+/// items without a subscription to the leaf or knowledge of their presence: the
+/// permission table asked for one affiliation (`none` for no affiliation). A
+/// collection subscriber receives a leaf's items only if this holds, so the walk needs
+/// no per-subscriber question beyond the affiliation. This fails closed: a collection
+/// subscriber who could read an `authorize`, `presence` or `roster` leaf only through a
+/// subscription to it or through an owner's roster gets that leaf's items through the
+/// leaf subscription, not through the collection (the walk reads no rosters).
+pub fn reads_through_collection(model: AccessModel, affiliation: Affiliation) -> bool {
+    check_retrieve_items(&AccessContext {
+        affiliation,
+        subscription: SubscriptionState::None,
+        presence_subscribed: None,
+        in_roster_group: None,
+        access_model: model,
+        publish_model: PublishModel::Publishers,
+    })
+    .is_ok()
+}
+
+/// The affiliations (`none` included) whose holders read a leaf under `model` through
+/// a collection ([`reads_through_collection`]), as stored values: what the store may
+/// pre-select collection subscribers by.
 pub fn collection_readers(model: AccessModel) -> Vec<&'static str> {
     Affiliation::ALL
         .into_iter()
-        .filter(|affiliation| {
-            check_retrieve_items(&AccessContext {
-                affiliation: *affiliation,
-                subscription: SubscriptionState::None,
-                presence_subscribed: None,
-                in_roster_group: None,
-                access_model: model,
-                publish_model: PublishModel::Publishers,
-            })
-            .is_ok()
-        })
+        .filter(|affiliation| reads_through_collection(model, *affiliation))
         .map(Affiliation::as_str)
         .collect()
 }
@@ -306,6 +310,12 @@ mod tests {
                 collection_readers(model),
                 vec!["owner", "publisher", "member"],
                 "{model}"
+            );
+        }
+        for affiliation in [Affiliation::Outcast, Affiliation::PublishOnly] {
+            assert!(
+                !reads_through_collection(AccessModel::Open, affiliation),
+                "{affiliation:?}"
             );
         }
     }

@@ -23,11 +23,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::group::{self, Group, Row, Source};
 use super::{backoff, deliver, Context, Link};
-use crate::domain::collection::collection_readers;
-use crate::store::claims::{
-    ClaimedBatch, ClaimedJob, LeaseOwner, Resource, SessionKey, Subscriber,
-};
+use crate::store::claims::{ClaimedBatch, ClaimedJob, LeaseOwner, Resource, SessionKey};
 use crate::store::jobs::JobTarget;
 use crate::store::StoreError;
 use crate::xmpp::{BarrierError, Lane, Outbound};
@@ -72,26 +70,36 @@ struct Lease<'a> {
     ids: &'a [i64],
 }
 
-/// Serves `batch`, claimed by `owner`, to the end, or until its lease is lost or the
-/// engine stops. `held` is when the lease was last known to run for a full period
-/// from (the claim or its last renewal was sent then); renewals move it.
+/// Serves `group` (a batch, or leaves walked together), claimed by `owner`, to the end,
+/// or until its lease is lost or the engine stops. `held` is when the lease was last
+/// known to run for a full period from (the claim or its last renewal was sent then);
+/// renewals move it.
 async fn serve(
     ctx: &Context,
     owner: LeaseOwner,
-    batch: &ClaimedBatch,
+    group: &Group<'_>,
     held: &mut Instant,
     stop: &watch::Receiver<bool>,
 ) {
-    let ids = batch.job_ids();
+    let ids = group.job_ids();
     let lease = Lease { owner, ids: &ids };
     let (fence, fenced) = watch::channel(None);
+    let batch = group.first();
     let work = async {
         if batch.walks_subscribers() {
-            walk(ctx, &lease, batch, stop.clone(), &fenced).await
+            walk(ctx, &lease, group, stop.clone(), &fenced).await
         } else {
-            direct(ctx, &lease, batch, stop.clone(), &fenced).await
+            direct(ctx, &lease, group, stop.clone(), &fenced).await
         }
     };
+    if group.members().len() > 1 {
+        tracing::debug!(
+            leaves = group.members().len(),
+            jobs = ids.len(),
+            "walking leaves below the same collections together"
+        );
+    }
+    // One claim, one session.
     match with_renewals(ctx, &lease, batch.session, held, &fence, work).await {
         Outcome::Completed => tracing::debug!("fan-out batch done"),
         Outcome::LeaseLost => {
@@ -105,9 +113,11 @@ async fn serve(
 /// Serves the batches of one claim. One batch is served as [`serve`] does. Of several,
 /// those whose node is small enough to be sent whole (fewer subscriptions than a page)
 /// go out together: one subscriber read for all of them, one barrier, one completion.
-/// The first node too big for that is walked afterwards on its own; any other is given
-/// back at once, so that another worker can walk it meanwhile. `claimed_at` is when
-/// the claim was sent (its lease runs a full period from then at least).
+/// Small leaves below the same collections are walked together ([`group`]): the
+/// collections' subscribers are read once for all of them. The first walk (of a node
+/// too big to be sent whole, or of such a group) is served afterwards; any other is
+/// given back at once, so that another worker can walk it meanwhile. `claimed_at` is
+/// when the claim was sent (its lease runs a full period from then at least).
 pub async fn serve_claim(
     ctx: &Context,
     owner: LeaseOwner,
@@ -118,17 +128,23 @@ pub async fn serve_claim(
     let [first, ..] = batches else { return };
     let mut renewed_at = claimed_at;
     if batches.len() == 1 {
-        return serve(ctx, owner, first, &mut renewed_at, stop).await;
+        return serve(ctx, owner, &Group::single(first), &mut renewed_at, stop).await;
     }
     let mut stop = stop.clone();
-    // Whole-node reads for fresh walks only: a walk that was interrupted (cursor past
-    // the start) continues page by page.
-    let fresh: Vec<&ClaimedBatch> = batches
+    // Read whole: fresh walks of nodes below no collection, to be sent whole (a walk
+    // that was interrupted continues page by page); and leaves below collections, to
+    // be walked together from their cursor (a deletion is walked alone).
+    let read_whole = |b: &ClaimedBatch| {
+        b.walks_subscribers()
+            && if b.through_collections() {
+                !b.deletes_node()
+            } else {
+                b.cursor == 0
+            }
+    };
+    let asks: Vec<(i64, u32)> = batches
         .iter()
-        .filter(|b| b.walks_subscribers() && b.cursor == 0 && !b.through_collections())
-        .collect();
-    let asks: Vec<(i64, u32)> = fresh
-        .iter()
+        .filter(|b| read_whole(b))
         .map(|b| (b.node_pk, ctx.settings.subscriptions_per_page(b.jobs.len())))
         .collect();
     let Some(found) = backoff::retry("read subscribers", &mut stop, || {
@@ -140,27 +156,31 @@ pub async fn serve_claim(
         release(ctx, &Lease { owner, ids: &all }).await;
         return;
     };
-    let mut small: Vec<(&ClaimedBatch, Option<Vec<Subscriber>>)> = Vec::new();
-    let mut walks: Vec<&ClaimedBatch> = Vec::new();
-    // `found` follows `fresh`, which is `batches` filtered in order.
+    let mut small: Vec<(Group, Option<Vec<Row>>)> = Vec::new();
+    let mut walks = Vec::new();
+    // `found` follows the batches that `read_whole` picks, in order.
     let mut found = found.into_iter();
     for b in batches {
         if !b.walks_subscribers() {
-            small.push((b, None));
+            small.push((Group::single(b), None));
             continue;
         }
-        let whole = if b.cursor == 0 && !b.through_collections() {
+        let whole = if read_whole(b) {
             found.next().flatten()
         } else {
             None
         };
         match whole {
-            Some(page) => small.push((b, Some(page))),
-            None => walks.push(b),
+            Some(page) if !b.through_collections() => {
+                let rows = page.into_iter().map(|sub| Row::own(0, sub)).collect();
+                small.push((Group::single(b), Some(rows)));
+            }
+            whole => walks.push((b, whole)),
         }
     }
-    let kept = walks.first().copied();
-    let given_back: Vec<i64> = walks.iter().skip(1).flat_map(|b| b.job_ids()).collect();
+    let mut walks = group::walks(walks).into_iter();
+    let kept = walks.next();
+    let given_back: Vec<i64> = walks.flat_map(|g| g.job_ids()).collect();
     if !given_back.is_empty() {
         release(
             ctx,
@@ -178,9 +198,9 @@ pub async fn serve_claim(
         // lease too.
         let held: Vec<i64> = small
             .iter()
-            .map(|(b, _)| *b)
-            .chain(kept)
-            .flat_map(|b| b.job_ids())
+            .map(|(g, _)| g)
+            .chain(kept.as_ref())
+            .flat_map(Group::job_ids)
             .collect();
         let lease = Lease { owner, ids: &held };
         let span = tracing::debug_span!("nodes", nodes = small.len());
@@ -209,7 +229,7 @@ pub async fn serve_claim(
         }
     }
     if let Some(walk) = kept {
-        serve(ctx, owner, walk, &mut renewed_at, &stop).await;
+        serve(ctx, owner, &walk, &mut renewed_at, &stop).await;
     }
 }
 
@@ -218,16 +238,16 @@ pub async fn serve_claim(
 async fn send_whole(
     ctx: &Context,
     owner: LeaseOwner,
-    small: &[(&ClaimedBatch, Option<Vec<Subscriber>>)],
+    small: &[(Group<'_>, Option<Vec<Row>>)],
     mut stop: watch::Receiver<bool>,
     fenced: &Fenced,
 ) -> Outcome {
     let mut bare: Vec<String> = small
         .iter()
-        .filter(|(b, _)| b.config.presence_based_delivery)
+        .filter(|(g, _)| g.presence_based())
         .filter_map(|(_, page)| page.as_ref())
         .flatten()
-        .map(|s| s.bare_jid.clone())
+        .map(|row| row.sub.bare_jid.clone())
         .collect();
     let resources = if bare.is_empty() {
         Vec::new()
@@ -251,7 +271,7 @@ async fn send_whole(
         let link = ctx.next_link();
         let estimate = small
             .iter()
-            .map(|(batch, page)| batch.jobs.len() * page.as_ref().map_or(1, Vec::len))
+            .map(|(g, page)| g.jobs().len() * page.as_ref().map_or(1, Vec::len))
             .sum();
         let mut admitted = tokio::select! {
             admitted = link.pace.admit_whole(estimate) => admitted,
@@ -259,16 +279,10 @@ async fn send_whole(
         };
         let lane = admitted.lane();
         let mut queued = 0;
-        for (batch, page) in small {
+        for (group, page) in small {
             let sent = match page {
-                Some(page) => {
-                    let presence = batch
-                        .config
-                        .presence_based_delivery
-                        .then_some(resources.as_slice());
-                    queue_page(ctx, &link.out, lane, batch, page, presence).await
-                }
-                None => queue_direct(ctx, &link.out, lane, batch).await,
+                Some(page) => queue_page(ctx, &link.out, lane, group, page, &resources).await,
+                None => queue_direct(ctx, &link.out, lane, group.first()).await,
             };
             let Some(sent) = sent else {
                 return Outcome::Stopped;
@@ -293,15 +307,15 @@ async fn send_whole(
     }
     // The jobs of the nodes that stay in one statement; each deleted node with its own.
     let mut keep: Vec<i64> = Vec::new();
-    for (batch, _) in small {
-        if batch.deletes_node() {
-            let ids = batch.job_ids();
-            let outcome = complete(ctx, &Lease { owner, ids: &ids }, batch, &mut stop).await;
+    for (group, _) in small {
+        if group.deleted_node().is_some() {
+            let ids = group.job_ids();
+            let outcome = complete(ctx, &Lease { owner, ids: &ids }, group, &mut stop).await;
             if outcome != Outcome::Completed {
                 return outcome;
             }
         } else {
-            keep.extend(batch.job_ids());
+            keep.extend(group.job_ids());
         }
     }
     if keep.is_empty() {
@@ -373,21 +387,21 @@ async fn with_renewals(
     }
 }
 
-/// Walks the node's subscribers from the batch's cursor to the end.
+/// Walks the group's subscribers from its cursor to the end.
 async fn walk(
     ctx: &Context,
     lease: &Lease<'_>,
-    batch: &ClaimedBatch,
+    group: &Group<'_>,
     mut stop: watch::Receiver<bool>,
     fenced: &Fenced,
 ) -> Outcome {
-    let largest = if batch.through_collections() {
-        ctx.settings
-            .collection_subscriptions_per_page(batch.jobs.len())
+    let jobs = group.jobs().len();
+    let largest = if group.through_collections() {
+        ctx.settings.collection_subscriptions_per_page(jobs)
     } else {
-        ctx.settings.subscriptions_per_page(batch.jobs.len())
+        ctx.settings.subscriptions_per_page(jobs)
     };
-    let mut confirmed = batch.cursor;
+    let mut confirmed = group.cursor();
     let mut recent = Recent::default();
     // Every stream's up/down state, to notice a reconnect that no failed barrier showed
     // (the server answered the last ping, then went down before writing that page out).
@@ -411,11 +425,11 @@ async fn walk(
                 let link = ctx.link_for_page(pages);
                 pages += 1;
                 let per_page = fit_groups(
-                    link.pace.per_page(largest, batch.jobs.len()),
+                    link.pace.per_page(largest, jobs),
                     largest,
                     ctx.settings.multicast.as_deref().and_then(|m| m.limit()),
                 );
-                match send_page(ctx, link, batch, sent_to, per_page, &mut stop).await {
+                match send_page(ctx, link, group, sent_to, per_page, &mut stop).await {
                     Page::Sent { sent, full } => {
                         sent_to = sent.cursor;
                         exhausted = !full;
@@ -485,7 +499,7 @@ async fn walk(
         release(ctx, lease).await;
         return Outcome::Stopped;
     }
-    complete(ctx, lease, batch, &mut stop).await
+    complete(ctx, lease, group, &mut stop).await
 }
 
 /// A page of `per_page` subscriptions rounded up to whole multicast groups of `group`
@@ -548,23 +562,23 @@ impl Recent {
 async fn send_page(
     ctx: &Context,
     link: &Link,
-    batch: &ClaimedBatch,
+    group: &Group<'_>,
     after: i64,
     per_page: u32,
     stop: &mut watch::Receiver<bool>,
 ) -> Page {
-    let Some(page) = backoff::retry("read subscribers", stop, || {
-        subscriber_page(ctx, batch, after, per_page)
+    let Some((page, more)) = backoff::retry("read subscribers", stop, || {
+        subscriber_page(ctx, group, after, per_page)
     })
     .await
     else {
         return Page::Stopping;
     };
-    let Some(last) = page.last().map(|s| s.pk) else {
+    let Some(last) = page.last().map(|row| row.sub.pk) else {
         return Page::Empty;
     };
-    let resources = if batch.config.presence_based_delivery {
-        let mut bare: Vec<String> = page.iter().map(|s| s.bare_jid.clone()).collect();
+    let resources = if group.presence_based() {
+        let mut bare: Vec<String> = page.iter().map(|row| row.sub.bare_jid.clone()).collect();
         bare.sort_unstable();
         bare.dedup();
         let Some(mut found) = backoff::retry("read presence", stop, || {
@@ -575,15 +589,15 @@ async fn send_page(
             return Page::Stopping;
         };
         found.sort_unstable_by(|a, b| a.bare_jid.cmp(&b.bare_jid));
-        Some(found)
+        found
     } else {
-        None
+        Vec::new()
     };
     // Room on the connection (see `pace`), for what the page really holds: a full window
     // waits here, the page read meanwhile. A small node, whole in its first page, is
     // admitted beside it into the express lane.
-    let estimate = page.len() * batch.jobs.len();
-    let whole = after == batch.cursor && page.len() < per_page as usize;
+    let estimate = page.iter().map(|row| group.notifications(row)).sum();
+    let whole = after == group.cursor() && !more;
     let admit = async {
         if whole {
             link.pace.admit_whole(estimate).await
@@ -596,8 +610,7 @@ async fn send_page(
         _ = stop.wait_for(|stopping| *stopping) => return Page::Stopping,
     };
     let lane = admitted.lane();
-    let Some(notifications) =
-        queue_page(ctx, &link.out, lane, batch, &page, resources.as_deref()).await
+    let Some(notifications) = queue_page(ctx, &link.out, lane, group, &page, &resources).await
     else {
         return Page::Closed;
     };
@@ -620,61 +633,76 @@ async fn send_page(
             connection: link.index,
             receipt,
         },
-        full: page.len() >= per_page as usize,
+        full: more,
     }
 }
 
-/// The next keyset page of the walk: the node's subscribers after `after`, and for a
-/// node below collections, theirs too, merged in `pk` order (one cursor for both, since
-/// subscription pks are unique across nodes). Collection subscribers are read only if
-/// the leaf's access model lets some affiliation read it without more facts
-/// ([`collection_readers`]), so the walk asks nothing per subscriber.
+/// The next keyset page of the walk, and whether more may follow: the subscriptions
+/// after `after` to each member's node (from memory for a leaf read whole, else at most
+/// `limit` from the store) and, for leaves below collections, the collections'
+/// subscriptions that may reach them (at most `limit`), merged in `pk` order (one
+/// cursor for all, since subscription pks are unique across nodes) and cut at `limit`
+/// notifications per job ([`group::merge`]). Collection subscribers are read only with
+/// an affiliation that reads one of the leaves without more facts, and each gets the
+/// leaves it reads ([`Group::through_rows`]), so the walk asks nothing per subscriber.
 async fn subscriber_page(
     ctx: &Context,
-    batch: &ClaimedBatch,
+    group: &Group<'_>,
     after: i64,
     limit: u32,
-) -> Result<Vec<Subscriber>, StoreError> {
-    let own = ctx.store.subscribers(batch.node_pk, after, limit).await?;
-    if !batch.through_collections()
-        || !batch
-            .jobs
-            .iter()
-            .any(|j| deliver::reaches_collections(j.kind))
-    {
-        return Ok(own);
+) -> Result<(Vec<Row>, bool), StoreError> {
+    // The store's pages first: the leaves read whole are taken from memory only as far
+    // as those pages reach.
+    let mut sources = Vec::new();
+    for (i, member) in group.members().iter().enumerate() {
+        if member.whole.is_none() {
+            let page = ctx
+                .store
+                .subscribers(member.batch.node_pk, after, limit)
+                .await?;
+            sources.push(Source {
+                complete: page.len() < limit as usize,
+                rows: page.into_iter().map(|sub| Row::own(i, sub)).collect(),
+            });
+        }
     }
-    let readers = collection_readers(batch.config.access_model);
-    let above = ctx
-        .store
-        .collection_subscribers(batch.node_pk, &batch.collections, &readers, after, limit)
-        .await?;
-    Ok(merge_pages(own, above, limit))
+    if let Some(ask) = group.through_ask() {
+        let page = ctx
+            .store
+            .collection_subscribers(group.collections(), &ask.leaves, &ask.readers, after, limit)
+            .await?;
+        sources.push(Source {
+            complete: page.subscribers.len() < limit as usize,
+            rows: group.through_rows(page),
+        });
+    }
+    let budget = (limit as usize).saturating_mul(group.jobs().len().max(1));
+    let bound = group::known_up_to(&sources);
+    for (i, member) in group.members().iter().enumerate() {
+        if let Some(all) = &member.whole {
+            sources.push(group::from_whole(i, all, after, bound, budget));
+        }
+    }
+    Ok(group::merge(group, sources, budget))
 }
 
-/// The first `limit` of two pages, each in `pk` order, in `pk` order.
-fn merge_pages(a: Vec<Subscriber>, b: Vec<Subscriber>, limit: u32) -> Vec<Subscriber> {
-    let mut merged: Vec<Subscriber> = a.into_iter().chain(b).collect();
-    merged.sort_by_key(|s| s.pk);
-    merged.truncate(limit as usize);
-    merged
-}
-
-/// Queues every job's notification for each subscription of `page` and returns how many;
-/// `None` if the queue is closed. Job by job: every subscription of the page gets the
-/// first job, then the second, so each subscriber still sees the node's items in order,
-/// and the server's sessions take turns instead of one receiving a whole batch in a row.
+/// Queues the notifications of the group's jobs for each subscription of `page` that
+/// gets them and returns how many; `None` if the queue is closed. Job by job: every
+/// subscription of the page gets the first job, then the second, so each subscriber
+/// still sees each node's items in order, and the server's sessions take turns instead
+/// of one receiving a whole batch in a row. `resources` are the available resources of
+/// the page's subscribers, sorted by bare JID, for the jobs of presence-based nodes.
 async fn queue_page(
     ctx: &Context,
     out: &Outbound,
     lane: Lane,
-    batch: &ClaimedBatch,
-    page: &[Subscriber],
-    resources: Option<&[Resource]>,
+    group: &Group<'_>,
+    page: &[Row],
+    resources: &[Resource],
 ) -> Option<u64> {
-    let presence: Vec<Option<&[Resource]>> = page
+    let available: Vec<&[Resource]> = page
         .iter()
-        .map(|sub| resources.map(|all| of_bare_jid(all, &sub.bare_jid)))
+        .map(|row| of_bare_jid(resources, &row.sub.bare_jid))
         .collect();
     // Read once per page, so that a subscriber's notifications of the page all take the
     // same path (the multicast service and the direct route are not ordered together).
@@ -686,26 +714,32 @@ async fn queue_page(
     };
     let multicast = route.as_ref().map(|(jid, limit)| (&**jid, *limit));
     let mut queued = 0;
-    let mut group: Vec<(&str, i64)> = Vec::new();
-    for job in &batch.jobs {
-        let to_collections = deliver::reaches_collections(job.kind);
-        for (sub, presence) in page.iter().zip(&presence) {
-            if sub.via.is_some() && !to_collections {
+    let mut group_of: Vec<(&str, i64)> = Vec::new();
+    for gj in group.jobs() {
+        let job = gj.job;
+        let presence_based = group.members()[gj.member]
+            .batch
+            .config
+            .presence_based_delivery;
+        for (row, available) in page.iter().zip(&available) {
+            if !row.gets(gj) {
                 continue;
             }
+            let sub = &row.sub;
             let headers = deliver::Headers {
                 subid: sub.shares_bare_jid.then_some(sub.subid.as_str()),
                 collection: sub.via.as_deref(),
             };
-            for to in deliver::recipients(sub, job.kind, *presence) {
+            let presence = presence_based.then_some(*available);
+            for to in deliver::recipients(sub, job.kind, presence) {
                 queued += 1;
                 match multicast {
                     // Headers differ per recipient (a SubID) or per collection: those
                     // go one by one, never in a group that shares one body.
                     Some((service, limit)) if headers == deliver::Headers::default() => {
-                        group.push((to, sub.pk));
-                        if group.len() >= limit
-                            && !send_group(ctx, out, job, service, &mut group).await
+                        group_of.push((to, sub.pk));
+                        if group_of.len() >= limit
+                            && !send_group(ctx, out, job, service, &mut group_of).await
                         {
                             return None;
                         }
@@ -722,7 +756,7 @@ async fn queue_page(
             }
         }
         if let Some((service, _)) = multicast {
-            if !send_group(ctx, out, job, service, &mut group).await {
+            if !send_group(ctx, out, job, service, &mut group_of).await {
                 return None;
             }
         }
@@ -820,10 +854,11 @@ async fn queue_direct(
 async fn direct(
     ctx: &Context,
     lease: &Lease<'_>,
-    batch: &ClaimedBatch,
+    group: &Group<'_>,
     mut stop: watch::Receiver<bool>,
     fenced: &Fenced,
 ) -> Outcome {
+    let batch = group.first();
     loop {
         if let Some(why) = *fenced.borrow() {
             return Outcome::Fenced(why);
@@ -852,17 +887,16 @@ async fn direct(
             Err(e) => tracing::info!(reason = %e, "not confirmed; sending again"),
         }
     }
-    complete(ctx, lease, batch, &mut stop).await
+    complete(ctx, lease, group, &mut stop).await
 }
 
 async fn complete(
     ctx: &Context,
     lease: &Lease<'_>,
-    batch: &ClaimedBatch,
+    group: &Group<'_>,
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
-    let delete = batch.deletes_node().then_some(batch.node_pk);
-    complete_jobs(ctx, lease, delete, stop).await
+    complete_jobs(ctx, lease, group.deleted_node(), stop).await
 }
 
 /// Deletes the lease's jobs (and with `delete_node`, that node), retrying while the

@@ -2,7 +2,8 @@
 //!
 //! A request commits its change and its job together; from then on the job is this
 //! engine's. A pool of workers ([`worker`]) claims batches of consecutive jobs of one node
-//! under a lease, walks the node's subscribers in keyset pages ([`batch`]), decides the
+//! under a lease, walks the node's subscribers in keyset pages ([`batch`]; small leaves
+//! below the same collections in one walk, [`group`]), decides the
 //! recipients and wraps the once-rendered payload per recipient ([`deliver`]), queues
 //! the stanzas on the connection and moves the cursor only after a barrier proved their
 //! receipt. Idle workers wake on LISTEN/NOTIFY ([`wakeup`]) or a slow poll. Presence
@@ -15,6 +16,7 @@
 mod backoff;
 mod batch;
 pub mod deliver;
+mod group;
 pub mod pace;
 pub mod presence;
 mod wakeup;

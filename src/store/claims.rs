@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::jobs::{JobKind, JobTarget, NewJob};
 use super::StoreError;
-use crate::domain::{NodeConfig, ShowValue, SubscribeOptions};
+use crate::domain::{Affiliation, NodeConfig, ShowValue, SubscribeOptions};
 
 /// Who holds a lease: one worker of one pubsubd process. A lease names its owner so that
 /// only the owner can move the cursor or complete the job, and so that a job whose owner
@@ -238,6 +238,25 @@ pub struct Subscriber {
     pub via: Option<String>,
 }
 
+/// A keyset page of subscriptions through collections, with the facts that say which
+/// leaf each subscriber may read ([`FanoutStore::collection_subscribers`]).
+#[derive(Debug, Clone, Default)]
+pub struct CollectionPage {
+    /// In `pk` order, each with `via` set.
+    pub subscribers: Vec<Subscriber>,
+    /// Every affiliation the page's bare JIDs hold with the leaves asked about; a bare
+    /// JID and leaf not listed have none.
+    pub affiliations: Vec<LeafAffiliation>,
+}
+
+/// A subscriber's affiliation with a leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafAffiliation {
+    pub leaf_pk: i64,
+    pub bare_jid: String,
+    pub affiliation: Affiliation,
+}
+
 /// An available resource of a subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
@@ -364,23 +383,28 @@ pub trait FanoutStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Subscriber>, StoreError>;
 
+    /// One keyset page of the subscriptions that may reach the leaves `leaves` through
+    /// the collections `above` (the same collections above each leaf): subscriptions to
+    /// a collection of `above` after `after` in `pk` order, at most `limit`; a direct
+    /// parent takes every subscription, a collection further up only those of depth
+    /// `all`; each with `via` set. Only subscribers who may read one of the leaves by
+    /// affiliation are listed: with an affiliation among `readers` with one of them, or
+    /// any subscriber if `readers` holds `none` (no affiliation). Which leaf each may
+    /// read is the caller's question: the page comes with every affiliation its bare
+    /// JIDs hold with the leaves.
+    async fn collection_subscribers(
+        &self,
+        above: &[CollectionAbove],
+        leaves: &[i64],
+        readers: &[&str],
+        after: i64,
+        limit: u32,
+    ) -> Result<CollectionPage, StoreError>;
+
     /// For each `(node, limit)`: every active subscription of the node, in pk order,
     /// if it has fewer than `limit`, with `shares_bare_jid` set; `None` if it has
     /// `limit` or more (walk it with [`subscribers`](Self::subscribers) instead).
     /// One call for a group of small nodes instead of one page read each.
-    /// One keyset page of the subscriptions that reach node `leaf_pk` through the
-    /// collections `above` (subscriptions after `after` in `pk` order, at most `limit`),
-    /// only those whose subscriber's affiliation with the leaf is one of `readers`
-    /// (`none` for no affiliation); each with `via` set.
-    async fn collection_subscribers(
-        &self,
-        leaf_pk: i64,
-        above: &[CollectionAbove],
-        readers: &[&str],
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Subscriber>, StoreError>;
-
     async fn whole_nodes(
         &self,
         nodes: &[(i64, u32)],

@@ -152,6 +152,22 @@ impl Db {
         ))
     }
 
+    /// Makes `child` a child of the collection `parent`, as an association does.
+    pub async fn associate(&self, parent: i64, child: i64) -> anyhow::Result<()> {
+        let linked: i64 = on_db!(
+            self,
+            sqlx::query_scalar(
+                "INSERT INTO collection_links (parent_pk, child_pk) VALUES ($1, $2)
+                 RETURNING child_pk"
+            )
+            .bind(parent)
+            .bind(child),
+            fetch_one
+        );
+        anyhow::ensure!(linked == child);
+        Ok(())
+    }
+
     /// The first subscription (in walk order) of `node`.
     pub async fn first_subscription(&self, node: i64) -> anyhow::Result<i64> {
         Ok(on_db!(
@@ -364,56 +380,75 @@ pub async fn publish(
     item_id: &str,
     headline: bool,
 ) -> anyhow::Result<i64> {
-    let payload = entry(item_id);
-    let event = events::items(
-        &NodeId::parse(node)?,
-        vec![EventItem {
-            id: ItemId::parse(item_id)?,
-            publisher: None,
-            payload: Some(payload.clone()),
-        }],
-    );
-    let job = NewJob {
-        node_pk,
-        kind: JobKind::Items,
-        payload_xml: event,
-        headline,
-        target: JobTarget::Subscribers,
-    };
-    let payload = String::from(&payload);
-    Ok(match db {
+    let ids = publish_burst(db, &[(node_pk, node, item_id)], headline).await?;
+    ids.first().copied().context("one job")
+}
+
+/// Publishes each `(node_pk, node, item_id)` of `items`, in order, all in one
+/// transaction: the workers hear of them at once (on PostgreSQL one notification at the
+/// commit), so a free worker claims them together. Returns the job ids.
+pub async fn publish_burst(
+    db: &Db,
+    items: &[(i64, &str, &str)],
+    headline: bool,
+) -> anyhow::Result<Vec<i64>> {
+    let mut rows = Vec::with_capacity(items.len());
+    for (node_pk, node, item_id) in items {
+        let payload = entry(item_id);
+        let event = events::items(
+            &NodeId::parse(node)?,
+            vec![EventItem {
+                id: ItemId::parse(item_id)?,
+                publisher: None,
+                payload: Some(payload.clone()),
+            }],
+        );
+        let job = NewJob {
+            node_pk: *node_pk,
+            kind: JobKind::Items,
+            payload_xml: event,
+            headline,
+            target: JobTarget::Subscribers,
+        };
+        rows.push((*node_pk, *item_id, String::from(&payload), job));
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    match db {
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            sqlx::query("INSERT INTO items (node_pk, item_id, publisher, payload) VALUES ($1, $2, 'owner@localhost/pub', $3)")
+            for (node_pk, item_id, payload, job) in &rows {
+                sqlx::query("INSERT INTO items (node_pk, item_id, publisher, payload) VALUES ($1, $2, 'owner@localhost/pub', $3)")
+                    .bind(node_pk)
+                    .bind(item_id)
+                    .bind(payload)
+                    .execute(&mut *tx)
+                    .await?;
+                ids.push(pubsubd::store::postgres::PgStore::insert_job(&mut tx, job).await?);
+            }
+            tx.commit().await?;
+        }
+        Db::Sqlite(pool) => {
+            // As the store does: the write lock first, the publish order from item_seq.
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            for (node_pk, item_id, payload, job) in &rows {
+                sqlx::query(
+                    "INSERT INTO items (node_pk, item_id, seq, publisher, payload)
+                     VALUES ($1, $2, (SELECT last_value + 1 FROM item_seq), 'owner@localhost/pub', $3)",
+                )
                 .bind(node_pk)
                 .bind(item_id)
                 .bind(payload)
                 .execute(&mut *tx)
                 .await?;
-            let id = pubsubd::store::postgres::PgStore::insert_job(&mut tx, &job).await?;
+                sqlx::query("UPDATE item_seq SET last_value = last_value + 1")
+                    .execute(&mut *tx)
+                    .await?;
+                ids.push(pubsubd::store::sqlite::SqliteStore::insert_job(&mut tx, job).await?);
+            }
             tx.commit().await?;
-            id
         }
-        Db::Sqlite(pool) => {
-            // As the store does: the write lock first, the publish order from item_seq.
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query(
-                "INSERT INTO items (node_pk, item_id, seq, publisher, payload)
-                 VALUES ($1, $2, (SELECT last_value + 1 FROM item_seq), 'owner@localhost/pub', $3)",
-            )
-            .bind(node_pk)
-            .bind(item_id)
-            .bind(payload)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE item_seq SET last_value = last_value + 1")
-                .execute(&mut *tx)
-                .await?;
-            let id = pubsubd::store::sqlite::SqliteStore::insert_job(&mut tx, &job).await?;
-            tx.commit().await?;
-            id
-        }
-    })
+    }
+    Ok(ids)
 }
 
 /// Queues the deletion notice of `node` (the request side marks the node deleted in

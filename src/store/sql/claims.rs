@@ -210,12 +210,15 @@ macro_rules! fanout_store {
 
             use $crate::store::decode;
             use $crate::store::claims::{
-                ClaimLimits, ClaimedBatch, CollectionAbove, FanoutStore, JobListener, LastItem,
-                LeaseOwner, Resource, SessionKey, Subscriber,
+                ClaimLimits, ClaimedBatch, CollectionAbove, CollectionPage, FanoutStore, JobListener,
+                LastItem, LeafAffiliation, LeaseOwner, Resource, SessionKey, Subscriber,
             };
+            use $crate::domain::Affiliation;
             use $crate::store::jobs::NewJob;
             use $crate::store::sql::claims;
-            use $crate::store::sql::collections::{collection_page_sql, collections_above_sql};
+            use $crate::store::sql::collections::{
+                collection_page_sql, collections_above_sql, leaf_affiliations_sql,
+            };
             use $crate::store::sql::Backend;
             use $crate::store::StoreError;
 
@@ -481,34 +484,55 @@ macro_rules! fanout_store {
 
                 async fn collection_subscribers(
                     &self,
-                    leaf_pk: i64,
                     above: &[CollectionAbove],
+                    leaves: &[i64],
                     readers: &[&str],
                     after: i64,
                     limit: u32,
-                ) -> Result<Vec<Subscriber>, StoreError> {
-                    if above.is_empty() || readers.is_empty() {
-                        return Ok(Vec::new());
+                ) -> Result<CollectionPage, StoreError> {
+                    if above.is_empty() || leaves.is_empty() || readers.is_empty() {
+                        return Ok(CollectionPage::default());
                     }
                     let started = std::time::Instant::now();
                     let all: Vec<i64> = above.iter().map(|c| c.pk).collect();
                     let direct: Vec<i64> = above.iter().filter(|c| c.direct).map(|c| c.pk).collect();
+                    let anyone = readers.contains(&Affiliation::None.as_str());
                     let rows = sqlx::query(AssertSqlSafe(collection_page_sql(<$store>::in_list)))
                         .bind(Self::list(&all))
                         .bind(after)
                         .bind(i64::from(limit))
-                        .bind(leaf_pk)
                         .bind(Self::list(&direct))
+                        .bind(anyone)
+                        .bind(Self::list(leaves))
                         .bind(Self::list(readers))
                         .fetch_all(self.pool())
                         .await?;
-                    let mut page = Vec::with_capacity(rows.len());
+                    let mut page = CollectionPage::default();
                     for r in &rows {
                         let mut sub = claims::subscriber(r)?;
                         sub.via = Some(r.try_get("via")?);
-                        page.push(sub);
+                        page.subscribers.push(sub);
                     }
-                    self.after_subscriber_read("collection subscriber page", started.elapsed(), page.len());
+                    let mut bare: Vec<&str> = page.subscribers.iter().map(|s| s.bare_jid.as_str()).collect();
+                    bare.sort_unstable();
+                    bare.dedup();
+                    if !bare.is_empty() {
+                        let rows: Vec<(i64, String, String)> = sqlx::query_as(AssertSqlSafe(
+                            leaf_affiliations_sql(<$store>::in_list),
+                        ))
+                        .bind(Self::list(leaves))
+                        .bind(Self::list(&bare))
+                        .fetch_all(self.pool())
+                        .await?;
+                        for (leaf_pk, bare_jid, affiliation) in rows {
+                            page.affiliations.push(LeafAffiliation {
+                                leaf_pk,
+                                bare_jid,
+                                affiliation: decode::affiliation(&affiliation)?,
+                            });
+                        }
+                    }
+                    self.after_subscriber_read("collection subscriber page", started.elapsed(), page.subscribers.len());
                     Ok(page)
                 }
 

@@ -40,13 +40,14 @@ pub fn collections_above_sql(in_list: &str) -> String {
     )
 }
 
-/// One keyset page of the subscriptions that reach leaf `$4` through the collections
-/// above it: subscriptions to a collection of the list `$1` after `$2` in `pk` order,
-/// at most `$3`; a collection of the list `$5` (the direct parents) takes every
-/// subscription, any other only those of depth `all`; and only subscribers whose
-/// affiliation with the leaf (`none` without a row) is one of the list `$6`, the
-/// affiliations that may read the leaf (`domain::collection::collection_readers`).
-/// `via` names the collection.
+/// One keyset page of the subscriptions that may reach the leaves of the list `$6`
+/// through the collections above them: subscriptions to a collection of the list `$1`
+/// after `$2` in `pk` order, at most `$3`; a collection of the list `$4` (the direct
+/// parents) takes every subscription, any other only those of depth `all`; and only
+/// subscribers who may read some leaf by affiliation: any if `$5` (no affiliation
+/// reads one), else those with an affiliation of the list `$7` with one of the leaves.
+/// Which leaf each subscriber reads is decided by the caller, from
+/// [`leaf_affiliations_sql`]. `via` names the collection.
 pub fn collection_page_sql(in_list: fn(&str) -> String) -> String {
     format!(
         "SELECT s.pk, s.jid, s.bare_jid, s.subid, CAST(s.options AS TEXT) AS options,
@@ -54,13 +55,26 @@ pub fn collection_page_sql(in_list: fn(&str) -> String) -> String {
          FROM subscriptions s JOIN nodes n ON n.pk = s.node_pk
          WHERE s.node_pk {} AND s.pk > $2 AND s.state = 'subscribed'
            AND (s.node_pk {} OR s.options ->> 'subscription_depth' = 'all')
-           AND COALESCE((SELECT a.affiliation FROM affiliations a
-                         WHERE a.node_pk = $4 AND a.jid = s.bare_jid), 'none') {}
+           AND ($5 OR EXISTS (SELECT 1 FROM affiliations a
+                              WHERE a.jid = s.bare_jid AND a.node_pk {}
+                                AND a.affiliation {}))
          ORDER BY s.pk
          LIMIT $3",
         in_list("$1"),
-        in_list("$5"),
-        in_list("$6")
+        in_list("$4"),
+        in_list("$6"),
+        in_list("$7")
+    )
+}
+
+/// The affiliations (`node_pk, jid, affiliation`) of the bare JIDs of the list `$2`
+/// with the nodes of the list `$1`: one primary-key probe per pair.
+pub fn leaf_affiliations_sql(in_list: fn(&str) -> String) -> String {
+    format!(
+        "SELECT node_pk, jid, affiliation FROM affiliations
+         WHERE node_pk {} AND jid {}",
+        in_list("$1"),
+        in_list("$2")
     )
 }
 
