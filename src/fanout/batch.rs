@@ -411,10 +411,15 @@ async fn walk(
     }
     let mut exhausted;
     let mut pages = 0usize;
+    // A confirmed position not yet saved: it is saved once the next page is queued, so
+    // that the server has that page to work on while the cursor is written.
+    let mut unsaved: Option<i64>;
     'resend: loop {
         let mut sent_to = confirmed;
         let mut in_flight: Option<Sent> = None;
         exhausted = false;
+        // Sending again from before the position: it is not to be saved.
+        unsaved = None;
         loop {
             // Before each page: pages already queued go out, no new one does.
             if let Some(why) = *fenced.borrow() {
@@ -438,6 +443,11 @@ async fn walk(
                     Page::Empty => exhausted = true,
                     Page::Stopping => {}
                     Page::Closed => return Outcome::Stopped,
+                }
+            }
+            if let Some(cursor) = unsaved.take() {
+                if save(ctx, lease, cursor, &mut stop).await == Some(false) {
+                    return Outcome::LeaseLost;
                 }
             }
             // Confirm the previous page only now, with the next one already queued.
@@ -477,14 +487,7 @@ async fn walk(
                         // the cursor first would be a write for nothing.
                         continue;
                     }
-                    let saved = backoff::retry("save the fan-out cursor", &mut stop, || {
-                        ctx.store
-                            .save_cursor(lease.owner, lease.ids, confirmed, ctx.settings.lease)
-                    })
-                    .await;
-                    if saved == Some(false) {
-                        return Outcome::LeaseLost;
-                    }
+                    unsaved = Some(confirmed);
                 }
                 Err(BarrierError::Closed) => return Outcome::Stopped,
                 Err(e) => {
@@ -496,10 +499,29 @@ async fn walk(
         }
     }
     if !exhausted {
+        if let Some(cursor) = unsaved {
+            // Stopping: one try, so that whoever continues sends less again.
+            save(ctx, lease, cursor, &mut stop).await;
+        }
         release(ctx, lease).await;
         return Outcome::Stopped;
     }
     complete(ctx, lease, group, &mut stop).await
+}
+
+/// Saves the walk's confirmed position `cursor` (retrying while the database is away,
+/// until told to stop): `Some(false)` if the lease is lost, `None` if stopped first.
+async fn save(
+    ctx: &Context,
+    lease: &Lease<'_>,
+    cursor: i64,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<bool> {
+    backoff::retry("save the fan-out cursor", stop, || {
+        ctx.store
+            .save_cursor(lease.owner, lease.ids, cursor, ctx.settings.lease)
+    })
+    .await
 }
 
 /// A page of `per_page` subscriptions rounded up to whole multicast groups of `group`
