@@ -698,10 +698,36 @@ async fn a_nodes_item_count_follows_every_change_to_its_items() -> anyhow::Resul
         check(expiring, 0, "expiry").await?;
         let stats = s.stats().await?;
         assert_eq!(stats.items, 2, "{}: items of the service", b.name);
-        // A deleted node takes its items and its count with it.
+        // A deleted node takes its items and its count with it, and only its: the
+        // service still counts the items of the nodes that remain, before the changes
+        // are folded (on PostgreSQL the deletion leaves a change of -2 for a node that
+        // is gone) and after.
+        let kept = node(s, "kept", NodeConfig::default()).await?;
+        for id in ["m", "n", "o"] {
+            s.publish(kept, Some(item(id)), 10, vec![]).await?.ok();
+        }
+        assert_eq!(s.stats().await?.items, 5, "{}: before the deletion", b.name);
         s.delete_node(other, None).await?;
-        assert_eq!(s.item_count(other).await?, 0, "{}", b.name);
-        assert_eq!(s.stats().await?.items, 0, "{}", b.name);
+        assert!(
+            s.node(&NodeId::parse("other")?).await?.is_none(),
+            "{}",
+            b.name
+        );
+        assert_eq!(s.item_count(kept).await?, 3, "{}", b.name);
+        assert_eq!(
+            s.stats().await?.items,
+            3,
+            "{}: items of the service after a deletion",
+            b.name
+        );
+        s.fold_item_counts(1_000).await?;
+        assert_eq!(
+            s.stats().await?.items,
+            3,
+            "{}: items of the service after a deletion, folded",
+            b.name
+        );
+        assert_eq!(s.item_count(kept).await?, 3, "{}: folded", b.name);
     }
     Ok(())
 }
