@@ -22,7 +22,7 @@ const BATCH_PAUSE: Duration = Duration::from_millis(50);
 /// up the changes since: at a thousand publishing statements a second to one node,
 /// about a thousand index entries, well under a millisecond.
 const FOLD_INTERVAL: Duration = Duration::from_secs(1);
-/// Changes folded per statement.
+/// Nodes whose changes are folded per statement.
 const FOLD_BATCH: u32 = 10_000;
 
 /// Runs until shutdown.

@@ -212,3 +212,62 @@ async fn item_counts_stay_exact_under_concurrent_publishes_retractions_and_folds
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_fold_waits_for_no_node_that_another_transaction_holds() -> anyhow::Result<()> {
+    // A node's deletion holds its row until it commits (and a configuration form holds
+    // its collection links, then the row). The fold must not wait for that row, or it
+    // could close a circle of waits: it folds the other nodes, leaves the held node's
+    // changes pending, and drops them once the deletion has committed. Every count
+    // stays exact throughout. PostgreSQL only: SQLite has nothing to fold.
+    for b in backends().await? {
+        let Some(db) = b._pg.as_ref() else { continue };
+        let s = b.store.as_ref();
+        let held = node(s, "held", NodeConfig::default()).await?;
+        let free = node(s, "free", NodeConfig::default()).await?;
+        for id in ["a", "b"] {
+            s.publish(held, Some(item(id)), 10, vec![]).await?.ok();
+            s.publish(free, Some(item(id)), 10, vec![]).await?.ok();
+        }
+        let mut deleter = db.connect().await?;
+        sqlx::query("BEGIN").execute(&mut deleter).await?;
+        sqlx::query("DELETE FROM nodes WHERE pk = $1")
+            .bind(held)
+            .execute(&mut deleter)
+            .await?;
+        let pending = |pk: i64| {
+            let url = db.url().to_owned();
+            async move {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await?;
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM item_count_changes WHERE node_pk = $1",
+                )
+                .bind(pk)
+                .fetch_one(&mut c)
+                .await?;
+                anyhow::Ok(n)
+            }
+        };
+        let folded = tokio::time::timeout(Duration::from_secs(5), s.fold_item_counts(1_000))
+            .await
+            .map_err(|_| anyhow::anyhow!("the fold waited for the held node"))??;
+        assert_eq!(folded, 1, "only the free node is folded");
+        assert_eq!(pending(free).await?, 0);
+        assert!(pending(held).await? > 0, "the held node's changes wait");
+        assert_eq!(s.item_count(held).await?, 2);
+        assert_eq!(s.item_count(free).await?, 2);
+        assert_eq!(s.stats().await?.items, 4);
+        sqlx::query("COMMIT").execute(&mut deleter).await?;
+        assert_eq!(s.item_count(free).await?, 2);
+        assert_eq!(s.stats().await?.items, 2, "after the deletion");
+        assert_eq!(
+            s.fold_item_counts(1_000).await?,
+            1,
+            "the gone node's changes"
+        );
+        assert_eq!(pending(held).await?, 0, "dropped");
+        assert_eq!(s.stats().await?.items, 2, "after the deletion, folded");
+        assert_eq!(s.fold_item_counts(1_000).await?, 0, "nothing left");
+    }
+    Ok(())
+}
