@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::job;
 use common::store::*;
 use pubsubd::domain::{ItemId, NodeConfig, NodeId};
+use pubsubd::store::postgres::PgStore;
 use pubsubd::store::{BatchedPublish, ItemsQuery};
+use pubsubd_testkit::TestDb;
 
 #[tokio::test]
 async fn a_nodes_item_count_follows_every_change_to_its_items() -> anyhow::Result<()> {
@@ -269,5 +271,27 @@ async fn a_fold_waits_for_no_node_that_another_transaction_holds() -> anyhow::Re
         assert_eq!(s.stats().await?.items, 2, "after the deletion, folded");
         assert_eq!(s.fold_item_counts(1_000).await?, 0, "nothing left");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_change_queue_is_vacuumed_after_every_thousand_dead_rows() -> anyhow::Result<()> {
+    // Each fold deletes what publishes added: PostgreSQL's default (a fifth of the
+    // table dead) would let a burst put the next vacuum off in proportion.
+    let db = TestDb::create().await?;
+    PgStore::connect(db.url(), 1).await?.migrate().await?;
+    let mut c = db.connect().await?;
+    let options: Vec<String> = sqlx::query_scalar(
+        "SELECT unnest(reloptions) FROM pg_class WHERE relname = 'item_count_changes'",
+    )
+    .fetch_all(&mut c)
+    .await?;
+    assert_eq!(
+        options,
+        [
+            "autovacuum_vacuum_scale_factor=0",
+            "autovacuum_vacuum_threshold=1000"
+        ]
+    );
     Ok(())
 }
