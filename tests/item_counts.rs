@@ -160,11 +160,15 @@ async fn a_nodes_item_count_follows_every_change_to_its_items() -> anyhow::Resul
 #[tokio::test]
 async fn item_counts_stay_exact_under_concurrent_publishes_retractions_and_folds(
 ) -> anyhow::Result<()> {
-    // Four writers publish, overwrite and retract on one node at once while the count
-    // changes are folded over and over: the count read afterwards (and after a last
-    // fold) is the number of items stored.
+    // Four writers publish (each with its notification job, as the service does: on
+    // PostgreSQL the one-statement batch of one), overwrite and retract on two nodes at
+    // once, one of which keeps 40 items (so trims run beside the others), while the
+    // count changes are folded over and over: the count read afterwards (and after a
+    // last fold) is the number of items stored.
+    const TRIMMED_KEEP: u32 = 40;
     for b in backends().await? {
         let pk = node(b.store.as_ref(), "busy", NodeConfig::default()).await?;
+        let trimmed = node(b.store.as_ref(), "trimmed", NodeConfig::default()).await?;
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let folder = {
             let (store, done) = (b.store.clone(), done.clone());
@@ -182,19 +186,19 @@ async fn item_counts_stay_exact_under_concurrent_publishes_retractions_and_folds
             writers.push(tokio::spawn(async move {
                 for i in 0..40 {
                     let id = format!("w{w}-{i}");
-                    store
-                        .publish(pk, Some(item(&id)), 1_000, vec![])
-                        .await?
-                        .ok();
-                    if i % 5 == 0 {
-                        // An overwrite adds nothing.
-                        store
-                            .publish(pk, Some(item(&id)), 1_000, vec![])
-                            .await?
-                            .ok();
-                    }
-                    if i % 3 == 0 {
-                        store.retract(pk, &[ItemId::parse(&id)?], vec![]).await?;
+                    for (node_pk, keep) in [(pk, 1_000), (trimmed, TRIMMED_KEEP)] {
+                        let publish =
+                            || store.publish(node_pk, Some(item(&id)), keep, vec![job(node_pk)]);
+                        publish().await?.ok();
+                        if i % 5 == 0 {
+                            // An overwrite adds nothing.
+                            publish().await?.ok();
+                        }
+                        if i % 3 == 0 {
+                            store
+                                .retract(node_pk, &[ItemId::parse(&id)?], vec![])
+                                .await?;
+                        }
                     }
                 }
                 anyhow::Ok(())
@@ -208,9 +212,15 @@ async fn item_counts_stay_exact_under_concurrent_publishes_retractions_and_folds
         let s = b.store.as_ref();
         let stored = latest_ids(s, pk).await?.len() as u64;
         assert_eq!(stored, 4 * (40 - 14), "{}", b.name);
-        assert_eq!(s.item_count(pk).await?, stored, "{}", b.name);
+        let kept = latest_ids(s, trimmed).await?.len() as u64;
+        assert!(kept < stored, "{}: trims ran ({kept} items kept)", b.name);
+        for (node_pk, want) in [(pk, stored), (trimmed, kept)] {
+            assert_eq!(s.item_count(node_pk).await?, want, "{}", b.name);
+        }
         while s.fold_item_counts(7).await? > 0 {}
-        assert_eq!(s.item_count(pk).await?, stored, "{}: folded", b.name);
+        for (node_pk, want) in [(pk, stored), (trimmed, kept)] {
+            assert_eq!(s.item_count(node_pk).await?, want, "{}: folded", b.name);
+        }
     }
     Ok(())
 }
