@@ -13,7 +13,10 @@
 -- changes are folded into `nodes.item_count` in the background, one statement that
 -- deletes them and adds them up, so every reader sees an exact count before or after.
 
--- No item comes or goes between the count below and the triggers.
+-- No item comes or goes between the count below and the triggers. Until this
+-- migration commits, publishes, retractions and purges wait on this lock, and every
+-- statement that reads a node waits on ALTER TABLE nodes, while the count below scans
+-- all items: apply it with every instance stopped (docs/operations.md, Upgrading).
 LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE;
 
 ALTER TABLE nodes ADD COLUMN item_count BIGINT NOT NULL DEFAULT 0;
@@ -29,6 +32,14 @@ CREATE TABLE item_count_changes (
     delta   BIGINT NOT NULL
 );
 CREATE INDEX item_count_changes_by_node ON item_count_changes (node_pk);
+-- A queue: every publishing statement adds a row and each fold deletes them, so at a
+-- thousand publishes a second it leaves a thousand dead rows a second. Autovacuum
+-- takes it after every thousand, not once a fifth of the table is dead (the default,
+-- which a burst that grew the table would put off in proportion).
+ALTER TABLE item_count_changes SET (
+    autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000
+);
 
 CREATE FUNCTION items_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

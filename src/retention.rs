@@ -22,55 +22,85 @@ const BATCH_PAUSE: Duration = Duration::from_millis(50);
 /// up the changes since: at a thousand publishing statements a second to one node,
 /// about a thousand index entries, well under a millisecond.
 const FOLD_INTERVAL: Duration = Duration::from_secs(1);
-/// Changes folded per statement.
+/// Nodes whose changes are folded per statement.
 const FOLD_BATCH: u32 = 10_000;
 
-/// Runs until shutdown.
+/// Runs until shutdown: the expiry sweeps and the folds, each in a loop of its own, so
+/// that an expiry backlog does not hold up the folds (nor a backlog of changes the
+/// sweeps). Both stop at shutdown, between batches or in the middle of one (a batch is
+/// one transaction: what it did not commit is rolled back).
 pub async fn run(store: Arc<dyn Store>, shutdown: CancellationToken) {
+    tokio::join!(
+        expire(store.as_ref(), &shutdown),
+        fold_counts(store.as_ref(), &shutdown)
+    );
+}
+
+/// Deletes expired items every [`SWEEP_INTERVAL`], in batches, until shutdown.
+async fn expire(store: &dyn Store, shutdown: &CancellationToken) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-    let mut fold = tokio::time::interval(FOLD_INTERVAL);
-    fold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = fold.tick() => {
-                fold_counts(store.as_ref()).await;
-                continue;
-            }
-            _ = tick.tick() => {}
-        }
+    while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
         let mut total = 0u64;
-        loop {
-            match store.expire_items(BATCH).await {
-                Ok(n) => {
+        let stopped = loop {
+            match shutdown
+                .run_until_cancelled(store.expire_items(BATCH))
+                .await
+            {
+                None => break true,
+                Some(Ok(n)) => {
                     total += n;
                     if n < u64::from(BATCH) {
-                        break;
+                        break false;
                     }
-                    tokio::time::sleep(BATCH_PAUSE).await;
+                    if pause(shutdown).await.is_none() {
+                        break true;
+                    }
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "retention sweep failed; will retry");
-                    break;
+                    break false;
                 }
             }
-        }
+        };
         if total > 0 {
             tracing::info!(expired = total, "expired items deleted");
+        }
+        if stopped {
+            return;
         }
     }
 }
 
-/// Folds item count changes until fewer than a batch are left.
-async fn fold_counts(store: &dyn Store) {
-    loop {
-        match store.fold_item_counts(FOLD_BATCH).await {
-            Ok(n) if n < u64::from(FOLD_BATCH) => return,
-            Ok(_) => tokio::time::sleep(BATCH_PAUSE).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "folding item counts failed; will retry");
-                return;
+/// Folds item count changes every [`FOLD_INTERVAL`], until fewer than a batch of
+/// nodes are left, until shutdown.
+async fn fold_counts(store: &dyn Store, shutdown: &CancellationToken) {
+    let mut tick = tokio::time::interval(FOLD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
+        loop {
+            match shutdown
+                .run_until_cancelled(store.fold_item_counts(FOLD_BATCH))
+                .await
+            {
+                None => return,
+                Some(Ok(n)) if n < u64::from(FOLD_BATCH) => break,
+                Some(Ok(_)) => {
+                    if pause(shutdown).await.is_none() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "folding item counts failed; will retry");
+                    break;
+                }
             }
         }
     }
+}
+
+/// The pause between two batches of a backlog; `None` at shutdown.
+async fn pause(shutdown: &CancellationToken) -> Option<()> {
+    shutdown
+        .run_until_cancelled(tokio::time::sleep(BATCH_PAUSE))
+        .await
 }

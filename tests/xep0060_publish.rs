@@ -421,7 +421,7 @@ both_servers!(
         assert_eq!(item_ids(&reply), vec!["i3", "i2", "i1"]);
         let reply = iq(&mut a, &ps, "get", &page("<after>unknown</after>")).await?;
         err(&reply, "cancel", "item-not-found", None);
-        // The index of a page's first item, and jumps by index (XEP-0059 §2.2, §2.5):
+        // The index of a page's first item, and jumps by index (XEP-0059 §2.2, §2.6):
         // served up to 10,000 items deep, refused deeper.
         let first_index = |reply: &Element| {
             reply

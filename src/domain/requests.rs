@@ -10,7 +10,7 @@ use super::{Affiliation, ItemId};
 /// `<index/>` a retrieval may jump to, and the `index` of a page's first item that an
 /// answer counts. Reaching it walks this many index entries, a few milliseconds; a
 /// node of ten million items is not walked. Deeper, a jump is refused
-/// (`feature-not-implemented`, XEP-0059 §2.5) and an answer gives no index (§2.2 lets
+/// (`feature-not-implemented`, XEP-0059 §2.6) and an answer gives no index (§2.2 lets
 /// a responder omit what is exceptionally costly): pages by item id reach everywhere.
 pub const MAX_RSM_INDEX: u32 = 10_000;
 

@@ -396,7 +396,7 @@ impl Pubsub {
         subid: Option<&SubId>,
     ) -> Result<Retrieved, DomainError> {
         let access = self.readable(req, node).await?;
-        // XEP-0059 §2.5: a jump this deep is not served (it would walk the node).
+        // XEP-0059 §2.6: a jump this deep is not served (it would walk the node).
         if let ItemsQuery::Page {
             index: Some(index), ..
         } = &query

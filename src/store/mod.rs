@@ -211,11 +211,13 @@ pub trait ServiceStore: Send + Sync + 'static {
     /// fan-out and publishes never wait behind retention.
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError>;
 
-    /// Adds at most `batch` of the item count changes that publishes, retractions,
-    /// purges and expiry left (`item_count_changes`) to their nodes' counts, in one
-    /// statement, and returns how many it took. Readers see the same exact count before
-    /// and after; folding only keeps what they add up short. A no-op where the triggers
-    /// update the node's row at once (SQLite).
+    /// Adds the item count changes that publishes, retractions, purges and expiry left
+    /// (`item_count_changes`) of at most `batch` nodes to their counts, in one
+    /// statement, and returns of how many nodes (the changes of a deleted node are
+    /// dropped, and count). It waits for no lock: a node whose row another transaction
+    /// holds keeps its changes for a later fold. Readers see the same exact count
+    /// before and after; folding only keeps what they add up short. A no-op where the
+    /// triggers update the node's row at once (SQLite).
     async fn fold_item_counts(&self, batch: u32) -> Result<u64, StoreError>;
 
     /// Nodes in name order, starting after `after`, at most `limit`; with the total count.

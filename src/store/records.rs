@@ -83,7 +83,7 @@ pub struct ItemsPage {
     pub count: u64,
     /// Position of the first item of the page in the whole list (0 = newest).
     pub first_index: Option<u64>,
-    /// The `after`/`before` item of an RSM query does not exist (XEP-0059 §2.6:
+    /// The `after`/`before` item of an RSM query does not exist (XEP-0059 §2.4:
     /// `item-not-found`).
     pub anchor_missing: bool,
 }

@@ -235,9 +235,17 @@ async fn keep(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_session_lock_class_differs_from_the_claim_lock_class() {
+    fn the_session_claim_and_fold_lock_classes_differ() {
+        // Advisory locks of one database share one key space: a class taken twice
+        // would let a claim, a liveness session or a fold be taken for another kind.
         let session: i32 = session_lock_class!().parse().expect("a number");
+        let claim = super::super::claims::CLAIM_LOCK_CLASS;
+        let fold = super::super::FOLD_LOCK_CLASS;
         assert_eq!(session.to_be_bytes(), *b"pslv");
-        assert_ne!(session, super::super::claims::CLAIM_LOCK_CLASS);
+        assert_eq!(claim.to_be_bytes(), *b"psfd");
+        assert_eq!(fold.to_be_bytes(), *b"psic");
+        assert_ne!(session, claim);
+        assert_ne!(session, fold);
+        assert_ne!(claim, fold);
     }
 }

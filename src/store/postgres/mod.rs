@@ -172,9 +172,41 @@ crate::store::sql::item_seq_store!(PgStore);
 crate::store::sql::collection_store!(PgStore);
 
 /// First key of the advisory lock that lets one process of the store at a time fold
-/// item count changes ("psic"): two folds would lock the same node rows in different
-/// orders.
+/// item count changes ("psic"): a second would only find the first's nodes locked.
 const FOLD_LOCK_CLASS: i32 = 0x7073_6963;
+
+/// Folds the changes of at most `$1` nodes into their rows, in one statement; returns
+/// how many nodes it folded or dropped.
+///
+/// It waits for no lock, so it can take no part in a deadlock: of the nodes with
+/// changes, it locks only the rows nobody holds (`SKIP LOCKED`; a configuration or a
+/// deletion holding a node's row keeps that node's changes pending until a later
+/// fold). `FOR NO KEY UPDATE` leaves the key-share locks of publishes' foreign keys
+/// alone. The changes of a node that is gone (its deletion committed) are dropped:
+/// no row counts them. A node deleted after the statement's snapshot is neither
+/// locked nor gone here, and waits for the next fold.
+///
+/// The changes leave and their sum arrives in one statement: a reader's snapshot holds
+/// either, so the count it adds up (`store::sql::items::ITEM_COUNT`) stays exact.
+/// (A data-modifying CTE runs to completion whether or not the query reads it.)
+const FOLD_ITEM_COUNTS: &str = "WITH pending AS (
+         SELECT DISTINCT node_pk FROM item_count_changes LIMIT $1
+     ), ready AS (
+         SELECT pk FROM nodes WHERE pk IN (SELECT node_pk FROM pending)
+         FOR NO KEY UPDATE SKIP LOCKED
+     ), gone AS (
+         SELECT p.node_pk FROM pending p
+         WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.pk = p.node_pk)
+     ), moved AS (
+         DELETE FROM item_count_changes
+         WHERE node_pk IN (SELECT pk FROM ready UNION ALL SELECT node_pk FROM gone)
+         RETURNING node_pk, delta
+     ), folded AS (
+         UPDATE nodes n SET item_count = n.item_count + s.delta
+         FROM (SELECT node_pk, sum(delta) AS delta FROM moved GROUP BY node_pk) s
+         WHERE n.pk = s.node_pk
+     )
+     SELECT count(DISTINCT node_pk) FROM moved";
 
 crate::store::sql::service_store!(PgStore, {
     async fn expire_items(&self, batch: u32) -> Result<u64, StoreError> {
@@ -207,24 +239,10 @@ crate::store::sql::service_store!(PgStore, {
         if !ours {
             return Ok(0);
         }
-        // The changes leave and their sum arrives in one statement: a reader's snapshot
-        // holds either. Changes of a node that is gone are dropped. (A data-modifying
-        // CTE runs to completion whether or not the query reads it.)
-        let folded: i64 = sqlx::query_scalar(
-            "WITH moved AS (
-                 DELETE FROM item_count_changes WHERE ctid IN (
-                     SELECT ctid FROM item_count_changes LIMIT $1)
-                 RETURNING node_pk, delta
-             ), folded AS (
-                 UPDATE nodes n SET item_count = n.item_count + s.delta
-                 FROM (SELECT node_pk, sum(delta) AS delta FROM moved GROUP BY node_pk) s
-                 WHERE n.pk = s.node_pk
-             )
-             SELECT count(*) FROM moved",
-        )
-        .bind(i64::from(batch))
-        .fetch_one(&mut *tx)
-        .await?;
+        let folded: i64 = sqlx::query_scalar(FOLD_ITEM_COUNTS)
+            .bind(i64::from(batch))
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(folded.max(0) as u64)
     }

@@ -118,10 +118,16 @@ macro_rules! service_store {
                 }
 
                 async fn stats(&self) -> Result<Stats, StoreError> {
+                    // The items are the nodes' counts plus their pending changes
+                    // (store::sql::items::ITEM_COUNT), of nodes that exist only: a
+                    // node's deletion leaves a change taking its items away (PostgreSQL)
+                    // after its row, and its count with it, are gone.
                     let row = sqlx::query(
                         "SELECT (SELECT count(*) FROM nodes WHERE NOT deleted) AS nodes,
                                 CAST((SELECT COALESCE(sum(item_count), 0) FROM nodes)
-                                     + (SELECT COALESCE(sum(delta), 0) FROM item_count_changes) AS BIGINT) AS items,
+                                     + (SELECT COALESCE(sum(c.delta), 0)
+                                        FROM item_count_changes c JOIN nodes n ON n.pk = c.node_pk)
+                                     AS BIGINT) AS items,
                                 (SELECT count(*) FROM subscriptions WHERE state <> 'pending') AS subscriptions,
                                 (SELECT count(*) FROM subscriptions WHERE state = 'pending') AS pending,
                                 (SELECT count(*) FROM affiliations) AS affiliations",
