@@ -47,10 +47,11 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// Most notifications in one page of a walk: `fanout::PAGE_NOTIFICATIONS` (a page of a
 /// batch of k jobs has 4,096 / k subscriptions; at most 500 × k < 4,096 for k < 9).
 const PAGE_NOTIFICATIONS: usize = 4096;
-/// Pages a walk has in flight: page n waits for its barrier while page n + 1 is queued.
-/// A kill can leave both delivered but unconfirmed (and the cursor save after page n's
-/// barrier not yet committed), and whoever takes the claim over sends them again.
-const PAGES_IN_FLIGHT: usize = 2;
+/// Pages a walk may have sent past its saved cursor: page n + 1 waits for its barrier
+/// while page n + 2 is queued, and page n's confirmed position is saved only once page
+/// n + 2 is queued. A kill can leave all three delivered with the cursor before them,
+/// and whoever takes the claim over sends them again.
+const PAGES_IN_FLIGHT: usize = 3;
 /// The session lock class of `store::postgres::liveness` ("pslv").
 const SESSION_LOCK_CLASS: i64 = 0x7073_6c76;
 

@@ -413,13 +413,11 @@ async fn walk(
     let mut pages = 0usize;
     // A confirmed position not yet saved: it is saved once the next page is queued, so
     // that the server has that page to work on while the cursor is written.
-    let mut unsaved: Option<i64>;
+    let mut unsaved: Option<i64> = None;
     'resend: loop {
         let mut sent_to = confirmed;
         let mut in_flight: Option<Sent> = None;
         exhausted = false;
-        // Sending again from before the position: it is not to be saved.
-        unsaved = None;
         loop {
             // Before each page: pages already queued go out, no new one does.
             if let Some(why) = *fenced.borrow() {
@@ -445,8 +443,12 @@ async fn walk(
                     Page::Closed => return Outcome::Stopped,
                 }
             }
+            // Queueing the page may have waited through a lost stream: a position
+            // confirmed before it is then not saved, since the pages just before it are
+            // sent again (the next receipt tells, and the walk rewinds).
             if let Some(cursor) = unsaved.take() {
-                if save(ctx, lease, cursor, &mut stop).await == Some(false) {
+                let lost = streams.iter().any(|s| s.has_changed());
+                if !lost && save(ctx, lease, cursor, &mut stop).await == Some(false) {
                     return Outcome::LeaseLost;
                 }
             }
@@ -480,6 +482,9 @@ async fn walk(
                             confirmed,
                             "a stream was lost and reconnected during the walk",
                         );
+                        if save(ctx, lease, confirmed, &mut stop).await == Some(false) {
+                            return Outcome::LeaseLost;
+                        }
                         continue 'resend;
                     }
                     if exhausted && in_flight.is_none() {
@@ -493,16 +498,17 @@ async fn walk(
                 Err(e) => {
                     confirmed =
                         recent.rewind_from(confirmed, &format!("a page not confirmed: {e}"));
+                    // Saved at once: a crash now must not start after the pages the
+                    // rewind sends again.
+                    if save(ctx, lease, confirmed, &mut stop).await == Some(false) {
+                        return Outcome::LeaseLost;
+                    }
                     continue 'resend;
                 }
             }
         }
     }
     if !exhausted {
-        if let Some(cursor) = unsaved {
-            // Stopping: one try, so that whoever continues sends less again.
-            save(ctx, lease, cursor, &mut stop).await;
-        }
         release(ctx, lease).await;
         return Outcome::Stopped;
     }

@@ -275,7 +275,9 @@ impl Pace {
         if let Ok(mut s) = self.state.lock() {
             let counter = s.counter(lane);
             *counter = counter.saturating_sub(n);
-            if let Some(sample) = sample.filter(|_| lane == Lane::Bulk) {
+            // A page that held nothing (presence left no recipient) says nothing of
+            // the rate.
+            if let Some(sample) = sample.filter(|_| lane == Lane::Bulk && n > 0) {
                 let now = sample.confirmed_at;
                 s.delivered += n as u64;
                 // The rate: everything confirmed since the page was admitted (its own and
@@ -287,7 +289,7 @@ impl Pace {
                     .saturating_duration_since(sample.since)
                     .as_secs_f64()
                     .max(1e-3);
-                let measured = (s.delivered - sample.delivered_before) as f64 / span;
+                let measured = s.delivered.saturating_sub(sample.delivered_before) as f64 / span;
                 // The link's own delay: the page's time less what serving it takes at the
                 // best rate, so that neither the page before it nor its own size counts.
                 let start = s

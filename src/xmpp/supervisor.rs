@@ -55,6 +55,12 @@ impl ConnectionState {
         self.0.iter().map(|up| *up.borrow()).collect()
     }
 
+    /// Whether any stream went down or came up since the last [`changed`](Self::changed)
+    /// (or since this handle was cloned), without marking it seen.
+    pub fn has_changed(&self) -> bool {
+        self.0.iter().any(|up| up.has_changed().unwrap_or(false))
+    }
+
     /// Whether any stream went down or came up since the last call (or since this
     /// handle was cloned); marks the present as seen.
     pub fn changed(&mut self) -> bool {
