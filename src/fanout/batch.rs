@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::group::{self, Group, Row, Source};
+use super::group::{self, Group, GroupJob, Row, Source};
 use super::{backoff, deliver, Context, Link};
 use crate::store::claims::{ClaimedBatch, ClaimedJob, LeaseOwner, Resource, SessionKey};
 use crate::store::jobs::JobTarget;
@@ -281,7 +281,9 @@ async fn send_whole(
         let mut queued = 0;
         for (group, page) in small {
             let sent = match page {
-                Some(page) => queue_page(ctx, &link.out, lane, group, page, &resources).await,
+                Some(page) => {
+                    queue_page(ctx, &link.out, lane, group, group.jobs(), page, &resources).await
+                }
                 None => queue_direct(ctx, &link.out, lane, group.first()).await,
             };
             let Some(sent) = sent else {
@@ -623,36 +625,65 @@ async fn send_page(
     };
     // Room on the connection (see `pace`), for what the page really holds: a full window
     // waits here, the page read meanwhile. A small node, whole in its first page, is
-    // admitted beside it into the express lane.
-    let estimate = page.iter().map(|row| group.notifications(row)).sum();
+    // admitted beside it into the express lane. A page of many jobs goes in parts of a
+    // few jobs each, every part admitted on its own, so that no part is more than half
+    // the window: a page of one multicast group of 100 subscriptions and fifty jobs is
+    // 5,000 notifications, and everything else on the stream would wait behind it.
     let whole = after == group.cursor() && !more;
-    let admit = async {
-        if whole {
-            link.pace.admit_whole(estimate).await
-        } else {
-            link.pace.admit(estimate).await
-        }
+    let per_job: Vec<usize> = group
+        .jobs()
+        .iter()
+        .map(|gj| page.iter().filter(|row| row.gets(gj)).count())
+        .collect();
+    let part_size = if whole {
+        usize::MAX
+    } else {
+        (link.pace.window() / 2).max(1)
     };
-    let mut admitted = tokio::select! {
-        admitted = admit => admitted,
-        _ = stop.wait_for(|stopping| *stopping) => return Page::Stopping,
-    };
-    let lane = admitted.lane();
-    let Some(notifications) = queue_page(ctx, &link.out, lane, group, &page, &resources).await
-    else {
-        return Page::Closed;
-    };
-    admitted.resize(usize::try_from(notifications).unwrap_or(usize::MAX));
-    let out = link.out.clone();
-    // Queued after every stanza of the page, so its answer is the page's receipt. It runs
-    // on its own task so that the next page can be queued while the server works; the
-    // page leaves the window when it is answered, whatever the walk does meanwhile.
+    let mut notifications = 0;
+    let mut receipts = Vec::new();
+    for part in job_parts(&per_job, part_size) {
+        let estimate = per_job[part.clone()].iter().sum();
+        let admit = async {
+            if whole {
+                link.pace.admit_whole(estimate).await
+            } else {
+                link.pace.admit(estimate).await
+            }
+        };
+        let mut admitted = tokio::select! {
+            admitted = admit => admitted,
+            // Parts already queued go out and are sent again from the cursor.
+            _ = stop.wait_for(|stopping| *stopping) => return Page::Stopping,
+        };
+        let lane = admitted.lane();
+        let jobs = &group.jobs()[part];
+        let Some(queued) = queue_page(ctx, &link.out, lane, group, jobs, &page, &resources).await
+        else {
+            return Page::Closed;
+        };
+        notifications += queued;
+        admitted.resize(usize::try_from(queued).unwrap_or(usize::MAX));
+        let out = link.out.clone();
+        // Queued after every stanza of the part, so its answer is the part's receipt. It
+        // runs on its own task so that the next part or page can be queued while the
+        // server works; the part leaves the window when it is answered, whatever the
+        // walk does meanwhile.
+        receipts.push(tokio::spawn(async move {
+            let answer = out.barrier_on(lane).await;
+            if answer.is_ok() {
+                admitted.confirmed();
+            }
+            answer
+        }));
+    }
+    // The page is confirmed when every part is: a part whose group the multicast
+    // service bounced fails its own barrier, not necessarily a later one.
     let receipt = tokio::spawn(async move {
-        let answer = out.barrier_on(lane).await;
-        if answer.is_ok() {
-            admitted.confirmed();
+        for part in receipts {
+            part.await.unwrap_or(Err(BarrierError::ConnectionLost))?;
         }
-        answer
+        Ok(())
     });
     Page::Sent {
         sent: Sent {
@@ -663,6 +694,26 @@ async fn send_page(
         },
         full: more,
     }
+}
+
+/// The jobs of a page in consecutive parts (ranges of job indexes) of at most `size`
+/// notifications each (`per_job[i]`: job i's notifications in the page); a job bigger
+/// than `size` is a part of its own. In job order, so each subscriber still gets the
+/// jobs in order.
+fn job_parts(per_job: &[usize], size: usize) -> Vec<std::ops::Range<usize>> {
+    let mut parts = Vec::new();
+    let (mut start, mut sum) = (0, 0);
+    for (i, n) in per_job.iter().enumerate() {
+        if i > start && sum + n > size {
+            parts.push(start..i);
+            (start, sum) = (i, 0);
+        }
+        sum += n;
+    }
+    if start < per_job.len() {
+        parts.push(start..per_job.len());
+    }
+    parts
 }
 
 /// The next keyset page of the walk, and whether more may follow: the subscriptions
@@ -725,6 +776,7 @@ async fn queue_page(
     out: &Outbound,
     lane: Lane,
     group: &Group<'_>,
+    jobs: &[GroupJob<'_>],
     page: &[Row],
     resources: &[Resource],
 ) -> Option<u64> {
@@ -743,7 +795,7 @@ async fn queue_page(
     let multicast = route.as_ref().map(|(jid, limit)| (&**jid, *limit));
     let mut queued = 0;
     let mut group_of: Vec<(&str, i64)> = Vec::new();
-    for gj in group.jobs() {
+    for gj in jobs {
         let job = gj.job;
         let presence_based = group.members()[gj.member]
             .batch
@@ -1002,6 +1054,27 @@ mod tests {
         assert_eq!(fit_groups(500, 500, Some(100)), 500);
         assert_eq!(fit_groups(32, 500, None), 32, "no grouping, no rounding");
         assert_eq!(fit_groups(32, 500, Some(1)), 32);
+    }
+
+    #[test]
+    fn a_page_of_many_jobs_goes_in_parts_of_at_most_half_the_window() {
+        // Fifty jobs of 100 notifications in parts of 300: three jobs a part.
+        let parts = job_parts(&[100; 50], 300);
+        assert_eq!(parts.len(), 17);
+        assert_eq!(parts[0], 0..3);
+        assert_eq!(parts[16], 48..50);
+        assert_eq!(
+            job_parts(&[100; 3], usize::MAX),
+            vec![0..3],
+            "whole: one part"
+        );
+        assert_eq!(
+            job_parts(&[500, 10, 10], 300),
+            vec![0..1, 1..3],
+            "a big job alone"
+        );
+        assert_eq!(job_parts(&[0, 0], 300), vec![0..2]);
+        assert!(job_parts(&[], 300).is_empty());
     }
 
     #[test]
