@@ -810,10 +810,12 @@ both_servers!(
 both_servers!(
     through_a_multicast_service_collection_notifications_keep_their_header,
     |server| async move {
-        // Multicast groups share one body, so a notification through a collection (its
-        // own header) never goes in one: the leaf's subscribers are grouped, the
-        // collection's go one by one, each with its `Collection` header.
+        // A multicast group shares one body and its headers, so the leaf's subscribers
+        // and the collection's go in groups of their own: the collection's carry its
+        // `Collection` header and an id that is not the leaf group's. 150 virtual
+        // subscribers and `c` make the collection's groups 100 and 51, so `c` is in one.
         const EACH: i64 = 200;
+        const VIA: i64 = 150;
         const ITEMS: usize = 2;
         let mut ps = start_engine(server, "multicast_limit = 100").await?;
         ps.process
@@ -827,7 +829,7 @@ both_servers!(
         create(&mut a, &ps, "leaf", &[("pubsub#collection", "all")]).await?;
         let (leaf, all) = (ps.sql.node_pk("leaf").await?, ps.sql.node_pk("all").await?);
         subscribe_virtual(&ps.sql, leaf, sink.jid(), 0, EACH).await?;
-        subscribe_virtual(&ps.sql, all, sink.jid(), EACH, EACH).await?;
+        subscribe_virtual(&ps.sql, all, sink.jid(), EACH, VIA).await?;
         let mut c = user(server, "c").await?;
         ok(&subscribe(&mut c, &ps, "all").await?);
         for i in 0..ITEMS {
@@ -840,7 +842,7 @@ both_servers!(
             )
             .await?);
         }
-        let expected = 2 * EACH as usize * ITEMS;
+        let expected = (EACH + VIA) as usize * ITEMS;
         inbox
             .wait_unique(expected, FANOUT_DONE)
             .await
@@ -849,24 +851,39 @@ both_servers!(
         tokio::time::sleep(SETTLE).await;
         assert_eq!(inbox.total(), expected, "each notification exactly once");
         let got = inbox.snapshot();
-        let parts = |id: &str| id.split('-').count();
-        let grouped = (0..EACH)
+        // Grouped: the job's id, the same for the whole group; one by one: the id names
+        // the subscription (`ps-<job>-<pk>`).
+        let leaf_ids: std::collections::BTreeSet<String> = (0..EACH)
             .flat_map(|n| got[&common::engine::virtual_jid(n, sink.jid())].clone())
-            .filter(|id| parts(id) == 2)
-            .count();
-        assert!(grouped > 0, "the leaf's subscribers were grouped");
-        for n in EACH..2 * EACH {
-            for id in &got[&common::engine::virtual_jid(n, sink.jid())] {
-                assert_eq!(
-                    parts(id),
-                    3,
-                    "v{n} got {id}: a collection notification in a group"
-                );
-            }
-        }
+            .collect();
+        let via_ids: std::collections::BTreeSet<String> = (EACH..EACH + VIA)
+            .flat_map(|n| got[&common::engine::virtual_jid(n, sink.jid())].clone())
+            .collect();
         assert_eq!(
-            seen(&notifications(&mut c, &ps).await),
+            leaf_ids
+                .iter()
+                .filter(|id| id.split('-').count() == 2)
+                .count(),
+            ITEMS,
+            "the leaf's subscribers were grouped: {leaf_ids:?}"
+        );
+        assert_eq!(
+            via_ids.len(),
+            ITEMS,
+            "the collection's subscribers were grouped: {via_ids:?}"
+        );
+        assert!(
+            via_ids.iter().all(|id| id.ends_with("-via-all")),
+            "under ids of their own: {via_ids:?}"
+        );
+        let mine = notifications(&mut c, &ps).await;
+        assert_eq!(
+            seen(&mine),
             [("leaf", "i0", Some("all")), ("leaf", "i1", Some("all"))]
+        );
+        assert!(
+            mine.iter().all(|g| via_ids.contains(&g.id)),
+            "c got the collection's group, header and all: {mine:?}"
         );
         Ok::<_, anyhow::Error>(())
     }

@@ -794,7 +794,9 @@ async fn queue_page(
     };
     let multicast = route.as_ref().map(|(jid, limit)| (&**jid, *limit));
     let mut queued = 0;
-    let mut group_of: Vec<(&str, i64)> = Vec::new();
+    // The open groups of the current job, one per collection the notification comes
+    // through (`None`: the node itself), since a group shares one body and its headers.
+    let mut groups: Vec<Recipients<'_>> = Vec::new();
     for gj in jobs {
         let job = gj.job;
         let presence_based = group.members()[gj.member]
@@ -814,12 +816,21 @@ async fn queue_page(
             for to in deliver::recipients(sub, job.kind, presence) {
                 queued += 1;
                 match multicast {
-                    // Headers differ per recipient (a SubID) or per collection: those
-                    // go one by one, never in a group that shares one body.
-                    Some((service, limit)) if headers == deliver::Headers::default() => {
-                        group_of.push((to, sub.pk));
-                        if group_of.len() >= limit
-                            && !send_group(ctx, out, job, service, &mut group_of).await
+                    // A SubID names one subscription: those go one by one.
+                    Some((service, limit)) if headers.subid.is_none() => {
+                        let open = match groups.iter().position(|g| g.via == headers.collection) {
+                            Some(i) => i,
+                            None => {
+                                groups.push(Recipients {
+                                    via: headers.collection,
+                                    to: Vec::new(),
+                                });
+                                groups.len() - 1
+                            }
+                        };
+                        groups[open].to.push((to, sub.pk));
+                        if groups[open].to.len() >= limit
+                            && !send_group(ctx, out, job, service, &mut groups[open]).await
                         {
                             return None;
                         }
@@ -835,13 +846,25 @@ async fn queue_page(
                 }
             }
         }
+        // Every group of this job goes before the next job's, so each subscriber still
+        // sees each node's items in order.
         if let Some((service, _)) = multicast {
-            if !send_group(ctx, out, job, service, &mut group_of).await {
-                return None;
+            for open in &mut groups {
+                if !send_group(ctx, out, job, service, open).await {
+                    return None;
+                }
             }
+            groups.clear();
         }
     }
     Some(queued)
+}
+
+/// The recipients gathered for one multicast stanza of a job: their JIDs and
+/// subscriptions, all reached through the same collection `via` (or the node itself).
+struct Recipients<'a> {
+    via: Option<&'a str>,
+    to: Vec<(&'a str, i64)>,
 }
 
 /// Queues `job`'s notification to the recipients in `group` and empties it: one stanza
@@ -852,11 +875,15 @@ async fn send_group(
     out: &Outbound,
     job: &ClaimedJob,
     service: &str,
-    group: &mut Vec<(&str, i64)>,
+    group: &mut Recipients<'_>,
 ) -> bool {
-    let stanza = match group.as_slice() {
+    let headers = deliver::Headers {
+        subid: None,
+        collection: group.via,
+    };
+    let stanza = match group.to.as_slice() {
         [] => return true,
-        [(to, pk)] => one_by_one(ctx, job, to, *pk, deliver::Headers::default()),
+        [(to, pk)] => one_by_one(ctx, job, to, *pk, headers),
         many => {
             metrics::counter!(crate::metrics::MULTICAST_GROUPS).increment(1);
             let to: Vec<&str> = many.iter().map(|(to, _)| *to).collect();
@@ -864,13 +891,14 @@ async fn send_group(
                 &ctx.service,
                 service,
                 job.headline,
-                &deliver::notification_id(job.id, None),
+                &deliver::group_id(job.id, group.via),
                 &job.payload_xml,
+                headers,
                 &to,
             )
         }
     };
-    group.clear();
+    group.to.clear();
     out.send(stanza).await
 }
 

@@ -59,6 +59,17 @@ pub fn notification_id(job_id: i64, subscription_pk: Option<i64>) -> String {
     }
 }
 
+/// The id of a job's notification to a multicast group: the same for every recipient and
+/// on every resend. A group through a collection carries the collection's name, so a
+/// subscriber of both the leaf and the collection gets two distinct ids (they are two
+/// notifications, one per subscription) and a client's duplicate check keeps both.
+pub fn group_id(job_id: i64, via: Option<&str>) -> String {
+    match via {
+        None => format!("ps-{job_id}"),
+        Some(collection) => format!("ps-{job_id}-via-{collection}"),
+    }
+}
+
 /// The SHIM headers (XEP-0131) of one notification.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Headers<'a> {
@@ -119,23 +130,19 @@ pub fn message(
 /// One notification for many recipients through the server's XEP-0033 multicast
 /// service `multicast`: every recipient a `bcc` address, which the service removes
 /// before delivery, so each gets what [`message`] would send it with `to` its own JID
-/// (the `id` is the job's, the same for all of them and on every resend).
+/// (the `id` is the group's, [`group_id`]). The headers are the same for all of them: a
+/// `Collection` header, never a SubID (which names one subscription).
 pub fn multicast_message(
     service: &str,
     multicast: &str,
     headline: bool,
     id: &str,
     payload: &str,
+    headers: Headers<'_>,
     recipients: &[&str],
 ) -> String {
-    let mut m = message(
-        service,
-        multicast,
-        headline,
-        id,
-        payload,
-        Headers::default(),
-    );
+    debug_assert!(headers.subid.is_none(), "a SubID never goes to a group");
+    let mut m = message(service, multicast, headline, id, payload, headers);
     m.truncate(m.len() - "</message>".len());
     m.reserve(recipients.iter().map(|r| r.len() + 32).sum::<usize>() + 80);
     m.push_str("<addresses xmlns='");
@@ -324,8 +331,9 @@ mod tests {
             "pubsub.shakespeare.lit",
             "multicast.shakespeare.lit",
             true,
-            &notification_id(12, None),
+            &group_id(12, None),
             "<event xmlns='http://jabber.org/protocol/pubsub#event'/>",
+            Headers::default(),
             &["juliet@shakespeare.lit", "o'brien@denmark.lit/r"],
         );
         let parsed: minidom::Element = format!("<wrap xmlns='jabber:component:accept'>{m}</wrap>")
@@ -347,6 +355,42 @@ mod tests {
                 (Some("bcc"), Some("juliet@shakespeare.lit")),
                 (Some("bcc"), Some("o'brien@denmark.lit/r")),
             ]
+        );
+        assert!(msg.get_child("headers", NS_SHIM).is_none());
+    }
+
+    #[test]
+    fn a_group_through_a_collection_shares_its_header_under_an_id_of_its_own() {
+        let id = group_id(12, Some("blogs"));
+        assert_ne!(id, group_id(12, None));
+        assert_ne!(id, group_id(12, Some("news")));
+        let m = multicast_message(
+            "ps",
+            "multicast.example.org",
+            true,
+            &id,
+            "<x xmlns='y'/>",
+            Headers {
+                subid: None,
+                collection: Some("blogs"),
+            },
+            &["a@b", "c@d"],
+        );
+        let parsed: minidom::Element = format!("<wrap xmlns='jabber:component:accept'>{m}</wrap>")
+            .parse()
+            .expect("well-formed");
+        let msg = parsed.children().next().expect("message");
+        assert_eq!(msg.attr("id"), Some("ps-12-via-blogs"));
+        let header = msg
+            .get_child("headers", NS_SHIM)
+            .and_then(|h| h.get_child("header", NS_SHIM))
+            .expect("Collection header");
+        assert_eq!(header.attr("name"), Some("Collection"));
+        assert_eq!(header.text(), "blogs");
+        assert_eq!(
+            msg.get_child("addresses", NS_ADDRESS)
+                .map(|a| a.children().count()),
+            Some(2)
         );
     }
 }
