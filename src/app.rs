@@ -290,7 +290,7 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         .into_iter()
         .zip(supervisors.iter().map(|s| s.state()))
         .enumerate()
-        .map(|(index, (out, up))| crate::fanout::Link::new(out, up, index))
+        .map(|(index, (out, up))| crate::fanout::Link::new(out, up, index, cfg.fanout.latency))
         .collect();
 
     if let Some(addr) = cfg.metrics_listen {

@@ -103,6 +103,7 @@ pub struct FileConfig {
     pub fanout_workers: Option<usize>,
     pub fanout_page_size: Option<usize>,
     pub fanout_lease_secs: Option<usize>,
+    pub fanout_latency_ms: Option<usize>,
     pub request_handlers: Option<usize>,
     pub outgoing_queue: Option<usize>,
     pub db_pool: Option<u32>,
@@ -622,11 +623,18 @@ fn fanout_tuning(
         2 * workers + 1,
         &origin.file(),
     )? as u32;
+    let latency = Duration::from_millis(positive(
+        "fanout_latency_ms",
+        f.fanout_latency_ms,
+        crate::fanout::pace::TARGET.as_millis() as usize,
+        &origin.file(),
+    )? as u64);
     Ok(FanoutTuning {
         workers,
         page_size,
         lease,
         db_pool,
+        latency,
     })
 }
 
@@ -897,6 +905,21 @@ mod tests {
         let f = file(include_str!("../examples/pubsubd.toml"));
         assert_eq!(f.fanout_page_size, Some(500));
         assert_eq!(f.fanout_lease_secs, Some(30));
+    }
+
+    #[test]
+    fn fanout_latency_is_milliseconds_and_defaults_to_the_pace_target() {
+        let base = "jid = 'a.example'\nsecret = 's'\nserver = 'h:1'\n";
+        let merge = |extra: &str| {
+            Config::merge(file(&format!("{base}{extra}")), Overrides::default(), None)
+        };
+        let latency = |extra: &str| merge(extra).expect(extra).fanout.latency;
+        assert_eq!(latency(""), crate::fanout::pace::TARGET);
+        assert_eq!(latency("fanout_latency_ms = 20"), Duration::from_millis(20));
+        let msg = merge("fanout_latency_ms = 0")
+            .expect_err("zero")
+            .to_string();
+        assert!(msg.contains("fanout_latency_ms"), "{msg}");
     }
 
     #[test]

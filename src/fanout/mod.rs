@@ -120,6 +120,10 @@ pub struct Tuning {
     /// PostgreSQL connections of the workers, a pool of their own so that a flood of
     /// requests cannot starve delivery (`fanout_db_pool`; SQLite: shared with requests).
     pub db_pool: u32,
+    /// How much of the server's routing time a connection's unconfirmed fan-out aims at
+    /// (`fanout_latency_ms`, [`pace::TARGET`] by default): what anything else on the
+    /// stream waits behind a firehose.
+    pub latency: Duration,
 }
 
 impl Settings {
@@ -184,13 +188,14 @@ pub struct Link {
 }
 
 impl Link {
-    /// The connection `out` (number `index`, up while `up` says so), not yet paced.
-    pub fn new(out: Outbound, up: ConnectionState, index: usize) -> Link {
+    /// The connection `out` (number `index`, up while `up` says so), not yet paced,
+    /// whose pace aims at `latency` of queue at the server.
+    pub fn new(out: Outbound, up: ConnectionState, index: usize, latency: Duration) -> Link {
         Link {
             out,
             up,
             index,
-            pace: Arc::new(pace::Pace::for_connection(index)),
+            pace: Arc::new(pace::Pace::for_connection(index, latency)),
         }
     }
 }

@@ -41,7 +41,8 @@ use tokio::sync::Notify;
 
 use crate::xmpp::Lane;
 
-/// What a connection's unconfirmed fan-out may amount to, in the server's routing time.
+/// What a connection's unconfirmed fan-out may amount to, in the server's routing time,
+/// unless `fanout_latency_ms` says otherwise.
 pub const TARGET: Duration = Duration::from_millis(50);
 
 /// The smallest window, in notifications: enough for a few small nodes at once, and two
@@ -75,6 +76,8 @@ const EXPRESS_ROOM: usize = 256;
 /// The pace of one connection, shared by the workers that send on it.
 #[derive(Debug)]
 pub struct Pace {
+    /// The queue the window aims at, in the server's routing time ([`TARGET`]).
+    target: Duration,
     state: Mutex<State>,
     room: Notify,
     /// The connection's number, the `connection` label of its gauges.
@@ -146,14 +149,16 @@ impl State {
 
 impl Default for Pace {
     fn default() -> Self {
-        Pace::for_connection(0)
+        Pace::for_connection(0, TARGET)
     }
 }
 
 impl Pace {
-    /// The pace of connection number `index`.
-    pub fn for_connection(index: usize) -> Self {
+    /// The pace of connection number `index`, keeping about `target` of the server's
+    /// routing time queued.
+    pub fn for_connection(index: usize, target: Duration) -> Self {
         Pace {
+            target,
             connection: index.to_string(),
             state: Mutex::new(State {
                 in_flight: 0,
@@ -301,7 +306,7 @@ impl Pace {
                 s.sample(now, measured, delay);
                 s.last_confirmed = Some(now);
                 if let Some(rate) = s.rate() {
-                    s.window = window_for(rate, s.delay());
+                    s.window = window_for(rate, self.target + s.delay());
                     let connection = self.connection.clone();
                     metrics::gauge!(crate::metrics::FANOUT_WINDOW, "connection" => connection.clone())
                         .set(s.window as f64);
@@ -371,10 +376,11 @@ impl Drop for Admitted {
     }
 }
 
-/// The window for the best recent `rate` over a link of round trip `delay`: what is in
-/// transit plus [`TARGET`] of queue, with a margin, within the bounds.
-fn window_for(rate: f64, delay: Duration) -> usize {
-    let window = GAIN * rate * (TARGET + delay).as_secs_f64();
+/// The window for the best recent `rate` and `span`, the target queue plus the link's
+/// round trip: what is in transit plus the target of queue, with a margin, within the
+/// bounds.
+fn window_for(rate: f64, span: Duration) -> usize {
+    let window = GAIN * rate * span.as_secs_f64();
     if window.is_finite() {
         (window as usize).clamp(MIN_WINDOW, MAX_WINDOW)
     } else {
@@ -389,12 +395,13 @@ mod tests {
     #[test]
     fn the_window_is_the_target_of_the_rate_plus_the_link_within_bounds() {
         let ms = Duration::from_millis;
-        assert_eq!(window_for(1_500.0, ms(0)), MIN_WINDOW);
-        assert_eq!(window_for(20_000.0, ms(0)), 1_250);
-        assert_eq!(window_for(20_000.0, ms(30)), 2_000);
-        assert_eq!(window_for(1e9, ms(0)), MAX_WINDOW);
-        assert_eq!(window_for(0.0, ms(0)), MIN_WINDOW);
-        assert_eq!(window_for(f64::NAN, ms(0)), MAX_WINDOW);
+        assert_eq!(window_for(1_500.0, TARGET), MIN_WINDOW);
+        assert_eq!(window_for(20_000.0, TARGET), 1_250);
+        assert_eq!(window_for(20_000.0, TARGET + ms(30)), 2_000);
+        assert_eq!(window_for(20_000.0, ms(20)), 500, "a shorter target");
+        assert_eq!(window_for(1e9, TARGET), MAX_WINDOW);
+        assert_eq!(window_for(0.0, TARGET), MIN_WINDOW);
+        assert_eq!(window_for(f64::NAN, TARGET), MAX_WINDOW);
     }
 
     #[tokio::test]
