@@ -832,6 +832,12 @@ both_servers!(
         subscribe_virtual(&ps.sql, all, sink.jid(), EACH, VIA).await?;
         let mut c = user(server, "c").await?;
         ok(&subscribe(&mut c, &ps, "all").await?);
+        // Two subscriptions of one bare JID to the collection: each copy names its
+        // subscription, so these go one by one (a group would fold them into one).
+        let mut b = user(server, "b").await?;
+        for jid in [b.bare_jid().to_owned(), b.jid().to_owned()] {
+            common::engine::subscribe(&ps.sql, all, &jid, "{}").await?;
+        }
         for i in 0..ITEMS {
             ok(&publish(
                 &mut a,
@@ -885,6 +891,15 @@ both_servers!(
             mine.iter().all(|g| via_ids.contains(&g.id)),
             "c got the collection's group, header and all: {mine:?}"
         );
+        let bs = common::engine::events_received(&mut b, 2 * ITEMS).await?;
+        assert_eq!(bs.len(), 2 * ITEMS, "one copy per subscription");
+        let mut subids: Vec<String> = bs.iter().filter_map(common::engine::subid_header).collect();
+        subids.sort();
+        subids.dedup();
+        assert_eq!(subids.len(), 2, "each copy names its subscription");
+        for m in &bs {
+            assert_eq!(collection_header(m).as_deref(), Some("all"));
+        }
         Ok::<_, anyhow::Error>(())
     }
 );

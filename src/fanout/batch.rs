@@ -828,7 +828,7 @@ async fn queue_page(
                                 groups.len() - 1
                             }
                         };
-                        groups[open].to.push((to, sub.pk));
+                        groups[open].to.push(to);
                         if groups[open].to.len() >= limit
                             && !send_group(ctx, out, job, service, &mut groups[open]).await
                         {
@@ -860,16 +860,18 @@ async fn queue_page(
     Some(queued)
 }
 
-/// The recipients gathered for one multicast stanza of a job: their JIDs and
-/// subscriptions, all reached through the same collection `via` (or the node itself).
+/// The recipients gathered for one multicast stanza of a job, all reached through the
+/// same collection `via` (or the node itself).
 struct Recipients<'a> {
     via: Option<&'a str>,
-    to: Vec<(&'a str, i64)>,
+    to: Vec<&'a str>,
 }
 
 /// Queues `job`'s notification to the recipients in `group` and empties it: one stanza
-/// through the multicast service `service`, or for a single recipient the stanza it
-/// would get without one. False if the queue is closed.
+/// through the multicast service `service`, even for a single recipient, so that a
+/// subscription's notifications of a page all take the same path (a group's size may
+/// differ between jobs: a paused subscription gets a purge but not an item). False if
+/// the queue is closed.
 async fn send_group(
     ctx: &Context,
     out: &Outbound,
@@ -881,23 +883,19 @@ async fn send_group(
         subid: None,
         collection: group.via,
     };
-    let stanza = match group.to.as_slice() {
-        [] => return true,
-        [(to, pk)] => one_by_one(ctx, job, to, *pk, headers),
-        many => {
-            metrics::counter!(crate::metrics::MULTICAST_GROUPS).increment(1);
-            let to: Vec<&str> = many.iter().map(|(to, _)| *to).collect();
-            deliver::multicast_message(
-                &ctx.service,
-                service,
-                job.headline,
-                &deliver::group_id(job.id, group.via),
-                &job.payload_xml,
-                headers,
-                &to,
-            )
-        }
-    };
+    if group.to.is_empty() {
+        return true;
+    }
+    metrics::counter!(crate::metrics::MULTICAST_GROUPS).increment(1);
+    let stanza = deliver::multicast_message(
+        &ctx.service,
+        service,
+        job.headline,
+        &deliver::group_id(job.id, group.via),
+        &job.payload_xml,
+        headers,
+        &group.to,
+    );
     group.to.clear();
     out.send(stanza).await
 }

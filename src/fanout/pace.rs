@@ -7,8 +7,8 @@
 //! seconds of that.
 //!
 //! So each connection keeps what fan-out has queued and the server has not yet confirmed
-//! (by a barrier) to about [`TARGET`] of the server's measured routing rate: the
-//! *window*. Every page, and every group of small nodes, is admitted into the window
+//! (by a barrier) to about its target (`fanout_latency_ms`, [`TARGET`] by default) of
+//! the server's measured routing rate: the *window*. Every page, and every group of small nodes, is admitted into the window
 //! before it is queued and leaves it when its barrier is answered; pages are sized to
 //! half the window, so two are in flight and the server never waits for a round trip.
 //! A small delivery (at most [`EXPRESS_MAX`] notifications: a node with a few
@@ -402,6 +402,24 @@ mod tests {
         assert_eq!(window_for(1e9, TARGET), MAX_WINDOW);
         assert_eq!(window_for(0.0, TARGET), MIN_WINDOW);
         assert_eq!(window_for(f64::NAN, TARGET), MAX_WINDOW);
+    }
+
+    #[tokio::test]
+    async fn the_window_follows_the_connections_latency_target() {
+        for target in [Duration::from_millis(20), TARGET] {
+            let pace = Arc::new(Pace::for_connection(0, target));
+            let page = pace.admit(500).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            page.confirmed();
+            let rate = pace.rate().expect("a sample");
+            // The first page's delay sample is its own serving time less itself: ~0.
+            let want = window_for(rate, target) as f64;
+            let got = pace.window() as f64;
+            assert!(
+                (got - want).abs() <= want * 0.05 + 1.0,
+                "target {target:?}: window {got}, want {want} at {rate}/s"
+            );
+        }
     }
 
     #[tokio::test]

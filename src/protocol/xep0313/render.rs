@@ -62,7 +62,17 @@ pub fn result_message(
     message.type_ = MessageType::Normal;
     message.from = Some(service.clone());
     message.id = Some(xmpp_parsers::message::Id(id));
-    to_xml(&Element::from(message))
+    write(message)
+}
+
+/// `message` as text, written straight from the `Message`: converting it to an
+/// `Element` first copies the whole result (payload included) once more through xso's
+/// events, which was a tenth of pubsubd's time on an archive page of 100.
+fn write(message: Message) -> String {
+    match xso::to_vec(&message).map(String::from_utf8) {
+        Ok(Ok(text)) => text,
+        _ => to_xml(&Element::from(message)),
+    }
 }
 
 /// The namespace of a forwarded stanza (XEP-0297).
@@ -126,4 +136,72 @@ pub fn metadata(ends: &ArchiveEnds) -> Element {
             timestamp: stamp(last),
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ItemId, NodeConfig, NodeId};
+    use crate::store::ItemRecord;
+    use chrono::Utc;
+
+    #[test]
+    fn a_result_message_written_straight_reads_back_as_the_element_it_was() {
+        let node = NodeRecord {
+            pk: 1,
+            name: NodeId::parse("news & views").expect("node"),
+            config: NodeConfig::default(),
+            creator: None,
+            created_at: Utc::now(),
+        };
+        let item = SeqItem {
+            seq: 42,
+            item: ItemRecord {
+                id: ItemId::parse("a'1").expect("id"),
+                publisher: "alice@example.org/phone".into(),
+                payload: Some(
+                    "<entry xmlns='http://www.w3.org/2005/Atom' xml:lang='en'><title>1 &lt; 2</title></entry>"
+                        .into(),
+                ),
+                published_at: Utc::now(),
+            },
+        };
+        let service: Jid = "pubsub.example.org".parse().expect("jid");
+        let to: Jid = "juliet@example.org/balcony".parse().expect("jid");
+        let text = result_message(&service, &to, "q-42".into(), Some("f27"), &node, &item);
+        assert!(text.starts_with("<message "), "{text}");
+        let read: Element = text.parse().expect("well-formed");
+        assert!(read.is("message", ns::COMPONENT_ACCEPT));
+        assert_eq!(read.attr("id"), Some("q-42"));
+        let result = read.get_child("result", ns::MAM).expect("result");
+        assert_eq!(result.attr("id"), Some("42"));
+        assert_eq!(result.attr("queryid"), Some("f27"));
+        let forwarded = result
+            .get_child("forwarded", ns::FORWARD)
+            .expect("forwarded");
+        assert!(forwarded.get_child("delay", ns::DELAY).is_some());
+        let inner = forwarded
+            .get_child("message", JABBER_CLIENT)
+            .expect("the notification in jabber:client");
+        let entry = inner
+            .get_child("event", ns::PUBSUB_EVENT)
+            .and_then(|e| e.get_child("items", ns::PUBSUB_EVENT))
+            .and_then(|i| i.get_child("item", ns::PUBSUB_EVENT))
+            .and_then(|i| i.get_child("entry", "http://www.w3.org/2005/Atom"))
+            .expect("the payload");
+        assert_eq!(
+            entry
+                .get_child("title", "http://www.w3.org/2005/Atom")
+                .map(Element::text),
+            Some("1 < 2".to_owned())
+        );
+        // The same tree as the element path gives, payloads and all.
+        let message = Message::try_from(read.clone()).expect("a message");
+        let via_element: Element = to_xml(&Element::from(message.clone()))
+            .parse()
+            .expect("well-formed");
+        let straight: Element = write(message).parse().expect("well-formed");
+        assert_eq!(straight, via_element);
+        assert_eq!(straight, read);
+    }
 }

@@ -40,7 +40,7 @@ const OLDEST_JOBS_SCANNED: i64 = 512;
 /// [`candidates_sql`].
 ///
 /// The oldest jobs are grouped by node before the lease probe, so a node is probed once,
-/// not once per job: a firehose of 200 queued jobs under lease was probed 200 times by
+/// not once per job: a firehose of 190 queued jobs under lease was probed 190 times by
 /// every claim, and a claim took up to 94 ms (91,000 buffers) while a small node's job
 /// waited behind it (measured during the mixed benchmark on ejabberd).
 ///

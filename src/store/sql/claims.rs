@@ -55,6 +55,23 @@ pub fn subscriber<R: Stored>(r: &R) -> Result<Subscriber, StoreError> {
     })
 }
 
+/// Sets `shares_bare_jid` on the subscribers through a collection whose (collection pk,
+/// bare JID) is one of `shared`; `above` names the collections' pks.
+pub fn mark_shared_via(
+    page: &mut [Subscriber],
+    above: &[CollectionAbove],
+    shared: &[(i64, String)],
+) {
+    for sub in page {
+        let Some(via) = sub.via.as_deref() else {
+            continue;
+        };
+        sub.shares_bare_jid = shared.iter().any(|(pk, bare)| {
+            *bare == sub.bare_jid && above.iter().any(|c| c.pk == *pk && c.name == via)
+        });
+    }
+}
+
 /// Sets `shares_bare_jid` on the subscribers whose bare JID is one of `shared`.
 pub fn mark_shared(page: &mut [Subscriber], shared: &[String]) {
     for sub in page {
@@ -516,7 +533,21 @@ macro_rules! fanout_store {
                     let mut bare: Vec<&str> = page.subscribers.iter().map(|s| s.bare_jid.as_str()).collect();
                     bare.sort_unstable();
                     bare.dedup();
+                    let mut shared: Vec<(i64, String)> = Vec::new();
                     if !bare.is_empty() {
+                        // A bare JID with several subscriptions to one collection: each
+                        // copy names its subscription (SubID), as on a leaf (XEP-0060 §12.5).
+                        shared = sqlx::query_as(AssertSqlSafe(format!(
+                            "SELECT node_pk, bare_jid FROM subscriptions
+                             WHERE node_pk {} AND state = 'subscribed' AND bare_jid {}
+                             GROUP BY node_pk, bare_jid HAVING count(*) > 1",
+                            <$store>::in_list("$1"),
+                            <$store>::in_list("$2")
+                        )))
+                        .bind(Self::list(&all))
+                        .bind(Self::list(&bare))
+                        .fetch_all(self.pool())
+                        .await?;
                         let rows: Vec<(i64, String, String)> = sqlx::query_as(AssertSqlSafe(
                             leaf_affiliations_sql(<$store>::in_list),
                         ))
@@ -532,6 +563,7 @@ macro_rules! fanout_store {
                             });
                         }
                     }
+                    claims::mark_shared_via(&mut page.subscribers, above, &shared);
                     self.after_subscriber_read("collection subscriber page", started.elapsed(), page.subscribers.len());
                     Ok(page)
                 }
