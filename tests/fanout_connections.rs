@@ -111,8 +111,7 @@ async fn each_notification_arrives_once_in_order_through_multicast(
     server: &XmppServer,
     named: Option<&str>,
 ) -> anyhow::Result<()> {
-    // With Alice, 1,000 recipients without a SubID: ten full groups a job. (A group of
-    // one would go as a plain notification, with its subscription's id.)
+    // With Alice, 1,000 recipients without a SubID: ten full groups a job.
     const VIRTUAL: i64 = 999;
     const ITEMS: usize = 3;
     let port = pubsubd_testkit::free_ports(1)?[0];
