@@ -784,8 +784,10 @@ async fn queue_page(
         .iter()
         .map(|row| of_bare_jid(resources, &row.sub.bare_jid))
         .collect();
-    // Read once per page, so that a subscriber's notifications of the page all take the
-    // same path (the multicast service and the direct route are not ordered together).
+    // Read once per call (a page, or one part of a page of many jobs), so that a
+    // subscriber's notifications of it all take the same path (the multicast service
+    // and the direct route are not ordered together). A bounce between two parts of a
+    // page can still put them on different paths.
     // Small deliveries go direct: through the service they would queue behind the big
     // nodes' groups it is expanding.
     let route = match lane {
