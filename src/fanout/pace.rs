@@ -35,6 +35,14 @@
 //! than its rate times the round trip, so the next window is larger, by up to the
 //! quarter each time, until the server is never idle. So the window settles where the
 //! server holds about [`TARGET`] of work, never lower than what keeps it busy.
+//!
+//! Two limits follow from measuring over busy time. The delay samples are taken at the
+//! averaged rate, so the smallest of them is mostly zero and the window rests on the
+//! target alone: it keeps the server busy while the barrier's round trip is under about
+//! half the target, as on loopback or a LAN (a component link across a slower network
+//! needs a larger `fanout_latency_ms`). And a pause counts: a barrier answered after a
+//! server's stall of seconds holds the window near its floor until two seconds of new
+//! busy time are measured, which the floor itself keeps short.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -61,13 +69,14 @@ const MAX_WINDOW: usize = 8192;
 const FIRST_WINDOW: usize = 1024;
 
 /// How much of the lane's recent busy time the rate is measured over: several of a slow
-/// server's bursts of answers. The quickest round trip of [`DELAY_MEMORY`] is the
-/// link's delay.
+/// server's bursts of answers.
 const RATE_MEMORY: Duration = Duration::from_secs(2);
 
 /// The most confirmations the rate remembers (pages of a few notifications each, on a
 /// fast server, could otherwise fill two seconds with thousands).
 const RATE_ENTRIES: usize = 1024;
+
+/// How long a round trip counts: the quickest of this long is the link's delay.
 const DELAY_MEMORY: Duration = Duration::from_secs(10);
 
 /// The window's margin over the measured need: what lets it find a faster server.
@@ -99,8 +108,8 @@ struct State {
     /// The same for small deliveries, in their own room.
     express_in_flight: usize,
     window: usize,
-    /// Recent confirmations of bulk pages, newest last, covering at least
-    /// [`RATE_MEMORY`] of busy time when there have been that many.
+    /// Recent confirmations of bulk pages, newest last: enough to cover [`RATE_MEMORY`]
+    /// of busy time when there have been that many, and at most [`RATE_ENTRIES`].
     confirmations: VecDeque<Confirmation>,
     /// The sums over `confirmations`.
     confirmed_sum: u64,
@@ -325,7 +334,9 @@ impl Pace {
                     let delay = Duration::from_secs_f64((took - n as f64 / rate).max(0.0));
                     s.sample_delay(now, delay);
                 }
-                s.last_confirmed = Some(now);
+                // Receipts run on several threads: one timed earlier may take the lock
+                // later, and must not move the last confirmation back.
+                s.last_confirmed = Some(s.last_confirmed.map_or(now, |t| t.max(now)));
                 if let Some(rate) = s.rate() {
                     s.window = window_for(rate, self.target + s.delay());
                     let connection = self.connection.clone();
@@ -656,6 +667,34 @@ mod tests {
             (1_100..=1_400).contains(&pace.window()),
             "about 1.25 × 20,000 × 50 ms, not the largest window: {}",
             pace.window()
+        );
+    }
+
+    #[test]
+    fn a_receipt_timed_earlier_but_counted_later_does_not_move_time_back() {
+        // Two receipts on two threads: the one timed at 101 ms takes the lock first. The
+        // one timed at 100 ms then adds no busy time and leaves the last confirmation at
+        // 101 ms, so the next page's busy time is not counted twice.
+        let pace = Arc::new(Pace::default());
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        if let Ok(mut s) = pace.state.lock() {
+            s.in_flight = 3_000;
+            s.busy_since = t0;
+        }
+        for confirmed in [101, 100, 201] {
+            let sample = Sample {
+                queued_at: t0,
+                confirmed_at: ms(confirmed),
+            };
+            pace.leave(1_000, Lane::Bulk, Some(sample));
+        }
+        let busy = pace.state.lock().map(|s| s.busy_sum).ok();
+        assert_eq!(busy, Some(Duration::from_millis(201)));
+        let rate = pace.rate().expect("sampled");
+        assert!(
+            (14_000.0..15_500.0).contains(&rate),
+            "3,000 in 201 ms: {rate}"
         );
     }
 
