@@ -522,6 +522,25 @@ mod tests {
         .confirmed();
     }
 
+    /// A pace whose bulk lane went busy at `t0` with `in_flight` notifications.
+    fn busy_since(t0: Instant, in_flight: usize) -> Arc<Pace> {
+        let pace = Arc::new(Pace::default());
+        if let Ok(mut s) = pace.state.lock() {
+            s.in_flight = in_flight;
+            s.busy_since = t0;
+        }
+        pace
+    }
+
+    /// Confirms a bulk page of `n` queued at `queued_at`, its barrier answered at `at`.
+    fn confirm_at(pace: &Pace, n: usize, queued_at: Instant, at: Instant) {
+        let sample = Sample {
+            queued_at,
+            confirmed_at: at,
+        };
+        pace.leave(n, Lane::Bulk, Some(sample));
+    }
+
     #[tokio::test]
     async fn the_window_follows_the_sustained_rate_and_the_quickest_round_trip() {
         let pace = Arc::new(Pace::default());
@@ -583,20 +602,12 @@ mod tests {
         // millisecond every 400 ms: 4,620 a second. A page at the end of a burst, taken
         // alone from its admission a few ms before, read as 30,000 a second, and the
         // window sized from the best such page held half a second of the server's work.
-        let pace = Arc::new(Pace::default());
         let t0 = Instant::now();
-        if let Ok(mut s) = pace.state.lock() {
-            s.in_flight = 14 * 132 * 8;
-            s.busy_since = t0;
-        }
+        let pace = busy_since(t0, 14 * 132 * 8);
         for burst in 1..=8u64 {
             for page in 0..14u64 {
                 let at = t0 + Duration::from_millis(400 * burst) + Duration::from_micros(50 * page);
-                let sample = Sample {
-                    queued_at: at - Duration::from_millis(8),
-                    confirmed_at: at,
-                };
-                pace.leave(132, Lane::Bulk, Some(sample));
+                confirm_at(&pace, 132, at - Duration::from_millis(8), at);
             }
         }
         let rate = pace.rate().expect("sampled");
@@ -647,19 +658,10 @@ mod tests {
         // 100 ms and the second 1 ms later (it read both pages before answering). The
         // second page alone looks like 1,000 in 1 ms; over its whole flight it is 2,000
         // in 101 ms.
-        let pace = Arc::new(Pace::default());
         let t0 = Instant::now();
-        let ms = |n| t0 + Duration::from_millis(n);
-        if let Ok(mut s) = pace.state.lock() {
-            s.in_flight = 2_000;
-            s.busy_since = t0;
-        }
+        let pace = busy_since(t0, 2_000);
         for confirmed in [100, 101] {
-            let sample = Sample {
-                queued_at: t0,
-                confirmed_at: ms(confirmed),
-            };
-            pace.leave(1_000, Lane::Bulk, Some(sample));
+            confirm_at(&pace, 1_000, t0, t0 + Duration::from_millis(confirmed));
         }
         let rate = pace.rate().expect("sampled");
         assert!((19_000.0..21_000.0).contains(&rate), "{rate}");
@@ -675,19 +677,10 @@ mod tests {
         // Two receipts on two threads: the one timed at 101 ms takes the lock first. The
         // one timed at 100 ms then adds no busy time and leaves the last confirmation at
         // 101 ms, so the next page's busy time is not counted twice.
-        let pace = Arc::new(Pace::default());
         let t0 = Instant::now();
-        let ms = |n| t0 + Duration::from_millis(n);
-        if let Ok(mut s) = pace.state.lock() {
-            s.in_flight = 3_000;
-            s.busy_since = t0;
-        }
+        let pace = busy_since(t0, 3_000);
         for confirmed in [101, 100, 201] {
-            let sample = Sample {
-                queued_at: t0,
-                confirmed_at: ms(confirmed),
-            };
-            pace.leave(1_000, Lane::Bulk, Some(sample));
+            confirm_at(&pace, 1_000, t0, t0 + Duration::from_millis(confirmed));
         }
         let busy = pace.state.lock().map(|s| s.busy_sum).ok();
         assert_eq!(busy, Some(Duration::from_millis(201)));
