@@ -87,10 +87,10 @@ both_servers!(
 
         let _restarted = ps.another().await?;
         // Duplicates (pages resent after the restart) are allowed, gaps are not. A page
-        // sent again may take the other path: one by one (`ps-<job>-<subscription>`)
-        // until the restarted process has heard from the multicast service, in a group
-        // (`ps-<job>`) before the signal or after. So items are told apart by job, and
-        // counting ids would take such a resend for a new item.
+        // sent again may take the other path (one by one until the restarted process
+        // has heard from the multicast service, in a group before the signal or
+        // after): items are told apart by job, and a resend must carry the id its first
+        // copy had, whichever path each took.
         let jobs_of = |ids: &Vec<String>| -> HashSet<String> {
             ids.iter()
                 .filter_map(|id| id.strip_prefix("ps-")?.split('-').next().map(str::to_owned))
@@ -115,6 +115,12 @@ both_servers!(
         for (to, ids) in &got {
             let jobs = jobs_of(ids);
             assert_eq!(jobs.len(), ITEMS, "{to} got {} distinct items", jobs.len());
+            let distinct: HashSet<&String> = ids.iter().collect();
+            assert_eq!(
+                distinct.len(),
+                ITEMS,
+                "{to}: one id per item on either path, so a client can drop resends: {distinct:?}"
+            );
         }
         Ok::<_, anyhow::Error>(())
     }

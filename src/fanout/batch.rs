@@ -910,7 +910,7 @@ fn one_by_one(
     pk: i64,
     headers: deliver::Headers<'_>,
 ) -> String {
-    let id = deliver::notification_id(job.id, Some(pk));
+    let id = deliver::notification_id(job.id, pk, headers);
     deliver::message(
         &ctx.service,
         to,
@@ -941,7 +941,7 @@ async fn queue_direct(
         let JobTarget::Jid(to) = &job.target else {
             continue;
         };
-        let id = deliver::notification_id(job.id, None);
+        let id = deliver::group_id(job.id, None);
         let stanza = deliver::message(
             &ctx.service,
             to,

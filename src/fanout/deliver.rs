@@ -50,19 +50,25 @@ pub fn recipients<'a>(
         .collect()
 }
 
-/// The stable id of a job's notification to one subscription (or, without one, to the
-/// job's single target): the same on every resend, so clients can drop duplicates.
-pub fn notification_id(job_id: i64, subscription_pk: Option<i64>) -> String {
-    match subscription_pk {
-        Some(pk) => format!("ps-{job_id}-{pk}"),
-        None => format!("ps-{job_id}"),
+/// The id of a job's notification: the same for every copy and on every resend,
+/// whichever path a copy takes (a multicast group or one by one; a resend after a
+/// restart or a bounce may switch), so clients can drop duplicates by id.
+///
+/// A notification that carries a SubID names one subscription of a JID that holds
+/// several, so its id names the subscription (`ps-<job>-<subscription>`); such copies
+/// never go in a group. Every other copy has its group's id, [`group_id`].
+pub fn notification_id(job_id: i64, subscription_pk: i64, headers: Headers<'_>) -> String {
+    match headers.subid {
+        Some(_) => format!("ps-{job_id}-{subscription_pk}"),
+        None => group_id(job_id, headers.collection),
     }
 }
 
-/// The id of a job's notification to a multicast group: the same for every recipient and
-/// on every resend. A group through a collection carries the collection's name, so a
-/// subscriber of both the leaf and the collection gets two distinct ids (they are two
-/// notifications, one per subscription) and a client's duplicate check keeps both.
+/// The id of a job's notification to a multicast group, and to any subscriber without a
+/// SubID ([`notification_id`]): `ps-<job>`. Through a collection it carries the
+/// collection's name, `ps-<job>-via-<collection>`, so a subscriber of both the leaf and
+/// the collection gets two distinct ids (they are two notifications, one per
+/// subscription) and a client's duplicate check keeps both.
 pub fn group_id(job_id: i64, via: Option<&str>) -> String {
     match via {
         None => format!("ps-{job_id}"),
@@ -262,13 +268,13 @@ mod tests {
             "pubsub.shakespeare.lit",
             "o'brien@denmark.lit",
             true,
-            &notification_id(12, Some(34)),
+            &notification_id(12, 34, Headers::default()),
             "<event xmlns='http://jabber.org/protocol/pubsub#event'/>",
             Headers::default(),
         );
         assert_eq!(
             m,
-            "<message from='pubsub.shakespeare.lit' to='o&apos;brien@denmark.lit' type='headline' id='ps-12-34'>\
+            "<message from='pubsub.shakespeare.lit' to='o&apos;brien@denmark.lit' type='headline' id='ps-12'>\
              <event xmlns='http://jabber.org/protocol/pubsub#event'/></message>"
         );
         let parsed: minidom::Element = format!(
@@ -392,5 +398,29 @@ mod tests {
                 .map(|a| a.children().count()),
             Some(2)
         );
+    }
+
+    #[test]
+    fn a_copy_has_its_groups_id_on_either_path_unless_it_names_a_subscription() {
+        let plain = Headers::default();
+        let via = Headers {
+            subid: None,
+            collection: Some("blogs"),
+        };
+        assert_eq!(notification_id(7, 3, plain), group_id(7, None));
+        assert_eq!(notification_id(7, 3, plain), notification_id(7, 4, plain));
+        assert_eq!(notification_id(7, 3, via), group_id(7, Some("blogs")));
+        let one = Headers {
+            subid: Some("a"),
+            collection: None,
+        };
+        let other = Headers {
+            subid: Some("b"),
+            collection: Some("blogs"),
+        };
+        assert_eq!(notification_id(7, 3, one), "ps-7-3");
+        assert_ne!(notification_id(7, 3, one), notification_id(7, 4, one));
+        assert_ne!(notification_id(7, 3, one), group_id(7, None));
+        assert_ne!(notification_id(7, 4, other), group_id(7, Some("blogs")));
     }
 }
