@@ -129,17 +129,17 @@ async fn lock_free_nodes(
     Ok(locked)
 }
 
-/// Sets `shares_bare_jid` on the subscriptions of a whole node whose bare JID has
-/// another subscription among them.
-fn mark_shared_bare_jids(page: &mut [Subscriber]) {
+/// Sets `shares_bare_jid` on the subscriptions of the whole node `node_pk` whose bare
+/// JID has another subscription among them.
+fn mark_shared_bare_jids(node_pk: i64, page: &mut [Subscriber]) {
     let mut bare: Vec<&str> = page.iter().map(|s| s.bare_jid.as_str()).collect();
     bare.sort_unstable();
-    let shared: Vec<String> = bare
+    let shared: Vec<(i64, String)> = bare
         .windows(2)
         .filter(|w| w[0] == w[1])
-        .map(|w| w[0].to_owned())
+        .map(|w| (node_pk, w[0].to_owned()))
         .collect();
-    mark_shared(page, &shared);
+    mark_shared(page, &shared, |_| Some(node_pk));
 }
 
 /// One keyset page of a node's subscribers to deliver to: those after `$2` in `pk`
@@ -313,8 +313,10 @@ crate::store::sql::fanout_store!(PgStore, {
                 page.push(subscriber(r)?);
             }
         }
-        for page in pages.iter_mut().flatten() {
-            mark_shared_bare_jids(page);
+        for (page, (node_pk, _)) in pages.iter_mut().zip(nodes) {
+            if let Some(page) = page {
+                mark_shared_bare_jids(*node_pk, page);
+            }
         }
         self.after_subscriber_read("read of small nodes", started.elapsed(), nodes.len());
         Ok(pages)

@@ -55,27 +55,42 @@ pub fn subscriber<R: Stored>(r: &R) -> Result<Subscriber, StoreError> {
     })
 }
 
-/// Sets `shares_bare_jid` on the subscribers through a collection whose (collection pk,
-/// bare JID) is one of `shared`; `above` names the collections' pks.
-pub fn mark_shared_via(
-    page: &mut [Subscriber],
-    above: &[CollectionAbove],
-    shared: &[(i64, String)],
-) {
-    for sub in page {
-        let Some(via) = sub.via.as_deref() else {
-            continue;
-        };
-        sub.shares_bare_jid = shared.iter().any(|(pk, bare)| {
-            *bare == sub.bare_jid && above.iter().any(|c| c.pk == *pk && c.name == via)
-        });
-    }
+/// The (node pk, bare JID) pairs among nodes `$1` and bare JIDs `$2` with more than one
+/// subscription: a page's subscribers whose copies must name their subscription (SubID,
+/// XEP-0060 §12.5), on a leaf or a collection alike.
+pub fn shared_bare_jids_sql(in_list: fn(&str) -> String) -> String {
+    format!(
+        "SELECT node_pk, bare_jid FROM subscriptions
+         WHERE node_pk {} AND state = 'subscribed' AND bare_jid {}
+         GROUP BY node_pk, bare_jid HAVING count(*) > 1",
+        in_list("$1"),
+        in_list("$2")
+    )
 }
 
-/// Sets `shares_bare_jid` on the subscribers whose bare JID is one of `shared`.
-pub fn mark_shared(page: &mut [Subscriber], shared: &[String]) {
+/// The distinct bare JIDs of `page`, sorted.
+pub fn bare_jids(page: &[Subscriber]) -> Vec<&str> {
+    let mut bare: Vec<&str> = page.iter().map(|s| s.bare_jid.as_str()).collect();
+    bare.sort_unstable();
+    bare.dedup();
+    bare
+}
+
+/// Sets `shares_bare_jid` on the subscribers whose (node pk, bare JID) is one of
+/// `shared`, where `node_of` says which node a subscription is to (the leaf, or the
+/// collection it comes through); `None` leaves a subscriber as it is.
+pub fn mark_shared(
+    page: &mut [Subscriber],
+    shared: &[(i64, String)],
+    node_of: impl Fn(&Subscriber) -> Option<i64>,
+) {
     for sub in page {
-        sub.shares_bare_jid = shared.contains(&sub.bare_jid);
+        let Some(node) = node_of(sub) else {
+            continue;
+        };
+        sub.shares_bare_jid = shared
+            .iter()
+            .any(|(pk, bare)| *pk == node && *bare == sub.bare_jid);
     }
 }
 
@@ -242,6 +257,23 @@ macro_rules! fanout_store {
             type Conn = <<$store as Backend>::Db as Database>::Connection;
 
             impl $store {
+                /// The (node, bare JID) pairs among `nodes` and `bare` that hold
+                /// several subscriptions ([`claims::shared_bare_jids_sql`]).
+                async fn shared_bare_jids(
+                    &self,
+                    nodes: &[i64],
+                    bare: &[&str],
+                ) -> Result<Vec<(i64, String)>, StoreError> {
+                    if nodes.is_empty() || bare.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    Ok(sqlx::query_as(AssertSqlSafe(claims::shared_bare_jids_sql(<$store>::in_list)))
+                        .bind(Self::list(nodes))
+                        .bind(Self::list(bare))
+                        .fetch_all(self.pool())
+                        .await?)
+                }
+
                 /// Queues `job` in the caller's transaction and returns its id. On
                 /// PostgreSQL the same statement notifies the workers of every process
                 /// (delivered on commit); on SQLite `commit` wakes them.
@@ -477,24 +509,8 @@ macro_rules! fanout_store {
                         .fetch_all(self.pool())
                         .await?;
                     let mut page = rows.iter().map(claims::subscriber).collect::<Result<Vec<_>, _>>()?;
-                    let mut bare: Vec<&str> = page.iter().map(|s| s.bare_jid.as_str()).collect();
-                    bare.sort_unstable();
-                    bare.dedup();
-                    let shared: Vec<String> = if bare.is_empty() {
-                        Vec::new()
-                    } else {
-                        sqlx::query_scalar(AssertSqlSafe(format!(
-                            "SELECT bare_jid FROM subscriptions
-                             WHERE node_pk = $1 AND state = 'subscribed' AND bare_jid {}
-                             GROUP BY bare_jid HAVING count(*) > 1",
-                            <$store>::in_list("$2")
-                        )))
-                        .bind(node_pk)
-                        .bind(Self::list(&bare))
-                        .fetch_all(self.pool())
-                        .await?
-                    };
-                    claims::mark_shared(&mut page, &shared);
+                    let shared = self.shared_bare_jids(&[node_pk], &claims::bare_jids(&page)).await?;
+                    claims::mark_shared(&mut page, &shared, |_| Some(node_pk));
                     self.after_subscriber_read("subscriber page", started.elapsed(), page.len());
                     Ok(page)
                 }
@@ -530,24 +546,11 @@ macro_rules! fanout_store {
                         sub.via = Some(r.try_get("via")?);
                         page.subscribers.push(sub);
                     }
-                    let mut bare: Vec<&str> = page.subscribers.iter().map(|s| s.bare_jid.as_str()).collect();
-                    bare.sort_unstable();
-                    bare.dedup();
-                    let mut shared: Vec<(i64, String)> = Vec::new();
+                    let bare = claims::bare_jids(&page.subscribers);
+                    // A bare JID with several subscriptions to one collection: each copy
+                    // names its subscription (SubID), as on a leaf.
+                    let shared = self.shared_bare_jids(&all, &bare).await?;
                     if !bare.is_empty() {
-                        // A bare JID with several subscriptions to one collection: each
-                        // copy names its subscription (SubID), as on a leaf (XEP-0060 §12.5).
-                        shared = sqlx::query_as(AssertSqlSafe(format!(
-                            "SELECT node_pk, bare_jid FROM subscriptions
-                             WHERE node_pk {} AND state = 'subscribed' AND bare_jid {}
-                             GROUP BY node_pk, bare_jid HAVING count(*) > 1",
-                            <$store>::in_list("$1"),
-                            <$store>::in_list("$2")
-                        )))
-                        .bind(Self::list(&all))
-                        .bind(Self::list(&bare))
-                        .fetch_all(self.pool())
-                        .await?;
                         let rows: Vec<(i64, String, String)> = sqlx::query_as(AssertSqlSafe(
                             leaf_affiliations_sql(<$store>::in_list),
                         ))
@@ -563,7 +566,10 @@ macro_rules! fanout_store {
                             });
                         }
                     }
-                    claims::mark_shared_via(&mut page.subscribers, above, &shared);
+                    claims::mark_shared(&mut page.subscribers, &shared, |sub| {
+                        let via = sub.via.as_deref()?;
+                        above.iter().find(|c| c.name == via).map(|c| c.pk)
+                    });
                     self.after_subscriber_read("collection subscriber page", started.elapsed(), page.subscribers.len());
                     Ok(page)
                 }
