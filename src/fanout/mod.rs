@@ -220,6 +220,8 @@ struct Context {
     turn: std::sync::atomic::AtomicUsize,
     /// Wakes the process's idle workers (jobs were given back).
     wake: Arc<watch::Sender<u64>>,
+    /// Spaces the claims of the process's idle workers.
+    idle_claims: Arc<worker::IdleClaims>,
 }
 
 /// The running engine.
@@ -246,6 +248,7 @@ impl Fanout {
         let (wake, wake_rx) = watch::channel(0u64);
         let wake = Arc::new(wake);
         let workers = settings.workers.max(1);
+        let idle_claims = Arc::new(worker::IdleClaims::default());
         let contexts: Vec<Arc<Context>> = (0..links.len())
             .map(|own| {
                 let mut links = links.clone();
@@ -260,6 +263,7 @@ impl Fanout {
                     settings: settings.clone(),
                     turn: Default::default(),
                     wake: wake.clone(),
+                    idle_claims: idle_claims.clone(),
                 })
             })
             .collect();
