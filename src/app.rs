@@ -111,7 +111,7 @@ pub async fn open_store(
             // The engine's claims are tied to this process's liveness session, so that
             // its death frees them at once.
             let fanout: Arc<dyn FanoutStore> = match fanout_pool {
-                Some(n) => Arc::new(store.sibling(n).with_liveness().await?),
+                Some(n) => Arc::new(store.fanout_sibling(n).with_liveness().await?),
                 None => Arc::new(store.clone()),
             };
             let store = Arc::new(store);

@@ -62,14 +62,27 @@ impl PgStore {
         })
     }
 
-    /// A second pool of at most `max_connections` to the same database, for a part of
-    /// the service that must not wait behind the others (the fan-out engine). Connects
-    /// lazily: the first pool has just shown the database is there.
-    pub fn sibling(&self, max_connections: u32) -> PgStore {
+    /// A second pool of at most `max_connections` to the same database, for the fan-out
+    /// engine, which must not wait behind requests. Connects lazily: the first pool has
+    /// just shown the database is there.
+    ///
+    /// Its commits do not wait for the disk (`synchronous_commit = off`): everything the
+    /// engine writes is progress over jobs that publishes committed durably (claims,
+    /// cursors, completions, and a deleted node with the job that deleted it, in one
+    /// transaction). A PostgreSQL crash can forget the last moments of that progress, at
+    /// most three `wal_writer_delay`s (600 ms by default); those notifications are then
+    /// sent again, with the same ids, and nothing is lost. A transaction forgotten is
+    /// forgotten whole. Every commit that waits on a WAL flush delays the publishes
+    /// flushing behind it: on ejabberd, during a firehose, two thirds of the samples of
+    /// a small node's publish statement found it waiting for the WAL (docs/benchmarks.md).
+    pub fn fanout_sibling(&self, max_connections: u32) -> PgStore {
+        let options = (*self.pool.connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with((*self.pool.connect_options()).clone());
+            .connect_lazy_with(options);
         PgStore {
             pool,
             liveness: Liveness::timer_only(),
@@ -247,3 +260,35 @@ crate::store::sql::service_store!(PgStore, {
         Ok(folded.max(0) as u64)
     }
 });
+
+#[cfg(test)]
+mod tests {
+    use pubsubd_testkit::TestDb;
+
+    use super::PgStore;
+
+    /// Only the fan-out engine's pool commits without waiting for the disk: requests
+    /// (publishes above all) keep PostgreSQL's default.
+    #[tokio::test]
+    async fn only_the_fanout_pool_commits_without_waiting_for_the_disk() -> anyhow::Result<()> {
+        let db = TestDb::create().await?;
+        let store = PgStore::connect(db.url(), 2).await?;
+        let setting = |store: &PgStore| {
+            let pool = store.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
+                    .fetch_one(&pool)
+                    .await
+            }
+        };
+        assert_eq!(setting(&store).await?, "on");
+        let fanout = store.fanout_sibling(2);
+        assert_eq!(setting(&fanout).await?, "off");
+        assert_eq!(
+            setting(&store).await?,
+            "on",
+            "the requests' pool is untouched"
+        );
+        Ok(())
+    }
+}
