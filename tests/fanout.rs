@@ -155,7 +155,8 @@ fn items_job(node_pk: i64, node: &str, item_id: &str) -> anyhow::Result<NewJob> 
     })
 }
 
-/// The job number of a notification id `ps-<job>-<subscription>`.
+/// The job number of a notification id (`ps-<job>`, `ps-<job>-<subscription>` with a
+/// SubID).
 fn job_of(id: &str) -> Option<i64> {
     id.strip_prefix("ps-")?.split('-').next()?.parse().ok()
 }

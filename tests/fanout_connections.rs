@@ -78,10 +78,11 @@ both_stores!(several_connections_on_ejabberd_carry_the_fanout_exactly_once);
 /// With no `multicast` setting, pubsubd finds ejabberd's `mod_multicast` (on in the
 /// testkit as `multicast.localhost`, taking 500 recipients a stanza from components)
 /// through the server's disco#items, and the service copies one stanza to many: each
-/// subscriber gets each notification exactly once and in order, the copies that
-/// travelled in a group carry the job's id (`ps-<job>`: the proof that they did), and a
-/// subscriber with two subscriptions still gets one copy per subscription with its
-/// SubID header (those differ per recipient, so they go one by one).
+/// subscriber gets each notification exactly once and in order under the job's id
+/// (`ps-<job>`, the id a copy has on either path; the groups are counted by
+/// `pubsubd_multicast_groups_total`), and a subscriber with two subscriptions still gets
+/// one copy per subscription with its SubID header (those differ per recipient, so they
+/// go one by one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_ejabberds_multicast_service_each_notification_arrives_once_in_order(
 ) -> anyhow::Result<()> {
@@ -171,7 +172,7 @@ async fn each_notification_arrives_once_in_order_through_multicast(
         .collect();
     assert!(
         other.is_empty(),
-        "every virtual subscriber got {in_groups:?}, in groups and in order; {} did not (first: {:?})",
+        "every virtual subscriber got {in_groups:?}, once each and in order; {} did not (first: {:?})",
         other.len(),
         other.first()
     );
@@ -190,7 +191,7 @@ async fn each_notification_arrives_once_in_order_through_multicast(
         );
     }
     let ids: Vec<&str> = alices.iter().filter_map(|m| m.attr("id")).collect();
-    assert_eq!(ids, in_groups, "Alice's copies came in groups");
+    assert_eq!(ids, in_groups, "Alice's copies carry the jobs' ids");
 
     let bobs = events_received(&mut bob, 2 * ITEMS).await?;
     assert_eq!(bobs.len(), 2 * ITEMS, "two subscriptions, one copy each");

@@ -553,7 +553,7 @@ async fn publish_along(
 }
 
 /// Each virtual subscriber `v1` … `v10000` got a notification of each of the crowd's
-/// [`ITEMS`] jobs (ids `ps-<job>-<subscription>`), and no one else got anything.
+/// [`ITEMS`] jobs (ids `ps-<job>`), and no one else got anything.
 fn check_every_subscriber_got_every_item(inbox: &Inbox, sink: &str) -> anyhow::Result<()> {
     let got = inbox.snapshot();
     let jobs = |ids: &Vec<String>| -> BTreeSet<String> {

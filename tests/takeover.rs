@@ -27,9 +27,8 @@ use common::job;
 use common::sink::{attach_sink, Inbox};
 use common::Pubsubd;
 
-/// The sink counts notifications by message id, and a copy a multicast service made of
-/// a group carries the group's id (`ps-<job>`) where a resend one by one carries the
-/// subscription's: these tests send one by one (grouping: `fanout_connections.rs`).
+/// These tests send one by one, the path whose pages they count (grouping:
+/// `fanout_connections.rs`).
 const ONE_BY_ONE: &str = "multicast = \"off\"";
 
 /// The target: the first resumed delivery within this of the restart (or of the kill,

@@ -8,12 +8,12 @@
 //!
 //! Virtual subscribers are JIDs `v<n>@<sink>` where `<sink>` is a second component slot
 //! held by the test: the server routes every notification for them to one connection,
-//! which counts them ([`Inbox`]). Everything is counted by (recipient, message id); ids
-//! are stable per job and subscription, so a resent notification is a duplicate.
+//! which counts them ([`Inbox`]). Everything is counted by (recipient, message id); a
+//! notification's id is stable per job (and per subscription when it carries a SubID),
+//! whichever path it takes, so a resent notification is a duplicate.
 //!
-//! The engine runs with `multicast = "off"` unless `extra` mentions multicast: a copy a
-//! multicast service made of a group carries the group's id (`ps-<job>`), not the
-//! subscription's, and these tests count by id. Grouping has its own tests
+//! The engine runs with `multicast = "off"` unless `extra` mentions multicast, so that
+//! these tests exercise the one-by-one path. Grouping has its own tests
 //! (`fanout_connections.rs`), and the protocol suites run with the default, which finds
 //! the server's service.
 

@@ -1,8 +1,8 @@
 //! A "sink" component standing in for thousands of subscribers: JIDs `v<n>@<sink>`, where
 //! `<sink>` is a component slot held by the test, all routed by the server to one
 //! connection that counts what arrives ([`Inbox`]). Everything is counted by
-//! (recipient, message id); ids are stable per job and subscription, so a resent
-//! notification is a duplicate.
+//! (recipient, message id); ids are stable per job (and per subscription with a SubID),
+//! on either delivery path, so a resent notification is a duplicate.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
