@@ -143,7 +143,18 @@ both_servers!(
             .context("the notification never came")?;
         // The first scrape times the store check it makes before rendering.
         http_get(port, "/metrics").await?;
-        let exported = exported_names(&http_get(port, "/metrics").await?);
+        // Notifications count as sent once the server has confirmed their page (a
+        // barrier behind them), which may come a moment after alice has hers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let exported = loop {
+            let exported = exported_names(&http_get(port, "/metrics").await?);
+            if exported.contains("pubsubd_notifications_sent_total")
+                || Instant::now() > deadline
+            {
+                break exported;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
 
         let (queries, inputs) = dashboard_queries()?;
         let dashboard: BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
