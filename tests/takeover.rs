@@ -225,7 +225,7 @@ async fn leased_nodes(store: &TestStore) -> anyhow::Result<i64> {
     })
 }
 
-// SIGKILL in the middle of a fan-out of 50 acknowledged items to 2,000 subscribers,
+// SIGKILL in the middle of a fan-out of 20 acknowledged items to 2,000 subscribers,
 // restart at once: the new process resumes within 2 s, although the dead process's
 // lease (30 s) has most of its time left; every subscriber gets every item, with no
 // more duplicates than the pages the dead process had in flight. "Resumed" is seen by
@@ -236,7 +236,7 @@ both_servers!(
     |server| async move {
         const WATCHERS: usize = 40;
         const CHUNK: i64 = 50;
-        const ITEMS: usize = 50;
+        const ITEMS: usize = 20;
         let mut ps = common::start_with(server, ONE_BY_ONE).await?;
         let fanout =
             WatchedFanout::publish(server, &ps, "takeover", (WATCHERS, CHUNK), ITEMS).await?;
