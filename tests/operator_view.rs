@@ -148,9 +148,7 @@ both_servers!(
         let deadline = Instant::now() + Duration::from_secs(10);
         let exported = loop {
             let exported = exported_names(&http_get(port, "/metrics").await?);
-            if exported.contains("pubsubd_notifications_sent_total")
-                || Instant::now() > deadline
-            {
+            if exported.contains("pubsubd_notifications_sent_total") || Instant::now() > deadline {
                 break exported;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
