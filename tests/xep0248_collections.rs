@@ -905,10 +905,7 @@ both_servers!(
         // Both sides went in groups: each needs at least two per item (the leaf's 200
         // recipients, the collection's 151 with `c`, at most 100 a group), however the
         // walk pages them; either side one by one would leave the other's two or three.
-        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await?
-            .text()
-            .await?;
+        let metrics = common::watched::scrape(port).await?;
         let groups =
             common::engine::metric(&metrics, "pubsubd_multicast_groups_total").unwrap_or(0.0);
         assert!(groups >= (4 * ITEMS) as f64, "{groups} groups\n{metrics}");

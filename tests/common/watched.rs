@@ -22,15 +22,18 @@ pub async fn start_watched(server: &XmppServer, config: &str) -> anyhow::Result<
     Ok(Watched { ps, port })
 }
 
+/// The Prometheus text exposition of the `/metrics` endpoint on loopback `port`.
+pub async fn scrape(port: u16) -> anyhow::Result<String> {
+    Ok(reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?)
+}
+
 impl Watched {
     /// The Prometheus text exposition of `/metrics`.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(
-            reqwest::get(format!("http://127.0.0.1:{}/metrics", self.port))
-                .await?
-                .text()
-                .await?,
-        )
+        scrape(self.port).await
     }
 
     /// Fails if the component stream was ever dropped or re-established.
