@@ -62,6 +62,10 @@ pub const OUTGOING_QUEUE: &str = "pubsubd_outgoing_queue_depth";
 pub const JOBS_PENDING: &str = "pubsubd_fanout_jobs_pending";
 /// Age of the oldest fan-out job, seconds (the fan-out lag).
 pub const OLDEST_JOB_AGE: &str = "pubsubd_fanout_oldest_job_age_seconds";
+/// Time a fan-out worker's claim took, from sending it to holding the jobs, for claims
+/// that found work: what a small node's notification waits in the database before it
+/// is sent.
+pub const CLAIM_SECONDS: &str = "pubsubd_fanout_claim_duration_seconds";
 /// What fan-out may have queued on a connection unconfirmed, in notifications (about
 /// 50 ms of the server's measured routing rate), by `connection`.
 pub const FANOUT_WINDOW: &str = "pubsubd_fanout_window";
@@ -114,6 +118,11 @@ fn describe() {
     describe_counter!(STANZAS_RECEIVED, "Stanzas read from the XMPP server");
     describe_counter!(REQUESTS, "IQ requests answered, by namespace and outcome");
     describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "Request handling time");
+    describe_histogram!(
+        CLAIM_SECONDS,
+        Unit::Seconds,
+        "Fan-out claims that found work: time from sending to holding the jobs"
+    );
     describe_counter!(
         NOTIFICATIONS_SENT,
         "Notifications confirmed received by the server"

@@ -71,6 +71,7 @@ pub async fn run(
         match claimed {
             Ok(batches) if !batches.is_empty() => {
                 failures = 0;
+                metrics::histogram!(crate::metrics::CLAIM_SECONDS).record(asked.elapsed());
                 let b = &batches[0];
                 let span = tracing::info_span!(
                     "fanout",
