@@ -344,7 +344,7 @@ def main():
                 # mod_multicast then delivers at a fraction of its rate, and the
                 # runs after it on the same server are slower too.
                 if args.multicast and sizes[name]["subscribers"] <= 1000:
-                    route("event", 1500, 1, sizes[name]["subscribers"], multicast=True)
+                    route("event", 1500, 1, sizes[name]["subscribers"], multicast=True, before=name)
             results["summary"]["scenario_ceilings"] = scenario_ceilings
             results["summary"]["bare_ceilings"] = bare_ceilings
 

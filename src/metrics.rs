@@ -63,8 +63,8 @@ pub const JOBS_PENDING: &str = "pubsubd_fanout_jobs_pending";
 /// Age of the oldest fan-out job, seconds (the fan-out lag).
 pub const OLDEST_JOB_AGE: &str = "pubsubd_fanout_oldest_job_age_seconds";
 /// Time a fan-out worker's claim took, from sending it to holding the jobs, for claims
-/// that found work: what a small node's notification waits in the database before it
-/// is sent.
+/// that found work: the claim's part of a notification's way through the database (not
+/// the wait for a worker before it, nor the subscriber reads and writes after it).
 pub const CLAIM_SECONDS: &str = "pubsubd_fanout_claim_duration_seconds";
 /// What fan-out may have queued on a connection unconfirmed, in notifications (about
 /// 50 ms of the server's measured routing rate), by `connection`.
