@@ -25,6 +25,11 @@ pub const ADMIN_USER: &str = "admin";
 /// in the log; too slow for load tests).
 pub const DEBUG_ENV: &str = "PUBSUBD_TESTKIT_DEBUG_SERVERS";
 
+/// Lua statements added to the global section of Prosody's config, after the harness's
+/// own settings (a later assignment wins): for measuring a server tuning, for example
+/// `PUBSUBD_TESTKIT_PROSODY_GLOBAL='gc = { mode = "generational" }'`.
+pub const PROSODY_GLOBAL_ENV: &str = "PUBSUBD_TESTKIT_PROSODY_GLOBAL";
+
 /// Ports, paths and component slots of one server instance.
 #[derive(Debug, Clone)]
 pub struct ServerLayout {
@@ -65,5 +70,12 @@ impl ServerLayout {
     /// Whether debug logging was asked for through [`DEBUG_ENV`].
     pub fn debug_logging() -> bool {
         std::env::var_os(DEBUG_ENV).is_some()
+    }
+
+    /// The statements [`PROSODY_GLOBAL_ENV`] adds to Prosody's global settings, if any.
+    pub fn prosody_global_extra() -> Option<String> {
+        std::env::var(PROSODY_GLOBAL_ENV)
+            .ok()
+            .filter(|extra| !extra.trim().is_empty())
     }
 }

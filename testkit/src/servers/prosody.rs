@@ -6,7 +6,9 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use super::layout::{ServerLayout, ADMIN_USER, BUILTIN_PUBSUB_JID, DOMAIN, MULTICAST_JID};
+use super::layout::{
+    ServerLayout, ADMIN_USER, BUILTIN_PUBSUB_JID, DOMAIN, MULTICAST_JID, PROSODY_GLOBAL_ENV,
+};
 
 /// The Prosody launcher installed by the Debian package.
 const PROSODY_BIN: &str = "/usr/bin/prosody";
@@ -116,7 +118,7 @@ c2s_stanza_size_limit = {STANZA_SIZE_LIMIT}
 component_stanza_size_limit = {STANZA_SIZE_LIMIT}
 -- The XEP-0033 service pubsubd ships for Prosody.
 plugin_paths = {{ "{plugins}" }}
-
+{global_extra}
 VirtualHost "{DOMAIN}"
     -- XEP-0356 (mod_privilege, Debian's prosody-modules): the privileged slots may read
     -- rosters and see their users' presence.
@@ -127,6 +129,9 @@ Component "{BUILTIN_PUBSUB_JID}" "pubsub"
         data = layout.data_dir().display(),
         plugins = prosody_plugins().display(),
         c2s = layout.c2s_port,
+        global_extra = ServerLayout::prosody_global_extra()
+            .map(|extra| format!("-- From {PROSODY_GLOBAL_ENV}:\n{extra}\n"))
+            .unwrap_or_default(),
         component = layout.component_port,
         privileged = layout
             .slots
