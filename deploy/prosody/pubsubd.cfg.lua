@@ -3,10 +3,11 @@
 -- component_ports (default 5347) on loopback.
 
 -- Optional, for a Prosody that carries a large fan-out: a less eager garbage collector
--- about doubled what Prosody routed for pubsubd in its benchmarks (docs/servers.md,
--- "Prosody's garbage collector"; https://prosody.im/doc/advanced_gc). One of:
+-- about doubled what Prosody routed for pubsubd in its benchmarks, for more memory
+-- (docs/servers.md, "Prosody's garbage collector"; https://prosody.im/doc/advanced_gc).
+-- One of:
 -- gc = { mode = "generational" }                  -- Lua 5.4 only
--- gc = { mode = "incremental"; threshold = 200 }  -- more memory
+-- gc = { mode = "incremental"; threshold = 200 }
 
 component_ports = { 5347 }
 component_interfaces = { "127.0.0.1" }
