@@ -3,7 +3,7 @@
 -- component_ports (default 5347) on loopback.
 
 -- Optional, for a Prosody that carries a large fan-out: a less eager garbage collector
--- about doubled what Prosody routed for pubsubd in its benchmarks, for more memory
+-- raised what Prosody routed for pubsubd 1.6-2.2x in its benchmarks, for more memory
 -- (docs/servers.md, "Prosody's garbage collector"; https://prosody.im/doc/advanced_gc).
 -- One of:
 -- gc = { mode = "generational" }                  -- Lua 5.4 only
